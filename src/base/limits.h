@@ -1,0 +1,26 @@
+// Every ceiling lfmd enforces, in one place (SQLite sqliteLimit.h / curl DYN_* style).
+// SPDX-License-Identifier: MIT
+#ifndef LFMD_BASE_LIMITS_H
+#define LFMD_BASE_LIMITS_H
+
+#define LFMD_MAX_JSON_DEPTH 128                       // nesting of any JSON document
+#define LFMD_MAX_CONFIG_BYTES (4u << 20)              // config.json, tokenizer_config.json
+#define LFMD_MAX_TOKENIZER_BYTES (64u << 20)          // tokenizer.json
+#define LFMD_MAX_SAFETENSORS_HEADER (100u << 20)      // safetensors JSON header
+#define LFMD_MAX_SHARDS 256                           // model-*.safetensors files
+#define LFMD_MAX_TENSORS 65536                        // tensors in one model
+#define LFMD_MAX_LAYERS 256
+#define LFMD_MAX_DIM (1 << 20)                        // any single model dimension
+#define LFMD_MAX_VOCAB (1 << 21)
+#define LFMD_MAX_CTX (1 << 20)                        // tokens in one sequence
+#define LFMD_MAX_THREADS 256
+#define LFMD_MAX_BATCH_TOKENS 512                     // tokens per forward chunk
+#define LFMD_MAX_BODY_BYTES (8u << 20)                // HTTP request body
+#define LFMD_MAX_HEADER_BYTES (32u << 10)             // HTTP headers
+#define LFMD_MAX_LINE_BYTES (8u << 20)                // one stdio NDJSON line
+#define LFMD_MAX_TOKENS_PER_REQUEST (1 << 16)
+#define LFMD_MAX_STOP_STRINGS 16
+#define LFMD_MAX_CONNECTIONS 1024
+#define LFMD_MAX_QUEUE 256                            // requests waiting for admission
+
+#endif
