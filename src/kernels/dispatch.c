@@ -1,0 +1,90 @@
+// Run-time kernel selection: the one place that chooses among the _ref / _avx2 / _neon variants.
+// The choice is made once (CPU feature check, LFMD_KERNELS=ref forces scalar) and can be
+// overridden by kern_force_ref() for tests.
+// SPDX-License-Identifier: MIT
+#include "kern_internal.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kern_isa_level { ISA_UNKNOWN, ISA_SCALAR, ISA_AVX2 };
+
+static _Atomic int g_isa = ISA_UNKNOWN;
+static _Atomic bool g_force_ref;
+
+static int detect_isa(void) {
+    int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
+    if (isa != ISA_UNKNOWN) return isa;
+    isa = ISA_SCALAR;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        isa = ISA_AVX2;
+#endif
+    const char *env = getenv("LFMD_KERNELS");
+    if (env && (strcmp(env, "ref") == 0 || strcmp(env, "scalar") == 0)) isa = ISA_SCALAR;
+    atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
+    return isa;
+}
+
+static int active_isa(void) {
+    if (atomic_load_explicit(&g_force_ref, memory_order_relaxed)) return ISA_SCALAR;
+    return detect_isa();
+}
+
+const char *kern_isa(void) {
+    return active_isa() == ISA_AVX2 ? "avx2" : "scalar";
+}
+
+void kern_force_ref(bool on) {
+    atomic_store_explicit(&g_force_ref, on, memory_order_relaxed);
+}
+
+static bool uses_qx(enum lfmd_dtype wt) {
+    return (unsigned)wt < LFMD_DTYPE_COUNT && kern_traits[wt].quantized;
+}
+
+size_t kern_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
+    if (!uses_qx(wt) || n_tok <= 0) return 0;
+    return (size_t)n_tok * (size_t)(n_in / QKX) * sizeof(struct block_qx);
+}
+
+void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0, int t1,
+                        void *qx) {
+    if (!uses_qx(wt) || !qx) return;
+    if (active_isa() == ISA_AVX2) {
+        kern_quantize_x_avx2(X, n_in, t0, t1, qx);
+        return;
+    }
+    struct block_qx *q = qx;
+    int64_t nb = n_in / QKX;
+    for (int t = t0; t < t1; t++)
+        kern_quantize_x_ref(X + (int64_t)t * n_in, n_in, q + (int64_t)t * nb);
+}
+
+void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
+                 int64_t ldy, int64_t r0, int64_t r1) {
+    if (r1 <= r0 || n_tok <= 0) return;
+    if (active_isa() == ISA_AVX2) {
+        switch (W->dtype) {
+        case LFMD_DTYPE_F32:
+        case LFMD_DTYPE_F16:
+        case LFMD_DTYPE_BF16:
+            kern_matmul_float_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
+            return;
+        default:
+            if (qx && kern_quant_avx2_supports(W)) {
+                kern_matmul_quant_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
+                return;
+            }
+            break;
+        }
+    }
+    kern_matmul_ref(W, X, n_tok, Y, ldy, r0, r1);
+}
+
+void kern_get_row(const struct tensor *W, int64_t r, float *out) {
+    kern_get_row_ref(W, r, out);
+}

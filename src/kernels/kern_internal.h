@@ -1,0 +1,126 @@
+// Kernel-layer internals: ggml-compatible quant block structs, the dtype traits table, the
+// quantized-activation block used by the integer-dot kernels, and the variant prototypes that
+// dispatch.c chooses among. Not part of the model-facing interface (that is kernels.h).
+// SPDX-License-Identifier: MIT
+#ifndef LFMD_KERNELS_KERN_INTERNAL_H
+#define LFMD_KERNELS_KERN_INTERNAL_H
+
+#include "kernels.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// ---- GGUF (ggml) block layouts; f16 fields are raw IEEE half bits ----
+#define QK8_0 32
+#define QK4_0 32
+#define QK4_1 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+struct block_q8_0 {
+    uint16_t d;
+    int8_t qs[QK8_0];
+};
+_Static_assert(sizeof(struct block_q8_0) == 34, "q8_0 block size");
+
+struct block_q4_0 {
+    uint16_t d;
+    uint8_t qs[QK4_0 / 2]; // low nibbles: elements 0-15, high nibbles: 16-31; value (q-8)*d
+};
+_Static_assert(sizeof(struct block_q4_0) == 18, "q4_0 block size");
+
+struct block_q4_1 {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qs[QK4_1 / 2]; // value q*d + m
+};
+_Static_assert(sizeof(struct block_q4_1) == 20, "q4_1 block size");
+
+struct block_q4_k {
+    uint16_t d;    // super-block scale for the 6-bit scales
+    uint16_t dmin; // super-block scale for the 6-bit mins
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct block_q4_k) == 144, "q4_K block size");
+
+struct block_q5_k {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[K_SCALE_SIZE];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+};
+_Static_assert(sizeof(struct block_q5_k) == 176, "q5_K block size");
+
+struct block_q6_k {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+};
+_Static_assert(sizeof(struct block_q6_k) == 210, "q6_K block size");
+
+// ---- quantized activations (kern_prepare_input output for integer-dot dtypes) ----
+// Blocks of 32 along n_in: x ~= d * qs; s = d * sum(qs) (for bias/min terms).
+#define QKX 32
+struct block_qx {
+    float d;
+    float s;
+    int8_t qs[QKX];
+};
+_Static_assert(sizeof(struct block_qx) == 40, "activation block size");
+
+struct kern_dtype_traits {
+    const char *name;
+    int blck_size;    // elements per block along a row
+    size_t type_size; // bytes per block
+    bool quantized;
+};
+extern const struct kern_dtype_traits kern_traits[LFMD_DTYPE_COUNT];
+
+// Bytes of n elements of one row (n a multiple of the block size).
+size_t kern_row_bytes(enum lfmd_dtype t, int64_t n);
+
+// 6-bit scale/min unpacking shared by Q4_K and Q5_K (j in 0..7).
+static inline void kern_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+// Scale/bias of MLX group g in row r, as f32.
+static inline float kern_load_scalar(enum lfmd_dtype dt, const void *p, int64_t i) {
+    if (dt == LFMD_DTYPE_F32) return ((const float *)p)[i];
+    if (dt == LFMD_DTYPE_BF16) return bf16_to_f32(((const uint16_t *)p)[i]);
+    return f16_to_f32(((const uint16_t *)p)[i]);
+}
+
+// Dequantize elements [c0, c0 + n) of row r of W to f32 (c0, n multiples of the block size).
+void kern_dequant_row_part_ref(const struct tensor *W, int64_t r, int64_t c0, int64_t n,
+                               float *out);
+
+void kern_get_row_ref(const struct tensor *W, int64_t r, float *out);
+
+// Reference activation quantizer (round-to-nearest, d = amax/127).
+void kern_quantize_x_ref(const float *x, int64_t n, struct block_qx *out);
+
+// ---- variants ----
+typedef void (*kern_matmul_fn)(const struct tensor *W, const float *X, const void *qx, int n_tok,
+                               float *Y, int64_t ldy, int64_t r0, int64_t r1);
+typedef void (*kern_prepare_fn)(const float *X, int64_t n_in, int t0, int t1, void *qx);
+
+void kern_matmul_float_avx2(const struct tensor *W, const float *X, const void *qx, int n_tok,
+                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
+void kern_matmul_quant_avx2(const struct tensor *W, const float *X, const void *qx, int n_tok,
+                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
+void kern_quantize_x_avx2(const float *X, int64_t n_in, int t0, int t1, void *qx);
+// Does the AVX2 integer path support this tensor (dtype, group size)?
+bool kern_quant_avx2_supports(const struct tensor *W);
+
+#endif
