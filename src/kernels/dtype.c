@@ -31,6 +31,11 @@ size_t kern_row_bytes(enum lfmd_dtype t, int64_t n) {
     return (size_t)(n / tr->blck_size) * tr->type_size;
 }
 
+int kern_block_size(enum lfmd_dtype t) {
+    if ((unsigned)t >= LFMD_DTYPE_COUNT) return 0;
+    return kern_traits[t].blck_size;
+}
+
 float f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f;

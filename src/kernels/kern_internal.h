@@ -80,8 +80,6 @@ struct kern_dtype_traits {
 };
 extern const struct kern_dtype_traits kern_traits[LFMD_DTYPE_COUNT];
 
-// Bytes of n elements of one row (n a multiple of the block size).
-size_t kern_row_bytes(enum lfmd_dtype t, int64_t n);
 
 // 6-bit scale/min unpacking shared by Q4_K and Q5_K (j in 0..7).
 static inline void kern_get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {

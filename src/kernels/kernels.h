@@ -26,6 +26,32 @@ void kern_get_row(const struct tensor *W, int64_t r, float *out);
 void kern_matmul_ref(const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy,
                      int64_t r0, int64_t r1);
 
+// ---- quantization (used by `lfmd quantize`, kern_get_row and the tests) ----
+// Bytes of n elements of one row of dtype t (n a multiple of the dtype's block size; for MLX
+// types only the packed uint32 words, scales/biases are separate).
+size_t kern_row_bytes(enum lfmd_dtype t, int64_t n);
+// Elements per block along a row (1 for F32/F16/BF16, 32 for Q8_0/Q4_0/Q4_1, 256 for K-quants,
+// 8 or 4 for MLX Q4/Q8 (one uint32 word)).
+int kern_block_size(enum lfmd_dtype t);
+// GGUF blocks: n floats (a multiple of the block size) <-> n / block_size ggml blocks.
+void quantize_q8_0_ref(const float *src, void *dst, int64_t n);
+void quantize_q4_0_ref(const float *src, void *dst, int64_t n);
+void quantize_q4_1_ref(const float *src, void *dst, int64_t n);
+void quantize_q4_k_ref(const float *src, void *dst, int64_t n);
+void quantize_q5_k_ref(const float *src, void *dst, int64_t n);
+void quantize_q6_k_ref(const float *src, void *dst, int64_t n);
+// Any GGUF-block dtype (Q8_0 ... Q6_K), F32, F16 or BF16; returns 0 or LFMD_EINVAL-style -5.
+int quantize_row_ref(enum lfmd_dtype t, const float *src, void *dst, int64_t n);
+int dequantize_row_ref(enum lfmd_dtype t, const void *src, float *dst, int64_t n);
+// MLX affine, one row of n elements (n a multiple of group_size in {32, 64, 128}, bits 4 or 8):
+// wq gets n * bits / 32 packed words (first element in the low bits), scales/biases get
+// n / group_size values of scale_dtype (F16, BF16 or F32). Returns 0 or -5 on bad arguments.
+int quantize_mlx_ref(const float *src, int64_t n, int bits, int group_size,
+                     enum lfmd_dtype scale_dtype, uint32_t *wq, void *scales, void *biases);
+void dequantize_mlx_ref(const uint32_t *wq, const void *scales, const void *biases,
+                        enum lfmd_dtype scale_dtype, int64_t n, int bits, int group_size,
+                        float *dst);
+
 // Which SIMD level dispatch selected ("avx2", "neon", "scalar").
 const char *kern_isa(void);
 // Force the scalar path (tests, LFMD_KERNELS=ref).
