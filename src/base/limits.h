@@ -22,5 +22,9 @@
 #define LFMD_MAX_STOP_STRINGS 16
 #define LFMD_MAX_CONNECTIONS 1024
 #define LFMD_MAX_QUEUE 256                            // requests waiting for admission
+#define LFMD_MAX_CHAT_MESSAGES 1024                   // messages in one chat request
+#define LFMD_MAX_PARALLEL 64                          // sequences decoded concurrently
+#define LFMD_HTTP_CONN_TIMEOUT_S 600                  // idle HTTP connection timeout
+#define LFMD_HTTP_CONN_MEMORY (64u << 10)             // libmicrohttpd per-connection pool
 
 #endif

@@ -1,0 +1,215 @@
+// The engine's view of the real model: src/model for weights/sequences/forward passes and
+// src/tokenizer for text. Adapts both to struct engine_model_ops; holds no policy of its own.
+// The tokenizer is loaded from the model directory (or from the directory of a .gguf file).
+// SPDX-License-Identifier: MIT
+#include "engine.h"
+
+#include "format/json.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct real_model {
+    struct model *m;
+    struct tokenizer *tok;
+    const struct model_config *cfg;
+};
+
+static void real_close(void *h) {
+    struct real_model *rm = h;
+    if (!rm) return;
+    tokenizer_free(rm->tok);
+    model_close(rm->m);
+    lfmd_free(rm);
+}
+
+static void base_name(const char *path, char *out, size_t cap) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t s = n;
+    while (s > 0 && path[s - 1] != '/') s--;
+    snprintf(out, cap, "%.*s", (int)(n - s), path + s);
+}
+
+static int real_open(const char *path, int n_threads, void **out, struct engine_model_info *info,
+                     struct lfmd_err_ctx *err) {
+    *out = NULL;
+    struct real_model *rm = lfmd_calloc(1, sizeof *rm, LFMD_MEM_OTHER);
+    if (!rm) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    struct model_open_opts mo = {.preload = false};
+    int rc = model_open(path, &mo, &rm->m, err);
+    if (rc) goto fail;
+    rm->cfg = model_get_config(rm->m);
+    // The tokenizer lives in the model directory; for a single .gguf file, next to it.
+    char dir[4096];
+    size_t n = strlen(path);
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+        const char *slash = strrchr(path, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    } else {
+        snprintf(dir, sizeof dir, "%s", path);
+    }
+    rc = tokenizer_load(dir, &rm->tok, err);
+    if (rc) goto fail;
+    if (tokenizer_n_vocab(rm->tok) > rm->cfg->n_vocab) {
+        rc = lfmd_err_set(err, LFMD_EFORMAT, "%s: tokenizer has %d tokens but the model's vocab is %d",
+                          path, (int)tokenizer_n_vocab(rm->tok), rm->cfg->n_vocab);
+        goto fail;
+    }
+    memset(info, 0, sizeof *info);
+    info->n_vocab = rm->cfg->n_vocab;
+    info->max_ctx = rm->cfg->max_pos;
+    info->has_template = tokenizer_has_template(rm->tok);
+    info->weight_bytes = model_weight_bytes(rm->m);
+    base_name(path, info->name, sizeof info->name);
+    snprintf(info->dtype, sizeof info->dtype, "%s", model_dtype_desc(rm->m));
+    *out = rm;
+    return 0;
+fail:
+    real_close(rm);
+    return rc;
+}
+
+static size_t real_seq_bytes(void *h, int n_ctx) {
+    struct real_model *rm = h;
+    return seq_state_bytes(rm->cfg, n_ctx);
+}
+
+static int real_seq_new(void *h, int n_ctx, void **out, struct lfmd_err_ctx *err) {
+    struct real_model *rm = h;
+    struct seq *s = NULL;
+    int rc = seq_new(rm->m, n_ctx, &s, err);
+    *out = s;
+    return rc;
+}
+
+static void real_seq_free(void *s) { seq_free(s); }
+static void real_seq_reset(void *s) { seq_reset(s); }
+
+static int real_runner_new(void *h, int n_threads, void **out, struct lfmd_err_ctx *err) {
+    struct real_model *rm = h;
+    struct runner *r = NULL;
+    int rc = runner_new(rm->m, n_threads, LFMD_MAX_BATCH_TOKENS, &r, err);
+    *out = r;
+    return rc;
+}
+
+static void real_runner_free(void *r) { runner_free(r); }
+
+static int real_forward(void *r, void *s, const int32_t *toks, int n, float *logits,
+                        struct lfmd_err_ctx *err) {
+    return model_forward(r, s, toks, n, logits, err);
+}
+
+static void real_release_pages(void *h) {
+    struct real_model *rm = h;
+    model_release_pages(rm->m);
+}
+
+static int real_render_chat(void *h, const struct engine_chat_msg *msgs, int n, struct buf *out,
+                            struct lfmd_err_ctx *err) {
+    struct real_model *rm = h;
+    struct buf js;
+    buf_init(&js, LFMD_MAX_BODY_BYTES * 2, LFMD_MEM_REQUEST);
+    struct json_doc *doc = NULL;
+    char *prompt = NULL;
+    int rc = buf_putc(&js, '[');
+    for (int i = 0; i < n && !rc; i++) {
+        rc = buf_puts(&js, i ? ",{\"role\":" : "{\"role\":");
+        if (!rc) rc = buf_json_str(&js, msgs[i].role, strlen(msgs[i].role));
+        if (!rc) rc = buf_puts(&js, ",\"content\":");
+        if (!rc) rc = buf_json_str(&js, msgs[i].content, strlen(msgs[i].content));
+        if (!rc) rc = buf_putc(&js, '}');
+    }
+    if (!rc) rc = buf_putc(&js, ']');
+    if (rc) {
+        lfmd_err_set(err, rc, "chat messages too large to render");
+        goto out;
+    }
+    rc = json_parse(js.data, js.len, LFMD_MEM_REQUEST, &doc, err);
+    if (rc) goto out;
+    rc = tokenizer_apply_template(rm->tok, json_root(doc), true, NULL, NULL, &prompt, err);
+    if (rc) goto out;
+    rc = buf_puts(out, prompt);
+    if (rc) lfmd_err_set(err, rc, "rendered prompt too large");
+out:
+    lfmd_free(prompt);
+    json_doc_free(doc);
+    buf_fini(&js);
+    return rc;
+}
+
+static int real_encode(void *h, const char *text, size_t len, bool special, bool add_bos,
+                       int32_t *ids, int max, int *n_out, struct lfmd_err_ctx *err) {
+    struct real_model *rm = h;
+    int32_t *all = NULL;
+    size_t n = 0;
+    // A rendered template carries its own special tokens (parse them, add none); a raw prompt
+    // gets the tokenizer's post-processor (BOS) like HF encode().
+    int rc = tokenizer_encode(rm->tok, text, len, add_bos, true, &all, &n, err);
+    (void)special;
+    if (rc) return rc;
+    size_t keep = n < (size_t)max ? n : (size_t)max;
+    if (keep) memcpy(ids, all, keep * sizeof *ids);
+    for (size_t i = 0; i < keep; i++) {
+        if (ids[i] < 0 || ids[i] >= rm->cfg->n_vocab) {
+            lfmd_free(all);
+            return lfmd_err_set(err, LFMD_EFORMAT, "token id %d outside the model's vocab %d",
+                                (int)ids[i], rm->cfg->n_vocab);
+        }
+    }
+    *n_out = n > (size_t)LFMD_MAX_CTX ? LFMD_MAX_CTX : (int)n;
+    lfmd_free(all);
+    return 0;
+}
+
+static int real_dec_new(void *h, void **out, struct lfmd_err_ctx *err) {
+    struct real_model *rm = h;
+    struct tok_stream *s = lfmd_malloc(sizeof *s, LFMD_MEM_REQUEST);
+    if (!s) return lfmd_err_set(err, LFMD_EBUDGET, "no memory for a decoder");
+    tok_stream_init(s, rm->tok, true);
+    *out = s;
+    return 0;
+}
+
+static int real_dec_push(void *d, int32_t id, struct buf *out) {
+    return tok_stream_push(d, id, out);
+}
+
+static void real_dec_free(void *d) {
+    if (!d) return;
+    tok_stream_fini(d);
+    lfmd_free(d);
+}
+
+static bool real_is_eog(void *h, int32_t id) {
+    struct real_model *rm = h;
+    if (tokenizer_is_eos(rm->tok, id)) return true;
+    return rm->cfg->eos_id >= 0 && id == rm->cfg->eos_id;
+}
+
+const struct engine_model_ops engine_model_real = {
+    .name = "model",
+    .open = real_open,
+    .close = real_close,
+    .seq_bytes = real_seq_bytes,
+    .seq_new = real_seq_new,
+    .seq_free = real_seq_free,
+    .seq_reset = real_seq_reset,
+    .runner_new = real_runner_new,
+    .runner_free = real_runner_free,
+    .forward = real_forward,
+    .release_pages = real_release_pages,
+    .render_chat = real_render_chat,
+    .encode = real_encode,
+    .dec_new = real_dec_new,
+    .dec_push = real_dec_push,
+    .dec_free = real_dec_free,
+    .is_eog = real_is_eog,
+};
+
+const struct engine_model_ops *engine_ops_for_path(const char *path) {
+    return path && !strcmp(path, "@test") ? &engine_model_fake : &engine_model_real;
+}
