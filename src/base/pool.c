@@ -1,0 +1,137 @@
+// Thread pool: generation counter + spin-then-sleep workers. See pool.h.
+// SPDX-License-Identifier: MIT
+#include "pool.h"
+
+#include "alloc.h"
+#include "limits.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sched.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define SPIN_ITERS 20000
+
+struct worker {
+    struct pool *pool;
+    int ith;
+    pthread_t th;
+};
+
+struct pool {
+    int n;
+    struct worker *workers; // n - 1 workers
+    _Atomic unsigned gen;
+    _Atomic int pending;
+    _Atomic int stop;
+    pool_fn fn;
+    void *ctx;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int sleepers; // guarded by mu
+};
+
+static void *worker_main(void *arg) {
+    struct worker *w = arg;
+    struct pool *p = w->pool;
+    unsigned seen = 0;
+    for (;;) {
+        unsigned g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen) {
+            if (++spins < SPIN_ITERS) {
+                CPU_RELAX();
+                continue;
+            }
+            pthread_mutex_lock(&p->mu);
+            p->sleepers++;
+            while (atomic_load(&p->gen) == seen) pthread_cond_wait(&p->cv, &p->mu);
+            p->sleepers--;
+            pthread_mutex_unlock(&p->mu);
+            spins = 0;
+        }
+        seen = g;
+        if (atomic_load(&p->stop)) break;
+        p->fn(p->ctx, w->ith, p->n);
+        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+    }
+    return NULL;
+}
+
+int pool_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (int)n;
+}
+
+int pool_new(int n_threads, struct pool **out) {
+    *out = NULL;
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > LFMD_MAX_THREADS) n_threads = LFMD_MAX_THREADS;
+    struct pool *p = lfmd_calloc(1, sizeof *p, LFMD_MEM_OTHER);
+    if (!p) return LFMD_ENOMEM;
+    p->n = n_threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    if (n_threads > 1) {
+        p->workers = lfmd_calloc((size_t)n_threads - 1, sizeof *p->workers, LFMD_MEM_OTHER);
+        if (!p->workers) goto fail;
+    }
+    for (int i = 1; i < n_threads; i++) {
+        struct worker *w = &p->workers[i - 1];
+        w->pool = p;
+        w->ith = i;
+        if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+            p->n = i; // only workers 1..i-1 exist
+            goto fail;
+        }
+    }
+    *out = p;
+    return 0;
+fail:
+    pool_free(p);
+    return LFMD_ENOMEM;
+}
+
+void pool_free(struct pool *p) {
+    if (!p) return;
+    atomic_store(&p->stop, 1);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add(&p->gen, 1);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++) pthread_join(p->workers[i - 1].th, NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    lfmd_free(p->workers);
+    lfmd_free(p);
+}
+
+int pool_threads(const struct pool *p) { return p->n; }
+
+void pool_run(struct pool *p, pool_fn fn, void *ctx) {
+    if (p->n == 1) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    p->fn = fn;
+    p->ctx = ctx;
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
+    pthread_mutex_lock(&p->mu);
+    if (p->sleepers) pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->n);
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        if (++spins < SPIN_ITERS) CPU_RELAX();
+        else sched_yield();
+    }
+}

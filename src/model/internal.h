@@ -1,0 +1,134 @@
+// Private to the model layer: the model struct, the runner and sequence state, and the ops that
+// architecture files (lfm2.c, llama.c) compose into forward passes.
+// SPDX-License-Identifier: MIT
+#ifndef LFMD_MODEL_INTERNAL_H
+#define LFMD_MODEL_INTERNAL_H
+
+#include "base/pool.h"
+#include "format/json.h"
+#include "kernels/kernels.h"
+#include "model.h"
+
+struct st_file;
+struct gguf;
+
+// Llama-specific hyper-parameters (ignored by LFM2).
+struct llama_params {
+    bool attn_bias;
+    bool rope_llama3;          // rope_scaling.rope_type == "llama3"
+    float rope_factor, rope_low_freq, rope_high_freq;
+    int rope_orig_max_pos;
+};
+
+struct batch;
+
+// One architecture = how to bind tensors and how to run a batch.
+struct arch_ops {
+    const char *name;
+    // Looks up and checks every tensor the forward pass needs (names, shapes, dtypes).
+    int (*bind)(struct model *m, struct lfmd_err_ctx *err);
+    // Runs the batch's tokens through the network; writes logits rows for b->logit_rows.
+    void (*forward)(struct runner *r, const struct batch *b, float *logits);
+};
+
+struct model {
+    char *path;
+    struct model_config cfg;
+    struct llama_params llama;
+    const struct arch_ops *ops;
+    struct st_file *files[LFMD_MAX_SHARDS];
+    int n_files;
+    struct gguf *gguf;
+    struct tensor *tensors;    // every tensor of the model (views into the mappings)
+    size_t n_tensors;
+    void *w;                   // arch-specific bound weights (owned)
+    size_t weight_bytes;
+    uint64_t n_params;
+    char dtype_desc[32];
+    float *rope_inv_freq;      // [head_dim/2]
+};
+
+struct seq {
+    const struct model *m;
+    int n_ctx;
+    int pos;
+    size_t kv_row;             // floats per token per layer for K (= n_kv_head * head_dim)
+    float *kv;                 // [n_attn_layers][2][n_ctx][kv_row]
+    float *conv;               // [n_conv_layers][n_embd][conv_L-1]
+    size_t bytes;
+};
+
+// A batch: n_tok tokens from one or more sequences; tokens of a sequence are contiguous and in
+// order. logit_rows lists the token indices whose logits are wanted (in output row order).
+struct batch {
+    int n_tok;
+    const int32_t *tokens;     // [n_tok]
+    struct seq *const *seq;    // [n_tok] owning sequence of each token
+    const int *pos;            // [n_tok] absolute position of each token
+    int n_logits;
+    const int *logit_rows;     // [n_logits]
+};
+
+struct runner {
+    const struct model *m;
+    struct pool *pool;
+    int max_tok;
+    // scratch, all sized for max_tok tokens
+    float *x;      // [max_tok, n_embd]        residual stream
+    float *xn;     // [max_tok, n_embd]        normed input of a block
+    float *a;      // [max_tok, wide]          projections (in_proj / q,k,v / ffn gate)
+    float *b;      // [max_tok, wide]          ffn up
+    float *c;      // [max_tok, max(n_embd, n_head*head_dim)]  block outputs before out proj
+    size_t wide;
+    void *qx;      // quantized activations for int8 kernels
+    size_t qx_bytes;
+    float *vecs;   // small f32 copies of norm/conv weights [n_embd * conv_L + 4 * n_embd]
+    float *att;    // per-thread attention accumulators [n_threads][head_dim]
+    // batch bookkeeping (at most max_tok entries)
+    struct seq **tok_seq;
+    int *tok_pos;
+    int *rows;
+    size_t bytes;
+};
+
+// ---- config ----
+int config_parse(const struct json *j, const char *path, struct model_config *c,
+                 struct llama_params *lp, struct lfmd_err_ctx *err);
+
+// ---- tensor table ----
+const struct tensor *model_find(const struct model *m, const char *name);
+// Finds name and checks its shape (dims given, -1 = any) ; err names the tensor.
+int model_need(const struct model *m, const char *name, int n_dims, const int64_t *shape,
+               const struct tensor **out, struct lfmd_err_ctx *err);
+
+// ---- ops (run on the runner's pool; no allocation) ----
+// Y[t, :] = W X[t, :] for t < n_tok. Y row stride ldy.
+void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y,
+               int64_t ldy);
+// Copies a 1-D weight (any dtype) to f32.
+void op_vec_f32(const struct tensor *w, float *out);
+// In place RMSNorm of n_rows rows of length n (row stride ld) with weight w (f32).
+void op_rmsnorm(float *x, const float *w, int n_rows, int n, int64_t ld, float eps, float *out,
+                int64_t ld_out);
+// NeoX (split-half) rotary embedding in place on [n_heads, head_dim] at position pos.
+void op_rope_neox(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
+// Causal attention for every token of the batch over its sequence's cache of layer slot li.
+// q: [n_tok, n_head*hd]; out: [n_tok, n_head*hd].
+void op_attention(struct runner *r, const struct batch *b, int li, const float *q, float *out);
+// Stores k, v rows of every token into its sequence's cache (layer slot li).
+void op_kv_store(const struct batch *b, int li, const float *k, const float *v);
+// out = silu(g) * u elementwise over n values.
+void op_swiglu(float *g, const float *u, size_t n);
+void op_add(float *x, const float *y, size_t n);
+
+static inline float *seq_k(const struct seq *s, int li) {
+    return s->kv + (size_t)li * 2 * s->n_ctx * s->kv_row;
+}
+static inline float *seq_v(const struct seq *s, int li) {
+    return seq_k(s, li) + (size_t)s->n_ctx * s->kv_row;
+}
+
+extern const struct arch_ops lfm2_ops;
+extern const struct arch_ops llama_ops;
+
+#endif

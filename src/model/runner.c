@@ -1,0 +1,357 @@
+// Sequences (per-request state), the runner (thread pool + scratch) and the ops that
+// architecture files compose. Ops split work across the pool by output rows or by (token, head)
+// pairs; row ranges are multiples of 16 so threads never share a cache line of Y.
+// SPDX-License-Identifier: MIT
+#include "internal.h"
+
+#include "base/alloc.h"
+
+#include <math.h>
+#include <string.h>
+
+// ---- sequences ----
+
+size_t seq_state_bytes(const struct model_config *c, int n_ctx) {
+    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * (size_t)c->n_kv_head * c->head_dim;
+    size_t conv = c->arch == MODEL_ARCH_LFM2
+                      ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
+                      : 0;
+    return (kv + conv) * sizeof(float) + sizeof(struct seq);
+}
+
+int seq_new(const struct model *m, int n_ctx, struct seq **out, struct lfmd_err_ctx *err) {
+    *out = NULL;
+    const struct model_config *c = &m->cfg;
+    if (n_ctx < 1 || n_ctx > LFMD_MAX_CTX)
+        return lfmd_err_set(err, LFMD_EINVAL, "context size %d out of range [1, %d]", n_ctx, LFMD_MAX_CTX);
+    struct seq *s = lfmd_calloc(1, sizeof *s, LFMD_MEM_KV);
+    if (!s) return lfmd_err_set(err, LFMD_EBUDGET, "no memory for a sequence");
+    s->m = m;
+    s->n_ctx = n_ctx;
+    s->kv_row = (size_t)c->n_kv_head * c->head_dim;
+    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * s->kv_row;
+    size_t conv = c->arch == MODEL_ARCH_LFM2
+                      ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
+                      : 0;
+    // Untouched pages of the KV cache cost no RSS; it is reserved in the budget at full size.
+    if (kv) s->kv = lfmd_malloc(kv * sizeof(float), LFMD_MEM_KV);
+    if (conv) s->conv = lfmd_calloc(conv, sizeof(float), LFMD_MEM_CONV);
+    if ((kv && !s->kv) || (conv && !s->conv)) {
+        seq_free(s);
+        return lfmd_err_set(err, LFMD_EBUDGET, "no memory for a %d-token sequence (%zu bytes)", n_ctx,
+                            seq_state_bytes(c, n_ctx));
+    }
+    s->bytes = seq_state_bytes(c, n_ctx);
+    *out = s;
+    return 0;
+}
+
+void seq_free(struct seq *s) {
+    if (!s) return;
+    lfmd_free(s->kv);
+    lfmd_free(s->conv);
+    lfmd_free(s);
+}
+
+void seq_reset(struct seq *s) {
+    const struct model_config *c = &s->m->cfg;
+    s->pos = 0;
+    if (s->conv)
+        memset(s->conv, 0, (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1) *
+                               sizeof(float));
+}
+
+int seq_pos(const struct seq *s) { return s->pos; }
+int seq_n_ctx(const struct seq *s) { return s->n_ctx; }
+
+int seq_copy(struct seq *dst, const struct seq *src) {
+    const struct model_config *c = &src->m->cfg;
+    if (dst->m != src->m || dst->n_ctx < src->pos) return LFMD_EINVAL;
+    for (int li = 0; li < c->n_attn_layers; li++) {
+        memcpy(seq_k(dst, li), seq_k(src, li), (size_t)src->pos * src->kv_row * sizeof(float));
+        memcpy(seq_v(dst, li), seq_v(src, li), (size_t)src->pos * src->kv_row * sizeof(float));
+    }
+    if (src->conv)
+        memcpy(dst->conv, src->conv,
+               (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1) * sizeof(float));
+    dst->pos = src->pos;
+    return 0;
+}
+
+// ---- runner ----
+
+static size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
+
+int runner_new(const struct model *m, int n_threads, int max_tokens, struct runner **out,
+               struct lfmd_err_ctx *err) {
+    *out = NULL;
+    const struct model_config *c = &m->cfg;
+    if (max_tokens < 1) max_tokens = 1;
+    if (max_tokens > LFMD_MAX_BATCH_TOKENS) max_tokens = LFMD_MAX_BATCH_TOKENS;
+    struct runner *r = lfmd_calloc(1, sizeof *r, LFMD_MEM_SCRATCH);
+    if (!r) return lfmd_err_set(err, LFMD_EBUDGET, "no memory for the runner");
+    r->m = m;
+    r->max_tok = max_tokens;
+    size_t T = (size_t)max_tokens, D = (size_t)c->n_embd;
+    size_t qdim = (size_t)c->n_head * c->head_dim, kvdim = (size_t)c->n_kv_head * c->head_dim;
+    r->wide = max_sz(max_sz(3 * D, (size_t)c->n_ff), qdim + 2 * kvdim);
+    size_t cw = max_sz(D, qdim);
+    // The largest input width any matmul sees: n_embd, n_ff or n_head*head_dim.
+    int64_t max_in = (int64_t)max_sz(max_sz(D, (size_t)c->n_ff), qdim);
+    for (int d = 0; d < LFMD_DTYPE_COUNT; d++)
+        r->qx_bytes = max_sz(r->qx_bytes, kern_input_bytes((enum lfmd_dtype)d, max_tokens, max_in));
+    int rc = pool_new(n_threads, &r->pool);
+    if (rc) goto fail;
+    int nth = pool_threads(r->pool);
+    r->x = lfmd_malloc(T * D * sizeof(float), LFMD_MEM_SCRATCH);
+    r->xn = lfmd_malloc(T * D * sizeof(float), LFMD_MEM_SCRATCH);
+    r->a = lfmd_malloc(T * r->wide * sizeof(float), LFMD_MEM_SCRATCH);
+    r->b = lfmd_malloc(T * r->wide * sizeof(float), LFMD_MEM_SCRATCH);
+    r->c = lfmd_malloc(T * cw * sizeof(float), LFMD_MEM_SCRATCH);
+    r->qx = r->qx_bytes ? lfmd_malloc(r->qx_bytes, LFMD_MEM_SCRATCH) : NULL;
+    r->vecs = lfmd_malloc((D * (size_t)(c->conv_L + 4) + 2 * (size_t)c->head_dim) * sizeof(float),
+                          LFMD_MEM_SCRATCH);
+    r->att = lfmd_malloc((size_t)nth * (size_t)c->head_dim * sizeof(float), LFMD_MEM_SCRATCH);
+    r->tok_seq = lfmd_malloc(T * sizeof *r->tok_seq, LFMD_MEM_SCRATCH);
+    r->tok_pos = lfmd_malloc(T * sizeof *r->tok_pos, LFMD_MEM_SCRATCH);
+    r->rows = lfmd_malloc(T * sizeof *r->rows, LFMD_MEM_SCRATCH);
+    if (!r->x || !r->xn || !r->a || !r->b || !r->c || (r->qx_bytes && !r->qx) || !r->vecs || !r->att ||
+        !r->tok_seq || !r->tok_pos || !r->rows) {
+        rc = LFMD_EBUDGET;
+        goto fail;
+    }
+    r->bytes = (2 * T * D + 2 * T * r->wide + T * cw) * sizeof(float) + r->qx_bytes;
+    *out = r;
+    return 0;
+fail:
+    runner_free(r);
+    return lfmd_err_set(err, rc, "no memory for the runner's scratch (%d tokens)", max_tokens);
+}
+
+void runner_free(struct runner *r) {
+    if (!r) return;
+    pool_free(r->pool);
+    lfmd_free(r->x);
+    lfmd_free(r->xn);
+    lfmd_free(r->a);
+    lfmd_free(r->b);
+    lfmd_free(r->c);
+    lfmd_free(r->qx);
+    lfmd_free(r->vecs);
+    lfmd_free(r->att);
+    lfmd_free(r->tok_seq);
+    lfmd_free(r->tok_pos);
+    lfmd_free(r->rows);
+    lfmd_free(r);
+}
+
+int runner_threads(const struct runner *r) { return pool_threads(r->pool); }
+
+// ---- forward entry points: validation + chunking into batches ----
+
+int model_forward_batch(struct runner *r, struct seq *const *seqs, const int32_t *const *tokens,
+                        const int *n_tok, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+    const struct model *m = r->m;
+    const struct model_config *c = &m->cfg;
+    for (int i = 0; i < n_seqs; i++) {
+        if (seqs[i]->m != m) return lfmd_err_set(err, LFMD_EINVAL, "sequence belongs to another model");
+        if (n_tok[i] < 1) return lfmd_err_set(err, LFMD_EINVAL, "sequence %d: no tokens", i);
+        if (seqs[i]->pos + n_tok[i] > seqs[i]->n_ctx)
+            return lfmd_err_set(err, LFMD_ETOOBIG, "sequence of %d tokens would exceed its context of %d",
+                                seqs[i]->pos + n_tok[i], seqs[i]->n_ctx);
+        for (int t = 0; t < n_tok[i]; t++)
+            if (tokens[i][t] < 0 || tokens[i][t] >= c->n_vocab)
+                return lfmd_err_set(err, LFMD_EINVAL, "token id %d out of range [0, %d)", tokens[i][t],
+                                    c->n_vocab);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == seqs[i]) return lfmd_err_set(err, LFMD_EINVAL, "sequence listed twice");
+    }
+    // Greedy packing: walk sequences, cut chunks of at most max_tok tokens. A sequence may span
+    // several chunks; its logits row is produced by the chunk holding its last token.
+    int si = 0, ti = 0;
+    while (si < n_seqs) {
+        int nt = 0, nl = 0;
+        int first_seq = si;
+        const int32_t *chunk_tokens[LFMD_MAX_BATCH_TOKENS];
+        int32_t flat[LFMD_MAX_BATCH_TOKENS];
+        (void)chunk_tokens;
+        int logit_seq[LFMD_MAX_BATCH_TOKENS];
+        while (si < n_seqs && nt < r->max_tok) {
+            struct seq *s = seqs[si];
+            int take = n_tok[si] - ti;
+            if (take > r->max_tok - nt) take = r->max_tok - nt;
+            for (int k = 0; k < take; k++) {
+                flat[nt] = tokens[si][ti + k];
+                r->tok_seq[nt] = s;
+                r->tok_pos[nt] = s->pos + k;
+                nt++;
+            }
+            ti += take;
+            if (ti == n_tok[si]) {
+                if (logits) {
+                    r->rows[nl] = nt - 1;
+                    logit_seq[nl] = si;
+                    nl++;
+                }
+                si++;
+                ti = 0;
+            } else {
+                break; // chunk full
+            }
+        }
+        (void)first_seq;
+        struct batch b = {.n_tok = nt, .tokens = flat, .seq = r->tok_seq, .pos = r->tok_pos,
+                          .n_logits = nl, .logit_rows = r->rows};
+        // Logits rows go straight to each sequence's slot when they are consecutive.
+        float *out = logits ? logits + (size_t)(nl ? logit_seq[0] : 0) * c->n_vocab : NULL;
+        m->ops->forward(r, &b, out);
+        // Advance positions after the pass (ops read tok_pos, not s->pos).
+        for (int k = 0; k < nt; k++)
+            if (k == nt - 1 || r->tok_seq[k + 1] != r->tok_seq[k]) r->tok_seq[k]->pos = r->tok_pos[k] + 1;
+    }
+    return 0;
+}
+
+int model_forward(struct runner *r, struct seq *s, const int32_t *tokens, int n_tok, float *logits,
+                  struct lfmd_err_ctx *err) {
+    return model_forward_batch(r, &s, &tokens, &n_tok, 1, logits, err);
+}
+
+// ---- ops ----
+
+struct mm_job {
+    const struct tensor *W;
+    const float *X;
+    const void *qx;
+    int n_tok;
+    float *Y;
+    int64_t ldy, n_in, n_out;
+};
+
+static void mm_prepare(void *ctx, int ith, int nth) {
+    struct mm_job *j = ctx;
+    int per = (j->n_tok + nth - 1) / nth;
+    int t0 = ith * per, t1 = t0 + per > j->n_tok ? j->n_tok : t0 + per;
+    if (t0 < t1) kern_prepare_input(j->W->dtype, j->X, j->n_in, t0, t1, (void *)j->qx);
+}
+
+static void mm_rows(void *ctx, int ith, int nth) {
+    struct mm_job *j = ctx;
+    int64_t per = (j->n_out + nth - 1) / nth;
+    per = (per + 15) & ~(int64_t)15;
+    int64_t r0 = ith * per, r1 = r0 + per > j->n_out ? j->n_out : r0 + per;
+    if (r0 < r1) kern_matmul(j->W, j->X, j->qx, j->n_tok, j->Y, j->ldy, r0, r1);
+}
+
+void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy) {
+    struct mm_job j = {.W = W, .X = X, .n_tok = n_tok, .Y = Y, .ldy = ldy, .n_in = tensor_cols(W),
+                       .n_out = tensor_rows(W)};
+    if (kern_input_bytes(W->dtype, n_tok, j.n_in)) {
+        j.qx = r->qx;
+        pool_run(r->pool, mm_prepare, &j);
+    }
+    pool_run(r->pool, mm_rows, &j);
+}
+
+void op_vec_f32(const struct tensor *w, float *out) {
+    struct tensor flat = *w;
+    flat.n_dims = 1;
+    flat.shape[0] = tensor_nelem(w);
+    kern_get_row(&flat, 0, out);
+}
+
+void op_rmsnorm(float *x, const float *w, int n_rows, int n, int64_t ld, float eps, float *out,
+                int64_t ld_out) {
+    for (int t = 0; t < n_rows; t++) {
+        const float *xr = x + (size_t)t * ld;
+        float *o = out + (size_t)t * ld_out;
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+        float inv = 1.0f / sqrtf((float)(ss / n) + eps);
+        for (int i = 0; i < n; i++) o[i] = w[i] * (xr[i] * inv);
+    }
+}
+
+void op_rope_neox(float *x, int n_heads, int head_dim, int pos, const float *inv_freq) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float ang = (float)pos * inv_freq[i];
+        float cs = cosf(ang), sn = sinf(ang);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim;
+            float x1 = v[i], x2 = v[i + half];
+            v[i] = x1 * cs - x2 * sn;
+            v[i + half] = x2 * cs + x1 * sn;
+        }
+    }
+}
+
+void op_kv_store(const struct batch *b, int li, const float *k, const float *v) {
+    for (int t = 0; t < b->n_tok; t++) {
+        struct seq *s = b->seq[t];
+        memcpy(seq_k(s, li) + (size_t)b->pos[t] * s->kv_row, k + (size_t)t * s->kv_row,
+               s->kv_row * sizeof(float));
+        memcpy(seq_v(s, li) + (size_t)b->pos[t] * s->kv_row, v + (size_t)t * s->kv_row,
+               s->kv_row * sizeof(float));
+    }
+}
+
+struct att_job {
+    struct runner *r;
+    const struct batch *b;
+    int li;
+    const float *q;
+    float *out;
+};
+
+// One (token, head) pair per work item; online softmax over the cached positions 0..pos.
+static void att_run(void *ctx, int ith, int nth) {
+    struct att_job *j = ctx;
+    const struct model_config *c = &j->r->m->cfg;
+    int H = c->n_head, hd = c->head_dim, rep = c->n_head / c->n_kv_head;
+    size_t qrow = (size_t)H * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *acc = j->r->att + (size_t)ith * hd;
+    int total = j->b->n_tok * H;
+    for (int it = ith; it < total; it += nth) {
+        int t = it / H, h = it % H, g = h / rep;
+        const struct seq *s = j->b->seq[t];
+        const float *q = j->q + (size_t)t * qrow + (size_t)h * hd;
+        const float *K = seq_k(s, j->li) + (size_t)g * hd;
+        const float *V = seq_v(s, j->li) + (size_t)g * hd;
+        int n = j->b->pos[t] + 1;
+        float mx = -INFINITY, l = 0;
+        for (int d = 0; d < hd; d++) acc[d] = 0;
+        for (int p = 0; p < n; p++) {
+            const float *k = K + (size_t)p * s->kv_row;
+            float sc = 0;
+            for (int d = 0; d < hd; d++) sc += q[d] * k[d];
+            sc *= scale;
+            const float *v = V + (size_t)p * s->kv_row;
+            if (sc > mx) {
+                float corr = expf(mx - sc);
+                l *= corr;
+                for (int d = 0; d < hd; d++) acc[d] *= corr;
+                mx = sc;
+            }
+            float e = expf(sc - mx);
+            l += e;
+            for (int d = 0; d < hd; d++) acc[d] += e * v[d];
+        }
+        float *o = j->out + (size_t)t * qrow + (size_t)h * hd;
+        for (int d = 0; d < hd; d++) o[d] = acc[d] / l;
+    }
+}
+
+void op_attention(struct runner *r, const struct batch *b, int li, const float *q, float *out) {
+    struct att_job j = {.r = r, .b = b, .li = li, .q = q, .out = out};
+    pool_run(r->pool, att_run, &j);
+}
+
+void op_swiglu(float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+void op_add(float *x, const float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += y[i];
+}
