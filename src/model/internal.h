@@ -91,6 +91,12 @@ struct runner {
     size_t bytes;
 };
 
+// ---- GGUF (gguf_model.c): fills m->cfg, m->llama, m->gguf and m->tensors with Hugging Face
+// tensor names so the architecture binders are shared. Weak until that file is built. ----
+__attribute__((weak)) int model_open_gguf(struct model *m, const char *path, struct lfmd_err_ctx *err);
+__attribute__((weak)) void model_close_gguf(struct model *m);
+__attribute__((weak)) void model_release_gguf_pages(struct model *m);
+
 // ---- config ----
 int config_parse(const struct json *j, const char *path, struct model_config *c,
                  struct llama_params *lp, struct lfmd_err_ctx *err);

@@ -285,6 +285,8 @@ int model_open(const char *path, const struct model_open_opts *opts, struct mode
     }
     if (S_ISDIR(st.st_mode)) {
         rc = open_hf_dir(m, path, err);
+    } else if (model_open_gguf) {
+        rc = model_open_gguf(m, path, err);
     } else {
         rc = lfmd_err_set(err, LFMD_ENOTSUP, "%s: not a model directory (GGUF files are not supported "
                           "in this build)", path);
@@ -336,6 +338,7 @@ fail:
 
 void model_close(struct model *m) {
     if (!m) return;
+    if (m->gguf && model_close_gguf) model_close_gguf(m);
     for (int f = 0; f < m->n_files; f++) st_close(m->files[f]);
     lfmd_free(m->tensors);
     lfmd_free(m->w);
@@ -355,6 +358,7 @@ const struct tensor *model_tensor_at(const struct model *m, size_t i) {
 }
 
 void model_release_pages(struct model *m) {
+    if (m->gguf && model_release_gguf_pages) model_release_gguf_pages(m);
     for (int f = 0; f < m->n_files; f++)
         madvise((void *)m->files[f]->map, m->files[f]->file_size, MADV_DONTNEED);
 }
