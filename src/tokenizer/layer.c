@@ -1,3 +1,0 @@
-// placeholder so the layer library is never empty
-// SPDX-License-Identifier: MIT
-int lfmd_tokenizer_layer_present;
