@@ -64,6 +64,11 @@ void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0
         kern_quantize_x_ref(X + (int64_t)t * n_in, n_in, q + (int64_t)t * nb);
 }
 
+bool kern_matmul_uses_qx(const struct tensor *W, int n_tok) {
+    return active_isa() == ISA_AVX2 && n_tok < KERN_QUANT_PANEL_MIN_TOK &&
+           kern_quant_avx2_supports(W);
+}
+
 void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                  int64_t ldy, int64_t r0, int64_t r1) {
     if (r1 <= r0 || n_tok <= 0) return;
@@ -75,11 +80,11 @@ void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_t
             kern_matmul_float_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
             return;
         default:
-            if (qx && kern_quant_avx2_supports(W)) {
+            if (qx && kern_matmul_uses_qx(W, n_tok))
                 kern_matmul_quant_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
-                return;
-            }
-            break;
+            else
+                kern_matmul_panel_avx2(W, X, n_tok, Y, ldy, r0, r1);
+            return;
         }
     }
     kern_matmul_ref(W, X, n_tok, Y, ldy, r0, r1);

@@ -117,8 +117,18 @@ void kern_matmul_float_avx2(const struct tensor *W, const float *X, const void *
                             float *Y, int64_t ldy, int64_t r0, int64_t r1);
 void kern_matmul_quant_avx2(const struct tensor *W, const float *X, const void *qx, int n_tok,
                             float *Y, int64_t ldy, int64_t r0, int64_t r1);
+void kern_matmul_panel_avx2(const struct tensor *W, const float *X, int n_tok, float *Y,
+                            int64_t ldy, int64_t r0, int64_t r1);
+// SIMD dequantization of part of a row (falls back to the reference for other dtypes).
+void kern_dequant_row_part_avx2(const struct tensor *W, int64_t r, int64_t c0, int64_t n,
+                                float *out);
 void kern_quantize_x_avx2(const float *X, int64_t n_in, int t0, int t1, void *qx);
-// Does the AVX2 integer path support this tensor (dtype, group size)?
+// Does the AVX2 integer-dot path handle this tensor (dtype, group size)?
 bool kern_quant_avx2_supports(const struct tensor *W);
+// Below this many tokens, quantized products use integer dots on the prepared activations
+// (qx); from it on, f32 panels of dequantized weights against the f32 activations.
+#define KERN_QUANT_PANEL_MIN_TOK 4
+// Will kern_matmul read qx (quantized activations) for this product?
+bool kern_matmul_uses_qx(const struct tensor *W, int n_tok);
 
 #endif

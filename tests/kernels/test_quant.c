@@ -230,7 +230,7 @@ static int check_product(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t
     kern_matmul_ref(&q.W, x, n_tok, yr, ldy, 0, n_out);
     kern_matmul_ref(&q.W, xq, n_tok, yx, ldy, 0, n_out);
     float *w = malloc(sizeof(float) * (size_t)n_in);
-    bool int_path = strcmp(kern_isa(), "scalar") != 0 && kern_quant_avx2_supports(&q.W);
+    bool int_path = kern_matmul_uses_qx(&q.W, n_tok);
     for (int64_t r = 0; r < n_out; r++) {
         kern_get_row(&q.W, r, w);
         for (int tk = 0; tk < n_tok; tk++) {
@@ -281,6 +281,9 @@ static void test_products(void) {
         int blk = types[i].gs;
         bad += check_product(types[i].t, types[i].gs, types[i].sdt, 1, blk, 1);
         bad += check_product(types[i].t, types[i].gs, types[i].sdt, 9, 2 * blk, 4);
+        bad += check_product(types[i].t, types[i].gs, types[i].sdt, 13, 3 * blk, 2);
+        bad += check_product(types[i].t, types[i].gs, types[i].sdt, 7, 5 * blk, 3);
+        bad += check_product(types[i].t, types[i].gs, types[i].sdt, 6, 4 * blk, 1);
         for (int it = 0; it < 6; it++) {
             int64_t n_out = 1 + rnd() % 41, n_in = blk * (1 + rnd() % (blk >= 256 ? 4 : 12));
             int n_tok = 1 + (int)(rnd() % 37);

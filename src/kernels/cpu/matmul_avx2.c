@@ -138,8 +138,13 @@ AI void convert_panel(const int wk, const void *w, int64_t n_in, int64_t r, int 
     }
 }
 
+// Converts rows [r, r+R) x columns [k0, k0+kc) of a quantized W to f32 panel[R][KC].
+typedef void (*panel_fn)(const struct tensor *W, int64_t r, int R, int64_t k0, int64_t kc,
+                         float *panel);
+
 AI void matmul_tiled(const int wk, const void *w, int64_t n_in, const float *X, int n_tok,
-                     float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+                     float *Y, int64_t ldy, int64_t r0, int64_t r1, const struct tensor *Wq,
+                     panel_fn conv) {
     _Alignas(32) float panel[4 * KC];
     for (int tb0 = 0; tb0 < n_tok; tb0 += TB) {
         int tb1 = n_tok - tb0 < TB ? n_tok : tb0 + TB;
@@ -150,7 +155,11 @@ AI void matmul_tiled(const int wk, const void *w, int64_t n_in, const float *X, 
                 int R = r1 - r >= 4 ? 4 : 1;
                 const float *wp;
                 int64_t ldw;
-                if (wk == WK_F32) {
+                if (conv) {
+                    conv(Wq, r, R, k0, kc, panel);
+                    wp = panel;
+                    ldw = KC;
+                } else if (wk == WK_F32) {
                     wp = (const float *)w + r * n_in + k0;
                     ldw = n_in;
                 } else {
@@ -169,22 +178,35 @@ AI void matmul_tiled(const int wk, const void *w, int64_t n_in, const float *X, 
     }
 }
 
+static void panel_dequant(const struct tensor *W, int64_t r, int R, int64_t k0, int64_t kc,
+                          float *panel) {
+    for (int j = 0; j < R; j++) kern_dequant_row_part_avx2(W, r + j, k0, kc, panel + (int64_t)j * KC);
+}
+
+// Quantized weights against f32 activations: each 4-row panel is dequantized once per token
+// tile (exact f32 weights, f32 activations) and reused by the FMA micro-kernel.
+void kern_matmul_panel_avx2(const struct tensor *W, const float *X, int n_tok, float *Y,
+                            int64_t ldy, int64_t r0, int64_t r1) {
+    matmul_tiled(WK_F32, NULL, tensor_cols(W), X, n_tok, Y, ldy, r0, r1, W, panel_dequant);
+}
+
 static void matmul_f32(const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy,
                        int64_t r0, int64_t r1) {
     if (n_tok < 4) matmul_direct(WK_F32, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1);
-    else matmul_tiled(WK_F32, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1);
+    else matmul_tiled(WK_F32, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1, NULL, NULL);
 }
 
 static void matmul_f16(const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy,
                        int64_t r0, int64_t r1) {
     if (n_tok < 4) matmul_direct(WK_F16, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1);
-    else matmul_tiled(WK_F16, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1);
+    else matmul_tiled(WK_F16, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1, NULL, NULL);
 }
 
 static void matmul_bf16(const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy,
                         int64_t r0, int64_t r1) {
     if (n_tok < 4) matmul_direct(WK_BF16, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1);
-    else matmul_tiled(WK_BF16, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1);
+    else matmul_tiled(WK_BF16, W->data, tensor_cols(W), X, n_tok, Y, ldy, r0, r1, NULL,
+                      NULL);
 }
 
 void kern_matmul_float_avx2(const struct tensor *W, const float *X, const void *qx, int n_tok,
