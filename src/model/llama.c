@@ -12,7 +12,7 @@
 struct llama_layer {
     const struct tensor *attn_norm, *ffn_norm;   // [n_embd]
     const struct tensor *q, *k, *v;              // [n_head*hd | n_kv_head*hd, n_embd]
-    const struct tensor *q_b, *k_b, *v_b;        // biases or NULL
+    const struct tensor *q_b, *k_b, *v_b, *o_b;  // biases or NULL (Llama: q,k,v,o; Qwen2: q,k,v)
     const struct tensor *o;                      // [n_embd, n_head*hd]
     const struct tensor *gate, *up;              // [n_ff, n_embd]
     const struct tensor *down;                   // [n_embd, n_ff]
@@ -59,6 +59,9 @@ static int llama_bind(struct model *m, struct lfmd_err_ctx *err) {
              (rc = model_need(m, P("self_attn.k_proj.bias"), 1, &kvd, &L->k_b, err)) ||
              (rc = model_need(m, P("self_attn.v_proj.bias"), 1, &kvd, &L->v_b, err))))
             return rc;
+        if (m->llama.attn_bias && model_find(m, P("self_attn.o_proj.bias")) &&
+            (rc = model_need(m, n, 1, &D, &L->o_b, err)))
+            return rc;
     }
 #undef P
     return 0;
@@ -88,6 +91,7 @@ static void attn_block(struct runner *r, const struct batch *b, const struct lla
     op_kv_store(b, li, k, v);
     op_attention(r, b, li, q, r->c);
     op_matmul(r, L->o, r->c, T, r->a, c->n_embd);
+    add_bias(L->o_b, tmp, r->a, T, (size_t)c->n_embd);
 }
 
 static void llama_forward(struct runner *r, const struct batch *b, float *logits) {
