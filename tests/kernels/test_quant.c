@@ -231,8 +231,14 @@ static int check_product(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t
     kern_matmul_ref(&q.W, xq, n_tok, yx, ldy, 0, n_out);
     float *w = malloc(sizeof(float) * (size_t)n_in);
     bool int_path = kern_matmul_uses_qx(&q.W, n_tok);
+    float *w2 = malloc(sizeof(float) * (size_t)n_in);
     for (int64_t r = 0; r < n_out; r++) {
         kern_get_row(&q.W, r, w);
+        if (strcmp(kern_isa(), "avx2") == 0) { // SIMD dequantizer == reference (FMA rounding)
+            kern_dequant_row_part_avx2(&q.W, r, 0, n_in, w2);
+            for (int64_t c = 0; c < n_in; c++)
+                if (!(fabsf(w2[c] - w[c]) <= 1e-6f * fabsf(w[c]) + 1e-30f)) bad++;
+        }
         for (int tk = 0; tk < n_tok; tk++) {
             double mag = 0, qerr = 0;
             for (int64_t c = 0; c < n_in; c++) {
@@ -251,6 +257,7 @@ static int check_product(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t
         fprintf(stderr, "%s g%d %lldx%lld tok %d: %d bad\n", lfmd_dtype_name(t), gs,
                 (long long)n_out, (long long)n_in, n_tok, bad);
     free(w);
+    free(w2);
     free(y);
     free(yr);
     free(yx);

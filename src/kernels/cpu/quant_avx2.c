@@ -210,6 +210,63 @@ AI void store_i8_scaled(float *out, __m256i q, __m256 d, __m256 c) {
         d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), c));
 }
 
+// as store_i8_scaled with d0 for elements 0-15 and d1 for 16-31 (Q6_K sub-blocks of 16)
+AI void store_i8_scaled2(float *out, __m256i q, __m256 d0, __m256 d1) {
+    __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    _mm256_storeu_ps(out, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+    _mm256_storeu_ps(out + 8, _mm256_mul_ps(
+        d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+    _mm256_storeu_ps(out + 16, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+    _mm256_storeu_ps(out + 24, _mm256_mul_ps(
+        d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+}
+
+// Q4_K (hbits = 0) / Q5_K (hbits = 1) super-blocks: 4 chunks of 64 = two 32-element
+// sub-blocks sharing 32 bytes of nibbles (low: first, high: second), w = d*ls*q - dmin*lm.
+AI void dequant_k4(const uint16_t dh, const uint16_t dminh, const uint8_t *scales,
+                   const uint8_t *qs, const uint8_t *qh, float *y) {
+    float d = h2f(dh), dmin = h2f(dminh);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    __m256i hv = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        uint8_t sc0, m0, sc1, m1;
+        kern_get_scale_min_k4(2 * c, scales, &sc0, &m0);
+        kern_get_scale_min_k4(2 * c + 1, scales, &sc1, &m1);
+        __m256i v = _mm256_loadu_si256((const __m256i *)(qs + 32 * c));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (qh) {
+            __m128i s0 = _mm_cvtsi32_si128(2 * c), s1 = _mm_cvtsi32_si128(2 * c + 1);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hv, s0), one), 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hv, s1), one), 4));
+        }
+        store_i8_scaled(y + 64 * c, lo, _mm256_set1_ps(d * sc0), _mm256_set1_ps(-dmin * m0));
+        store_i8_scaled(y + 64 * c + 32, hi, _mm256_set1_ps(d * sc1), _mm256_set1_ps(-dmin * m1));
+    }
+}
+
+AI void dequant_q6_k_block(const struct block_q6_k *b, float *y) {
+    float d = h2f(b->d);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+        const int8_t *sc = b->scales + 8 * h;
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+        __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        __m256i hv = _mm256_loadu_si256((const __m256i *)qh);
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hv, m3), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 2), m3), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 4), m3), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hv, 6), m3), 4));
+        for (int k = 0; k < 4; k++)
+            store_i8_scaled2(y + 128 * h + 32 * k, _mm256_sub_epi8(q[k], off),
+                             _mm256_set1_ps(d * sc[2 * k]), _mm256_set1_ps(d * sc[2 * k + 1]));
+    }
+}
+
 void kern_dequant_row_part_avx2(const struct tensor *W, int64_t r, int64_t c0, int64_t n,
                                 float *out) {
     int64_t n_in = tensor_cols(W);
@@ -238,6 +295,23 @@ void kern_dequant_row_part_avx2(const struct tensor *W, int64_t r, int64_t c0, i
         for (int64_t i = 0; i < n / QK4_1; i++)
             store_i8_scaled(out + i * 32, nibbles_split(b[i].qs), _mm256_set1_ps(h2f(b[i].d)),
                             _mm256_set1_ps(h2f(b[i].m)));
+        return;
+    }
+    case LFMD_DTYPE_Q4_K: {
+        const struct block_q4_k *b = (const struct block_q4_k *)row + c0 / QK_K;
+        for (int64_t i = 0; i < n / QK_K; i++)
+            dequant_k4(b[i].d, b[i].dmin, b[i].scales, b[i].qs, NULL, out + i * QK_K);
+        return;
+    }
+    case LFMD_DTYPE_Q5_K: {
+        const struct block_q5_k *b = (const struct block_q5_k *)row + c0 / QK_K;
+        for (int64_t i = 0; i < n / QK_K; i++)
+            dequant_k4(b[i].d, b[i].dmin, b[i].scales, b[i].qs, b[i].qh, out + i * QK_K);
+        return;
+    }
+    case LFMD_DTYPE_Q6_K: {
+        const struct block_q6_k *b = (const struct block_q6_k *)row + c0 / QK_K;
+        for (int64_t i = 0; i < n / QK_K; i++) dequant_q6_k_block(&b[i], out + i * QK_K);
         return;
     }
     case LFMD_DTYPE_MLX_Q4:
