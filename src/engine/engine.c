@@ -849,8 +849,7 @@ fail:
     return rc;
 }
 
-void engine_stop(struct engine *e, double timeout_s) {
-    if (!e) return;
+int engine_drain(struct engine *e, double timeout_s) {
     double until = engine_now() + timeout_s;
     pthread_mutex_lock(&e->mu);
     e->stopping = true;
@@ -860,6 +859,15 @@ void engine_stop(struct engine *e, double timeout_s) {
         usleep(10000);
         pthread_mutex_lock(&e->mu);
     }
+    int left = e->q_len + e->n_active;
+    pthread_mutex_unlock(&e->mu);
+    return left;
+}
+
+void engine_stop(struct engine *e, double timeout_s) {
+    if (!e) return;
+    engine_drain(e, timeout_s);
+    pthread_mutex_lock(&e->mu);
     e->abort_all = true;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);

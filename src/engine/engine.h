@@ -154,6 +154,9 @@ struct engine_req;
 // (weights + one sequence at n_ctx + scratch): LFMD_EBUDGET with the numbers in err.
 LFMD_MUST_CHECK int engine_start(const struct engine_opts *opts, struct engine **out,
                                  struct lfmd_err_ctx *err);
+// Stops accepting new requests (engine_submit returns LFMD_EBUSY) and waits until the queue and
+// the active set are empty or timeout_s passes. Returns the number of requests still pending.
+int engine_drain(struct engine *e, double timeout_s);
 // Stops accepting, lets in-flight and queued requests finish until timeout_s, cancels the rest,
 // unloads and frees everything. NULL is a no-op.
 void engine_stop(struct engine *e, double timeout_s);

@@ -1,0 +1,190 @@
+// `lfmd serve`: the HTTP server. Parses flags and LFMD_* variables, starts the engine and the
+// HTTP front end, and turns signals into actions: SIGUSR1 trims, SIGTERM/SIGINT drain and exit 0.
+// Signal handlers only set flags; this thread polls them.
+// SPDX-License-Identifier: MIT
+#include "commands.h"
+#include "server/options.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t g_stop, g_trim;
+
+static void on_stop(int sig) { g_stop = sig; }
+static void on_usr1(int sig) { g_trim = 1; }
+
+static void help(FILE *f) {
+    fputs(
+        "usage: lfmd serve -m MODEL [options]\n"
+        "\n"
+        "Serves MODEL over HTTP (OpenAI-compatible) within a hard memory budget. The model is\n"
+        "loaded on the first request, per-request state is freed after each request, memory is\n"
+        "trimmed when idle and the model is unloaded after a longer idle period.\n"
+        "\n"
+        "Options (each also read from the environment variable shown; flags win):\n"
+        "  -m, --model PATH         model directory or .gguf file; '@test' = built-in test model\n"
+        "                           (LFMD_MODEL; required)\n"
+        "  --host ADDR              IPv4 address to listen on (LFMD_HOST; 127.0.0.1)\n"
+        "  --port N                 TCP port, 0 = any free port (LFMD_PORT; 8080)\n"
+        "  --memory-limit BYTES     hard budget for weights, KV, conv state, scratch, caches and\n"
+        "                           request buffers; K/M/G suffixes; refused at start if below\n"
+        "                           what one request needs (LFMD_MEMORY_LIMIT; unlimited)\n"
+        "  --ctx N                  tokens per sequence, prompt + generated; longer prompts get\n"
+        "                           HTTP 400 (LFMD_CTX; from --profile)\n"
+        "  --max-tokens N           default and cap of generated tokens (LFMD_MAX_TOKENS; 256)\n"
+        "  --parallel N             sequences generated concurrently (LFMD_PARALLEL; 1)\n"
+        "  --threads N              compute threads, 0 = all CPUs (LFMD_THREADS; 0)\n"
+        "  --idle-trim DUR          free scratch/idle state and drop weight pages after DUR idle;\n"
+        "                           0 = never (LFMD_IDLE_TRIM; from --profile)\n"
+        "  --idle-unload DUR        unload the model after DUR idle; 0 = never\n"
+        "                           (LFMD_IDLE_UNLOAD; 10m)\n"
+        "  --preload                load the model at start instead of on first request\n"
+        "                           (LFMD_PRELOAD)\n"
+        "  --keep-cache             keep one sequence and the scratch between requests\n"
+        "                           (LFMD_KEEP_CACHE; off: everything is freed after a request)\n"
+        "  --queue N                requests waiting for memory or a slot; more get 503\n"
+        "                           (LFMD_QUEUE; 256)\n"
+        "  --queue-timeout DUR      how long a request may wait before 503 + Retry-After\n"
+        "                           (LFMD_QUEUE_TIMEOUT; 30s)\n"
+        "  --shutdown-timeout DUR   on SIGTERM/SIGINT, time given to in-flight requests\n"
+        "                           (LFMD_SHUTDOWN_TIMEOUT; 30s)\n"
+        "  --profile auto|small|large  small: ctx 256, idle trim 3m; large: ctx 1024, idle trim\n"
+        "                           10m; auto picks small under 12 GB of RAM (LFMD_PROFILE; auto)\n"
+        "  --max-connections N      concurrent HTTP connections (LFMD_MAX_CONNECTIONS; 256)\n"
+        "  --api-key KEY            require 'Authorization: Bearer KEY' on /v1 and /admin\n"
+        "                           (LFMD_API_KEY)\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "DUR is 90s, 5m, 1h, 250ms or plain seconds.\n"
+        "\n"
+        "Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: SSE), GET /v1/models,\n"
+        "GET /health (503 while loading), GET /metrics (Prometheus), POST /admin/trim,\n"
+        "POST /admin/unload.\n"
+        "\n"
+        "Signals: SIGUSR1 trims memory now (in-flight requests continue); SIGTERM/SIGINT stop\n"
+        "accepting, finish in-flight requests within --shutdown-timeout, exit 0.\n"
+        "Exit status: 0 ok, 1 runtime error (model, port, budget), 2 usage error.\n",
+        f);
+}
+
+// Parses argv into c: "-m X", "--name X", "--name=X", "--flag". Returns 0, 1 (help) or 2.
+int serve_parse_args(int argc, char **argv, struct serve_config *c, const char *cmd);
+int serve_parse_args(int argc, char **argv, struct serve_config *c, const char *cmd) {
+    struct lfmd_err_ctx err = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return 1;
+        const char *name = NULL, *val = NULL;
+        char namebuf[64];
+        if (!strcmp(a, "-m")) {
+            name = "model";
+        } else if (!strncmp(a, "--", 2)) {
+            const char *eq = strchr(a + 2, '=');
+            size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+            if (n >= sizeof namebuf) n = sizeof namebuf - 1;
+            memcpy(namebuf, a + 2, n);
+            namebuf[n] = 0;
+            name = namebuf;
+            if (eq) val = eq + 1;
+        } else {
+            fprintf(stderr, "lfmd %s: unexpected argument '%s' (see lfmd %s --help)\n", cmd, a,
+                    cmd);
+            return 2;
+        }
+        bool takes;
+        if (!serve_config_is_option(name, &takes)) {
+            fprintf(stderr, "lfmd %s: unknown option '%s' (see lfmd %s --help)\n", cmd, a, cmd);
+            return 2;
+        }
+        if (takes && !val) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "lfmd %s: option '%s' needs a value\n", cmd, a);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        if (!takes && !val) val = "1";
+        char origin[80];
+        snprintf(origin, sizeof origin, "--%s", name);
+        if (serve_config_set(c, name, val, origin, &err)) {
+            fprintf(stderr, "lfmd %s: %s\n", cmd, err.msg);
+            return 2;
+        }
+    }
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv) {
+    struct serve_config c;
+    struct lfmd_err_ctx err = {0};
+    serve_config_default(&c);
+    if (serve_config_from_env(&c, &err)) {
+        fprintf(stderr, "lfmd serve: %s\n", err.msg);
+        return 2;
+    }
+    int prc = serve_parse_args(argc, argv, &c, "serve");
+    if (prc == 1) {
+        help(stdout);
+        return 0;
+    }
+    if (prc) return 2;
+    if (!c.eng.model_path || !*c.eng.model_path) {
+        fprintf(stderr, "lfmd serve: no model: pass -m MODEL or set LFMD_MODEL\n");
+        return 2;
+    }
+    if (strcmp(c.eng.model_path, "@test") && access(c.eng.model_path, R_OK) != 0) {
+        fprintf(stderr, "lfmd serve: ERROR: model '%s' does not exist or is not readable\n",
+                c.eng.model_path);
+        return 1;
+    }
+    serve_config_apply_profile(&c);
+    c.eng.ops = engine_ops_for_path(c.eng.model_path);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+
+    struct engine *e = NULL;
+    if (engine_start(&c.eng, &e, &err)) {
+        fprintf(stderr, "lfmd serve: ERROR: %s\n", err.msg);
+        return 1;
+    }
+    struct server *s = NULL;
+    if (server_start(e, &c.http, &s, &err)) {
+        fprintf(stderr, "lfmd serve: ERROR: %s\n", err.msg);
+        engine_stop(e, 0);
+        return 1;
+    }
+    fprintf(stderr,
+            "lfmd: listening on http://%s:%d (model %s, ctx %d, max tokens %d, memory limit %zu, "
+            "idle trim %gs, idle unload %gs, profile %s)\n",
+            c.http.host, server_port(s), c.eng.model_path, c.eng.n_ctx, c.eng.max_tokens,
+            c.eng.memory_limit, c.eng.idle_trim_s, c.eng.idle_unload_s,
+            c.profile_small ? "small" : "large");
+    while (!g_stop) {
+        if (g_trim) {
+            g_trim = 0;
+            engine_trim(e);
+        }
+        usleep(50000);
+    }
+    fprintf(stderr, "lfmd: signal %d: draining (up to %gs)\n", (int)g_stop, c.shutdown_timeout_s);
+    double t0 = engine_now();
+    server_quiesce(s);
+    int left = engine_drain(e, c.shutdown_timeout_s);
+    // Let connections deliver their last bytes.
+    while (server_active_connections(s) > 0 && engine_now() - t0 < c.shutdown_timeout_s + 2)
+        usleep(10000);
+    server_stop(s);
+    engine_stop(e, 0);
+    fprintf(stderr, "lfmd: stopped (%d requests unfinished)\n", left);
+    return 0;
+}

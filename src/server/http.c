@@ -1,0 +1,572 @@
+// HTTP front end on libmicrohttpd (one thread per connection, bounded connections, timeouts and
+// per-connection memory from limits.h). Generation requests are validated (openai.c), queued on
+// the engine, and answered as JSON or as SSE; a client that hangs up cancels its sequence.
+// Ownership: struct conn lives from the first access callback to NOTIFY_COMPLETED; struct gen
+// (the engine's event sink) belongs to the connection, or to the SSE response once it streams.
+// SPDX-License-Identifier: MIT
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SSE_KEEPALIVE_S 1.0
+#define PENDING_MAX_BYTES (4u << 20)
+
+struct server {
+    struct MHD_Daemon *d;
+    struct engine *e;
+    struct server_opts o;
+    char model_id[128];
+    atomic_int active;        // requests between first callback and completion
+    atomic_bool draining;     // reject new requests with 503
+    atomic_ulong next_id;
+    int port;
+};
+
+// The engine's event sink for one request.
+struct gen {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct buf pending;       // generated text not yet consumed
+    bool started, done;
+    int code;
+    char msg[512];
+    enum engine_finish finish;
+    int n_prompt, n_gen;
+    struct engine_req *req;
+    int fd;                   // client socket (hang-up detection)
+
+    // response shaping (SSE)
+    struct server *srv;
+    bool chat, include_usage;
+    char id[48];
+    long long created;
+    int phase;                // 0 first chunk, 1 streaming, 2 finished
+    struct buf out;           // staged SSE bytes
+    size_t out_off;
+};
+
+struct conn {
+    struct buf body;
+    bool too_big;
+    struct gen *gen;          // owned unless handed to an SSE response
+};
+
+void server_opts_default(struct server_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->port = 8080;
+    o->max_connections = 256;
+    o->conn_timeout_s = LFMD_HTTP_CONN_TIMEOUT_S;
+}
+
+// ---- gen: engine events -> waiting HTTP thread ----
+
+static void gen_on_event(void *user, const struct engine_event *ev) {
+    struct gen *g = user;
+    pthread_mutex_lock(&g->mu);
+    switch (ev->kind) {
+    case ENGINE_EV_START:
+        g->started = true;
+        g->n_prompt = ev->n_prompt;
+        break;
+    case ENGINE_EV_TEXT:
+        if (buf_append(&g->pending, ev->text, ev->len)) engine_req_cancel(g->req);
+        break;
+    case ENGINE_EV_DONE:
+        g->done = true;
+        g->code = ev->code;
+        g->finish = ev->finish;
+        g->n_prompt = ev->n_prompt;
+        g->n_gen = ev->n_gen;
+        if (ev->msg) snprintf(g->msg, sizeof g->msg, "%s", ev->msg);
+        break;
+    }
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static struct gen *gen_new(struct server *s, bool chat) {
+    struct gen *g = lfmd_calloc(1, sizeof *g, LFMD_MEM_REQUEST);
+    if (!g) return NULL;
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    buf_init(&g->pending, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
+    buf_init(&g->out, PENDING_MAX_BYTES * 2, LFMD_MEM_REQUEST);
+    g->srv = s;
+    g->chat = chat;
+    g->fd = -1;
+    snprintf(g->id, sizeof g->id, "%s-%lu", chat ? "chatcmpl" : "cmpl",
+             (unsigned long)atomic_fetch_add(&s->next_id, 1));
+    g->created = (long long)time(NULL);
+    return g;
+}
+
+static void gen_free(struct gen *g) {
+    if (!g) return;
+    engine_req_release(g->req); // cancels if still running; no callback after this
+    buf_fini(&g->pending);
+    buf_fini(&g->out);
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+    lfmd_free(g);
+}
+
+static bool client_gone(int fd) {
+    if (fd < 0) return false;
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+// Waits (g->mu held) until done, or started when want_start, or text pending when want_text,
+// or timeout_s. Cancels the request when the client hangs up.
+static void gen_wait(struct gen *g, bool want_start, bool want_text, double timeout_s) {
+    double until = engine_now() + timeout_s;
+    while (!g->done && !(want_start && g->started) && !(want_text && g->pending.len)) {
+        double now = engine_now();
+        if (now >= until) return;
+        double step = until - now < 0.1 ? until - now : 0.1;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        long ns = ts.tv_nsec + (long)(step * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
+        if (client_gone(g->fd)) {
+            pthread_mutex_unlock(&g->mu);
+            engine_req_cancel(g->req);
+            pthread_mutex_lock(&g->mu);
+        }
+    }
+}
+
+// ---- responses ----
+
+static void free_buf_data(void *p) { lfmd_free(p); }
+
+static enum MHD_Result send_buf(struct MHD_Connection *c, int status, struct buf *b,
+                                const char *ctype, int retry_after) {
+    size_t len = 0;
+    char *data = buf_take(b, &len);
+    struct MHD_Response *r =
+        data ? MHD_create_response_from_buffer_with_free_callback(len, data, free_buf_data)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        lfmd_free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int code, const char *msg,
+                                  const char *param) {
+    struct buf b;
+    buf_init(&b, 4096, LFMD_MEM_REQUEST);
+    if (oai_error_json(&b, code, msg, param)) {
+        buf_reset(&b);
+        if (buf_puts(&b, "{\"error\":{\"message\":\"error\",\"type\":\"server_error\"}}"))
+            return MHD_NO;
+    }
+    int status = oai_http_status(code);
+    if (status == 499) status = 503;
+    enum MHD_Result r = send_buf(c, status, &b, "application/json", status == 503 ? 1 : 0);
+    buf_fini(&b);
+    return r;
+}
+
+static int usage_json(struct buf *b, const struct gen *g) {
+    return buf_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
+                         "\"total_tokens\":%d}",
+                      g->n_prompt, g->n_gen, g->n_prompt + g->n_gen);
+}
+
+static int head_json(struct buf *b, const struct gen *g, const char *object) {
+    int rc = buf_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", g->id,
+                        object, g->created);
+    if (!rc) rc = buf_json_str(b, g->srv->model_id, strlen(g->srv->model_id));
+    return rc;
+}
+
+static const char *finish_str(const struct gen *g) {
+    return g->finish == ENGINE_FINISH_LENGTH ? "length" : "stop";
+}
+
+// Full (non-streaming) response body for a finished request.
+static int complete_json(struct buf *b, const struct gen *g, const char *text, size_t len) {
+    int rc = head_json(b, g, g->chat ? "chat.completion" : "text_completion");
+    if (!rc) rc = buf_puts(b, ",\"choices\":[{\"index\":0,");
+    if (!rc && g->chat) rc = buf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
+    if (!rc && !g->chat) rc = buf_puts(b, "\"text\":");
+    if (!rc) rc = buf_json_str(b, text, len);
+    if (!rc && g->chat) rc = buf_putc(b, '}');
+    if (!rc) rc = buf_printf(b, ",\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_str(g));
+    if (!rc) rc = usage_json(b, g);
+    if (!rc) rc = buf_putc(b, '}');
+    return rc;
+}
+
+// One SSE chunk: text (may be empty) and finish_reason (NULL while streaming).
+static int sse_chunk(struct buf *b, const struct gen *g, const char *text, size_t len,
+                     const char *finish, bool role, bool usage) {
+    int rc = buf_puts(b, "data: ");
+    if (!rc) rc = head_json(b, g, g->chat ? "chat.completion.chunk" : "text_completion");
+    if (!rc) rc = buf_puts(b, ",\"choices\":[{\"index\":0,");
+    if (!rc && g->chat) {
+        rc = buf_puts(b, "\"delta\":{");
+        if (!rc && role) rc = buf_puts(b, "\"role\":\"assistant\",");
+        if (!rc && (text || role)) {
+            rc = buf_puts(b, "\"content\":");
+            if (!rc) rc = buf_json_str(b, text ? text : "", len);
+        }
+        if (!rc) rc = buf_putc(b, '}');
+    } else if (!rc) {
+        rc = buf_puts(b, "\"text\":");
+        if (!rc) rc = buf_json_str(b, text ? text : "", len);
+    }
+    if (!rc) rc = buf_puts(b, ",\"logprobs\":null,\"finish_reason\":");
+    if (!rc) rc = finish ? buf_printf(b, "\"%s\"", finish) : buf_puts(b, "null");
+    if (!rc) rc = buf_puts(b, "}]");
+    if (!rc && usage) {
+        rc = buf_putc(b, ',');
+        if (!rc) rc = usage_json(b, g);
+    }
+    if (!rc) rc = buf_puts(b, "}\n\n");
+    return rc;
+}
+
+// MHD content reader for SSE: stages chunks in g->out and hands them out in pieces.
+static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max) {
+    struct gen *g = cls;
+    for (;;) {
+        if (g->out_off < g->out.len) {
+            size_t n = g->out.len - g->out_off;
+            if (n > max) n = max;
+            memcpy(dst, g->out.data + g->out_off, n);
+            g->out_off += n;
+            return (ssize_t)n;
+        }
+        buf_reset(&g->out);
+        g->out_off = 0;
+        if (g->phase == 2) return MHD_CONTENT_READER_END_OF_STREAM;
+        int rc = 0;
+        if (g->phase == 0) {
+            g->phase = 1;
+            if (g->chat) rc = sse_chunk(&g->out, g, "", 0, NULL, true, false);
+            if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
+        pthread_mutex_lock(&g->mu);
+        gen_wait(g, false, true, SSE_KEEPALIVE_S);
+        bool done = g->done;
+        if (g->pending.len) {
+            rc = sse_chunk(&g->out, g, g->pending.data, g->pending.len, NULL, false, false);
+            buf_reset(&g->pending);
+            done = false; // send the text first, the end on the next call
+        }
+        pthread_mutex_unlock(&g->mu);
+        if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (g->out.len) continue;
+        if (!done) {
+            // Keep-alive comment: lets a hung-up client be noticed while nothing is generated.
+            if (buf_puts(&g->out, ": keep-alive\n\n")) return MHD_CONTENT_READER_END_WITH_ERROR;
+            continue;
+        }
+        g->phase = 2;
+        if (g->code) {
+            rc = buf_puts(&g->out, "data: ");
+            if (!rc) rc = oai_error_json(&g->out, g->code, g->msg, NULL);
+            if (!rc) rc = buf_puts(&g->out, "\n\n");
+        } else {
+            rc = sse_chunk(&g->out, g, g->chat ? NULL : "", 0, finish_str(g), false, true);
+            if (!rc && g->include_usage) {
+                rc = buf_puts(&g->out, "data: ");
+                if (!rc) rc = head_json(&g->out, g, g->chat ? "chat.completion.chunk"
+                                                             : "text_completion");
+                if (!rc) rc = buf_puts(&g->out, ",\"choices\":[],");
+                if (!rc) rc = usage_json(&g->out, g);
+                if (!rc) rc = buf_puts(&g->out, "}\n\n");
+            }
+        }
+        if (!rc) rc = buf_puts(&g->out, "data: [DONE]\n\n");
+        if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+}
+
+static void sse_free(void *cls) { gen_free(cls); }
+
+// ---- endpoints ----
+
+static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *c, struct conn *cn,
+                                       bool chat) {
+    struct lfmd_err_ctx err = {0};
+    const char *param = NULL;
+    struct oai_request *rq = lfmd_calloc(1, sizeof *rq, LFMD_MEM_REQUEST);
+    if (!rq) return send_error(c, LFMD_EBUDGET, "no memory for the request", NULL);
+    int rc = oai_request_parse(cn->body.data ? cn->body.data : "", cn->body.len, chat, rq, &param,
+                               &err);
+    if (rc) {
+        oai_request_fini(rq);
+        lfmd_free(rq);
+        return send_error(c, rc, err.msg, param);
+    }
+    struct gen *g = gen_new(s, chat);
+    if (!g) {
+        oai_request_fini(rq);
+        lfmd_free(rq);
+        return send_error(c, LFMD_EBUDGET, "no memory for the request", NULL);
+    }
+    g->include_usage = rq->include_usage;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    g->fd = ci ? ci->connect_fd : -1;
+    cn->gen = g;
+    bool stream = rq->stream;
+    rc = engine_submit(s->e, &rq->params, gen_on_event, g, &g->req, &err);
+    oai_request_fini(rq);
+    lfmd_free(rq);
+    if (rc) return send_error(c, rc, err.msg, NULL);
+
+    pthread_mutex_lock(&g->mu);
+    gen_wait(g, stream, false, 1e9);
+    bool failed = g->done && g->code;
+    pthread_mutex_unlock(&g->mu);
+    if (failed) return send_error(c, g->code, g->msg, NULL);
+    if (!stream) {
+        struct buf b;
+        buf_init(&b, PENDING_MAX_BYTES * 2, LFMD_MEM_REQUEST);
+        if (complete_json(&b, g, g->pending.data ? g->pending.data : "", g->pending.len)) {
+            buf_fini(&b);
+            return send_error(c, LFMD_ETOOBIG, "response too large", NULL);
+        }
+        enum MHD_Result r = send_buf(c, 200, &b, "application/json", 0);
+        buf_fini(&b);
+        return r;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, sse_read, g, sse_free);
+    if (!r) return send_error(c, LFMD_ENOMEM, "cannot create the response", NULL);
+    cn->gen = NULL; // the response owns g now
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result handle_health(struct server *s, struct MHD_Connection *c) {
+    enum engine_state st = engine_get_state(s->e);
+    struct buf b;
+    buf_init(&b, 256, LFMD_MEM_REQUEST);
+    int status = st == ENGINE_LOADING ? 503 : 200;
+    if (buf_printf(&b, "{\"status\":\"%s\",\"state\":\"%s\"}", status == 200 ? "ok" : "loading",
+                   engine_state_name(st)))
+        return MHD_NO;
+    enum MHD_Result r = send_buf(c, status, &b, "application/json", status == 503 ? 1 : 0);
+    buf_fini(&b);
+    return r;
+}
+
+static enum MHD_Result handle_metrics(struct server *s, struct MHD_Connection *c) {
+    struct buf b;
+    buf_init(&b, 1u << 20, LFMD_MEM_REQUEST);
+    if (metrics_render(s->e, &b)) {
+        buf_fini(&b);
+        return send_error(c, LFMD_ETOOBIG, "metrics too large", NULL);
+    }
+    enum MHD_Result r = send_buf(c, 200, &b, "text/plain; version=0.0.4", 0);
+    buf_fini(&b);
+    return r;
+}
+
+static enum MHD_Result handle_models(struct server *s, struct MHD_Connection *c) {
+    struct buf b;
+    buf_init(&b, 4096, LFMD_MEM_REQUEST);
+    int rc = buf_puts(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
+    if (!rc) rc = buf_json_str(&b, s->model_id, strlen(s->model_id));
+    if (!rc) rc = buf_printf(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"lfmd\"}]}");
+    if (rc) return MHD_NO;
+    enum MHD_Result r = send_buf(c, 200, &b, "application/json", 0);
+    buf_fini(&b);
+    return r;
+}
+
+static enum MHD_Result handle_admin(struct server *s, struct MHD_Connection *c, bool unload) {
+    if (unload) engine_unload(s->e);
+    else engine_trim(s->e);
+    struct buf b;
+    buf_init(&b, 256, LFMD_MEM_REQUEST);
+    if (buf_printf(&b, "{\"ok\":true,\"action\":\"%s\"}", unload ? "unload" : "trim"))
+        return MHD_NO;
+    enum MHD_Result r = send_buf(c, 202, &b, "application/json", 0);
+    buf_fini(&b);
+    return r;
+}
+
+static bool authorized(struct server *s, struct MHD_Connection *c) {
+    if (!s->o.api_key || !*s->o.api_key) return true;
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+    return h && !strncasecmp(h, "Bearer ", 7) && !strcmp(h + 7, s->o.api_key);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *version, const char *upload,
+                                 size_t *upload_size, void **con_cls) {
+    struct server *s = cls;
+    struct conn *cn = *con_cls;
+    if (!cn) {
+        cn = lfmd_calloc(1, sizeof *cn, LFMD_MEM_REQUEST);
+        if (!cn) return MHD_NO;
+        buf_init(&cn->body, LFMD_MAX_BODY_BYTES, LFMD_MEM_REQUEST);
+        *con_cls = cn;
+        atomic_fetch_add(&s->active, 1);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (!cn->too_big && buf_append(&cn->body, upload, *upload_size)) cn->too_big = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health") && get) return handle_health(s, c);
+    if (!strcmp(url, "/metrics") && get) return handle_metrics(s, c);
+    if (cn->too_big)
+        return send_error(c, LFMD_ETOOBIG, "request body larger than 8 MiB", NULL);
+    bool v1 = !strncmp(url, "/v1/", 4), admin = !strncmp(url, "/admin/", 7);
+    if ((v1 || admin) && !authorized(s, c)) {
+        struct buf b;
+        buf_init(&b, 512, LFMD_MEM_REQUEST);
+        if (oai_error_json(&b, LFMD_EINVAL, "missing or wrong API key", NULL)) return MHD_NO;
+        enum MHD_Result r = send_buf(c, 401, &b, "application/json", 0);
+        buf_fini(&b);
+        return r;
+    }
+    if (!strcmp(url, "/v1/models") && get) return handle_models(s, c);
+    bool chat = !strcmp(url, "/v1/chat/completions"), cmpl = !strcmp(url, "/v1/completions");
+    if ((chat || cmpl) && post) {
+        if (atomic_load(&s->draining))
+            return send_error(c, LFMD_EBUSY, "server is shutting down", NULL);
+        return handle_generate(s, c, cn, chat);
+    }
+    if (!strcmp(url, "/admin/trim") && post) return handle_admin(s, c, false);
+    if (!strcmp(url, "/admin/unload") && post) return handle_admin(s, c, true);
+    bool known = chat || cmpl || !strcmp(url, "/v1/models") || !strcmp(url, "/health") ||
+                 !strcmp(url, "/metrics") || !strcmp(url, "/admin/trim") ||
+                 !strcmp(url, "/admin/unload");
+    struct buf b;
+    buf_init(&b, 512, LFMD_MEM_REQUEST);
+    if (oai_error_json(&b, known ? LFMD_EINVAL : LFMD_ENOENT,
+                       known ? "method not allowed" : "no such endpoint", NULL))
+        return MHD_NO;
+    enum MHD_Result r = send_buf(c, known ? 405 : 404, &b, "application/json", 0);
+    buf_fini(&b);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    struct server *s = cls;
+    struct conn *cn = *con_cls;
+    if (!cn) return;
+    gen_free(cn->gen);
+    buf_fini(&cn->body);
+    lfmd_free(cn);
+    *con_cls = NULL;
+    atomic_fetch_sub(&s->active, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+    fputs("lfmd: http: ", stderr);
+    vfprintf(stderr, fmt, ap);
+}
+
+int server_start(struct engine *e, const struct server_opts *o, struct server **out,
+                 struct lfmd_err_ctx *err) {
+    *out = NULL;
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)o->port);
+    const char *host = o->host && *o->host ? o->host : "127.0.0.1";
+    if (!strcmp(host, "localhost")) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1)
+        return lfmd_err_set(err, LFMD_EINVAL, "--host %s is not an IPv4 address", host);
+    if (o->port < 0 || o->port > 65535)
+        return lfmd_err_set(err, LFMD_EINVAL, "--port %d is out of range 0..65535", o->port);
+    struct server *s = lfmd_calloc(1, sizeof *s, LFMD_MEM_OTHER);
+    if (!s) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    s->e = e;
+    s->o = *o;
+    atomic_init(&s->next_id, 1);
+    // The model id clients see: the model directory's or file's base name.
+    const char *path = engine_get_opts(e)->model_path;
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/') b--;
+    snprintf(s->model_id, sizeof s->model_id, "%.*s", (int)(n - b), path + b);
+    if (!strcmp(s->model_id, "@test")) snprintf(s->model_id, sizeof s->model_id, "lfmd-test");
+    int max_conn = o->max_connections > 0 && o->max_connections <= LFMD_MAX_CONNECTIONS
+                       ? o->max_connections
+                       : 256;
+    unsigned timeout = o->conn_timeout_s > 0 ? (unsigned)o->conn_timeout_s : LFMD_HTTP_CONN_TIMEOUT_S;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); // connection threads inherit a blocked mask
+    s->d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+            MHD_USE_ERROR_LOG,
+        (uint16_t)o->port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)LFMD_HTTP_CONN_MEMORY,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512u << 10), MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!s->d) {
+        lfmd_free(s);
+        return lfmd_err_set(err, LFMD_EIO, "cannot listen on %s:%d (port in use?)", host, o->port);
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : o->port;
+    *out = s;
+    return 0;
+}
+
+int server_port(const struct server *s) { return s->port; }
+
+void server_quiesce(struct server *s) {
+    atomic_store(&s->draining, true);
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+int server_active_connections(const struct server *s) { return atomic_load(&s->active); }
+
+void server_stop(struct server *s) {
+    if (!s) return;
+    MHD_stop_daemon(s->d);
+    lfmd_free(s);
+}
