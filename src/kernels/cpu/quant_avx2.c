@@ -10,6 +10,10 @@
 
 #define AI static inline __attribute__((always_inline))
 
+// Software prefetch distance (bytes ahead on each weight row stream): the hardware streamer
+// stops at 4 KiB pages and 4 interleaved rows of a quantized matrix outrun it.
+#define PF_DIST 1024
+
 AI float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 AI float hsum(__m256 a) {
@@ -70,6 +74,7 @@ AI void dot_q8_0(const int R, const uint8_t *w, size_t rb, const struct block_qx
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++) {
             const struct block_q8_0 *b = (const struct block_q8_0 *)(w + rb * (size_t)j) + i;
+            _mm_prefetch((const char *)b + PF_DIST, _MM_HINT_T0);
             __m256 p = dot_s8s8(_mm256_loadu_si256((const __m256i *)b->qs), xv);
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * dx), p, acc[j]);
         }
@@ -106,6 +111,7 @@ AI void dot_q4(const int R, const int is_q4_1, const uint8_t *w, size_t rb,
                 c = -8.0f * d;
                 qs = b->qs;
             }
+            _mm_prefetch((const char *)qs + PF_DIST, _MM_HINT_T0);
             __m256 p = dot_u8s8(nibbles_split(qs), xv);
             acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), p, acc[j]);
             accb[j] += c * sx;
@@ -147,6 +153,7 @@ AI void dot_mlx(const int R, const int bits, const struct tensor *W, int64_t r,
 #pragma GCC unroll 4
             for (int j = 0; j < R; j++) {
                 const uint8_t *p = w + rb * (size_t)j + (size_t)i * QKX * (size_t)bits / 8;
+                _mm_prefetch((const char *)p + PF_DIST, _MM_HINT_T0);
                 __m256 d;
                 if (bits == 4) {
                     d = dot_u8s8(nibbles_interleave(p), xv);
