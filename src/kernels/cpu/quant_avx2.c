@@ -12,7 +12,9 @@
 
 // Software prefetch distance (bytes ahead on each weight row stream): the hardware streamer
 // stops at 4 KiB pages and 4 interleaved rows of a quantized matrix outrun it.
+#ifndef PF_DIST
 #define PF_DIST 1024
+#endif
 
 AI float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
@@ -34,9 +36,10 @@ AI __m256 dot_s8s8(__m256i a, __m256i b) {
 }
 
 // 16 bytes of nibbles -> 32 bytes: low nibbles then high nibbles (ggml Q4_0/Q4_1 order)
+// (broadcast load + per-lane variable shift: keeps the shuffle port free)
 AI __m256i nibbles_split(const uint8_t *p) {
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    __m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    b = _mm256_srlv_epi32(b, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4));
     return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
 }
 
@@ -83,9 +86,34 @@ AI void dot_q8_0(const int R, const uint8_t *w, size_t rb, const struct block_qx
     for (int j = 0; j < R; j++) out[j] = hsum(acc[j]);
 }
 
-// Q4_0 (q - 8) * d and Q4_1 q * d + m: sum = d * dx * (q . xq) + c * s_x, c = -8d or m
-AI void dot_q4(const int R, const int is_q4_1, const uint8_t *w, size_t rb,
-               const struct block_qx *x, int64_t nb, float *out) {
+// Q4_0: sum = d * dx * (q . xq - 8 * sum(xq)); the -8 term is folded into the integer lanes
+// (8 * xq summed per lane pair once per activation block, shared by the rows).
+AI void dot_q4_0(const int R, const uint8_t *w, size_t rb, const struct block_qx *x, int64_t nb,
+                 float *out) {
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i corr = _mm256_madd_epi16(_mm256_maddubs_epi16(eight, xv), ones);
+        float dx = x[i].d;
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) {
+            const struct block_q4_0 *b = (const struct block_q4_0 *)(w + rb * (size_t)j) + i;
+            _mm_prefetch((const char *)b + PF_DIST, _MM_HINT_T0);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_split(b->qs), xv), ones);
+            __m256 f = _mm256_cvtepi32_ps(_mm256_sub_epi32(p, corr));
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * dx), f, acc[j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++) out[j] = hsum(acc[j]);
+}
+
+// Q4_1 q * d + m: sum = d * dx * (q . xq) + m * s_x
+AI void dot_q4_1(const int R, const uint8_t *w, size_t rb, const struct block_qx *x, int64_t nb,
+                 float *out) {
     __m256 acc[4];
     float accb[4];
 #pragma GCC unroll 4
@@ -98,23 +126,11 @@ AI void dot_q4(const int R, const int is_q4_1, const uint8_t *w, size_t rb,
         float dx = x[i].d, sx = x[i].s;
 #pragma GCC unroll 4
         for (int j = 0; j < R; j++) {
-            float d, c;
-            const uint8_t *qs;
-            if (is_q4_1) {
-                const struct block_q4_1 *b = (const struct block_q4_1 *)(w + rb * (size_t)j) + i;
-                d = h2f(b->d);
-                c = h2f(b->m);
-                qs = b->qs;
-            } else {
-                const struct block_q4_0 *b = (const struct block_q4_0 *)(w + rb * (size_t)j) + i;
-                d = h2f(b->d);
-                c = -8.0f * d;
-                qs = b->qs;
-            }
-            _mm_prefetch((const char *)qs + PF_DIST, _MM_HINT_T0);
-            __m256 p = dot_u8s8(nibbles_split(qs), xv);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(d * dx), p, acc[j]);
-            accb[j] += c * sx;
+            const struct block_q4_1 *b = (const struct block_q4_1 *)(w + rb * (size_t)j) + i;
+            _mm_prefetch((const char *)b + PF_DIST, _MM_HINT_T0);
+            __m256 p = dot_u8s8(nibbles_split(b->qs), xv);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * dx), p, acc[j]);
+            accb[j] += h2f(b->m) * sx;
         }
     }
 #pragma GCC unroll 4
@@ -178,8 +194,8 @@ AI void dot_rows(const int R, const struct tensor *W, int64_t r, const struct bl
     const uint8_t *w = (const uint8_t *)W->data + rb * (size_t)r;
     switch (W->dtype) {
     case LFMD_DTYPE_Q8_0: dot_q8_0(R, w, rb, x, nb, out); break;
-    case LFMD_DTYPE_Q4_0: dot_q4(R, 0, w, rb, x, nb, out); break;
-    case LFMD_DTYPE_Q4_1: dot_q4(R, 1, w, rb, x, nb, out); break;
+    case LFMD_DTYPE_Q4_0: dot_q4_0(R, w, rb, x, nb, out); break;
+    case LFMD_DTYPE_Q4_1: dot_q4_1(R, w, rb, x, nb, out); break;
     case LFMD_DTYPE_MLX_Q4: dot_mlx(R, 4, W, r, x, nb, out); break;
     case LFMD_DTYPE_MLX_Q8: dot_mlx(R, 8, W, r, x, nb, out); break;
     default: break;
