@@ -251,11 +251,11 @@ static void test_budget(void) {
     CHECK(strstr(err.msg, "weights 16777216") != NULL);
     CHECK(e == NULL);
     // enough for one sequence at ctx but not two: a second concurrent request waits, then 503
-    setenv("LFMD_TEST_TOKEN_MS", "20", 1);
+    setenv("LFMD_TEST_TOKEN_MS", "3", 1);
     size_t base = lfmd_mem_total();
     o.memory_limit = base + (16u << 20) + (1u << 20) + 65536 + 500 * 1024;
     o.parallel = 4;
-    o.queue_timeout_s = 0.3;
+    o.queue_timeout_s = 0.15;
     lfmd_err_clear(&err);
     e = start(&o);
     if (!e) return;
