@@ -139,6 +139,7 @@ struct tokenizer {
     size_t n_eos_ids;
     char *chat_template_src;
     struct jinja_tmpl *chat_template;
+    char *chat_template_err; // why the template did not compile (it is then NULL)
 };
 
 // ---- vocab.c ----

@@ -108,6 +108,8 @@ LFMD_MUST_CHECK int tokenizer_apply_template(const struct tokenizer *t,
                                              const struct json *kwargs, const struct json *tools,
                                              char **prompt_out, struct lfmd_err_ctx *err);
 bool tokenizer_has_template(const struct tokenizer *t);
+// Why the chat template failed to compile at load (names the unsupported construct), or NULL.
+const char *tokenizer_template_error(const struct tokenizer *t);
 
 // ---- accessors (all O(1) except id lookup, which is a hash lookup) ----
 int32_t tokenizer_n_vocab(const struct tokenizer *t);

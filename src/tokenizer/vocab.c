@@ -73,6 +73,7 @@ void tokenizer_free(struct tokenizer *t) {
     lfmd_free(t->pad_text);
     lfmd_free(t->chat_template_src);
     chat_template__free(t->chat_template);
+    lfmd_free(t->chat_template_err);
     lfmd_free(t);
 }
 
