@@ -75,6 +75,10 @@ static const struct name_map llama_layer[] = {
     {"ffn_down.weight", "mlp.down_proj.weight"},
 };
 
+// A strong symbol: referencing it pulls this object out of the static library, since the weak
+// model_open_gguf declaration in internal.h alone does not make the linker extract it.
+const int lfmd_gguf_model_linked = 1;
+
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 // Writes the HF name of GGUF tensor `name` into out (the GGUF name itself when unmapped).
