@@ -702,8 +702,15 @@ static struct jnode *parse_expr(struct lex *l) {
 static struct jnode *parse_body(struct lex *l, const char *const *ends, int n_ends,
                                 const char **ended);
 
+// Checks that the tag ends here and records its whitespace effect on the following text:
+// '-' strips it; a statement tag (trim_blocks) drops one newline.
 static void end_tag(struct lex *l) {
-    if (l->t != T_END) lex_fail(l, LFMD_EFORMAT, "expected end of tag", NULL);
+    if (l->t != T_END) {
+        lex_fail(l, LFMD_EFORMAT, "expected end of tag", NULL);
+        return;
+    }
+    l->sc.strip_next = l->strip_after;
+    l->sc.trim_next = !l->in_expr;
 }
 
 
