@@ -680,7 +680,7 @@ static int gguf_write_model(struct qrun *q, const char *in, struct quant_stats *
     struct vocab v = {0};
     enum lfmd_dtype *types = lfmd_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types, LFMD_MEM_OTHER);
     if (!types) return lfmd_err_set(q->err, LFMD_ENOMEM, "out of memory");
-    int rc = gguf_writer_new(q->fd, q->tmp, &w, q->err);
+    int rc = gguf_writer_new(q->fd, q->out, &w, q->err);
     if (rc) goto done;
     if ((rc = gguf_metadata(q, w, in, &v, st))) goto done;
     char name[256];
@@ -765,6 +765,7 @@ static void remove_tmp(const char *path) {
 int quantize_model(const char *in, const char *out, const struct quant_opts *o, struct quant_stats *st,
                    struct lfmd_err_ctx *err) {
     memset(st, 0, sizeof *st);
+    if (!lfmd_gguf_model_linked) return LFMD_ENOTSUP; // (always false: keeps the GGUF loader linked)
     if (o->format == QUANT_FMT_MLX && ((o->bits != 4 && o->bits != 8) ||
                                        (o->group_size != 32 && o->group_size != 64 && o->group_size != 128)))
         return lfmd_err_set(err, LFMD_EINVAL, "MLX quantization needs --bits 4|8 and --group-size 32|64|128");
