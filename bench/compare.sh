@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# lfmd vs llama.cpp (node-llama-cpp 3.21.1) on the same GGUF files, interleaved run by run, plus
+# lfmd on the MLX-layout equivalents. Random-weight LFM2 models are generated with
+# tools/gen_model.py and converted with `lfmd quantize` (cached in --dir).
+# Prints a markdown table of medians: prompt tok/s, decode tok/s, load ms, peak RSS.
+#
+#   bench/compare.sh [--shapes "350m 1.2b"] [--types "q4_0 q8_0 f16"] [--threads 2]
+#                    [--pp 512] [--tg 128] [--reps 3] [--dir /tmp/lfmd-compare] [--no-mlx]
+# Needs: a built lfmd (LFMD_BIN or build/src/lfmd) and `npm install` done in bench/llamacpp.
+# SPDX-License-Identifier: MIT
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+BIN=${LFMD_BIN:-$ROOT/build/src/lfmd}
+SHAPES="350m 1.2b" TYPES="q4_0 q8_0 f16" THREADS=2 PP=512 TG=128 REPS=3 DIR=/tmp/lfmd-compare MLX=1
+while [ $# -gt 0 ]; do
+    case $1 in
+    --shapes) SHAPES=$2; shift 2 ;;
+    --types) TYPES=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --pp) PP=$2; shift 2 ;;
+    --tg) TG=$2; shift 2 ;;
+    --reps) REPS=$2; shift 2 ;;
+    --dir) DIR=$2; shift 2 ;;
+    --no-mlx) MLX=0; shift ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
+[ -x "$BIN" ] || { echo "lfmd binary not found: $BIN (set LFMD_BIN)" >&2; exit 1; }
+[ -d "$HERE/llamacpp/node_modules/node-llama-cpp" ] ||
+    { echo "run 'npm install' in $HERE/llamacpp first" >&2; exit 1; }
+mkdir -p "$DIR"
+
+# median of the numbers on stdin
+median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
+jget() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const o=JSON.parse(s);console.log(o[process.argv[1]])})' "$1"; }
+
+prepare() { # shape type -> path of the model file/dir
+    local shape=$1 type=$2 hf="$DIR/lfm2-$1-bf16"
+    if [ ! -f "$hf/model.safetensors" ]; then
+        /usr/bin/python3 "$ROOT/tools/gen_model.py" --preset "lfm2-$shape" --seed 1 --out "$hf" >&2
+    fi
+    case $type in
+    mlx4 | mlx8)
+        local out="$DIR/lfm2-$shape-$type"
+        [ -d "$out" ] || "$BIN" quantize "$hf" "$out" --bits "${type#mlx}" >&2
+        echo "$out" ;;
+    *)
+        local out="$DIR/lfm2-$shape-$type.gguf"
+        [ -f "$out" ] || "$BIN" quantize "$hf" "$out" --format gguf --type "$type" >&2
+        echo "$out" ;;
+    esac
+}
+
+lfmd_once() { # model -> "pp tg load_ms rss_mib"
+    local j
+    j=$("$BIN" bench -m "$1" -p "$PP" -n "$TG" -t "$THREADS" -r 1 --json 2>/dev/null | tail -1)
+    echo "$(echo "$j" | jget prefill_tok_s) $(echo "$j" | jget decode_tok_s) $(echo "$j" | jget load_ms)" \
+         "$(( $(echo "$j" | jget peak_rss_bytes) / 1048576 ))"
+}
+
+llama_once() {
+    local j
+    j=$(cd "$HERE/llamacpp" && node run.mjs bench "$1" --threads "$THREADS" --pp "$PP" --tg "$TG" --reps 1 2>/dev/null | tail -1)
+    echo "$(echo "$j" | jget pp_tok_s) $(echo "$j" | jget tg_tok_s) $(echo "$j" | jget load_ms) $(echo "$j" | jget peak_rss_mib)"
+}
+
+row() { # label engine file results-file
+    local f=$4
+    printf "| %s | %s | %.1f | %.1f | %.0f | %.0f |\n" "$1" "$2" \
+        "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f2 "$f" | median)" \
+        "$(cut -d' ' -f3 "$f" | median)" "$(cut -d' ' -f4 "$f" | median)"
+}
+
+echo "lfmd vs llama.cpp: $THREADS threads, pp$PP / tg$TG, median of $REPS interleaved runs ($(date -u +%F), $(nproc) CPUs)"
+echo
+echo "| model | engine | prompt tok/s | decode tok/s | load ms | peak RSS MiB |"
+echo "|---|---|---|---|---|---|"
+for shape in $SHAPES; do
+    for type in $TYPES; do
+        m=$(prepare "$shape" "$type")
+        a=$(mktemp) b=$(mktemp)
+        for r in $(seq "$REPS"); do
+            lfmd_once "$m" >>"$a"
+            llama_once "$m" >>"$b"
+        done
+        row "$shape $type" "lfmd" "$m" "$a"
+        row "$shape $type" "llama.cpp" "$m" "$b"
+        rm -f "$a" "$b"
+    done
+    if [ "$MLX" = 1 ]; then
+        for type in mlx4 mlx8; do
+            m=$(prepare "$shape" "$type")
+            a=$(mktemp)
+            for r in $(seq "$REPS"); do lfmd_once "$m" >>"$a"; done
+            row "$shape $type" "lfmd" "$m" "$a"
+            rm -f "$a"
+        done
+    fi
+done
