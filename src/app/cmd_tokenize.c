@@ -10,12 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum mode { MODE_TOKENIZE, MODE_DETOKENIZE, MODE_TEMPLATE };
 
 struct opts {
     const char *tokenizer;
     bool no_special, jsonl, skip_special, literal_special;
+    long bench_iters; // tokenize --bench N: time N encodes per line, print MB/s instead of ids
 };
 
 static void usage(FILE *f, enum mode m) {
@@ -27,7 +29,8 @@ static void usage(FILE *f, enum mode m) {
     case MODE_TOKENIZE:
         fprintf(f, "  input lines {\"text\": \"...\"}, output lines {\"ids\": [...]}\n"
                    "  --no-special       do not add BOS/post-processor tokens (add_special_tokens=false)\n"
-                   "  --literal-special  encode special-token text as plain text\n");
+                   "  --literal-special  encode special-token text as plain text\n"
+                   "  --bench N          encode each line N times; print timing JSON instead of ids\n");
         break;
     case MODE_DETOKENIZE:
         fprintf(f, "  input lines {\"ids\": [...]}, output lines {\"text\": \"...\"}\n"
@@ -54,6 +57,9 @@ static int parse_args(int argc, char **argv, enum mode m, struct opts *o) {
         else if (!strcmp(a, "--jsonl")) o->jsonl = true;
         else if (m == MODE_TOKENIZE && !strcmp(a, "--no-special")) o->no_special = true;
         else if (m == MODE_TOKENIZE && !strcmp(a, "--literal-special")) o->literal_special = true;
+        else if (m == MODE_TOKENIZE && !strcmp(a, "--bench") && i + 1 < argc &&
+                 (o->bench_iters = strtol(argv[++i], NULL, 10)) > 0) {
+        }
         else if (m == MODE_DETOKENIZE && !strcmp(a, "--skip-special")) o->skip_special = true;
         else {
             fprintf(stderr, "lfmd: unknown or incomplete option '%s'\n", a);
@@ -87,9 +93,25 @@ static int one_line(const struct tokenizer *t, enum mode m, const struct opts *o
         } else {
             int32_t *ids;
             size_t n;
-            rc = tokenizer_encode(t, tx->u.str, tx->len, !o->no_special, !o->literal_special, &ids,
-                                  &n, err);
-            if (!rc) {
+            struct timespec t0, t1;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            for (long k = 1; !rc && k < o->bench_iters; k++) { // warm-up + timed repeats
+                rc = tokenizer_encode(t, tx->u.str, tx->len, !o->no_special, !o->literal_special,
+                                      &ids, &n, err);
+                if (!rc) lfmd_free(ids);
+            }
+            if (!rc)
+                rc = tokenizer_encode(t, tx->u.str, tx->len, !o->no_special, !o->literal_special,
+                                      &ids, &n, err);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if (!rc && o->bench_iters) {
+                double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+                double mb = (double)tx->len * (double)o->bench_iters / 1e6;
+                rc = buf_printf(out, "{\"bytes\": %u, \"tokens\": %zu, \"iters\": %ld, "
+                                     "\"seconds\": %.4f, \"mb_per_s\": %.2f}",
+                                tx->len, n, o->bench_iters, s, mb / s);
+                lfmd_free(ids);
+            } else if (!rc) {
                 rc = buf_puts(out, "{\"ids\": [");
                 for (size_t i = 0; !rc && i < n; i++) rc = buf_printf(out, i ? ", %d" : "%d", ids[i]);
                 if (!rc) rc = buf_puts(out, "]}");

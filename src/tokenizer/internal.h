@@ -162,8 +162,11 @@ int tokenizer__merge_add(struct tokenizer *t, const char *l, size_t ll, const ch
 static inline const struct merge_slot *tokenizer__merge_find(const struct tokenizer *t,
                                                              int32_t l, int32_t r) {
     uint64_t key = (((uint64_t)(uint32_t)l << 32) | (uint32_t)r) + 1;
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    h ^= h >> 29;
+    uint64_t h = key ^ (key >> 33); // splitmix64 finalizer: every key bit reaches the index
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 33;
     for (uint32_t i = (uint32_t)h & t->merges_mask;; i = (i + 1) & t->merges_mask) {
         const struct merge_slot *s = &t->merges[i];
         if (s->key == key) return s;

@@ -189,8 +189,11 @@ int tokenizer__merge_add(struct tokenizer *t, const char *l, size_t ll, const ch
                             "tokenizer: merge %d ('%.*s' + '%.*s') gives a token not in the vocab",
                             rank, (int)(ll > 64 ? 64 : ll), l, (int)(rl > 64 ? 64 : rl), r);
     uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
-    uint64_t h = key * 0x9E3779B97F4A7C15ull;
-    h ^= h >> 29;
+    uint64_t h = key ^ (key >> 33); // splitmix64 finalizer: every key bit reaches the index
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 33;
     for (uint32_t i = (uint32_t)h & t->merges_mask;; i = (i + 1) & t->merges_mask) {
         struct merge_slot *s = &t->merges[i];
         if (s->key == 0 || s->key == key) {
