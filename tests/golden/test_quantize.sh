@@ -31,6 +31,18 @@ done
 "$BIN" run -m "$T/tiny" --prompt-ids 1,2,3,4 --max-tokens 4 -t 1 >"$T/ref.ids" 2>/dev/null
 cmp -s "$T/ref.ids" "$T/q8.gguf.ids" && ok "q8_0 greedy tokens = bf16" || bad "q8_0 tokens differ: $(cat "$T/ref.ids") vs $(cat "$T/q8.gguf.ids")"
 
+# 1b. llama.cpp (node-llama-cpp, when installed in bench/llamacpp) loads our GGUF and generates
+# the same 32 greedy tokens as lfmd (f16 matrices: both engines compute in f32 from identical weights)
+if [ -d "$SRC/bench/llamacpp/node_modules/node-llama-cpp" ] && command -v node >/dev/null; then
+    "$BIN" quantize "$T/tiny" "$T/f16.gguf" --type f16 2>/dev/null
+    P=1,100,200,300,400,500,17,42
+    a=$("$BIN" run -m "$T/f16.gguf" --prompt-ids $P --max-tokens 32 --ignore-eos -t 1 2>/dev/null | tr ' ' ',')
+    b=$(cd "$SRC/bench/llamacpp" && node run.mjs greedy "$T/f16.gguf" --prompt-ids $P --n 32 --threads 1 2>&1 | sed -n 's/^ids: //p')
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok "llama.cpp: same 32 greedy tokens" || bad "llama.cpp tokens differ: lfmd $a, llama.cpp $b"
+else
+    echo "skip: bench/llamacpp not installed"
+fi
+
 # 2. interrupted runs leave nothing (SIGINT on a GGUF file, SIGTERM on an MLX directory)
 interrupt() {
     local sig=$1 out=$2; shift 2
