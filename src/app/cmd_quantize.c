@@ -59,7 +59,6 @@ static void print_size(const char *label, uint64_t n) {
 int cmd_quantize(int argc, char **argv) {
     struct quant_opts o;
     quant_opts_default(&o);
-    if (!lfmd_gguf_model_linked) return 1;
     const char *pos[2] = {NULL, NULL}, *type = NULL;
     int n_pos = 0;
     bool missing = false, bits_given = false;

@@ -5,6 +5,7 @@
 
 #include "base/alloc.h"
 #include "base/buf.h"
+#include "model/gguf_tokenizer.h"
 #include "model/model.h"
 #include "sample/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -100,7 +101,7 @@ int cmd_run(int argc, char **argv) {
     if (model_open(path, NULL, &m, &err)) goto fail;
     const struct model_config *c = model_get_config(m);
     if (text || !out_ids) {
-        if (tokenizer_load(path, &tok, &err)) goto fail;
+        if (model_tokenizer_load(path, &tok, &err)) goto fail;
     }
     if (ids_arg) {
         n_prompt = app_parse_ids(ids_arg, &prompt);

@@ -1,10 +1,11 @@
 // The engine's view of the real model: src/model for weights/sequences/forward passes and
 // src/tokenizer for text. Adapts both to struct engine_model_ops; holds no policy of its own.
-// The tokenizer is loaded from the model directory (or from the directory of a .gguf file).
+// The tokenizer is loaded from the model directory or from a .gguf file's metadata.
 // SPDX-License-Identifier: MIT
 #include "engine.h"
 
 #include "format/json.h"
+#include "model/gguf_tokenizer.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -42,16 +43,8 @@ static int real_open(const char *path, int n_threads, void **out, struct engine_
     int rc = model_open(path, &mo, &rm->m, err);
     if (rc) goto fail;
     rm->cfg = model_get_config(rm->m);
-    // The tokenizer lives in the model directory; for a single .gguf file, next to it.
-    char dir[4096];
-    size_t n = strlen(path);
-    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
-        const char *slash = strrchr(path, '/');
-        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    } else {
-        snprintf(dir, sizeof dir, "%s", path);
-    }
-    rc = tokenizer_load(dir, &rm->tok, err);
+    // The tokenizer lives in the model directory, or in a .gguf file's metadata.
+    rc = model_tokenizer_load(path, &rm->tok, err);
     if (rc) goto fail;
     if (tokenizer_n_vocab(rm->tok) > rm->cfg->n_vocab) {
         rc = lfmd_err_set(err, LFMD_EFORMAT, "%s: tokenizer has %d tokens but the model's vocab is %d",

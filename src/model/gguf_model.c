@@ -75,10 +75,6 @@ static const struct name_map llama_layer[] = {
     {"ffn_down.weight", "mlp.down_proj.weight"},
 };
 
-// A strong symbol: referencing it pulls this object out of the static library, since the weak
-// model_open_gguf declaration in internal.h alone does not make the linker extract it.
-const int lfmd_gguf_model_linked = 1;
-
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 // Writes the HF name of GGUF tensor `name` into out (the GGUF name itself when unmapped).
@@ -235,12 +231,7 @@ int model_open_gguf(struct model *m, const char *path, struct lfmd_err_ctx *err)
     if (m->cfg.arch == MODEL_ARCH_LLAMA) {
         // llama.cpp's converter permutes q/k rows for its interleaved (GPT-J style) RoPE, so the
         // forward pass must rotate adjacent pairs instead of split halves.
-#ifdef LFMD_HAVE_ROPE_INTERLEAVED
         m->llama.rope_interleaved = true;
-#else
-        return lfmd_err_set(err, LFMD_ENOTSUP, "%s: llama GGUF files need interleaved RoPE, which this "
-                            "build's llama forward pass does not implement yet", path);
-#endif
         m->llama.attn_bias = gguf_find_tensor(g, "blk.0.attn_q.bias") != NULL;
     }
     // One block: tensor views followed by their HF names.

@@ -2,6 +2,8 @@
 // SPDX-License-Identifier: MIT
 #include "gguf_tokenizer.h"
 
+#include <sys/stat.h>
+
 #include "base/alloc.h"
 #include "format/gguf.h"
 #include "tokenizer/tokenizer.h"
@@ -112,4 +114,10 @@ done:
     lfmd_free(tmpl);
     gguf_close(g);
     return rc;
+}
+
+int model_tokenizer_load(const char *model_path, struct tokenizer **out, struct lfmd_err_ctx *err) {
+    struct stat st;
+    if (stat(model_path, &st) == 0 && S_ISREG(st.st_mode)) return gguf_load_tokenizer(model_path, out, err);
+    return tokenizer_load(model_path, out, err);
 }

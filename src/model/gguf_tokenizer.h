@@ -13,4 +13,7 @@ struct tokenizer;
 // has no tokenizer.ggml.tokens, or the reader's / tokenizer's error.
 int gguf_load_tokenizer(const char *path, struct tokenizer **out, struct lfmd_err_ctx *err);
 
+// The tokenizer of any model path: a .gguf file's metadata, or tokenizer.json in a directory.
+int model_tokenizer_load(const char *model_path, struct tokenizer **out, struct lfmd_err_ctx *err);
+
 #endif

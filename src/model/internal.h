@@ -18,6 +18,7 @@ struct llama_params {
     bool rope_llama3;          // rope_scaling.rope_type == "llama3"
     float rope_factor, rope_low_freq, rope_high_freq;
     int rope_orig_max_pos;
+    bool rope_interleaved;     // GGUF llama: q/k rows permuted for adjacent-pair (GPT-J) rotation
 };
 
 struct batch;
@@ -43,6 +44,7 @@ struct model {
     size_t n_tensors;
     void *w;                   // arch-specific bound weights (owned)
     size_t weight_bytes;
+    size_t charged_bytes;      // weight bytes charged to the memory budget (LFMD_MEM_WEIGHTS)
     uint64_t n_params;
     char dtype_desc[32];
     float *rope_inv_freq;      // [head_dim/2]
@@ -92,10 +94,10 @@ struct runner {
 };
 
 // ---- GGUF (gguf_model.c): fills m->cfg, m->llama, m->gguf and m->tensors with Hugging Face
-// tensor names so the architecture binders are shared. Weak until that file is built. ----
-__attribute__((weak)) int model_open_gguf(struct model *m, const char *path, struct lfmd_err_ctx *err);
-__attribute__((weak)) void model_close_gguf(struct model *m);
-__attribute__((weak)) void model_release_gguf_pages(struct model *m);
+// tensor names so the architecture binders are shared. ----
+int model_open_gguf(struct model *m, const char *path, struct lfmd_err_ctx *err);
+void model_close_gguf(struct model *m);
+void model_release_gguf_pages(struct model *m);
 
 // ---- config ----
 int config_parse(const struct json *j, const char *path, struct model_config *c,
@@ -118,6 +120,8 @@ void op_rmsnorm(float *x, const float *w, int n_rows, int n, int64_t ld, float e
                 int64_t ld_out);
 // NeoX (split-half) rotary embedding in place on [n_heads, head_dim] at position pos.
 void op_rope_neox(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
+// GPT-J (adjacent pairs) rotation: pair (2i, 2i+1) rotated by pos * inv_freq[i].
+void op_rope_interleaved(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
 // Causal attention for every token of the batch over its sequence's cache of layer slot li.
 // q: [n_tok, n_head*hd]; out: [n_tok, n_head*hd].
 void op_attention(struct runner *r, const struct batch *b, int li, const float *q, float *out);

@@ -84,9 +84,11 @@ static void attn_block(struct runner *r, const struct batch *b, const struct lla
     add_bias(L->q_b, tmp, q, T, qd);
     add_bias(L->k_b, tmp, k, T, kvd);
     add_bias(L->v_b, tmp, v, T, kvd);
+    void (*rope)(float *, int, int, int, const float *) =
+        r->m->llama.rope_interleaved ? op_rope_interleaved : op_rope_neox;
     for (int t = 0; t < T; t++) {
-        op_rope_neox(q + (size_t)t * qd, c->n_head, hd, b->pos[t], r->m->rope_inv_freq);
-        op_rope_neox(k + (size_t)t * kvd, c->n_kv_head, hd, b->pos[t], r->m->rope_inv_freq);
+        rope(q + (size_t)t * qd, c->n_head, hd, b->pos[t], r->m->rope_inv_freq);
+        rope(k + (size_t)t * kvd, c->n_kv_head, hd, b->pos[t], r->m->rope_inv_freq);
     }
     op_kv_store(b, li, k, v);
     op_attention(r, b, li, q, r->c);

@@ -285,11 +285,8 @@ int model_open(const char *path, const struct model_open_opts *opts, struct mode
     }
     if (S_ISDIR(st.st_mode)) {
         rc = open_hf_dir(m, path, err);
-    } else if (model_open_gguf) {
-        rc = model_open_gguf(m, path, err);
     } else {
-        rc = lfmd_err_set(err, LFMD_ENOTSUP, "%s: not a model directory (GGUF files are not supported "
-                          "in this build)", path);
+        rc = model_open_gguf(m, path, err);
     }
     if (rc) goto fail;
     m->ops = m->cfg.arch == MODEL_ARCH_LFM2 ? &lfm2_ops : &llama_ops;
@@ -300,6 +297,13 @@ int model_open(const char *path, const struct model_open_opts *opts, struct mode
         m->n_params += (uint64_t)tensor_nelem(&m->tensors[i]);
     }
     describe_dtypes(m);
+    // Mapped weights count against the memory budget: they become resident as they are used.
+    if (lfmd_mem_charge(LFMD_MEM_WEIGHTS, m->weight_bytes)) {
+        rc = lfmd_err_set(err, LFMD_EBUDGET, "%s: weights (%zu bytes) do not fit the memory limit (%zu bytes, "
+                          "%zu in use)", path, m->weight_bytes, lfmd_mem_limit(), lfmd_mem_total());
+        goto fail;
+    }
+    m->charged_bytes = m->weight_bytes;
     const struct model_config *c = &m->cfg;
     m->rope_inv_freq = lfmd_malloc((size_t)c->head_dim / 2 * sizeof(float), LFMD_MEM_OTHER);
     if (!m->rope_inv_freq) {
@@ -338,7 +342,8 @@ fail:
 
 void model_close(struct model *m) {
     if (!m) return;
-    if (m->gguf && model_close_gguf) model_close_gguf(m);
+    if (m->charged_bytes) lfmd_mem_uncharge(LFMD_MEM_WEIGHTS, m->charged_bytes);
+    if (m->gguf) model_close_gguf(m);
     for (int f = 0; f < m->n_files; f++) st_close(m->files[f]);
     lfmd_free(m->tensors);
     lfmd_free(m->w);
@@ -358,7 +363,7 @@ const struct tensor *model_tensor_at(const struct model *m, size_t i) {
 }
 
 void model_release_pages(struct model *m) {
-    if (m->gguf && model_release_gguf_pages) model_release_gguf_pages(m);
+    if (m->gguf) model_release_gguf_pages(m);
     for (int f = 0; f < m->n_files; f++)
         madvise((void *)m->files[f]->map, m->files[f]->file_size, MADV_DONTNEED);
 }

@@ -765,7 +765,6 @@ static void remove_tmp(const char *path) {
 int quantize_model(const char *in, const char *out, const struct quant_opts *o, struct quant_stats *st,
                    struct lfmd_err_ctx *err) {
     memset(st, 0, sizeof *st);
-    if (!lfmd_gguf_model_linked) return LFMD_ENOTSUP; // (always false: keeps the GGUF loader linked)
     if (o->format == QUANT_FMT_MLX && ((o->bits != 4 && o->bits != 8) ||
                                        (o->group_size != 32 && o->group_size != 64 && o->group_size != 128)))
         return lfmd_err_set(err, LFMD_EINVAL, "MLX quantization needs --bits 4|8 and --group-size 32|64|128");

@@ -36,9 +36,6 @@ struct quant_stats {
     char tokenizer_note[160];  // GGUF: where the vocabulary came from
 };
 
-// Non-zero; referencing it links the GGUF model loader (gguf_model.c) into a binary.
-extern const int lfmd_gguf_model_linked;
-
 // Defaults: MLX, bits 4, group 64, Q4_0.
 void quant_opts_default(struct quant_opts *o);
 // Parses a --type name ("q4_0", "q8_0", "q4_1", "q4_k", "q5_k", "q6_k", "f16", "bf16", "f32",

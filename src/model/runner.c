@@ -286,6 +286,19 @@ void op_rope_neox(float *x, int n_heads, int head_dim, int pos, const float *inv
     }
 }
 
+void op_rope_interleaved(float *x, int n_heads, int head_dim, int pos, const float *inv_freq) {
+    for (int i = 0; i < head_dim / 2; i++) {
+        float ang = (float)pos * inv_freq[i];
+        float cs = cosf(ang), sn = sinf(ang);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * head_dim + 2 * i;
+            float x1 = v[0], x2 = v[1];
+            v[0] = x1 * cs - x2 * sn;
+            v[1] = x2 * cs + x1 * sn;
+        }
+    }
+}
+
 void op_kv_store(const struct batch *b, int li, const float *k, const float *v) {
     for (int t = 0; t < b->n_tok; t++) {
         struct seq *s = b->seq[t];
