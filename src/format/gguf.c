@@ -5,6 +5,7 @@
 #include "gguf.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "base/limits.h"
 
 #include <errno.h>
@@ -310,7 +311,7 @@ int gguf_open(const char *path, struct gguf **out, struct lfmd_err_ctx *err) {
         rc = lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    g->fd = open(path, O_RDONLY | O_CLOEXEC);
+    g->fd = lfmd_io_open(path, O_RDONLY);
     if (g->fd < 0) {
         rc = lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: cannot open: %s", path,
                           strerror(errno));
@@ -327,7 +328,7 @@ int gguf_open(const char *path, struct gguf **out, struct lfmd_err_ctx *err) {
                           g->file_size);
         goto fail;
     }
-    void *map = mmap(NULL, g->file_size, PROT_READ, MAP_PRIVATE, g->fd, 0);
+    void *map = lfmd_io_mmap(g->fd, g->file_size);
     if (map == MAP_FAILED) {
         rc = lfmd_err_set(err, LFMD_EIO, "%s: mmap failed: %s", path, strerror(errno));
         goto fail;

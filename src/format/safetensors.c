@@ -4,6 +4,7 @@
 #include "safetensors.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "base/limits.h"
 #include "json.h"
 
@@ -34,7 +35,7 @@ static int cmp_offset(const void *a, const void *b) {
 static int read_full(int fd, void *buf, size_t n, off_t off) {
     size_t done = 0;
     while (done < n) {
-        ssize_t r = pread(fd, (char *)buf + done, n - done, off + (off_t)done);
+        ssize_t r = lfmd_io_pread(fd, (char *)buf + done, n - done, off + (off_t)done);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) return -1;
         done += (size_t)r;
@@ -105,7 +106,7 @@ int st_open(const char *path, struct st_file **out, struct lfmd_err_ctx *err) {
         rc = lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
         goto fail;
     }
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    f->fd = lfmd_io_open(path, O_RDONLY);
     if (f->fd < 0) {
         rc = lfmd_err_set(err, LFMD_EIO, "%s: cannot open: %s", path, strerror(errno));
         goto fail;
@@ -187,7 +188,7 @@ int st_open(const char *path, struct st_file **out, struct lfmd_err_ctx *err) {
             goto fail;
         }
     }
-    f->map = mmap(NULL, f->file_size, PROT_READ, MAP_PRIVATE, f->fd, 0);
+    f->map = lfmd_io_mmap(f->fd, f->file_size);
     if (f->map == MAP_FAILED) {
         f->map = NULL;
         rc = lfmd_err_set(err, LFMD_EIO, "%s: mmap failed: %s", path, strerror(errno));

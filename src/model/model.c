@@ -4,6 +4,7 @@
 #include "internal.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "format/safetensors.h"
 
 #include <errno.h>
@@ -18,7 +19,7 @@
 // Reads a whole small file into a NUL-terminated buffer (free with lfmd_free).
 static int read_small_file(const char *path, size_t max, char **out, size_t *len, struct lfmd_err_ctx *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = lfmd_io_open(path, O_RDONLY);
     if (fd < 0) return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: cannot open: %s",
                                     path, strerror(errno));
     struct stat st;
@@ -33,7 +34,7 @@ static int read_small_file(const char *path, size_t max, char **out, size_t *len
     }
     size_t done = 0;
     while (done < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + done, (size_t)st.st_size - done);
+        ssize_t r = lfmd_io_pread(fd, buf + done, (size_t)st.st_size - done, (off_t)done);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         done += (size_t)r;

@@ -4,12 +4,15 @@
 // SPDX-License-Identifier: MIT
 #include "internal.h"
 
+#include "base/io.h"
 #include "base/limits.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 // ---- files ----
 
@@ -17,28 +20,28 @@ static int read_file(const char *path, size_t max, char **out, size_t *len,
                      struct lfmd_err_ctx *err) {
     *out = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: %s", path,
-                                strerror(errno));
+    int fd = lfmd_io_open(path, O_RDONLY);
+    if (fd < 0) return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: %s", path,
+                                    strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
         return lfmd_err_set(err, LFMD_EIO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > max) {
-        fclose(f);
+        close(fd);
         return lfmd_err_set(err, LFMD_ETOOBIG, "%s: %lld bytes is over the %zu byte limit", path,
                             (long long)st.st_size, max);
     }
     char *p = lfmd_malloc((size_t)st.st_size + 1, LFMD_MEM_TOKENIZER);
     if (!p) {
-        fclose(f);
+        close(fd);
         return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
     }
-    size_t n = fread(p, 1, (size_t)st.st_size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || n != (size_t)st.st_size) {
+    size_t n = (size_t)st.st_size;
+    int bad = lfmd_io_pread_full(fd, p, n, 0);
+    close(fd);
+    if (bad) {
         lfmd_free(p);
         return lfmd_err_set(err, LFMD_EIO, "%s: read error", path);
     }

@@ -1,0 +1,69 @@
+// Fault-injectable file layer (see io.h). The countdown is one atomic shared by all threads.
+// SPDX-License-Identifier: MIT
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static _Atomic long g_fail_after = -1;
+static _Atomic long g_calls;
+
+// True when this call must fail (consumes one step of the countdown).
+static bool inject(void) {
+    atomic_fetch_add(&g_calls, 1);
+    long n = atomic_load(&g_fail_after);
+    while (n >= 0) {
+        if (atomic_compare_exchange_weak(&g_fail_after, &n, n - 1)) {
+            if (n == 0) {
+                errno = EIO;
+                return true;
+            }
+            return false;
+        }
+    }
+    return false;
+}
+
+void lfmd_io_fail_after(long n) { atomic_store(&g_fail_after, n); }
+long lfmd_io_calls(void) { return atomic_load(&g_calls); }
+
+int lfmd_io_open(const char *path, int flags) {
+    if (inject()) return -1;
+    return open(path, flags | O_CLOEXEC);
+}
+
+ssize_t lfmd_io_pread(int fd, void *buf, size_t n, off_t off) {
+    if (inject()) return -1;
+    return pread(fd, buf, n, off);
+}
+
+int lfmd_io_pread_full(int fd, void *buf, size_t n, off_t off) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = lfmd_io_pread(fd, (char *)buf + done, n - done, off + (off_t)done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+int lfmd_io_read_full(int fd, void *buf, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = inject() ? -1 : read(fd, (char *)buf + done, n - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+void *lfmd_io_mmap(int fd, size_t len) {
+    if (inject()) return MAP_FAILED;
+    return mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+}

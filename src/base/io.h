@@ -1,0 +1,31 @@
+// The file layer the loaders use (safetensors, GGUF, config files, tokenizer files): thin
+// wrappers over open/pread/read/mmap with a test hook that fails the n-th call (the I/O twin of
+// lfmd_alloc_fail_after), so fault-injection tests can sweep every read and map of a model load.
+// Invariant: with the hook off each wrapper behaves exactly like the system call it wraps; an
+// injected failure returns the call's error value with errno = EIO and has no side effect.
+// SPDX-License-Identifier: MIT
+#ifndef LFMD_BASE_IO_H
+#define LFMD_BASE_IO_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+// open(path, flags | O_CLOEXEC) for reading. Returns an fd or -1 (errno set).
+int lfmd_io_open(const char *path, int flags);
+// pread(2). Returns bytes read, 0 at end of file, -1 on error (errno set).
+ssize_t lfmd_io_pread(int fd, void *buf, size_t n, off_t off);
+// Reads exactly n bytes at off (retries EINTR and short reads). 0, or -1 on error or early EOF.
+int lfmd_io_pread_full(int fd, void *buf, size_t n, off_t off);
+// Reads exactly n bytes from the current position. 0, or -1 on error or early EOF.
+int lfmd_io_read_full(int fd, void *buf, size_t n);
+// Maps [0, len) of fd read-only and private. Returns the address or MAP_FAILED (errno set).
+void *lfmd_io_mmap(int fd, size_t len);
+
+// Test hook: the n-th wrapped call from now fails (0 = the next one); -1 turns it off.
+// Thread-safe. Each of open / pread / read / mmap counts as one call (pread_full and read_full
+// count once per underlying system call).
+void lfmd_io_fail_after(long n);
+// Wrapped calls made since the process started (for sizing fault sweeps).
+long lfmd_io_calls(void);
+
+#endif
