@@ -2,11 +2,14 @@
 BUILD ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: all build serve test test-all bench clean
+.PHONY: all deps build serve test test-all bench clean
 
 all: build
 
-build:
+deps:
+	@scripts/deps.sh
+
+build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DLFMD_WERROR=ON >/dev/null
 	cmake --build $(BUILD) -j $(JOBS)
 
@@ -16,10 +19,14 @@ serve: build
 
 # The default test run (under ~10 minutes on 2 cores).
 test: build
+	@[ -d tests/server/node_modules ] || ! command -v npm >/dev/null || \
+		npm install --prefix tests/server --no-audit --no-fund --silent
 	ctest --test-dir $(BUILD) --output-on-failure -j 2 -LE slow
 
 # Everything, including slow golden checks on regenerated 350M/1.2B-shaped models.
 test-all: build
+	@[ -d tests/server/node_modules ] || ! command -v npm >/dev/null || \
+		npm install --prefix tests/server --no-audit --no-fund --silent
 	ctest --test-dir $(BUILD) --output-on-failure -j 2
 
 clean:

@@ -32,12 +32,13 @@ static void run_usage(FILE *f) {
             "  -t, --threads N       compute threads (default: all cores)\n"
             "  --ctx N               context size (default: prompt + max tokens)\n"
             "  --chunk N             tokens per forward call when feeding the prompt (default: all)\n"
-            "  --batch-tokens N      tokens per internal compute chunk (default 128)\n");
+            "  --batch-tokens N      tokens per internal compute chunk (default 128)\n"
+            "  --stats               print timings and resident memory to stderr\n");
 }
 
 int cmd_run(int argc, char **argv) {
     const char *model_arg = NULL, *ids_arg = NULL, *text = NULL, *output = NULL, *logits_path = NULL;
-    bool chat = false, ignore_eos = false, missing = false;
+    bool chat = false, ignore_eos = false, missing = false, stats = false;
     int max_tokens = 128, threads = app_threads_default(), ctx = 0, chunk = 0, batch_tokens = 128;
     struct sampler_params sp;
     sampler_params_default(&sp);
@@ -65,6 +66,7 @@ int cmd_run(int argc, char **argv) {
         else if ((v = app_opt(argc, argv, &i, "--batch-tokens", &missing))) batch_tokens = atoi(v);
         else if (!strcmp(argv[i], "--chat")) chat = true;
         else if (!strcmp(argv[i], "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(argv[i], "--stats")) stats = true;
         else if (!missing) {
             fprintf(stderr, "lfmd run: unknown option '%s'\n", argv[i]);
             return 2;
@@ -98,7 +100,10 @@ int cmd_run(int argc, char **argv) {
     buf_init(&out, 1 << 20, LFMD_MEM_REQUEST);
     int n_prompt;
 
+    double t_start = app_now_ms();
     if (model_open(path, NULL, &m, &err)) goto fail;
+    double t_open = app_now_ms();
+    size_t rss_open = app_rss_bytes();
     const struct model_config *c = model_get_config(m);
     if (text || !out_ids) {
         if (model_tokenizer_load(path, &tok, &err)) goto fail;
@@ -158,6 +163,8 @@ int cmd_run(int argc, char **argv) {
         int n = n_prompt - p < step ? n_prompt - p : step;
         if (model_forward(r, s, prompt + p, n, p + n == n_prompt ? logits : NULL, &err)) goto fail;
     }
+    double t_prefill = app_now_ms();
+    size_t rss_first = app_rss_bytes();
     if (logits_path) {
         FILE *f = fopen(logits_path, "wb");
         if (!f || fwrite(logits, sizeof(float), (size_t)c->n_vocab, f) != (size_t)c->n_vocab) {
@@ -198,6 +205,16 @@ int cmd_run(int argc, char **argv) {
         tok_stream_fini(&ts);
     }
     if (max_tokens > 0) printf("\n");
+    if (stats) {
+        double t_end = app_now_ms();
+        fprintf(stderr,
+                "open %.1f ms (RSS %.1f MiB) | prompt %d tokens in %.1f ms (%.1f tok/s; RSS %.1f MiB) | "
+                "%d generated in %.1f ms (%.2f tok/s) | peak RSS %.1f MiB | weights %.1f MiB\n",
+                t_open - t_start, rss_open / 1048576.0, n_prompt, t_prefill - t_open,
+                n_prompt / ((t_prefill - t_open) / 1e3), rss_first / 1048576.0, n_hist - n_prompt,
+                t_end - t_prefill, (n_hist - n_prompt) / ((t_end - t_prefill) / 1e3),
+                app_peak_rss_bytes() / 1048576.0, model_weight_bytes(m) / 1048576.0);
+    }
     status = 0;
     goto done;
 fail:

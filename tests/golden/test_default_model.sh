@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The embedded default model (models/lfm2-router): lfmd's greedy output equals transformers' for the
+# 10 reference prompts in tests/data/router_eval/greedy_ref.jsonl (computed by
+# tools/train_router/train.py on the GPU machine: fp32 from the bf16 weights, eager, no TF32), and
+# the chat path answers through the chat template.
+set -u
+BIN=${LFMD_BIN:?}
+SRC=${LFMD_SRC:-.}
+MODEL=$SRC/models/lfm2-router
+fails=0
+n=0
+while IFS= read -r line; do
+    ids=$(printf '%s' "$line" | /usr/bin/python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["prompt_ids"])))')
+    want=$(printf '%s' "$line" | /usr/bin/python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["greedy_ids"])))')
+    k=$(printf '%s' "$want" | wc -w)
+    got=$("$BIN" run -m "$MODEL" --prompt-ids "$ids" --max-tokens "$k" --temp 0 --ignore-eos --output ids -t 2)
+    n=$((n + 1))
+    if [ "$got" != "$want" ]; then
+        echo "FAIL prompt $n: got [$got] want [$want]"
+        fails=$((fails + 1))
+    fi
+done < "$SRC/tests/data/router_eval/greedy_ref.jsonl"
+echo "$n prompts, $fails mismatches"
+# The default model is used when no -m is given, and answers a chat turn with text.
+out=$(LFMD_MODEL= "$BIN" run -p "Hello!" --chat --max-tokens 24 -t 2)
+echo "chat: $out"
+[ -n "$out" ] || { echo "FAIL: empty chat answer"; fails=$((fails + 1)); }
+[ "$n" = 10 ] && [ "$fails" = 0 ]
