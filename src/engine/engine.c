@@ -1,6 +1,8 @@
-// The engine thread: request queue, admission against the memory budget, the generation loop
-// (one forward per active sequence per step; issue 6 turns a step into one batched forward),
-// stop strings, and the model lifecycle (lazy load, per-request release, idle trim and unload).
+// The engine thread: request queue, admission against the memory budget, continuous batching
+// (every step is ONE batched forward over all active sequences: a decode token for each
+// generating sequence plus prefill chunks, oldest first, within a per-step token budget), the
+// prefix cache, scoring (routing), constrained output, log-probs, stop strings, and the model
+// lifecycle (lazy load, per-request release, idle trim and unload).
 // Locking: e->mu guards the queue, the active list, flags and stats. Model calls run on the
 // engine thread without e->mu. A request's callback runs under r->mu so release can detach it.
 // SPDX-License-Identifier: MIT
@@ -8,6 +10,9 @@
 #define _GNU_SOURCE
 #endif
 #include "engine.h"
+
+#include "constrain.h"
+#include "prefix_cache.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -49,6 +54,13 @@ struct engine_req {
     int n_stop;
     size_t stop_max_len;
     double t_submit, queue_deadline, deadline; // deadline 0 = none
+    bool raw_prompt;
+    size_t cache_prefix_bytes;
+    char **choices;             // scoring mode
+    int n_choices;
+    bool logprobs;
+    int top_logprobs;
+    struct engine_constraint *con;
 
     // engine-thread state
     enum req_phase phase;
@@ -63,6 +75,14 @@ struct engine_req {
     struct buf text;            // generated text so far
     size_t emitted;             // bytes of text already sent
     double t_first, t_last;
+    int n_fed;                  // tokens of toks already in seq
+    int snap_at;                // prefix-cache snapshot boundary in tokens (0 = none)
+    int n_cached;               // prompt tokens restored from the prefix cache
+    const float *ready_logits;  // restored prompt logits (prefix cache hit on the whole prompt)
+    int32_t *ch_toks;           // scoring: the choices' tokens, concatenated
+    int ch_off[ENGINE_MAX_CHOICES + 1];
+    double *scores;
+    float *lp_row;              // logprobs: copy of the raw logits row
 };
 
 struct engine {
@@ -85,15 +105,18 @@ struct engine {
     bool want_trim, want_unload;
     atomic_int state;
     double last_activity;
+    double keep_alive_s;        // per-request idle unload (Ollama keep_alive); NAN = --idle-unload
     struct engine_stats st;     // counters (state/mem fields filled on read)
 
     // engine thread only
     void *model;
     struct engine_model_info info;
     void *runner;
-    float *logits;              // [n_vocab]
+    float *logits;              // [parallel, n_vocab]: one row per batched sequence
     void *cached_seq;           // --keep-cache: one idle sequence at full n_ctx
     double t_start;
+    struct prefix_cache pc;
+    char *tok_bytes;            // token_bytes table for constraints (lazily built)
 };
 
 static void hist_add(struct engine_hist *h, double v) {
@@ -140,6 +163,8 @@ void engine_opts_default(struct engine_opts *o) {
     o->queue_timeout_s = 30;
     o->idle_trim_s = 300;
     o->idle_unload_s = 600;
+    o->prefix_cache_bytes = (size_t)64 << 20;
+    o->step_tokens = 256;
 }
 
 void engine_params_default(struct engine_params *p) {
@@ -167,6 +192,14 @@ static void req_free_state(struct engine_req *r) {
     r->sampler_ready = false;
     lfmd_free(r->toks);
     r->toks = NULL;
+    lfmd_free(r->ch_toks);
+    r->ch_toks = NULL;
+    lfmd_free(r->scores);
+    r->scores = NULL;
+    lfmd_free(r->lp_row);
+    r->lp_row = NULL;
+    constraint_free(r->con);
+    r->con = NULL;
     buf_fini(&r->text);
 }
 
@@ -180,6 +213,8 @@ static void req_unref(struct engine_req *r) {
     }
     lfmd_free(r->msgs);
     for (int i = 0; i < r->n_stop; i++) lfmd_free(r->stop[i]);
+    for (int i = 0; i < r->n_choices; i++) lfmd_free(r->choices[i]);
+    lfmd_free(r->choices);
     pthread_mutex_destroy(&r->mu);
     lfmd_free(r);
 }
@@ -209,7 +244,14 @@ static void req_finish(struct engine_req *r, int code, enum engine_finish fin, c
     struct engine *e = r->e;
     struct engine_event ev = {.kind = ENGINE_EV_DONE, .n_prompt = r->n_prompt,
                               .n_gen = r->n_gen, .finish = fin, .code = code,
-                              .msg = code ? (msg && *msg ? msg : lfmd_strerror(code)) : NULL};
+                              .msg = code ? (msg && *msg ? msg : lfmd_strerror(code)) : NULL,
+                              .n_cached = r->n_cached};
+    double scores[ENGINE_MAX_CHOICES];
+    if (!code && r->scores) { // copied: state is freed before delivery
+        memcpy(scores, r->scores, (size_t)r->n_choices * sizeof *scores);
+        ev.scores = scores;
+        ev.n_scores = r->n_choices;
+    }
     pthread_mutex_lock(&e->mu);
     e->st.requests[outcome_of(code)]++;
     e->st.prompt_tokens += (uint64_t)(r->tokenized ? r->n_prompt : 0);
@@ -232,6 +274,12 @@ int engine_submit(struct engine *e, const struct engine_params *p, engine_event_
     if (p->n_stop < 0 || p->n_stop > LFMD_MAX_STOP_STRINGS || p->n_msgs < 0 ||
         p->n_msgs > LFMD_MAX_CHAT_MESSAGES)
         return lfmd_err_set(err, LFMD_EINVAL, "too many stop strings or messages");
+    if (p->n_choices < 0 || p->n_choices > ENGINE_MAX_CHOICES)
+        return lfmd_err_set(err, LFMD_EINVAL, "at most %d choices can be scored",
+                            ENGINE_MAX_CHOICES);
+    if (p->top_logprobs < 0 || p->top_logprobs > ENGINE_MAX_TOP_LOGPROBS)
+        return lfmd_err_set(err, LFMD_EINVAL, "top_logprobs must be from 0 to %d",
+                            ENGINE_MAX_TOP_LOGPROBS);
     struct engine_req *r = lfmd_calloc(1, sizeof *r, LFMD_MEM_REQUEST);
     if (!r) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory queueing the request");
     r->e = e;
@@ -260,6 +308,19 @@ int engine_submit(struct engine *e, const struct engine_params *p, engine_event_
         if (n > r->stop_max_len) r->stop_max_len = n;
         r->n_stop++;
     }
+    if (p->n_choices > 0) {
+        if (!(r->choices = lfmd_calloc((size_t)p->n_choices, sizeof *r->choices,
+                                       LFMD_MEM_REQUEST)))
+            goto fail;
+        for (int i = 0; i < p->n_choices; i++) {
+            if (!(r->choices[i] = dup_req(p->choices[i]))) goto fail;
+            r->n_choices = i + 1;
+        }
+    }
+    r->raw_prompt = p->raw_prompt;
+    r->cache_prefix_bytes = p->cache_prefix_bytes;
+    r->logprobs = p->logprobs;
+    r->top_logprobs = p->logprobs ? p->top_logprobs : 0;
     r->as_user_turn = p->prompt_as_user_turn;
     r->max_tokens = p->max_tokens <= 0 || p->max_tokens > e->o.max_tokens ? e->o.max_tokens
                                                                            : p->max_tokens;
@@ -290,6 +351,7 @@ int engine_submit(struct engine *e, const struct engine_params *p, engine_event_
     else e->q_head = r;
     e->q_tail = r;
     e->q_len++;
+    r->con = p->constraint; // owned from here on
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     *out = r;
@@ -325,6 +387,7 @@ void engine_req_release(struct engine_req *r) {
 static void set_state(struct engine *e, enum engine_state s) { atomic_store(&e->state, (int)s); }
 
 static void free_idle(struct engine *e, bool runner_too) {
+    pc_clear(&e->pc);
     if (e->cached_seq) {
         e->ops->seq_free(e->cached_seq);
         e->cached_seq = NULL;
@@ -341,6 +404,7 @@ static void do_unload(struct engine *e) {
     free_idle(e, true);
     lfmd_free(e->logits);
     e->logits = NULL;
+    pc_bind(&e->pc, NULL, NULL, 0);
     e->ops->close(e->model);
     e->model = NULL;
     malloc_trim(0);
@@ -370,12 +434,15 @@ static int do_load(struct engine *e, struct lfmd_err_ctx *err) {
     double t0 = engine_now();
     int rc = e->ops->open(e->model_path, e->o.n_threads, &e->model, &e->info, err);
     if (rc == 0) {
-        e->logits = lfmd_malloc((size_t)e->info.n_vocab * sizeof(float), LFMD_MEM_SCRATCH);
+        size_t lb = (size_t)e->o.parallel * (size_t)e->info.n_vocab * sizeof(float);
+        e->logits = lfmd_malloc(lb, LFMD_MEM_SCRATCH);
         if (!e->logits) {
             e->ops->close(e->model);
             e->model = NULL;
             rc = lfmd_err_set(err, LFMD_EBUDGET, "no memory for the logits buffer (%zu bytes)",
-                              (size_t)e->info.n_vocab * sizeof(float));
+                              lb);
+        } else {
+            pc_bind(&e->pc, e->ops, e->model, e->info.n_vocab);
         }
     }
     if (rc) {
@@ -397,6 +464,51 @@ static int do_load(struct engine *e, struct lfmd_err_ctx *err) {
 
 // ---- preparing a request (engine thread) ----
 
+// Byte length of the rendered prompt before the first non-system message's content, or 0.
+static size_t system_prefix_bytes(struct engine *e, struct engine_req *r, const char *full,
+                                  size_t full_len) {
+    static const char marker[] = "\x01lfmd-prefix\x01";
+    struct buf b;
+    buf_init(&b, LFMD_MAX_BODY_BYTES * 2, LFMD_MEM_REQUEST);
+    const char *saved = r->msgs[1].content;
+    r->msgs[1].content = marker;
+    struct lfmd_err_ctx err = {0};
+    size_t at = 0;
+    if (!e->ops->render_chat(e->model, r->msgs, r->n_msgs, &b, &err) && b.data) {
+        const char *m = memmem(b.data, b.len, marker, sizeof marker - 1);
+        if (m && (size_t)(m - b.data) <= full_len && !memcmp(b.data, full, (size_t)(m - b.data)))
+            at = (size_t)(m - b.data);
+    }
+    r->msgs[1].content = saved;
+    buf_fini(&b);
+    return at;
+}
+
+// Scoring mode: each choice's tokens (no BOS) followed by the end-of-turn token.
+static int tokenize_choices(struct engine *e, struct engine_req *r, struct lfmd_err_ctx *err) {
+    int32_t eot = e->ops->eot_id ? e->ops->eot_id(e->model) : -1;
+    int total = 0, cap = 0;
+    for (int i = 0; i < r->n_choices; i++) cap += (int)strlen(r->choices[i]) + 2;
+    r->ch_toks = lfmd_malloc((size_t)cap * sizeof(int32_t), LFMD_MEM_REQUEST);
+    r->scores = lfmd_calloc((size_t)r->n_choices, sizeof(double), LFMD_MEM_REQUEST);
+    if (!r->ch_toks || !r->scores) return lfmd_err_set(err, LFMD_EBUDGET, "no memory for choices");
+    for (int i = 0; i < r->n_choices; i++) {
+        r->ch_off[i] = total;
+        int n = 0;
+        size_t len = strlen(r->choices[i]);
+        if (!len) return lfmd_err_set(err, LFMD_EINVAL, "choice %d is empty", i);
+        int rc = e->ops->encode(e->model, r->choices[i], len, false, false, r->ch_toks + total,
+                                cap - total - 1, &n, err);
+        if (rc) return rc;
+        if (n < 1 || n > cap - total - 1)
+            return lfmd_err_set(err, LFMD_EINVAL, "cannot tokenize choice %d", i);
+        total += n;
+        if (eot >= 0) r->ch_toks[total++] = eot;
+    }
+    r->ch_off[r->n_choices] = total;
+    return 0;
+}
+
 // Renders and tokenizes the prompt. On failure returns an LFMD_E* with a message in err.
 static int req_tokenize(struct engine *e, struct engine_req *r, struct lfmd_err_ctx *err) {
     struct buf rendered;
@@ -404,8 +516,13 @@ static int req_tokenize(struct engine *e, struct engine_req *r, struct lfmd_err_
     const char *text = r->prompt;
     size_t len = strlen(r->prompt);
     bool special = false, add_bos = true;
+    size_t prefix_bytes = 0; // a boundary worth a prefix-cache snapshot
     int rc = 0;
-    if (r->n_msgs > 0 || (r->as_user_turn && e->info.has_template && len > 0)) {
+    if (r->raw_prompt) {
+        special = true;
+        add_bos = false;
+        prefix_bytes = r->cache_prefix_bytes < len ? r->cache_prefix_bytes : 0;
+    } else if (r->n_msgs > 0 || (r->as_user_turn && e->info.has_template && len > 0)) {
         struct engine_chat_msg one = {"user", r->prompt};
         rc = e->ops->render_chat(e->model, r->n_msgs > 0 ? r->msgs : &one,
                                  r->n_msgs > 0 ? r->n_msgs : 1, &rendered, err);
@@ -414,6 +531,11 @@ static int req_tokenize(struct engine *e, struct engine_req *r, struct lfmd_err_
         len = rendered.len;
         special = true;  // the template's own special tokens
         add_bos = false; // the template writes BOS itself
+        if (r->n_msgs > 1 && !strcmp(r->msgs[0].role, "system") && e->pc.cap) {
+            // End of the system prompt: render with the next message's content replaced by a
+            // marker; everything before the marker is the cacheable prefix.
+            prefix_bytes = system_prefix_bytes(e, r, text, len);
+        }
     }
     // Room for one token past ctx tells "too long" from "exactly fits".
     r->cap = e->o.n_ctx + 1;
@@ -437,6 +559,24 @@ static int req_tokenize(struct engine *e, struct engine_req *r, struct lfmd_err_
         goto out;
     }
     r->n_prompt = r->n_toks = n;
+    if (prefix_bytes > 0 && e->pc.cap && n > 1) {
+        // The boundary in tokens: the common prefix of the prefix's own tokens and the prompt's
+        // (BPE may merge across the boundary; the common part is always safe).
+        int32_t *pt = lfmd_malloc((size_t)r->cap * sizeof(int32_t), LFMD_MEM_REQUEST);
+        int np = 0;
+        if (pt && !e->ops->encode(e->model, text, prefix_bytes, special, add_bos, pt, r->cap, &np,
+                                  err)) {
+            int k = 0;
+            while (k < np && k < n && pt[k] == r->toks[k]) k++;
+            if (k > 0 && k < n) r->snap_at = k;
+        }
+        err->code = 0;
+        lfmd_free(pt);
+    }
+    if (r->n_choices > 0) {
+        rc = tokenize_choices(e, r, err);
+        if (rc) goto out;
+    }
     r->tokenized = true;
 out:
     buf_fini(&rendered);
@@ -469,7 +609,7 @@ static int req_admit(struct engine *e, struct engine_req *r, struct lfmd_err_ctx
         e->cached_seq = NULL;
     } else {
         size_t need = e->ops->seq_bytes(e->model, r->seq_ctx);
-        if (!lfmd_mem_fits(need) && e->cached_seq) free_idle(e, false);
+        if (!lfmd_mem_fits(need) && (e->cached_seq || e->pc.n)) free_idle(e, false);
         if (!lfmd_mem_fits(need)) return 1;
         struct lfmd_err_ctx e2 = {0};
         int rc = e->ops->seq_new(e->model, r->seq_ctx, &r->seq, &e2);
@@ -488,6 +628,27 @@ static int req_admit(struct engine *e, struct engine_req *r, struct lfmd_err_ctx
     int rc = sampler_init(&r->smp, &r->sp, e->info.n_vocab);
     if (rc) goto wait;
     r->sampler_ready = true;
+    if (r->logprobs && !r->lp_row) {
+        r->lp_row = lfmd_malloc((size_t)e->info.n_vocab * sizeof(float), LFMD_MEM_REQUEST);
+        if (!r->lp_row) goto wait;
+    }
+    if ((r->con || r->logprobs) && e->ops->token_bytes) {
+        size_t tl;
+        (void)e->ops->token_bytes(e->model, 0, &tl); // builds the table once per model
+    }
+    // Prefix cache: restore the longest cached prefix of the prompt.
+    r->n_fed = 0;
+    r->n_cached = 0;
+    r->ready_logits = NULL;
+    if (e->pc.cap && e->ops->seq_copy && r->n_prompt > 0) {
+        struct pc_entry *x = pc_lookup(&e->pc, r->toks, r->n_prompt);
+        if (x && x->n <= r->seq_ctx && e->ops->seq_copy(r->seq, x->seq) == 0) {
+            r->n_fed = r->n_cached = x->n;
+            if (x->n == r->n_prompt) r->ready_logits = x->logits;
+        } else if (x) {
+            e->ops->seq_reset(r->seq);
+        }
+    }
     rc = e->ops->dec_new(e->model, &r->dec, err);
     if (rc == LFMD_EBUDGET || rc == LFMD_ENOMEM) goto wait;
     if (rc) goto fail;
@@ -540,7 +701,10 @@ static void req_complete(struct engine *e, struct engine_req *r, int code, enum 
     for (int i = 0; i < e->n_active; i++) {
         if (e->active[i] != r) continue;
         pthread_mutex_lock(&e->mu);
-        e->active[i] = e->active[--e->n_active];
+        // Keep admission order: prefill chunks are handed out oldest first.
+        memmove(&e->active[i], &e->active[i + 1],
+                (size_t)(e->n_active - i - 1) * sizeof e->active[0]);
+        e->n_active--;
         pthread_mutex_unlock(&e->mu);
         break;
     }
@@ -548,37 +712,85 @@ static void req_complete(struct engine *e, struct engine_req *r, int code, enum 
     req_finish(r, code, f, msg);
 }
 
-// One step of one active sequence: prefill or feed the last token, then sample one token.
-static void req_step(struct engine *e, struct engine_req *r) {
-    struct lfmd_err_ctx err = {0};
-    double now = engine_now();
-    if (atomic_load(&r->cancel)) {
-        req_complete(e, r, LFMD_ECANCELED, ENGINE_FINISH_NONE, "request canceled");
-        return;
+static double log_sum_exp(const float *x, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (x[i] > mx) mx = x[i];
+    if (mx == -INFINITY) return -INFINITY;
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += exp((double)(x[i] - mx));
+    return (double)mx + log(sum);
+}
+
+static const char *tok_bytes(struct engine *e, int32_t id, size_t *len) {
+    *len = 0;
+    return e->ops->token_bytes ? e->ops->token_bytes(e->model, id, len) : "";
+}
+
+// Masks every token that would break the request's constraint. Returns how many remain.
+static int apply_constraint(struct engine *e, struct engine_req *r, float *logits) {
+    int allowed = 0;
+    bool complete = constraint_complete(r->con);
+    for (int id = 0; id < e->info.n_vocab; id++) {
+        if (logits[id] == -INFINITY) continue;
+        bool ok;
+        if (e->ops->is_eog(e->model, id)) {
+            ok = complete;
+        } else {
+            size_t n;
+            const char *b = tok_bytes(e, id, &n);
+            ok = n > 0 && constraint_allows(r->con, b, n);
+        }
+        if (ok) allowed++;
+        else logits[id] = -INFINITY;
     }
-    if (r->deadline > 0 && now > r->deadline) {
-        req_complete(e, r, LFMD_ETIMEDOUT, ENGINE_FINISH_NONE, "deadline exceeded");
-        return;
+    return allowed;
+}
+
+// Sends one LOGPROB event for the sampled token (raw model distribution, before constraints).
+static void emit_logprob(struct engine *e, struct engine_req *r, int32_t tok) {
+    const float *row = r->lp_row;
+    double lse = log_sum_exp(row, e->info.n_vocab);
+    struct engine_logprob top[ENGINE_MAX_TOP_LOGPROBS];
+    int32_t ids[ENGINE_MAX_TOP_LOGPROBS];
+    int nt = 0;
+    for (int id = 0; id < e->info.n_vocab; id++) { // insertion into a short sorted list
+        float v = row[id];
+        if (nt == r->top_logprobs && (nt == 0 || v <= row[ids[nt - 1]])) continue;
+        int k = nt < r->top_logprobs ? nt++ : nt - 1;
+        while (k > 0 && row[ids[k - 1]] < v) {
+            ids[k] = ids[k - 1];
+            k--;
+        }
+        ids[k] = id;
     }
-    if (r->n_prompt == 0) { // empty prompt: nothing to continue from
+    for (int i = 0; i < nt; i++) {
+        top[i].text = tok_bytes(e, ids[i], &top[i].len);
+        top[i].logprob = (float)((double)row[ids[i]] - lse);
+    }
+    struct engine_event ev = {.kind = ENGINE_EV_LOGPROB, .top = top, .n_top = nt};
+    ev.tok.text = tok_bytes(e, tok, &ev.tok.len);
+    ev.tok.logprob = (float)((double)row[tok] - lse);
+    deliver(r, &ev);
+}
+
+// Samples the next token from the logits after the request's last fed token and handles EOS,
+// constraints, stop strings and length.
+static void req_sample(struct engine *e, struct engine_req *r, float *logits) {
+    if (r->lp_row) memcpy(r->lp_row, logits, (size_t)e->info.n_vocab * sizeof(float));
+    if (r->con && apply_constraint(e, r, logits) == 0) {
         req_complete(e, r, 0, ENGINE_FINISH_STOP, NULL);
         return;
     }
-    int rc;
-    if (r->n_gen == 0) rc = e->ops->forward(e->runner, r->seq, r->toks, r->n_prompt, e->logits, &err);
-    else rc = e->ops->forward(e->runner, r->seq, &r->toks[r->n_toks - 1], 1, e->logits, &err);
-    if (rc) {
-        req_complete(e, r, rc, ENGINE_FINISH_NONE, err.msg);
-        return;
-    }
-    int32_t tok = sampler_sample(&r->smp, e->logits, r->toks, r->n_toks);
-    now = engine_now();
+    int32_t tok = sampler_sample(&r->smp, logits, r->toks, r->n_toks);
+    double now = engine_now();
     pthread_mutex_lock(&e->mu);
     if (r->n_gen == 0) hist_add(&e->st.ttft, now - r->t_submit);
     else hist_add(&e->st.token_latency, now - r->t_last);
     pthread_mutex_unlock(&e->mu);
     if (r->n_gen == 0) r->t_first = now;
     r->t_last = now;
+    if (r->lp_row) emit_logprob(e, r, tok);
     if (e->ops->is_eog(e->model, tok)) {
         req_complete(e, r, 0, ENGINE_FINISH_STOP, NULL);
         return;
@@ -588,6 +800,14 @@ static void req_step(struct engine *e, struct engine_req *r) {
     if (e->ops->dec_push(r->dec, tok, &r->text)) {
         req_complete(e, r, LFMD_ETOOBIG, ENGINE_FINISH_NONE, "generated text too large");
         return;
+    }
+    if (r->con) {
+        size_t n;
+        const char *b = tok_bytes(e, tok, &n);
+        if (constraint_feed(r->con, b, n) == 0 && constraint_final(r->con)) {
+            req_complete(e, r, 0, ENGINE_FINISH_STOP, NULL); // the JSON value is complete
+            return;
+        }
     }
     size_t hold;
     long at = find_stop(r, &hold);
@@ -601,6 +821,165 @@ static void req_step(struct engine *e, struct engine_req *r) {
     // Length: the cap, or no room to feed the token just sampled.
     if (r->n_gen >= r->max_tokens || r->n_toks >= r->seq_ctx || r->n_toks >= r->cap)
         req_complete(e, r, 0, ENGINE_FINISH_LENGTH, NULL);
+}
+
+// Scoring mode: summed log-prob of each choice's tokens (+ end of turn) after the prompt, whose
+// last logits are row. Choices share the prompt state: each gets a copy of the request's
+// sequence and all of them advance together in batched passes.
+static int score_choices(struct engine *e, struct engine_req *r, const float *row,
+                         struct lfmd_err_ctx *err) {
+    int nv = e->info.n_vocab;
+    double lse = log_sum_exp(row, nv);
+    int max_len = 0;
+    for (int c = 0; c < r->n_choices; c++) {
+        r->scores[c] = (double)row[r->ch_toks[r->ch_off[c]]] - lse;
+        int len = r->ch_off[c + 1] - r->ch_off[c];
+        if (len > max_len) max_len = len;
+    }
+    if (max_len < 2) return 0;
+    if (!e->ops->seq_copy)
+        return lfmd_err_set(err, LFMD_EINVAL, "this model cannot score multi-token choices");
+    enum { GROUP = 16 };
+    float *lg = lfmd_malloc((size_t)GROUP * (size_t)nv * sizeof(float), LFMD_MEM_SCRATCH);
+    if (!lg) return lfmd_err_set(err, LFMD_EBUDGET, "no memory to score the choices");
+    int rc = 0;
+    for (int g0 = 0; g0 < r->n_choices && !rc; g0 += GROUP) {
+        int g1 = g0 + GROUP < r->n_choices ? g0 + GROUP : r->n_choices;
+        void *seqs[GROUP] = {0};
+        for (int c = g0; c < g1 && !rc; c++) {
+            int len = r->ch_off[c + 1] - r->ch_off[c];
+            if (len < 2) continue;
+            rc = e->ops->seq_new(e->model, r->n_prompt + len, &seqs[c - g0], err);
+            if (!rc && e->ops->seq_copy(seqs[c - g0], r->seq))
+                rc = lfmd_err_set(err, LFMD_EINVAL, "cannot copy the prompt state");
+        }
+        for (int k = 1; k < max_len && !rc; k++) {
+            void *bs[GROUP];
+            const int32_t *bt[GROUP];
+            int bn[GROUP], who[GROUP], nb = 0;
+            for (int c = g0; c < g1; c++) {
+                int len = r->ch_off[c + 1] - r->ch_off[c];
+                if (len <= k) continue;
+                bs[nb] = seqs[c - g0];
+                bt[nb] = &r->ch_toks[r->ch_off[c] + k - 1];
+                bn[nb] = 1;
+                who[nb++] = c;
+            }
+            if (!nb) break;
+            rc = e->ops->forward_batch(e->runner, bs, bt, bn, nb, lg, err);
+            for (int i = 0; i < nb && !rc; i++) {
+                const float *lr = lg + (size_t)i * nv;
+                int c = who[i];
+                r->scores[c] += (double)lr[r->ch_toks[r->ch_off[c] + k]] - log_sum_exp(lr, nv);
+            }
+        }
+        for (int i = 0; i < GROUP; i++)
+            if (seqs[i]) e->ops->seq_free(seqs[i]);
+    }
+    lfmd_free(lg);
+    return rc;
+}
+
+// Checks cancellation and deadlines; returns false when r was completed.
+static bool req_alive(struct engine *e, struct engine_req *r) {
+    if (atomic_load(&r->cancel)) {
+        req_complete(e, r, LFMD_ECANCELED, ENGINE_FINISH_NONE, "request canceled");
+        return false;
+    }
+    if (r->deadline > 0 && engine_now() > r->deadline) {
+        req_complete(e, r, LFMD_ETIMEDOUT, ENGINE_FINISH_NONE, "deadline exceeded");
+        return false;
+    }
+    if (r->n_prompt == 0) { // empty prompt: nothing to continue from
+        req_complete(e, r, 0, ENGINE_FINISH_STOP, NULL);
+        return false;
+    }
+    return true;
+}
+
+// One step of continuous batching: every generating sequence feeds its last token, prefilling
+// sequences get chunks of their prompt (oldest first) within the step's token budget, all in ONE
+// batched forward pass; then each sequence whose input is complete samples (or is scored).
+static void engine_step(struct engine *e) {
+    struct engine_req *act[ENGINE_MAX_PARALLEL];
+    int n_act = 0;
+    for (int i = 0; i < e->n_active; i++) act[n_act++] = e->active[i];
+    int n = 0;
+    for (int i = 0; i < n_act; i++)
+        if (req_alive(e, act[i])) act[n++] = act[i];
+    if (!n) return;
+    void *seqs[ENGINE_MAX_PARALLEL];
+    const int32_t *tk[ENGINE_MAX_PARALLEL];
+    int nt[ENGINE_MAX_PARALLEL], nb = 0, n_ready = 0;
+    struct engine_req *who[ENGINE_MAX_PARALLEL], *ready[ENGINE_MAX_PARALLEL];
+    int budget = e->o.step_tokens;
+    for (int i = 0; i < n; i++) { // decode tokens first: one each
+        struct engine_req *r = act[i];
+        if (r->ready_logits) ready[n_ready++] = r;
+        else if (r->n_fed >= r->n_prompt) {
+            who[nb] = r;
+            seqs[nb] = r->seq;
+            tk[nb] = r->toks + r->n_fed;
+            nt[nb++] = r->n_toks - r->n_fed;
+            budget -= r->n_toks - r->n_fed;
+        }
+    }
+    bool any_prefill = false;
+    for (int i = 0; i < n; i++) { // then prompt chunks, in admission order
+        struct engine_req *r = act[i];
+        if (r->ready_logits || r->n_fed >= r->n_prompt) continue;
+        if (budget < 1 && any_prefill) break;
+        int take = r->n_prompt - r->n_fed;
+        if (r->snap_at > r->n_fed && r->snap_at - r->n_fed < take) take = r->snap_at - r->n_fed;
+        int cap = budget > 16 ? budget : 16; // the oldest prompt always progresses
+        if (take > cap) take = cap;
+        who[nb] = r;
+        seqs[nb] = r->seq;
+        tk[nb] = r->toks + r->n_fed;
+        nt[nb++] = take;
+        budget -= take;
+        any_prefill = true;
+    }
+    size_t nv = (size_t)e->info.n_vocab;
+    // Whole prompts restored from the cache: their logits go to rows after the batch's.
+    for (int i = 0; i < n_ready; i++) {
+        memcpy(e->logits + (size_t)(nb + i) * nv, ready[i]->ready_logits, nv * sizeof(float));
+        ready[i]->ready_logits = NULL;
+    }
+    if (nb) {
+        struct lfmd_err_ctx err = {0};
+        int rc = e->ops->forward_batch(e->runner, seqs, tk, nt, nb, e->logits, &err);
+        if (rc) {
+            for (int i = 0; i < nb; i++) req_complete(e, who[i], rc, ENGINE_FINISH_NONE, err.msg);
+            nb = 0;
+        } else {
+            long tot = 0;
+            for (int i = 0; i < nb; i++) tot += nt[i];
+            pthread_mutex_lock(&e->mu);
+            e->st.steps++;
+            e->st.step_tokens += (uint64_t)tot;
+            pthread_mutex_unlock(&e->mu);
+        }
+    }
+    for (int i = 0; i < nb + n_ready; i++) {
+        struct engine_req *r = i < nb ? who[i] : ready[i - nb];
+        float *row = e->logits + (size_t)i * nv;
+        if (i < nb) r->n_fed += nt[i];
+        if (r->n_fed < r->n_prompt) { // mid-prompt: maybe a boundary worth caching
+            if (r->n_fed == r->snap_at) pc_insert(&e->pc, r->toks, r->n_fed, r->seq, NULL);
+            continue;
+        }
+        if (r->n_gen == 0 && r->n_fed == r->n_prompt) { // the prompt is complete
+            if (r->n_choices > 0) {
+                struct lfmd_err_ctx err = {0};
+                int rc = score_choices(e, r, row, &err);
+                req_complete(e, r, rc, ENGINE_FINISH_STOP, err.msg);
+                continue;
+            }
+            if (r->n_cached < r->n_prompt) pc_insert(&e->pc, r->toks, r->n_prompt, r->seq, row);
+        }
+        req_sample(e, r, row);
+    }
 }
 
 // Takes queued requests into the active set while slots and budget allow; fails the ones that
@@ -688,7 +1067,8 @@ static void *engine_main(void *arg) {
             double now = engine_now(), wake = now + 1.0;
             enum engine_state s = (enum engine_state)atomic_load(&e->state);
             double t_trim = e->last_activity + e->o.idle_trim_s;
-            double t_unload = e->last_activity + e->o.idle_unload_s;
+            double unload_s = isnan(e->keep_alive_s) ? e->o.idle_unload_s : e->keep_alive_s;
+            double t_unload = e->last_activity + unload_s;
             if (s == ENGINE_READY && e->o.idle_trim_s > 0) {
                 if (now >= t_trim) {
                     trim = true;
@@ -696,7 +1076,8 @@ static void *engine_main(void *arg) {
                 }
                 if (t_trim < wake) wake = t_trim;
             }
-            if ((s == ENGINE_READY || s == ENGINE_TRIMMED) && e->o.idle_unload_s > 0) {
+            if ((s == ENGINE_READY || s == ENGINE_TRIMMED) &&
+                (unload_s > 0 || (unload_s == 0 && !isnan(e->keep_alive_s)))) {
                 if (now >= t_unload) {
                     unload = true;
                     break;
@@ -728,12 +1109,23 @@ static void *engine_main(void *arg) {
             e->runner = NULL;
             malloc_trim(0);
         }
-        if (unload) do_unload(e);
+        if (unload) {
+            do_unload(e);
+            pthread_mutex_lock(&e->mu);
+            e->keep_alive_s = NAN; // a per-request keep_alive lasts until the unload it causes
+            pthread_mutex_unlock(&e->mu);
+        }
         else if (trim) do_trim(e, idle);
         admit_queued(e);
-        // One step: every active sequence advances by one forward pass.
-        for (int i = e->n_active - 1; i >= 0; i--)
-            if (i < e->n_active) req_step(e, e->active[i]);
+        // One step: one batched forward pass advances every active sequence.
+        engine_step(e);
+        pthread_mutex_lock(&e->mu);
+        e->st.prefix_hits = e->pc.hits;
+        e->st.prefix_misses = e->pc.misses;
+        e->st.prefix_evictions = e->pc.evictions;
+        e->st.prefix_bytes = e->pc.used;
+        e->st.prefix_entries = e->pc.n;
+        pthread_mutex_unlock(&e->mu);
         if (!e->n_active && !e->q_head) {
             // Drop the per-request scratch promptly, before sleeping.
             continue;
@@ -801,7 +1193,12 @@ int engine_start(const struct engine_opts *opts, struct engine **out, struct lfm
     pthread_cond_init(&e->cv, &ca);
     pthread_condattr_destroy(&ca);
     atomic_init(&e->state, ENGINE_UNLOADED);
+    if (e->o.step_tokens < 1 || e->o.step_tokens > LFMD_MAX_BATCH_TOKENS)
+        e->o.step_tokens = LFMD_MAX_BATCH_TOKENS / 2;
+    pc_init(&e->pc, e->ops->seq_copy ? e->o.prefix_cache_bytes : 0);
+    e->st.prefix_cap = e->pc.cap;
     e->t_start = e->last_activity = engine_now();
+    e->keep_alive_s = NAN;
     snprintf(e->st.model_path, sizeof e->st.model_path, "%s", opts->model_path);
     int rc = 0;
     if (!e->model_path) {
@@ -884,6 +1281,23 @@ void engine_trim(struct engine *e) {
     e->want_trim = true;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
+}
+
+void engine_set_keep_alive(struct engine *e, double seconds) {
+    pthread_mutex_lock(&e->mu);
+    e->keep_alive_s = seconds;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+double engine_expires_in(struct engine *e) {
+    pthread_mutex_lock(&e->mu);
+    double ka = isnan(e->keep_alive_s) ? e->o.idle_unload_s : e->keep_alive_s;
+    bool never = ka < 0 || (ka == 0 && isnan(e->keep_alive_s));
+    bool busy = e->q_head || e->n_active;
+    double left = never ? INFINITY : busy ? ka : e->last_activity + ka - engine_now();
+    pthread_mutex_unlock(&e->mu);
+    return left < 0 ? 0 : left;
 }
 
 void engine_unload(struct engine *e) {

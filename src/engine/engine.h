@@ -66,6 +66,17 @@ struct engine_model_ops {
     void (*dec_free)(void *dec);
     // True for end-of-generation ids (EOS, <|im_end|>, ...).
     bool (*is_eog)(void *model, int32_t id);
+    // One pass over several sequences (continuous batching): seqs[i] gets n[i] tokens; logits is
+    // [n_seqs, n_vocab], each sequence's last-token logits. Any split gives identical results.
+    int (*forward_batch)(void *runner, void *const *seqs, const int32_t *const *toks,
+                         const int *n, int n_seqs, float *logits, struct lfmd_err_ctx *err);
+    // Copies src's whole state (positions [0, pos)) into dst (dst's n_ctx >= src's pos).
+    int (*seq_copy)(void *dst, const void *src);
+    // The id that ends an assistant turn (<|im_end|>, <|eot_id|>, else EOS); -1 if none.
+    int32_t (*eot_id)(void *model);
+    // A token's decoded bytes on their own (no special tokens: empty). Borrowed from a table built
+    // once per model; *len receives the byte count.
+    const char *(*token_bytes)(void *model, int32_t id, size_t *len);
 };
 
 // The real model (src/model + src/tokenizer).
@@ -103,6 +114,8 @@ struct engine_opts {
     bool preload;             // load at engine_start
     bool keep_cache;          // keep one idle sequence + scratch between requests
     size_t memory_limit;      // 0 = unlimited (applied by engine_start)
+    size_t prefix_cache_bytes;// prefix cache cap (default 64 MiB; 0 = off)
+    int step_tokens;          // tokens per batched step: decode tokens + prefill chunks (256)
 };
 void engine_opts_default(struct engine_opts *o);
 
@@ -123,6 +136,17 @@ struct engine_params {
     const char *stop[LFMD_MAX_STOP_STRINGS];
     int n_stop;
     double deadline_ms;       // whole-request deadline from submit; 0 = queue timeout only
+    bool raw_prompt;          // prompt is already rendered (special tokens parsed, no BOS added)
+    size_t cache_prefix_bytes;// raw_prompt: bytes of prompt worth a prefix-cache snapshot
+    // Scoring mode (n_choices > 0): nothing is generated; after the prompt each choice's tokens
+    // followed by the end-of-turn token are scored and DONE carries their summed log-probs.
+    const char *const *choices;
+    int n_choices;
+    // Log-probabilities: ENGINE_EV_LOGPROB per generated token with top_logprobs alternatives.
+    bool logprobs;
+    int top_logprobs;         // 0..LFMD_MAX_TOP_LOGPROBS
+    // Constrained output: owned by the engine from a successful engine_submit (freed at DONE).
+    struct engine_constraint *constraint;
 };
 void engine_params_default(struct engine_params *p);
 
@@ -130,6 +154,18 @@ enum engine_ev_kind {
     ENGINE_EV_START,          // admitted: n_prompt is known, tokens follow
     ENGINE_EV_TEXT,           // a piece of generated text
     ENGINE_EV_DONE,           // last event: code 0 (finish, usage) or an error (code, msg)
+};
+// One generated token's log-probability; only sent when params.logprobs is set (kept outside the
+// enum so front ends that never ask for it need no case for it).
+#define ENGINE_EV_LOGPROB ((enum engine_ev_kind)3)
+
+#define ENGINE_MAX_TOP_LOGPROBS 20
+#define ENGINE_MAX_CHOICES 64
+
+struct engine_logprob {
+    const char *text;         // the token's decoded bytes (borrowed)
+    size_t len;
+    float logprob;
 };
 
 struct engine_event {
@@ -141,6 +177,12 @@ struct engine_event {
     enum engine_finish finish;// DONE
     int code;                 // DONE: 0 or LFMD_E*
     const char *msg;          // DONE with error: a human-readable message
+    const double *scores;     // DONE in scoring mode: summed log-prob per choice (n_scores)
+    int n_scores;
+    int n_cached;             // START/DONE: prompt tokens restored from the prefix cache
+    struct engine_logprob tok;// LOGPROB: the chosen token
+    const struct engine_logprob *top; // LOGPROB: the n_top most likely tokens
+    int n_top;
 };
 
 // Called on the engine thread; must not block or call back into the engine.
@@ -177,6 +219,13 @@ void engine_req_cancel(struct engine_req *r);
 // Never interrupts in-flight requests: those complete and the action follows.
 void engine_trim(struct engine *e);
 void engine_unload(struct engine *e);
+// Per-request idle unload (Ollama keep_alive): after the engine goes idle, unload once `seconds`
+// have passed; seconds < 0 = never, 0 = as soon as idle, NAN = back to opts.idle_unload_s.
+// Lasts until the unload it causes (or the next call). Thread-safe.
+void engine_set_keep_alive(struct engine *e, double seconds);
+// Seconds until the idle unload would happen (the full keep-alive while requests run);
+// INFINITY when it never will. Thread-safe.
+double engine_expires_in(struct engine *e);
 
 // ---- observability ----
 
@@ -215,6 +264,10 @@ struct engine_stats {
     double gen_seconds;       // wall time spent generating (for tokens/s)
     size_t mem_used[LFMD_MEM_COUNT];
     size_t mem_total, mem_peak, mem_limit;
+    uint64_t prefix_hits, prefix_misses, prefix_evictions;
+    size_t prefix_bytes, prefix_cap;
+    int prefix_entries;
+    uint64_t steps, step_tokens; // batched forward passes and the tokens they carried
 };
 // Snapshot; never wakes or blocks on the model. Thread-safe.
 void engine_get_stats(struct engine *e, struct engine_stats *out);

@@ -35,6 +35,7 @@ struct fake_seq {
 struct fake_runner {
     struct fake_model *m;
     unsigned char *scratch;
+    bool batched;             // inside forward_batch: one delay per pass, not per sequence
 };
 
 static long env_long(const char *name, long def) {
@@ -158,8 +159,8 @@ static int fake_forward(void *rp, void *sp, const int32_t *toks, int n, float *l
     for (int i = 0; i < n; i++)
         if (toks[i] < 0 || toks[i] >= FAKE_VOCAB)
             return lfmd_err_set(err, LFMD_EINVAL, "token id %d out of range", (int)toks[i]);
-    if (s->pos == 0) {
-        // Prefill: look for "[eos:N]" in the prompt bytes.
+    if (n > 1 || s->pos == 0) {
+        // Prefill (a multi-token chunk): look for "[eos:N]" in the prompt bytes.
         char tmp[4096];
         int k = 0;
         for (int i = 0; i < n && k < (int)sizeof tmp - 1; i++)
@@ -167,13 +168,13 @@ static int fake_forward(void *rp, void *sp, const int32_t *toks, int n, float *l
         tmp[k] = 0;
         const char *p = strstr(tmp, "[eos:");
         if (p) s->eos_after = atoi(p + 5);
-        s->n_prompt = n;
+        s->n_prompt = s->pos + n;
     }
     for (int i = 0; i < n; i++) s->state[(size_t)(s->pos + i) * FAKE_SEQ_BYTES_PER_TOKEN] = 1;
     s->pos += n;
     touch(r->m->weights, r->m->weight_bytes);
     r->scratch[0]++;
-    sleep_ms(r->m->token_ms);
+    if (!r->batched) sleep_ms(r->m->token_ms);
     int gen = s->pos - s->n_prompt; // tokens generated so far (fed back)
     int next = (s->eos_after >= 0 && gen >= s->eos_after)
                    ? FAKE_EOS
@@ -181,6 +182,40 @@ static int fake_forward(void *rp, void *sp, const int32_t *toks, int n, float *l
     for (int i = 0; i < FAKE_VOCAB; i++) logits[i] = 0.0f;
     logits[next] = 40.0f;
     return 0;
+}
+
+// One pass for all sequences: the per-token delay is paid once (weights are read once).
+static int fake_forward_batch(void *rp, void *const *seqs, const int32_t *const *toks,
+                              const int *n, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+    struct fake_runner *r = rp;
+    r->batched = true;
+    int rc = 0;
+    for (int i = 0; i < n_seqs && !rc; i++)
+        rc = fake_forward(rp, seqs[i], toks[i], n[i], logits + (size_t)i * FAKE_VOCAB, err);
+    r->batched = false;
+    if (!rc) sleep_ms(r->m->token_ms);
+    return rc;
+}
+
+static int fake_seq_copy(void *dst, const void *src) {
+    struct fake_seq *d = dst;
+    const struct fake_seq *s = src;
+    if (d->n_ctx < s->pos) return LFMD_EINVAL;
+    memcpy(d->state, s->state, (size_t)s->pos * FAKE_SEQ_BYTES_PER_TOKEN);
+    d->pos = s->pos;
+    d->n_prompt = s->n_prompt;
+    d->eos_after = s->eos_after;
+    return 0;
+}
+
+static int32_t fake_eot_id(void *h) { return FAKE_EOS; }
+
+static const char *fake_token_bytes(void *h, int32_t id, size_t *len) {
+    static char bytes[256];
+    if (!bytes[1])
+        for (int i = 0; i < 256; i++) bytes[i] = (char)i;
+    *len = id >= 0 && id < 256 ? 1 : 0;
+    return *len ? &bytes[id] : "";
 }
 
 static void fake_release_pages(void *h) {
@@ -241,4 +276,8 @@ const struct engine_model_ops engine_model_fake = {
     .dec_push = fake_dec_push,
     .dec_free = fake_dec_free,
     .is_eog = fake_is_eog,
+    .forward_batch = fake_forward_batch,
+    .seq_copy = fake_seq_copy,
+    .eot_id = fake_eot_id,
+    .token_bytes = fake_token_bytes,
 };

@@ -16,11 +16,15 @@ struct real_model {
     struct model *m;
     struct tokenizer *tok;
     const struct model_config *cfg;
+    uint32_t *tb_off;         // token_bytes table: [n_vocab + 1] offsets into tb_data
+    char *tb_data;
 };
 
 static void real_close(void *h) {
     struct real_model *rm = h;
     if (!rm) return;
+    lfmd_free(rm->tb_off);
+    lfmd_free(rm->tb_data);
     tokenizer_free(rm->tok);
     model_close(rm->m);
     lfmd_free(rm);
@@ -183,6 +187,70 @@ static bool real_is_eog(void *h, int32_t id) {
     return rm->cfg->eos_id >= 0 && id == rm->cfg->eos_id;
 }
 
+static int real_forward_batch(void *r, void *const *seqs, const int32_t *const *toks,
+                              const int *n, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+    return model_forward_batch(r, (struct seq *const *)seqs, toks, n, n_seqs, logits, err);
+}
+
+static int real_seq_copy(void *dst, const void *src) { return seq_copy(dst, src); }
+
+static int32_t real_eot_id(void *h) {
+    struct real_model *rm = h;
+    static const char *const names[] = {"<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        int32_t id = tokenizer_token_id(rm->tok, names[i], strlen(names[i]));
+        if (id >= 0) return id;
+    }
+    int32_t eos = tokenizer_eos_id(rm->tok);
+    return eos >= 0 ? eos : rm->cfg->eos_id;
+}
+
+// Builds the table of every token's decoded bytes (special tokens: empty; a token that is part
+// of a UTF-8 sequence keeps its raw bytes). Returns 0 or LFMD_EBUDGET.
+static int build_token_bytes(struct real_model *rm) {
+    int nv = rm->cfg->n_vocab;
+    struct buf all, one;
+    buf_init(&all, (size_t)1 << 30, LFMD_MEM_TOKENIZER);
+    buf_init(&one, 4096, LFMD_MEM_TOKENIZER);
+    rm->tb_off = lfmd_malloc(((size_t)nv + 1) * sizeof *rm->tb_off, LFMD_MEM_TOKENIZER);
+    if (!rm->tb_off) return LFMD_EBUDGET;
+    int rc = 0;
+    int nt = (int)tokenizer_n_vocab(rm->tok);
+    for (int id = 0; id < nv && !rc; id++) {
+        rm->tb_off[id] = (uint32_t)all.len;
+        if (id >= nt || tokenizer_is_special(rm->tok, id)) continue;
+        struct tok_stream ts;
+        tok_stream_init(&ts, rm->tok, true);
+        ts.started = true; // no leading-space stripping: this is a continuation
+        buf_reset(&one);
+        if (tok_stream_push(&ts, id, &one) == 0) {
+            rc = buf_append(&all, one.data ? one.data : "", one.len);
+            if (!rc && ts.n_pending) rc = buf_append(&all, (const char *)ts.pending, ts.n_pending);
+        }
+        tok_stream_fini(&ts);
+    }
+    rm->tb_off[nv] = (uint32_t)all.len;
+    buf_fini(&one);
+    if (rc) {
+        buf_fini(&all);
+        lfmd_free(rm->tb_off);
+        rm->tb_off = NULL;
+        return LFMD_EBUDGET;
+    }
+    rm->tb_data = buf_take(&all, NULL);
+    if (!rm->tb_data) rm->tb_data = lfmd_strdup("", LFMD_MEM_TOKENIZER);
+    return 0;
+}
+
+static const char *real_token_bytes(void *h, int32_t id, size_t *len) {
+    struct real_model *rm = h;
+    *len = 0;
+    if (!rm->tb_data && build_token_bytes(rm)) return "";
+    if (id < 0 || id >= rm->cfg->n_vocab || !rm->tb_data) return "";
+    *len = rm->tb_off[id + 1] - rm->tb_off[id];
+    return rm->tb_data + rm->tb_off[id];
+}
+
 const struct engine_model_ops engine_model_real = {
     .name = "model",
     .open = real_open,
@@ -201,6 +269,10 @@ const struct engine_model_ops engine_model_real = {
     .dec_push = real_dec_push,
     .dec_free = real_dec_free,
     .is_eog = real_is_eog,
+    .forward_batch = real_forward_batch,
+    .seq_copy = real_seq_copy,
+    .eot_id = real_eot_id,
+    .token_bytes = real_token_bytes,
 };
 
 const struct engine_model_ops *engine_ops_for_path(const char *path) {
