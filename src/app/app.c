@@ -1,6 +1,7 @@
 // CLI helpers; see app.h.
 // SPDX-License-Identifier: MIT
 #include "app.h"
+#include "embedded.h"
 
 #include "base/alloc.h"
 #include "base/pool.h"
@@ -30,6 +31,8 @@ const char *app_model_path(const char *explicit_path) {
     if (explicit_path) return explicit_path;
     const char *env = getenv("LFMD_MODEL");
     if (env && *env) return env;
+    const char *emb = embedded_model_dir();
+    if (emb) return emb;
     static char path[4096];
     // Installed layout: <prefix>/bin/lfmd -> <prefix>/share/lfmd/models/lfm2-router
     char exe[2048];

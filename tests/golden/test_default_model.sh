@@ -6,9 +6,14 @@
 set -u
 BIN=${LFMD_BIN:?}
 SRC=${LFMD_SRC:-.}
-MODEL=$SRC/models/lfm2-router
+export LFMD_CACHE_DIR=$(mktemp -d)
+trap 'rm -rf "$LFMD_CACHE_DIR"' EXIT
+# The embedded default (8-bit, extracted to the cache on first use) must agree as well.
+EMBEDDED=$(LFMD_MODEL= "$BIN" inspect | sed -n 's/^model: *\([^ ]*\).*/\1/p')
 fails=0
 n=0
+for MODEL in "$SRC/models/lfm2-router" "$EMBEDDED"; do
+echo "model $MODEL"
 while IFS= read -r line; do
     ids=$(printf '%s' "$line" | /usr/bin/python3 -c 'import json,sys; print(",".join(map(str, json.load(sys.stdin)["prompt_ids"])))')
     want=$(printf '%s' "$line" | /usr/bin/python3 -c 'import json,sys; print(" ".join(map(str, json.load(sys.stdin)["greedy_ids"])))')
@@ -20,9 +25,10 @@ while IFS= read -r line; do
         fails=$((fails + 1))
     fi
 done < "$SRC/tests/data/router_eval/greedy_ref.jsonl"
+done
 echo "$n prompts, $fails mismatches"
 # The default model is used when no -m is given, and answers a chat turn with text.
 out=$(LFMD_MODEL= "$BIN" run -p "Hello!" --chat --max-tokens 24 -t 2)
 echo "chat: $out"
 [ -n "$out" ] || { echo "FAIL: empty chat answer"; fails=$((fails + 1)); }
-[ "$n" = 10 ] && [ "$fails" = 0 ]
+[ "$n" = 20 ] && [ "$fails" = 0 ]
