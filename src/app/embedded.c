@@ -100,14 +100,16 @@ const char *embedded_model_dir(void) {
     else if (xdg && *xdg) snprintf(base, sizeof base, "%s/lfmd", xdg);
     else if (home && *home) snprintf(base, sizeof base, "%s/.cache/lfmd", home);
     else snprintf(base, sizeof base, "/tmp/lfmd-%u", (unsigned)getuid());
-    snprintf(dir, sizeof dir, "%s/%s-%016llx", base, embedded_model_name(),
-             (unsigned long long)fingerprint(f, n));
+    // <cache>/<fingerprint>/lfm2-router-q8: the last component is the name servers report.
+    char parent[3200];
+    snprintf(parent, sizeof parent, "%s/%016llx", base, (unsigned long long)fingerprint(f, n));
+    snprintf(dir, sizeof dir, "%s/%s", parent, embedded_model_name());
     if (dir_complete(dir, f, n)) return dir;
     // Write into a private temp dir, then rename into place (another process may race us: the
     // loser's rename fails with the winner's complete copy already there).
     char tmp[4200], path[4400];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", dir, (long)getpid());
-    if (mkdirs(base) || mkdirs(tmp)) goto fail;
+    if (mkdirs(parent) || mkdirs(tmp)) goto fail;
     for (size_t i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/%s", tmp, f[i].name);
         if (write_all(path, f[i].data, f[i].size)) goto fail;
