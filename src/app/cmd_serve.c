@@ -2,7 +2,9 @@
 // HTTP front end, and turns signals into actions: SIGUSR1 trims, SIGTERM/SIGINT drain and exit 0.
 // Signal handlers only set flags; this thread polls them.
 // SPDX-License-Identifier: MIT
+#include "app.h"
 #include "commands.h"
+#include "server/guard.h"
 #include "server/options.h"
 
 #include <signal.h>
@@ -17,55 +19,95 @@ static void on_usr1(int sig) { g_trim = 1; }
 
 static void help(FILE *f) {
     fputs(
-        "usage: lfmd serve -m MODEL [options]\n"
+        "NAME\n"
+        "    lfmd serve - HTTP inference server (OpenAI and Ollama APIs) under a memory budget\n"
         "\n"
-        "Serves MODEL over HTTP (OpenAI-compatible) within a hard memory budget. The model is\n"
-        "loaded on the first request, per-request state is freed after each request, memory is\n"
-        "trimmed when idle and the model is unloaded after a longer idle period.\n"
+        "SYNOPSIS\n"
+        "    lfmd serve [-m MODEL] [options]\n"
         "\n"
-        "Options (each also read from the environment variable shown; flags win):\n"
-        "  -m, --model PATH         model directory or .gguf file; '@test' = built-in test model\n"
-        "                           (LFMD_MODEL; required)\n"
-        "  --host ADDR              IPv4 address to listen on (LFMD_HOST; 127.0.0.1)\n"
-        "  --port N                 TCP port, 0 = any free port (LFMD_PORT; 8080)\n"
-        "  --memory-limit BYTES     hard budget for weights, KV, conv state, scratch, caches and\n"
-        "                           request buffers; K/M/G suffixes; refused at start if below\n"
-        "                           what one request needs (LFMD_MEMORY_LIMIT; unlimited)\n"
-        "  --ctx N                  tokens per sequence, prompt + generated; longer prompts get\n"
-        "                           HTTP 400 (LFMD_CTX; from --profile)\n"
-        "  --max-tokens N           default and cap of generated tokens (LFMD_MAX_TOKENS; 256)\n"
-        "  --parallel N             sequences generated concurrently (LFMD_PARALLEL; 1)\n"
-        "  --threads N              compute threads, 0 = all CPUs (LFMD_THREADS; 0)\n"
-        "  --idle-trim DUR          free scratch/idle state and drop weight pages after DUR idle;\n"
-        "                           0 = never (LFMD_IDLE_TRIM; from --profile)\n"
-        "  --idle-unload DUR        unload the model after DUR idle; 0 = never\n"
-        "                           (LFMD_IDLE_UNLOAD; 10m)\n"
-        "  --preload                load the model at start instead of on first request\n"
-        "                           (LFMD_PRELOAD)\n"
-        "  --keep-cache             keep one sequence and the scratch between requests\n"
-        "                           (LFMD_KEEP_CACHE; off: everything is freed after a request)\n"
-        "  --queue N                requests waiting for memory or a slot; more get 503\n"
-        "                           (LFMD_QUEUE; 256)\n"
-        "  --queue-timeout DUR      how long a request may wait before 503 + Retry-After\n"
-        "                           (LFMD_QUEUE_TIMEOUT; 30s)\n"
-        "  --shutdown-timeout DUR   on SIGTERM/SIGINT, time given to in-flight requests\n"
-        "                           (LFMD_SHUTDOWN_TIMEOUT; 30s)\n"
-        "  --profile auto|small|large  small: ctx 256, idle trim 3m; large: ctx 1024, idle trim\n"
-        "                           10m; auto picks small under 12 GB of RAM (LFMD_PROFILE; auto)\n"
-        "  --max-connections N      concurrent HTTP connections (LFMD_MAX_CONNECTIONS; 256)\n"
-        "  --api-key KEY            require 'Authorization: Bearer KEY' on /v1 and /admin\n"
-        "                           (LFMD_API_KEY)\n"
-        "  -h, --help               this text\n"
+        "DESCRIPTION\n"
+        "    Serves MODEL over HTTP within a hard memory budget. The model is loaded on the first\n"
+        "    request, per-request state is freed after each request, memory is trimmed when idle\n"
+        "    and the model is unloaded after a longer idle period (or per request: Ollama's\n"
+        "    keep_alive). Replicas hold no client state between requests, so any number can sit\n"
+        "    behind a load balancer (deploy/nginx.conf, docs/OPERATIONS.md).\n"
         "\n"
-        "DUR is 90s, 5m, 1h, 250ms or plain seconds.\n"
+        "OPTIONS\n"
+        "    Each option is also read from the environment variable shown; flags win.\n"
+        "  Model and memory\n"
+        "    -m, --model PATH         model directory or .gguf file; '@test' = built-in test model\n"
+        "                             (LFMD_MODEL; default: the embedded default model,\n"
+        "                             models/lfm2-router)\n"
+        "    --memory-limit BYTES     hard budget for weights, KV, conv state, scratch, caches and\n"
+        "                             request buffers; K/M/G suffixes; refused at start if below\n"
+        "                             what one request needs (LFMD_MEMORY_LIMIT; unlimited)\n"
+        "    --ctx N                  tokens per sequence, prompt + generated; longer prompts get\n"
+        "                             HTTP 400 (LFMD_CTX; from --profile)\n"
+        "    --max-tokens N           default and cap of generated tokens (LFMD_MAX_TOKENS; 256)\n"
+        "    --parallel N             sequences generated concurrently (LFMD_PARALLEL; 1)\n"
+        "    --threads N              compute threads, 0 = all CPUs (LFMD_THREADS; 0)\n"
+        "    --idle-trim DUR          free scratch/idle state and drop weight pages after DUR idle;\n"
+        "                             0 = never (LFMD_IDLE_TRIM; from --profile)\n"
+        "    --idle-unload DUR        unload the model after DUR idle; 0 = never\n"
+        "                             (LFMD_IDLE_UNLOAD; 10m)\n"
+        "    --preload                load the model at start instead of on first request\n"
+        "                             (LFMD_PRELOAD)\n"
+        "    --keep-cache             keep one sequence and the scratch between requests\n"
+        "                             (LFMD_KEEP_CACHE; off: everything is freed after a request)\n"
+        "    --profile auto|small|large  small: ctx 256, idle trim 3m; large: ctx 1024, idle\n"
+        "                             trim 10m; auto picks small under 12 GB of RAM\n"
+        "                             (LFMD_PROFILE; auto)\n"
+        "  Queue\n"
+        "    --queue N                requests waiting for memory or a slot; more get 503\n"
+        "                             (LFMD_QUEUE; 256)\n"
+        "    --queue-timeout DUR      how long a request may wait before 503 + Retry-After\n"
+        "                             (LFMD_QUEUE_TIMEOUT; 30s)\n"
+        "    --shutdown-timeout DUR   on SIGTERM/SIGINT, time given to in-flight requests\n"
+        "                             (LFMD_SHUTDOWN_TIMEOUT; 30s)\n"
+        "  Network and security\n"
+        "    --host ADDR              IPv4 address to listen on; the default only accepts local\n"
+        "                             clients, 0.0.0.0 = every interface (LFMD_HOST; 127.0.0.1)\n"
+        "    --port N                 TCP port, 0 = any free port (LFMD_PORT; 8080)\n"
+        "    --api-key KEY            require 'Authorization: Bearer KEY' or 'x-api-key: KEY' on\n"
+        "                             every route but /health; 401 otherwise; prefer the\n"
+        "                             variable, flags show in ps (LFMD_API_KEY; none)\n"
+        "    --cors-origin LIST       allow browser calls from these origins (comma-separated,\n"
+        "                             or *); preflights answered (LFMD_CORS_ORIGIN; CORS off)\n"
+        "    --max-connections N      concurrent HTTP connections; idle ones are closed, oldest\n"
+        "                             first, above 3/4 of N (LFMD_MAX_CONNECTIONS; 256)\n"
+        "    --max-body BYTES         request body cap, larger bodies get 413 (LFMD_MAX_BODY; 8M)\n"
+        "    --request-timeout DUR    a client must send its whole request (headers and body)\n"
+        "                             within DUR of connecting, or is disconnected\n"
+        "                             (LFMD_REQUEST_TIMEOUT; 30s)\n"
+        "    --keepalive-timeout DUR  idle keep-alive connections are closed after DUR\n"
+        "                             (LFMD_KEEPALIVE_TIMEOUT; 75s)\n"
+        "  Logging\n"
+        "    --log-format text|json   stderr log lines; json: one object per line with time,\n"
+        "                             level, msg, request_id (LFMD_LOG_FORMAT; text)\n"
+        "    -h, --help               this text\n"
         "\n"
-        "Endpoints: POST /v1/chat/completions, POST /v1/completions (stream: SSE), GET /v1/models,\n"
-        "GET /health (503 while loading), GET /metrics (Prometheus), POST /admin/trim,\n"
-        "POST /admin/unload.\n"
+        "    DUR is 90s, 5m, 1h, 250ms or plain seconds.\n"
         "\n"
-        "Signals: SIGUSR1 trims memory now (in-flight requests continue); SIGTERM/SIGINT stop\n"
-        "accepting, finish in-flight requests within --shutdown-timeout, exit 0.\n"
-        "Exit status: 0 ok, 1 runtime error (model, port, budget), 2 usage error.\n",
+        "ENDPOINTS\n"
+        "    POST /v1/chat/completions, POST /v1/completions (stream: SSE), GET /v1/models;\n"
+        "    POST /api/generate, POST /api/chat (Ollama; NDJSON stream by default), GET /api/ps,\n"
+        "    GET /api/tags, POST /api/show, GET /api/version; GET /health (public; 503 while\n"
+        "    loading), GET /metrics (Prometheus), POST /admin/trim, POST /admin/unload.\n"
+        "    Every response carries X-Request-Id (a valid incoming one is kept).\n"
+        "\n"
+        "SIGNALS\n"
+        "    SIGUSR1 trims memory now (in-flight requests continue); SIGTERM/SIGINT stop\n"
+        "    accepting, finish in-flight requests within --shutdown-timeout, exit 0.\n"
+        "\n"
+        "EXIT STATUS\n"
+        "    0 ok, 1 runtime error (model, port, budget), 2 usage error.\n"
+        "\n"
+        "EXAMPLES\n"
+        "    lfmd serve -m ./LFM2-350M --memory-limit 1G\n"
+        "    LFMD_API_KEY=secret lfmd serve -m model.gguf --host 0.0.0.0 --log-format json\n"
+        "\n"
+        "SEE ALSO\n"
+        "    lfmd ps --help, docs/SERVER.md, docs/OPERATIONS.md, deploy/lfmd.service\n",
         f);
 }
 
@@ -130,16 +172,16 @@ int cmd_serve(int argc, char **argv) {
         return 0;
     }
     if (prc) return 2;
-    if (!c.eng.model_path || !*c.eng.model_path) {
-        fprintf(stderr, "lfmd serve: no model: pass -m MODEL or set LFMD_MODEL\n");
-        return 2;
-    }
+    c.eng.model_path = app_model_path(c.eng.model_path); // -m, $LFMD_MODEL, else the embedded model
+    if (!c.eng.model_path) return 1;
     if (strcmp(c.eng.model_path, "@test") && access(c.eng.model_path, R_OK) != 0) {
         fprintf(stderr, "lfmd serve: ERROR: model '%s' does not exist or is not readable\n",
                 c.eng.model_path);
         return 1;
     }
     serve_config_apply_profile(&c);
+    lfmd_log_set_json(!strcmp(c.log_format, "json"));
+    c.http.version = LFMD_VERSION;
     c.eng.ops = engine_ops_for_path(c.eng.model_path);
 
     struct sigaction sa;
@@ -163,12 +205,18 @@ int cmd_serve(int argc, char **argv) {
         engine_stop(e, 0);
         return 1;
     }
-    fprintf(stderr,
-            "lfmd: listening on http://%s:%d (model %s, ctx %d, max tokens %d, memory limit %zu, "
-            "idle trim %gs, idle unload %gs, profile %s)\n",
-            c.http.host, server_port(s), c.eng.model_path, c.eng.n_ctx, c.eng.max_tokens,
-            c.eng.memory_limit, c.eng.idle_trim_s, c.eng.idle_unload_s,
-            c.profile_small ? "small" : "large");
+    lfmd_log("info", NULL,
+             "listening on http://%s:%d (model %s, ctx %d, max tokens %d, memory limit %zu, "
+             "idle trim %gs, idle unload %gs, profile %s, auth %s, cors %s)",
+             c.http.host, server_port(s), c.eng.model_path, c.eng.n_ctx, c.eng.max_tokens,
+             c.eng.memory_limit, c.eng.idle_trim_s, c.eng.idle_unload_s,
+             c.profile_small ? "small" : "large", c.http.api_key && *c.http.api_key ? "on" : "off",
+             c.http.cors_origin && *c.http.cors_origin ? c.http.cors_origin : "off");
+    if (strcmp(c.http.host, "127.0.0.1") && strcmp(c.http.host, "localhost") &&
+        !(c.http.api_key && *c.http.api_key))
+        lfmd_log("warn", NULL, "listening on %s without --api-key: anyone who can reach this "
+                               "address can use the server",
+                 c.http.host);
     while (!g_stop) {
         if (g_trim) {
             g_trim = 0;
@@ -176,7 +224,7 @@ int cmd_serve(int argc, char **argv) {
         }
         usleep(50000);
     }
-    fprintf(stderr, "lfmd: signal %d: draining (up to %gs)\n", (int)g_stop, c.shutdown_timeout_s);
+    lfmd_log("info", NULL, "signal %d: draining (up to %gs)", (int)g_stop, c.shutdown_timeout_s);
     double t0 = engine_now();
     server_quiesce(s);
     int left = engine_drain(e, c.shutdown_timeout_s);
@@ -185,6 +233,6 @@ int cmd_serve(int argc, char **argv) {
         usleep(10000);
     server_stop(s);
     engine_stop(e, 0);
-    fprintf(stderr, "lfmd: stopped (%d requests unfinished)\n", left);
+    lfmd_log("info", NULL, "stopped (%d requests unfinished)", left);
     return 0;
 }

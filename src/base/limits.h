@@ -26,5 +26,9 @@
 #define LFMD_MAX_PARALLEL 64                          // sequences decoded concurrently
 #define LFMD_HTTP_CONN_TIMEOUT_S 600                  // idle HTTP connection timeout
 #define LFMD_HTTP_CONN_MEMORY (64u << 10)             // libmicrohttpd per-connection pool
+#define LFMD_HTTP_REQUEST_TIMEOUT_S 30                // accept -> headers + body complete
+#define LFMD_HTTP_KEEPALIVE_TIMEOUT_S 75              // idle keep-alive between requests
+#define LFMD_HTTP_EVICT_NUM 3                         // idle connections are evicted once
+#define LFMD_HTTP_EVICT_DEN 4                         //   NUM/DEN of the connection limit is used
 
 #endif

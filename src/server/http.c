@@ -4,6 +4,8 @@
 // Ownership: struct conn lives from the first access callback to NOTIFY_COMPLETED; struct gen
 // (the engine's event sink) belongs to the connection, or to the SSE response once it streams.
 // SPDX-License-Identifier: MIT
+#include "guard.h"
+#include "ollama.h"
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -13,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -31,6 +34,8 @@ struct server {
     atomic_bool draining;     // reject new requests with 503
     atomic_ulong next_id;
     int port;
+    struct guard *guard;      // auth, CORS, request ids, connection deadlines (guard.c)
+    struct ollama_ctx ollama; // /api/* (ollama.c)
 };
 
 // The engine's event sink for one request.
@@ -68,6 +73,9 @@ void server_opts_default(struct server_opts *o) {
     o->port = 8080;
     o->max_connections = 256;
     o->conn_timeout_s = LFMD_HTTP_CONN_TIMEOUT_S;
+    o->request_timeout_s = LFMD_HTTP_REQUEST_TIMEOUT_S;
+    o->keepalive_timeout_s = LFMD_HTTP_KEEPALIVE_TIMEOUT_S;
+    o->max_body_bytes = LFMD_MAX_BODY_BYTES;
 }
 
 // ---- gen: engine events -> waiting HTTP thread ----
@@ -175,7 +183,7 @@ static enum MHD_Result send_buf(struct MHD_Connection *c, int status, struct buf
         snprintf(ra, sizeof ra, "%d", retry_after);
         MHD_add_response_header(r, "Retry-After", ra);
     }
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, r);
+    enum MHD_Result ret = http_queue(c, (unsigned)status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -370,7 +378,7 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
     cn->gen = NULL; // the response owns g now
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, 200, r);
+    enum MHD_Result ret = http_queue(c, 200, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -391,13 +399,25 @@ static enum MHD_Result handle_health(struct server *s, struct MHD_Connection *c)
 static enum MHD_Result handle_metrics(struct server *s, struct MHD_Connection *c) {
     struct buf b;
     buf_init(&b, 1u << 20, LFMD_MEM_REQUEST);
-    if (metrics_render(s->e, &b)) {
+    if (metrics_render(s->e, &b) || guard_metrics(s->guard, &b)) {
         buf_fini(&b);
         return send_error(c, LFMD_ETOOBIG, "metrics too large", NULL);
     }
     enum MHD_Result r = send_buf(c, 200, &b, "text/plain; version=0.0.4", 0);
     buf_fini(&b);
     return r;
+}
+
+// GET /: a plain liveness text (Ollama clients probe it).
+static enum MHD_Result handle_root(struct MHD_Connection *c) {
+    static const char msg[] = "lfmd is running\n";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof msg - 1, (void *)msg, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    enum MHD_Result ret = http_queue(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
 }
 
 static enum MHD_Result handle_models(struct server *s, struct MHD_Connection *c) {
@@ -424,11 +444,6 @@ static enum MHD_Result handle_admin(struct server *s, struct MHD_Connection *c, 
     return r;
 }
 
-static bool authorized(struct server *s, struct MHD_Connection *c) {
-    if (!s->o.api_key || !*s->o.api_key) return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    return h && !strncasecmp(h, "Bearer ", 7) && !strcmp(h + 7, s->o.api_key);
-}
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *upload,
@@ -438,9 +453,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (!cn) {
         cn = lfmd_calloc(1, sizeof *cn, LFMD_MEM_REQUEST);
         if (!cn) return MHD_NO;
-        buf_init(&cn->body, LFMD_MAX_BODY_BYTES, LFMD_MEM_REQUEST);
+        buf_init(&cn->body, s->o.max_body_bytes, LFMD_MEM_REQUEST);
         *con_cls = cn;
         atomic_fetch_add(&s->active, 1);
+        guard_request_begin(s->guard, c, method, url);
+        // A declared body over the limit is refused before any of it is read.
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > s->o.max_body_bytes) {
+            char m[96];
+            snprintf(m, sizeof m, "request body larger than %zu bytes", s->o.max_body_bytes);
+            return send_error(c, LFMD_ETOOBIG, m, NULL);
+        }
         return MHD_YES;
     }
     if (*upload_size) {
@@ -448,14 +471,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         *upload_size = 0;
         return MHD_YES;
     }
+    guard_request_handling(c);
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool post = !strcmp(method, "POST");
     if (!strcmp(url, "/health") && get) return handle_health(s, c);
-    if (!strcmp(url, "/metrics") && get) return handle_metrics(s, c);
-    if (cn->too_big)
-        return send_error(c, LFMD_ETOOBIG, "request body larger than 8 MiB", NULL);
-    bool v1 = !strncmp(url, "/v1/", 4), admin = !strncmp(url, "/admin/", 7);
-    if ((v1 || admin) && !authorized(s, c)) {
+    if (!strcmp(method, "OPTIONS")) return guard_options(s->guard, c);
+    if (cn->too_big) {
+        char m[96];
+        snprintf(m, sizeof m, "request body larger than %zu bytes", s->o.max_body_bytes);
+        return send_error(c, LFMD_ETOOBIG, m, NULL);
+    }
+    // With --api-key every route but /health (and CORS preflights) needs the key.
+    if (!guard_authorized(s->guard, c)) {
         struct buf b;
         buf_init(&b, 512, LFMD_MEM_REQUEST);
         if (oai_error_json(&b, LFMD_EINVAL, "missing or wrong API key", NULL)) return MHD_NO;
@@ -463,6 +490,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         buf_fini(&b);
         return r;
     }
+    if (!strcmp(url, "/metrics") && get) return handle_metrics(s, c);
+    if (ollama_is_route(url)) {
+        if (atomic_load(&s->draining) && post)
+            return send_error(c, LFMD_EBUSY, "server is shutting down", NULL);
+        return ollama_handle(&s->ollama, c, url, method, cn->body.data ? cn->body.data : "",
+                             cn->body.len);
+    }
+    if (!strcmp(url, "/") && get) return handle_root(c);
     if (!strcmp(url, "/v1/models") && get) return handle_models(s, c);
     bool chat = !strcmp(url, "/v1/chat/completions"), cmpl = !strcmp(url, "/v1/completions");
     if ((chat || cmpl) && post) {
@@ -490,6 +525,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     struct server *s = cls;
     struct conn *cn = *con_cls;
     if (!cn) return;
+    guard_request_end(s->guard, c, toe);
     gen_free(cn->gen);
     buf_fini(&cn->body);
     lfmd_free(cn);
@@ -498,8 +534,11 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
-    fputs("lfmd: http: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    char m[1024];
+    vsnprintf(m, sizeof m, fmt, ap);
+    size_t n = strlen(m);
+    while (n && m[n - 1] == '\n') m[--n] = 0;
+    lfmd_log("warn", NULL, "http: %s", m);
 }
 
 int server_start(struct engine *e, const struct server_opts *o, struct server **out,
@@ -535,6 +574,16 @@ int server_start(struct engine *e, const struct server_opts *o, struct server **
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old); // connection threads inherit a blocked mask
+    struct guard_opts go = {.api_key = o->api_key, .cors_origins = o->cors_origin,
+                            .header_timeout_s = o->request_timeout_s,
+                            .keepalive_timeout_s = o->keepalive_timeout_s,
+                            .max_connections = max_conn};
+    int grc = guard_new(&go, &s->guard, err);
+    if (grc) {
+        lfmd_free(s);
+        return grc;
+    }
+    ollama_init(&s->ollama, e, s->model_id, o->version);
     s->d = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
             MHD_USE_ERROR_LOG,
@@ -543,9 +592,11 @@ int server_start(struct engine *e, const struct server_opts *o, struct server **
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)max_conn, MHD_OPTION_CONNECTION_TIMEOUT, timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)LFMD_HTTP_CONN_MEMORY,
         MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512u << 10), MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, guard_notify_connection, s->guard,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!s->d) {
+        guard_free(s->guard);
         lfmd_free(s);
         return lfmd_err_set(err, LFMD_EIO, "cannot listen on %s:%d (port in use?)", host, o->port);
     }
@@ -568,5 +619,6 @@ int server_active_connections(const struct server *s) { return atomic_load(&s->a
 void server_stop(struct server *s) {
     if (!s) return;
     MHD_stop_daemon(s->d);
+    guard_free(s->guard);
     lfmd_free(s);
 }

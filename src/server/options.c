@@ -41,6 +41,11 @@ static const struct opt opts[] = {
     {"queue-timeout", K_DUR, 0, 0, 0},
     {"api-key", K_STR, 0, 0, 0},
     {"max-connections", K_INT, 1, LFMD_MAX_CONNECTIONS, 0},
+    {"cors-origin", K_STR, 0, 0, 0},
+    {"request-timeout", K_DUR, 0, 0, 0},
+    {"keepalive-timeout", K_DUR, 0, 0, 0},
+    {"max-body", K_BYTES, 0, 0, 0},
+    {"log-format", K_STR, 0, 0, 0},
 };
 
 void serve_config_default(struct serve_config *c) {
@@ -49,6 +54,7 @@ void serve_config_default(struct serve_config *c) {
     server_opts_default(&c->http);
     c->shutdown_timeout_s = 30;
     c->profile = "auto";
+    c->log_format = "text";
 }
 
 bool serve_config_is_option(const char *name, bool *takes_value) {
@@ -127,7 +133,23 @@ int serve_config_set(struct serve_config *c, const char *name, const char *v, co
     else if (!strcmp(name, "queue-timeout")) c->eng.queue_timeout_s = dv;
     else if (!strcmp(name, "api-key")) c->http.api_key = v;
     else if (!strcmp(name, "max-connections")) c->http.max_connections = (int)iv;
-    else if (!strcmp(name, "profile")) {
+    else if (!strcmp(name, "cors-origin")) c->http.cors_origin = v;
+    else if (!strcmp(name, "request-timeout") || !strcmp(name, "keepalive-timeout")) {
+        if (dv <= 0 || dv > 86400)
+            return lfmd_err_set(err, LFMD_EINVAL, "%s: '%s' must be between 1ms and 24h", origin,
+                                v);
+        if (name[0] == 'r') c->http.request_timeout_s = dv;
+        else c->http.keepalive_timeout_s = dv;
+    } else if (!strcmp(name, "max-body")) {
+        if (bv < 1024 || bv > LFMD_MAX_BODY_BYTES)
+            return lfmd_err_set(err, LFMD_EINVAL, "%s: '%s' must be from 1K to %uM", origin, v,
+                                LFMD_MAX_BODY_BYTES >> 20);
+        c->http.max_body_bytes = bv;
+    } else if (!strcmp(name, "log-format")) {
+        if (strcmp(v, "text") && strcmp(v, "json"))
+            return lfmd_err_set(err, LFMD_EINVAL, "%s: '%s' is not text or json", origin, v);
+        c->log_format = v;
+    } else if (!strcmp(name, "profile")) {
         if (strcmp(v, "auto") && strcmp(v, "small") && strcmp(v, "large"))
             return lfmd_err_set(err, LFMD_EINVAL, "%s: profile '%s' is not auto, small or large",
                                 origin, v);

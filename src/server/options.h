@@ -10,6 +10,7 @@ struct serve_config {
     struct server_opts http;
     double shutdown_timeout_s;   // default 30
     const char *profile;         // "auto", "small", "large"
+    const char *log_format;      // "text" or "json" (serve)
     bool profile_small;          // what the profile resolved to
     unsigned set_mask;           // options given explicitly (they beat the profile)
 };

@@ -55,7 +55,12 @@ struct server_opts {
     int port;                 // default 8080; 0 = any free port (see server_port)
     int max_connections;      // default 256, at most LFMD_MAX_CONNECTIONS
     double conn_timeout_s;    // idle connection timeout
-    const char *api_key;      // NULL = no auth; else "Authorization: Bearer KEY" on /v1 and /admin
+    const char *api_key;      // NULL = no auth; else Bearer KEY or x-api-key on all but /health
+    const char *cors_origin;  // NULL = CORS off; "*" or comma-separated origins
+    double request_timeout_s; // accept -> complete request (headers + body); slower: dropped
+    double keepalive_timeout_s; // idle keep-alive connection lifetime
+    size_t max_body_bytes;    // request body cap (413), at most LFMD_MAX_BODY_BYTES
+    const char *version;      // reported by /api/version
 };
 void server_opts_default(struct server_opts *o);
 
