@@ -97,8 +97,26 @@ static int encode_plain(struct enc *e, const char *s, size_t n, bool at_start) {
     if (rc) return rc;
     struct buf *text;
     if ((rc = pretok__run(e->t, &e->seg, at_start, &e->work, &e->pieces, e->md, &text))) return rc;
-    for (size_t i = 0; !rc && i < e->pieces.n; i++)
-        rc = encode_piece(e, text->data + e->pieces.v[i].off, e->pieces.v[i].len);
+    for (size_t i = 0; !rc && i < e->pieces.n; i++) {
+        const char *p = text->data + e->pieces.v[i].off;
+        size_t len = e->pieces.v[i].len;
+        if (!e->t->split_metaspace) {
+            rc = encode_piece(e, p, len);
+            continue;
+        }
+        // Cut before every "▁" that follows another character (see split_metaspace).
+        size_t start = 0;
+        for (size_t j = 1; !rc && j + 3 <= len; j++) {
+            if ((unsigned char)p[j] == 0xE2 && (unsigned char)p[j + 1] == 0x96 &&
+                (unsigned char)p[j + 2] == 0x81 &&
+                !(j >= 3 && (unsigned char)p[j - 3] == 0xE2 && (unsigned char)p[j - 2] == 0x96 &&
+                  (unsigned char)p[j - 1] == 0x81)) {
+                rc = encode_piece(e, p + start, j - start);
+                start = j;
+            }
+        }
+        if (!rc) rc = encode_piece(e, p + start, len - start);
+    }
     return rc;
 }
 

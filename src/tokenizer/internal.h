@@ -114,6 +114,10 @@ struct tokenizer {
     bool fuse_unk;
     bool ignore_merges;
     bool merge_by_score; // GGUF llama without merges
+    // SentencePiece-style vocab where no token has "▁" after another character: BPE of a piece
+    // equals the concatenation of BPE over its sub-pieces split before each "▁" run, so long
+    // unsplit inputs (no pre-tokenizer) are encoded word by word through the cache.
+    bool split_metaspace;
     int32_t unk_id;
     int32_t byte_sym[256];      // byte-level: id of the mapped char of each byte
     int32_t byte_fallback_id[256]; // id of <0xNN>, or -1

@@ -304,6 +304,20 @@ int tokenizer__finish(struct tokenizer *t, struct lfmd_err_ctx *err) {
         t->byte_fallback_id[b] = vocab_find(t, s, 6);
         if (t->byte_fallback_id[b] >= 0) t->tok_attr[t->byte_fallback_id[b]] |= TOKENIZER_ATTR_BYTE;
     }
+    t->split_metaspace = !t->byte_level && !t->ignore_merges && vocab_find(t, "\xE2\x96\x81", 3) >= 0;
+    for (int32_t id = 0; t->split_metaspace && id < t->n_vocab; id++) {
+        const unsigned char *s = (const unsigned char *)t->pool + t->tok_off[id];
+        uint32_t n = t->tok_len[id];
+        if (t->tok_attr[id] & (TOKENIZER_ATTR_ADDED | TOKENIZER_ATTR_UNUSED)) continue;
+        for (uint32_t i = 3; i + 3 <= n; i++)
+            if (s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81 &&
+                !(s[i - 3] == 0xE2 && s[i - 2] == 0x96 && s[i - 1] == 0x81)) {
+                t->split_metaspace = false; // a merge can join a word and a following "▁"
+                break;
+            }
+        for (uint32_t i = 1; t->split_metaspace && i + 3 <= n && i < 3; i++)
+            if (s[i] == 0xE2 && s[i + 1] == 0x96 && s[i + 2] == 0x81) t->split_metaspace = false;
+    }
     if ((rc = build_matcher(t, &t->match_raw, false, err))) return rc;
     if ((rc = build_matcher(t, &t->match_norm, true, err))) return rc;
     // Turn-ending tokens: the configured eos plus the well-known end-of-turn markers.
