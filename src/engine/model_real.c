@@ -3,6 +3,7 @@
 // The tokenizer is loaded from the model directory or from a .gguf file's metadata.
 // SPDX-License-Identifier: MIT
 #include "engine.h"
+#include "model_cuda.h"
 
 #include "format/json.h"
 #include "model/gguf_tokenizer.h"
@@ -275,6 +276,10 @@ const struct engine_model_ops engine_model_real = {
     .token_bytes = real_token_bytes,
 };
 
+struct model *engine_real_model(void *h) { return ((struct real_model *)h)->m; }
+
 const struct engine_model_ops *engine_ops_for_path(const char *path) {
-    return path && !strcmp(path, "@test") ? &engine_model_fake : &engine_model_real;
+    if (path && !strcmp(path, "@test")) return &engine_model_fake;
+    const struct engine_model_ops *cu = engine_cuda_ops(); // set by --device cuda:N
+    return cu ? cu : &engine_model_real;
 }

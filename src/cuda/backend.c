@@ -1,0 +1,848 @@
+// CUDA backend: weight upload, device memory accounting, sequences on the device, and the LFM2 /
+// Llama forward passes composed from kernels.cu (the twins of lfm2.c / llama.c) and cuBLAS.
+// Layers are split into contiguous stages, one per listed device; the residual stream moves
+// between stages with peer copies. Decode steps of a single-stage model are captured once per
+// (tokens, logits) shape in a CUDA graph and replayed (all per-token data lives in device
+// metadata, so launch parameters depend on the shape only).
+// SPDX-License-Identifier: MIT
+#include "cuda.h"
+
+#include "base/alloc.h"
+#include "kernels.h"
+#include "model/internal.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEV 16
+#define MAX_GRAPHS 32
+#define WS_BYTES ((size_t)32 << 20)
+
+// ---- device memory accounting ----
+static size_t g_limit, g_used, g_peak;
+static unsigned g_touched;  // bitmask of devices with a context
+
+static int cu_err(struct lfmd_err_ctx *err, cudaError_t e, const char *what) {
+    return lfmd_err_set(err, LFMD_ECUDA, "CUDA: %s: %s", what, cudaGetErrorString(e));
+}
+#define CK(call, what)                                \
+    do {                                              \
+        cudaError_t e_ = (call);                      \
+        if (e_ != cudaSuccess) return cu_err(err, e_, what); \
+    } while (0)
+
+static int set_dev(int dev, struct lfmd_err_ctx *err) {
+    CK(cudaSetDevice(dev), "set device");
+    if (dev < MAX_DEV && !(g_touched & (1u << dev))) {
+        g_touched |= 1u << dev;
+        cudaMemPool_t pool;
+        if (cudaDeviceGetDefaultMemPool(&pool, dev) == cudaSuccess) {
+            uint64_t keep = UINT64_MAX;   // keep freed blocks pooled until cuda_trim
+            cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+        }
+    }
+    return 0;
+}
+
+static int dalloc(void **p, size_t n, cudaStream_t s, struct lfmd_err_ctx *err) {
+    *p = NULL;
+    if (!n) return 0;
+    if (g_limit && g_used + n > g_limit)
+        return lfmd_err_set(err, LFMD_EBUDGET, "GPU memory limit: %zu bytes used, %zu more requested, limit %zu",
+                            g_used, n, g_limit);
+    cudaError_t e = cudaMallocAsync(p, n, s);
+    if (e != cudaSuccess) {
+        *p = NULL;
+        cudaGetLastError();
+        return lfmd_err_set(err, e == cudaErrorMemoryAllocation ? LFMD_EBUDGET : LFMD_ECUDA,
+                            "CUDA: allocating %zu bytes: %s", n, cudaGetErrorString(e));
+    }
+    g_used += n;
+    if (g_used > g_peak) g_peak = g_used;
+    cudaStreamSynchronize(s);  // usable from any stream (uploads use the legacy stream)
+    return 0;
+}
+
+static void dfree(void *p, size_t n, cudaStream_t s) {
+    if (!p) return;
+    cudaFreeAsync(p, s);
+    g_used -= n;
+}
+
+void cuda_set_limit(size_t bytes) { g_limit = bytes; }
+size_t cuda_mem_used(void) { return g_used; }
+size_t cuda_mem_peak(void) { return g_peak; }
+
+int cuda_device_count(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n;
+}
+
+void cuda_trim(void) {
+    for (int d = 0; d < MAX_DEV; d++) {
+        if (!(g_touched & (1u << d))) continue;
+        cudaMemPool_t pool;
+        cudaSetDevice(d);
+        cudaDeviceSynchronize();
+        if (cudaDeviceGetDefaultMemPool(&pool, d) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+    }
+}
+
+void cuda_shutdown(void) {
+    for (int d = 0; d < MAX_DEV; d++) {
+        if (!(g_touched & (1u << d))) continue;
+        cudaSetDevice(d);
+        cudaDeviceReset();
+    }
+    g_touched = 0;
+    g_used = 0;
+}
+
+int cuda_parse_devices(const char *devices, const char *split, struct cuda_opts *o,
+                       struct lfmd_err_ctx *err) {
+    int n = 0;
+    const char *p = devices && *devices ? devices : "cuda:0";
+    while (*p) {
+        if (strncmp(p, "cuda", 4)) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': expected cuda[:N][,cuda:M...]", devices);
+        p += 4;
+        long d = 0;
+        if (*p == ':') {
+            char *end;
+            d = strtol(p + 1, &end, 10);
+            if (end == p + 1 || d < 0 || d >= MAX_DEV) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': bad index", devices);
+            p = end;
+        }
+        if (n >= CUDA_MAX_STAGES) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': at most %d devices", devices, CUDA_MAX_STAGES);
+        o->dev[n++] = (int)d;
+        if (*p == ',') p++;
+        else if (*p) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': unexpected '%c'", devices, *p);
+    }
+    o->n_dev = n;
+    for (int i = 0; i < CUDA_MAX_STAGES; i++) o->split[i] = 0;
+    if (split && *split) {
+        int k = 0;
+        p = split;
+        while (*p) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p || v <= 0 || k >= n) return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': one positive number per device", split);
+            o->split[k++] = (int)v;
+            p = *end == ',' ? end + 1 : end;
+            if (*end && *end != ',') return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': bad number", split);
+        }
+        if (k != n) return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': %d numbers for %d devices", split, k, n);
+    }
+    return 0;
+}
+
+// ---- model ----
+
+struct cw {                     // a bf16 matrix on the device
+    uint16_t *d;
+    int64_t rows, cols;
+};
+
+struct clayer {
+    bool attn;
+    int slot;                   // index among this stage's attention (or conv) layers
+    struct cw q, k, v, o, w1, w3, w2, in_proj, conv_out;
+    float *n1, *n2, *qn, *kn, *convw, *qb, *kb, *vb, *ob;
+};
+
+struct stage {
+    int dev, l0, l1;
+    int n_attn, n_conv;         // layers of each kind in this stage
+    cudaStream_t st;
+    struct clayer *layers;      // [l1 - l0]
+    struct cw embed, lm_head;   // first / last stage
+    float *final_norm, *inv_freq;
+    bool lm_shared;             // lm_head aliases embed
+    int n_sm;
+};
+
+struct cuda_model {
+    const struct model *m;
+    struct model_config c;
+    int n_stages;
+    struct stage st[CUDA_MAX_STAGES];
+    bool interleaved, qk_norm;
+    bool no_graphs;
+    int mv_max;
+    size_t weight_bytes;
+    // every device allocation of the model, for freeing
+    void **allocs;
+    size_t *alloc_sz;
+    int *alloc_stage;
+    int n_allocs, cap_allocs;
+};
+
+static int track(struct cuda_model *cm, int si, void *p, size_t n, struct lfmd_err_ctx *err) {
+    if (cm->n_allocs == cm->cap_allocs) {
+        int cap = cm->cap_allocs ? 2 * cm->cap_allocs : 256;
+        void **a = lfmd_realloc(cm->allocs, (size_t)cap * sizeof *a);
+        if (a) cm->allocs = a;
+        size_t *s = a ? lfmd_realloc(cm->alloc_sz, (size_t)cap * sizeof *s) : NULL;
+        if (s) cm->alloc_sz = s;
+        int *g = s ? lfmd_realloc(cm->alloc_stage, (size_t)cap * sizeof *g) : NULL;
+        if (!g) {
+            dfree(p, n, cm->st[si].st);
+            return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+        }
+        cm->alloc_stage = g;
+        cm->cap_allocs = cap;
+    }
+    cm->allocs[cm->n_allocs] = p;
+    cm->alloc_sz[cm->n_allocs] = n;
+    cm->alloc_stage[cm->n_allocs++] = si;
+    cm->weight_bytes += n;
+    return 0;
+}
+
+// Uploads a 2-D weight as bf16 (converting other dtypes row by row on the host).
+static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct cw *out,
+                  struct lfmd_err_ctx *err) {
+    out->rows = tensor_rows(t);
+    out->cols = tensor_cols(t);
+    size_t n = (size_t)out->rows * (size_t)out->cols * 2;
+    void *d;
+    int rc = dalloc(&d, n, cm->st[si].st, err);
+    if (rc || (rc = track(cm, si, d, n, err))) return rc;
+    out->d = d;
+    if (t->dtype == LFMD_DTYPE_BF16) {
+        CK(cudaMemcpyAsync(d, t->data, n, cudaMemcpyHostToDevice, cm->st[si].st), "upload");
+        return cudaStreamSynchronize(cm->st[si].st) == cudaSuccess ? 0 : cu_err(err, cudaGetLastError(), "upload");
+    }
+    int64_t chunk = ((int64_t)8 << 20) / (out->cols * 2);
+    if (chunk < 1) chunk = 1;
+    float *row = lfmd_malloc((size_t)out->cols * sizeof(float), LFMD_MEM_SCRATCH);
+    uint16_t *buf = lfmd_malloc((size_t)chunk * (size_t)out->cols * 2, LFMD_MEM_SCRATCH);
+    if (!row || !buf) {
+        lfmd_free(row);
+        lfmd_free(buf);
+        return lfmd_err_set(err, LFMD_ENOMEM, "no memory to convert %s", t->name);
+    }
+    rc = 0;
+    for (int64_t r0 = 0; r0 < out->rows && !rc; r0 += chunk) {
+        int64_t nr = out->rows - r0 < chunk ? out->rows - r0 : chunk;
+        for (int64_t r = 0; r < nr; r++) {
+            kern_get_row(t, r0 + r, row);
+            for (int64_t c = 0; c < out->cols; c++) buf[r * out->cols + c] = f32_to_bf16(row[c]);
+        }
+        cudaError_t e = cudaMemcpy((uint16_t *)d + r0 * out->cols, buf, (size_t)nr * out->cols * 2,
+                                   cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) rc = cu_err(err, e, "upload");
+    }
+    lfmd_free(row);
+    lfmd_free(buf);
+    return rc;
+}
+
+static int up_f32(struct cuda_model *cm, int si, const float *h, size_t n_f, float **out,
+                  struct lfmd_err_ctx *err) {
+    void *d;
+    size_t n = n_f * sizeof(float);
+    int rc = dalloc(&d, n, cm->st[si].st, err);
+    if (rc || (rc = track(cm, si, d, n, err))) return rc;
+    *out = d;
+    CK(cudaMemcpyAsync(d, h, n, cudaMemcpyHostToDevice, cm->st[si].st), "upload");
+    CK(cudaStreamSynchronize(cm->st[si].st), "upload");
+    return 0;
+}
+
+static int up_vec(struct cuda_model *cm, int si, const struct tensor *t, float **out,
+                  struct lfmd_err_ctx *err) {
+    if (!t) {
+        *out = NULL;
+        return 0;
+    }
+    size_t n = (size_t)tensor_nelem(t);
+    float *h = lfmd_malloc(n * sizeof(float), LFMD_MEM_SCRATCH);
+    if (!h) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    op_vec_f32(t, h);
+    int rc = up_f32(cm, si, h, n, out, err);
+    lfmd_free(h);
+    return rc;
+}
+
+static const struct tensor *layer_t(const struct model *m, int l, const char *suffix) {
+    char n[200];
+    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);
+    return model_find(m, n);
+}
+
+static int need_t(const struct model *m, int l, const char *suffix, const struct tensor **out,
+                  struct lfmd_err_ctx *err) {
+    *out = layer_t(m, l, suffix);
+    if (!*out) return lfmd_err_set(err, LFMD_EFORMAT, "layer %d: no tensor %s", l, suffix);
+    return 0;
+}
+
+static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, struct lfmd_err_ctx *err) {
+    const struct model *m = cm->m;
+    bool lfm2 = cm->c.arch == MODEL_ARCH_LFM2;
+    const struct tensor *t;
+    int rc;
+#define MAT(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_mat(cm, si, t, dst, err)))
+#define VEC(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_vec(cm, si, t, dst, err)))
+#define OPT(name, dst) ((rc = up_vec(cm, si, layer_t(m, l, name), dst, err)))
+    L->attn = cm->c.is_attn[l];
+    if (lfm2) {
+        if (VEC("operator_norm.weight", &L->n1) || VEC("ffn_norm.weight", &L->n2) ||
+            MAT("feed_forward.w1.weight", &L->w1) || MAT("feed_forward.w3.weight", &L->w3) ||
+            MAT("feed_forward.w2.weight", &L->w2))
+            return rc;
+        if (L->attn) {
+            if (MAT("self_attn.q_proj.weight", &L->q) || MAT("self_attn.k_proj.weight", &L->k) ||
+                MAT("self_attn.v_proj.weight", &L->v) || MAT("self_attn.out_proj.weight", &L->o) ||
+                VEC("self_attn.q_layernorm.weight", &L->qn) || VEC("self_attn.k_layernorm.weight", &L->kn))
+                return rc;
+        } else if (MAT("conv.in_proj.weight", &L->in_proj) || VEC("conv.conv.weight", &L->convw) ||
+                   MAT("conv.out_proj.weight", &L->conv_out)) {
+            return rc;
+        }
+    } else {
+        if (VEC("input_layernorm.weight", &L->n1) || VEC("post_attention_layernorm.weight", &L->n2) ||
+            MAT("self_attn.q_proj.weight", &L->q) || MAT("self_attn.k_proj.weight", &L->k) ||
+            MAT("self_attn.v_proj.weight", &L->v) || MAT("self_attn.o_proj.weight", &L->o) ||
+            MAT("mlp.gate_proj.weight", &L->w1) || MAT("mlp.up_proj.weight", &L->w3) ||
+            MAT("mlp.down_proj.weight", &L->w2))
+            return rc;
+        if (cm->m->llama.attn_bias &&
+            (OPT("self_attn.q_proj.bias", &L->qb) || OPT("self_attn.k_proj.bias", &L->kb) ||
+             OPT("self_attn.v_proj.bias", &L->vb) || OPT("self_attn.o_proj.bias", &L->ob)))
+            return rc;
+    }
+#undef MAT
+#undef VEC
+#undef OPT
+    return 0;
+}
+
+int cuda_model_stages(const struct cuda_model *cm) { return cm->n_stages; }
+void cuda_stage_layers(const struct cuda_model *cm, int i, int *dev, int *l0, int *l1) {
+    *dev = cm->st[i].dev;
+    *l0 = cm->st[i].l0;
+    *l1 = cm->st[i].l1;
+}
+size_t cuda_model_weight_bytes(const struct cuda_model *cm) { return cm->weight_bytes; }
+
+void cuda_model_free(struct cuda_model *cm) {
+    if (!cm) return;
+    for (int i = 0; i < cm->n_allocs; i++) {
+        struct stage *st = &cm->st[cm->alloc_stage[i]];
+        cudaSetDevice(st->dev);
+        dfree(cm->allocs[i], cm->alloc_sz[i], st->st);
+    }
+    for (int i = 0; i < cm->n_stages; i++) {
+        cudaSetDevice(cm->st[i].dev);
+        if (cm->st[i].st) {
+            cudaStreamSynchronize(cm->st[i].st);
+            cudaStreamDestroy(cm->st[i].st);
+        }
+        lfmd_free(cm->st[i].layers);
+    }
+    lfmd_free(cm->allocs);
+    lfmd_free(cm->alloc_sz);
+    lfmd_free(cm->alloc_stage);
+    lfmd_free(cm);
+}
+
+int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda_model **out,
+                   struct lfmd_err_ctx *err) {
+    *out = NULL;
+    int ndev = cuda_device_count();
+    if (ndev < 1) return lfmd_err_set(err, LFMD_ECUDA, "no CUDA device");
+    struct cuda_model *cm = lfmd_calloc(1, sizeof *cm, LFMD_MEM_OTHER);
+    if (!cm) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    cm->m = m;
+    cm->c = m->cfg;
+    const struct model_config *c = &cm->c;
+    cm->interleaved = c->arch == MODEL_ARCH_LLAMA && m->llama.rope_interleaved;
+    cm->qk_norm = c->arch == MODEL_ARCH_LFM2;
+    cm->no_graphs = o && o->no_graphs;
+    cm->mv_max = o && o->mv_max_tok > 0 ? o->mv_max_tok : CUK_MV_MAX_TOK;
+    if (cm->mv_max > CUK_MV_MAX_TOK) cm->mv_max = CUK_MV_MAX_TOK;
+    int rc = 0;
+    if (c->head_dim > CUK_MAX_HEAD_DIM || c->head_dim % 2) {
+        rc = lfmd_err_set(err, LFMD_ENOTSUP, "head_dim %d not supported on CUDA", c->head_dim);
+        goto fail;
+    }
+    int ns = o && o->n_dev > 0 ? o->n_dev : 1;
+    if (ns > c->n_layer) ns = c->n_layer;
+    cm->n_stages = ns;
+    // Layer ranges: by --split, else in proportion to free memory.
+    double wsum = 0, w[CUDA_MAX_STAGES];
+    for (int i = 0; i < ns; i++) {
+        int d = o && o->n_dev > 0 ? o->dev[i] : 0;
+        if (d >= ndev) {
+            rc = lfmd_err_set(err, LFMD_EINVAL, "cuda:%d: only %d device(s)", d, ndev);
+            goto fail;
+        }
+        cm->st[i].dev = d;
+        if ((rc = set_dev(d, err))) goto fail;
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        w[i] = o && o->split[i] > 0 ? (double)o->split[i] : (double)fr + 1;
+        wsum += w[i];
+    }
+    double cum = 0;
+    int prev = 0;
+    for (int i = 0; i < ns; i++) {
+        cum += w[i];
+        int end = i == ns - 1 ? c->n_layer : (int)(c->n_layer * cum / wsum + 0.5);
+        if (end < prev + 1) end = prev + 1;
+        if (end > c->n_layer - (ns - 1 - i)) end = c->n_layer - (ns - 1 - i);
+        cm->st[i].l0 = prev;
+        cm->st[i].l1 = end;
+        prev = end;
+    }
+    for (int i = 0; i < ns && !rc; i++) {
+        struct stage *st = &cm->st[i];
+        if ((rc = set_dev(st->dev, err))) goto fail;
+        cudaDeviceGetAttribute(&st->n_sm, cudaDevAttrMultiProcessorCount, st->dev);
+        cudaError_t e = cudaStreamCreateWithFlags(&st->st, cudaStreamNonBlocking);
+        if (e != cudaSuccess) {
+            rc = cu_err(err, e, "stream");
+            goto fail;
+        }
+        st->layers = lfmd_calloc((size_t)(st->l1 - st->l0), sizeof *st->layers, LFMD_MEM_OTHER);
+        if (!st->layers) {
+            rc = lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+            goto fail;
+        }
+        for (int l = st->l0; l < st->l1 && !rc; l++) {
+            struct clayer *L = &st->layers[l - st->l0];
+            L->slot = c->is_attn[l] ? st->n_attn++ : st->n_conv++;
+            rc = up_layer(cm, i, l, L, err);
+        }
+        if (!rc) rc = up_f32(cm, i, m->rope_inv_freq, (size_t)c->head_dim / 2, &st->inv_freq, err);
+        if (rc) goto fail;
+        const struct tensor *emb = model_find(m, "model.embed_tokens.weight");
+        if (i == 0 && (rc = up_mat(cm, i, emb, &st->embed, err))) goto fail;
+        if (i == ns - 1) {
+            const struct tensor *fn = model_find(m, c->arch == MODEL_ARCH_LFM2 ? "model.embedding_norm.weight"
+                                                                                : "model.norm.weight");
+            if ((rc = up_vec(cm, i, fn, &st->final_norm, err))) goto fail;
+            if (c->tied_embeddings && i == 0) {
+                st->lm_head = st->embed;
+                st->lm_shared = true;
+            } else {
+                const struct tensor *lm = c->tied_embeddings ? emb : model_find(m, "lm_head.weight");
+                if ((rc = up_mat(cm, i, lm, &st->lm_head, err))) goto fail;
+            }
+        }
+    }
+    for (int i = 0; i < ns; i++) {
+        cudaSetDevice(cm->st[i].dev);
+        cudaStreamSynchronize(cm->st[i].st);
+    }
+    *out = cm;
+    return 0;
+fail:
+    cuda_model_free(cm);
+    return rc;
+}
+
+// ---- sequences ----
+
+struct cuda_seq {
+    struct cuda_model *cm;
+    int n_ctx, pos;
+    float *kv[CUDA_MAX_STAGES], *conv[CUDA_MAX_STAGES];
+    size_t kv_bytes[CUDA_MAX_STAGES], conv_bytes[CUDA_MAX_STAGES];
+};
+
+size_t cuda_seq_bytes(const struct model_config *c, int n_ctx) {
+    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * (size_t)c->n_kv_head * c->head_dim;
+    size_t conv = c->arch == MODEL_ARCH_LFM2
+                      ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
+                      : 0;
+    return (kv + conv) * sizeof(float);
+}
+
+void cuda_seq_free(struct cuda_seq *s) {
+    if (!s) return;
+    for (int i = 0; i < s->cm->n_stages; i++) {
+        struct stage *st = &s->cm->st[i];
+        cudaSetDevice(st->dev);
+        dfree(s->kv[i], s->kv_bytes[i], st->st);
+        dfree(s->conv[i], s->conv_bytes[i], st->st);
+    }
+    lfmd_free(s);
+}
+
+void cuda_seq_reset(struct cuda_seq *s) {
+    s->pos = 0;
+    for (int i = 0; i < s->cm->n_stages; i++) {
+        if (!s->conv[i]) continue;
+        cudaSetDevice(s->cm->st[i].dev);
+        cudaMemsetAsync(s->conv[i], 0, s->conv_bytes[i], s->cm->st[i].st);
+    }
+}
+
+int cuda_seq_pos(const struct cuda_seq *s) { return s->pos; }
+
+int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_seq **out, struct lfmd_err_ctx *err) {
+    *out = NULL;
+    const struct model_config *c = &cm->c;
+    if (n_ctx < 1 || n_ctx > LFMD_MAX_CTX)
+        return lfmd_err_set(err, LFMD_EINVAL, "context size %d out of range [1, %d]", n_ctx, LFMD_MAX_CTX);
+    struct cuda_seq *s = lfmd_calloc(1, sizeof *s, LFMD_MEM_KV);
+    if (!s) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    s->cm = cm;
+    s->n_ctx = n_ctx;
+    size_t kvd = (size_t)c->n_kv_head * c->head_dim;
+    int rc = 0;
+    for (int i = 0; i < cm->n_stages && !rc; i++) {
+        struct stage *st = &cm->st[i];
+        if ((rc = set_dev(st->dev, err))) break;
+        s->kv_bytes[i] = (size_t)st->n_attn * 2 * (size_t)n_ctx * kvd * sizeof(float);
+        s->conv_bytes[i] = (size_t)st->n_conv * c->n_embd * (size_t)(c->conv_L - 1) * sizeof(float);
+        void *p;
+        if ((rc = dalloc(&p, s->kv_bytes[i], st->st, err))) break;
+        s->kv[i] = p;
+        if ((rc = dalloc(&p, s->conv_bytes[i], st->st, err))) break;
+        s->conv[i] = p;
+    }
+    if (rc) {
+        cuda_seq_free(s);
+        return rc;
+    }
+    cuda_seq_reset(s);
+    *out = s;
+    return 0;
+}
+
+// ---- runner ----
+
+struct graph_ent {
+    int T, nl;
+    cudaGraphExec_t exec;
+};
+
+struct scratch {
+    float *x, *xn, *a, *b, *c, *part, *logits;
+    uint16_t *xb;
+    void *ws;
+    void *meta_d, *meta_h;      // device block and pinned host mirror
+    size_t meta_bytes, bytes;
+    struct cuk_meta meta;       // device pointers into meta_d
+    cublasHandle_t blas;
+};
+
+struct cuda_runner {
+    struct cuda_model *cm;
+    int max_tok;
+    struct scratch sc[CUDA_MAX_STAGES];
+    struct graph_ent graphs[MAX_GRAPHS];
+    int n_graphs;
+    struct cuda_seq **tok_seq;
+    int32_t *tok, *pos, *rows;
+};
+
+void cuda_runner_free(struct cuda_runner *r) {
+    if (!r) return;
+    struct cuda_model *cm = r->cm;
+    for (int g = 0; g < r->n_graphs; g++) cudaGraphExecDestroy(r->graphs[g].exec);
+    for (int i = 0; i < cm->n_stages; i++) {
+        struct scratch *sc = &r->sc[i];
+        struct stage *st = &cm->st[i];
+        cudaSetDevice(st->dev);
+        cudaStreamSynchronize(st->st);
+        if (sc->blas) cublasDestroy(sc->blas);
+        void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d};
+        for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
+            if (ps[k]) cudaFreeAsync(ps[k], st->st);
+        g_used -= sc->bytes;
+        if (sc->meta_h) cudaFreeHost(sc->meta_h);
+    }
+    lfmd_free(r->tok_seq);
+    lfmd_free(r->tok);
+    lfmd_free(r->pos);
+    lfmd_free(r->rows);
+    lfmd_free(r);
+}
+
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out, struct lfmd_err_ctx *err) {
+    *out = NULL;
+    const struct model_config *c = &cm->c;
+    if (max_tokens < 1) max_tokens = 1;
+    if (max_tokens > LFMD_MAX_BATCH_TOKENS) max_tokens = LFMD_MAX_BATCH_TOKENS;
+    struct cuda_runner *r = lfmd_calloc(1, sizeof *r, LFMD_MEM_SCRATCH);
+    if (!r) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    r->cm = cm;
+    r->max_tok = max_tokens;
+    size_t T = (size_t)max_tokens, D = (size_t)c->n_embd;
+    r->tok_seq = lfmd_malloc(T * sizeof *r->tok_seq, LFMD_MEM_SCRATCH);
+    r->tok = lfmd_malloc(T * sizeof *r->tok, LFMD_MEM_SCRATCH);
+    r->pos = lfmd_malloc(T * sizeof *r->pos, LFMD_MEM_SCRATCH);
+    r->rows = lfmd_malloc(T * sizeof *r->rows, LFMD_MEM_SCRATCH);
+    int rc = 0;
+    if (!r->tok_seq || !r->tok || !r->pos || !r->rows) {
+        rc = lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    size_t qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_kv_head * c->head_dim;
+    size_t wide = max_z(max_z(3 * D, (size_t)c->n_ff), qd + 2 * kvd);
+    size_t cw = max_z(D, qd);
+    size_t max_in = max_z(max_z(D, (size_t)c->n_ff), qd);
+    for (int i = 0; i < cm->n_stages; i++) {
+        struct stage *st = &cm->st[i];
+        struct scratch *sc = &r->sc[i];
+        if ((rc = set_dev(st->dev, err))) goto fail;
+        size_t parts = 0;
+        for (int t = 1; t <= max_tokens; t++)
+            parts = max_z(parts, (size_t)t * c->n_head * cuk_attn_splits(t, c->n_head, st->n_sm));
+        sc->meta_bytes = T * (4 * sizeof(int32_t) + 2 * sizeof(float *));
+        struct { void **p; size_t n; } al[] = {
+            {(void **)&sc->x, T * D * 4},       {(void **)&sc->xn, T * D * 4},
+            {(void **)&sc->a, T * wide * 4},    {(void **)&sc->b, T * wide * 4},
+            {(void **)&sc->c, T * cw * 4},      {(void **)&sc->part, parts * (c->head_dim + 2) * 4},
+            {(void **)&sc->logits, i == cm->n_stages - 1 ? T * (size_t)c->n_vocab * 4 : 0},
+            {(void **)&sc->xb, T * max_in * 2}, {&sc->ws, WS_BYTES},
+            {&sc->meta_d, sc->meta_bytes},
+        };
+        for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
+            if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
+            sc->bytes += al[k].n;
+        }
+        cudaError_t e = cudaMallocHost(&sc->meta_h, sc->meta_bytes);
+        if (e != cudaSuccess) {
+            rc = cu_err(err, e, "pinned memory");
+            goto fail;
+        }
+        char *b = sc->meta_d;
+        sc->meta.kv = (float **)b;
+        sc->meta.conv = (float **)(b + T * sizeof(float *));
+        sc->meta.tok = (int32_t *)(b + 2 * T * sizeof(float *));
+        sc->meta.pos = sc->meta.tok + T;
+        sc->meta.nctx = sc->meta.pos + T;
+        sc->meta.rows = sc->meta.nctx + T;
+        if (cublasCreate(&sc->blas) != CUBLAS_STATUS_SUCCESS) {
+            rc = lfmd_err_set(err, LFMD_ECUDA, "cuBLAS: cannot create a handle");
+            goto fail;
+        }
+        cublasSetStream(sc->blas, st->st);
+        cublasSetWorkspace(sc->blas, sc->ws, WS_BYTES);
+    }
+    for (int i = 0; i < cm->n_stages; i++) {
+        cudaSetDevice(cm->st[i].dev);
+        cudaStreamSynchronize(cm->st[i].st);
+    }
+    *out = r;
+    return 0;
+fail:
+    cuda_runner_free(r);
+    return rc;
+}
+
+void cuda_runner_sync(struct cuda_runner *r) {
+    for (int i = 0; i < r->cm->n_stages; i++) {
+        cudaSetDevice(r->cm->st[i].dev);
+        cudaStreamSynchronize(r->cm->st[i].st);
+    }
+}
+
+// ---- forward ----
+
+// Y[t, :] = W X[t, :]: matvec kernel for few tokens, else cuBLAS bf16 x bf16 -> f32.
+static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const struct cw *W,
+               const float *X, int T, float *Y, int64_t ldy) {
+    int N = (int)W->rows, K = (int)W->cols;
+    if (T <= cm->mv_max && K % 8 == 0) {
+        cuk_matvec_bf16(W->d, N, K, X, T, Y, ldy, st->st);
+        return;
+    }
+    cuk_to_bf16(X, (int64_t)T * K, sc->xb, st->st);
+    const float one = 1.0f, zero = 0.0f;
+    cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
+                 CUDA_R_16BF, K, &zero, Y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
+static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl) {
+    const struct model_config *c = &cm->c;
+    struct stage *st = &cm->st[si];
+    struct scratch *sc = &r->sc[si];
+    cudaStream_t s = st->st;
+    int D = c->n_embd, hd = c->head_dim;
+    int qd = c->n_head * hd, kvd = c->n_kv_head * hd;
+    float eps = c->norm_eps;
+    if (si == 0) cuk_embed(st->embed.d, sc->meta.tok, T, D, sc->x, s);
+    const float *pend = NULL;
+    for (int l = st->l0; l < st->l1; l++) {
+        const struct clayer *L = &st->layers[l - st->l0];
+        cuk_add_rmsnorm(sc->x, pend, L->n1, NULL, T, D, eps, sc->xn, s);
+        if (L->attn) {
+            float *q = sc->a, *k = sc->b, *v = sc->b + (size_t)T * kvd;
+            mm(cm, st, sc, &L->q, sc->xn, T, q, qd);
+            mm(cm, st, sc, &L->k, sc->xn, T, k, kvd);
+            mm(cm, st, sc, &L->v, sc->xn, T, v, kvd);
+            if (L->qb) cuk_add_bias(q, L->qb, T, qd, s);
+            if (L->kb) cuk_add_bias(k, L->kb, T, kvd, s);
+            if (L->vb) cuk_add_bias(v, L->vb, T, kvd, s);
+            cuk_norm_rope(q, T, c->n_head, hd, L->qn, eps, sc->meta.pos, st->inv_freq, cm->interleaved, s);
+            cuk_norm_rope(k, T, c->n_kv_head, hd, L->kn, eps, sc->meta.pos, st->inv_freq, cm->interleaved, s);
+            cuk_kv_store(k, v, T, kvd, sc->meta.kv, sc->meta.nctx, sc->meta.pos, L->slot, s);
+            cuk_attention(q, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx, sc->meta.pos,
+                          L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->c, s);
+            mm(cm, st, sc, &L->o, sc->c, T, sc->a, D);
+            if (L->ob) cuk_add_bias(sc->a, L->ob, T, D, s);
+        } else {
+            mm(cm, st, sc, &L->in_proj, sc->xn, T, sc->a, 3 * D);
+            cuk_shortconv(sc->a, T, D, c->conv_L, L->convw, sc->meta.conv, L->slot, sc->c, s);
+            mm(cm, st, sc, &L->conv_out, sc->c, T, sc->a, D);
+        }
+        cuk_add_rmsnorm(sc->x, sc->a, L->n2, NULL, T, D, eps, sc->xn, s);
+        mm(cm, st, sc, &L->w1, sc->xn, T, sc->a, c->n_ff);
+        mm(cm, st, sc, &L->w3, sc->xn, T, sc->b, c->n_ff);
+        cuk_swiglu(sc->a, sc->b, (int64_t)T * c->n_ff, s);
+        mm(cm, st, sc, &L->w2, sc->a, T, sc->c, D);
+        pend = sc->c;
+    }
+    if (si == cm->n_stages - 1) {
+        if (nl > 0) {
+            cuk_add_rmsnorm(sc->x, pend, st->final_norm, sc->meta.rows, nl, D, eps, sc->xn, s);
+            mm(cm, st, sc, &st->lm_head, sc->xn, nl, sc->logits, c->n_vocab);
+        }
+    } else if (pend) {
+        cuk_add(sc->x, pend, (int64_t)T * D, s);
+    }
+}
+
+static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct lfmd_err_ctx *err) {
+    struct cuda_model *cm = r->cm;
+    const struct model_config *c = &cm->c;
+    size_t Tm = (size_t)r->max_tok;
+    for (int i = 0; i < cm->n_stages; i++) {
+        struct stage *st = &cm->st[i];
+        struct scratch *sc = &r->sc[i];
+        char *h = sc->meta_h;
+        float **kv = (float **)h, **cv = (float **)(h + Tm * sizeof(float *));
+        int32_t *tok = (int32_t *)(h + 2 * Tm * sizeof(float *));
+        int32_t *pos = tok + Tm, *nctx = pos + Tm, *rows = nctx + Tm;
+        for (int t = 0; t < T; t++) {
+            kv[t] = r->tok_seq[t]->kv[i];
+            cv[t] = r->tok_seq[t]->conv[i];
+            nctx[t] = r->tok_seq[t]->n_ctx;
+        }
+        memcpy(tok, r->tok, (size_t)T * sizeof *tok);
+        memcpy(pos, r->pos, (size_t)T * sizeof *pos);
+        memcpy(rows, r->rows, (size_t)nl * sizeof *rows);
+        CK(cudaSetDevice(st->dev), "set device");
+        CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice, st->st), "metadata");
+    }
+    if (cm->n_stages == 1 && !cm->no_graphs && T <= 64) {
+        struct stage *st = &cm->st[0];
+        cudaGraphExec_t exec = NULL;
+        for (int g = 0; g < r->n_graphs; g++)
+            if (r->graphs[g].T == T && r->graphs[g].nl == nl) exec = r->graphs[g].exec;
+        if (!exec && r->n_graphs < MAX_GRAPHS) {
+            // Capture once per shape; on any capture failure fall back to plain launches.
+            cudaGraph_t graph = NULL;
+            cudaError_t e = cudaStreamBeginCapture(st->st, cudaStreamCaptureModeThreadLocal);
+            if (e == cudaSuccess) {
+                stage_forward(cm, r, 0, T, nl);
+                e = cudaStreamEndCapture(st->st, &graph);
+            }
+            if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+            if (graph) cudaGraphDestroy(graph);
+            if (e != cudaSuccess) {
+                cudaGetLastError();
+                exec = NULL;
+                cm->no_graphs = true;
+                fprintf(stderr, "lfmd: CUDA graph capture failed (%s); launching directly\n",
+                        cudaGetErrorString(e));
+            } else {
+                r->graphs[r->n_graphs++] = (struct graph_ent){.T = T, .nl = nl, .exec = exec};
+            }
+        }
+        if (exec) CK(cudaGraphLaunch(exec, st->st), "graph launch");
+        else stage_forward(cm, r, 0, T, nl);
+    } else {
+        for (int i = 0; i < cm->n_stages; i++) {
+            struct stage *st = &cm->st[i];
+            CK(cudaSetDevice(st->dev), "set device");
+            stage_forward(cm, r, i, T, nl);
+            if (i + 1 < cm->n_stages) {
+                struct stage *nx = &cm->st[i + 1];
+                CK(cudaMemcpyPeerAsync(r->sc[i + 1].x, nx->dev, r->sc[i].x, st->dev,
+                                       (size_t)T * c->n_embd * sizeof(float), st->st), "activation copy");
+                CK(cudaStreamSynchronize(st->st), "stage");
+            }
+        }
+    }
+    struct stage *last = &cm->st[cm->n_stages - 1];
+    CK(cudaSetDevice(last->dev), "set device");
+    if (logits && nl)
+        CK(cudaMemcpyAsync(logits, r->sc[cm->n_stages - 1].logits, (size_t)nl * c->n_vocab * sizeof(float),
+                           cudaMemcpyDeviceToHost, last->st), "logits");
+    CK(cudaStreamSynchronize(last->st), "forward");
+    CK(cudaGetLastError(), "kernel launch");
+    return 0;
+}
+
+int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
+                       const int *n_tok, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+    struct cuda_model *cm = r->cm;
+    const struct model_config *c = &cm->c;
+    for (int i = 0; i < n_seqs; i++) {
+        if (seqs[i]->cm != cm) return lfmd_err_set(err, LFMD_EINVAL, "sequence belongs to another model");
+        if (n_tok[i] < 1) return lfmd_err_set(err, LFMD_EINVAL, "sequence %d: no tokens", i);
+        if (seqs[i]->pos + n_tok[i] > seqs[i]->n_ctx)
+            return lfmd_err_set(err, LFMD_ETOOBIG, "sequence of %d tokens would exceed its context of %d",
+                                seqs[i]->pos + n_tok[i], seqs[i]->n_ctx);
+        for (int t = 0; t < n_tok[i]; t++)
+            if (tokens[i][t] < 0 || tokens[i][t] >= c->n_vocab)
+                return lfmd_err_set(err, LFMD_EINVAL, "token id %d out of range [0, %d)", tokens[i][t], c->n_vocab);
+        for (int j = 0; j < i; j++)
+            if (seqs[j] == seqs[i]) return lfmd_err_set(err, LFMD_EINVAL, "sequence listed twice");
+    }
+    // Same greedy packing as model_forward_batch; logits of chunk rows land in consecutive
+    // sequence slots.
+    int si = 0, ti = 0;
+    while (si < n_seqs) {
+        int nt = 0, nl = 0, first_logit = -1;
+        while (si < n_seqs && nt < r->max_tok) {
+            struct cuda_seq *s = seqs[si];
+            int take = n_tok[si] - ti;
+            if (take > r->max_tok - nt) take = r->max_tok - nt;
+            for (int k = 0; k < take; k++) {
+                r->tok[nt] = tokens[si][ti + k];
+                r->tok_seq[nt] = s;
+                r->pos[nt] = s->pos + k;
+                nt++;
+            }
+            ti += take;
+            if (ti == n_tok[si]) {
+                if (logits) {
+                    if (first_logit < 0) first_logit = si;
+                    r->rows[nl++] = nt - 1;
+                }
+                si++;
+                ti = 0;
+            } else {
+                break;
+            }
+        }
+        float *out = logits && nl ? logits + (size_t)first_logit * c->n_vocab : NULL;
+        int rc = run_chunk(r, nt, out ? nl : 0, out, err);
+        if (rc) return rc;
+        for (int k = 0; k < nt; k++)
+            if (k == nt - 1 || r->tok_seq[k + 1] != r->tok_seq[k]) r->tok_seq[k]->pos = r->pos[k] + 1;
+    }
+    return 0;
+}
+
+int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens, int n_tok, float *logits,
+                 struct lfmd_err_ctx *err) {
+    return cuda_forward_batch(r, &s, &tokens, &n_tok, 1, logits, err);
+}

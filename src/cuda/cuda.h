@@ -1,0 +1,79 @@
+// The CUDA backend: runs a model opened by src/model on one or more GPUs. Weights are uploaded
+// on first use (cuda_model_new) as bf16; layers may be split in contiguous ranges ("stages")
+// across devices, activations moving between them. Sequences keep their KV cache and conv state
+// on the device(s); forward passes take the same batches as model_forward_batch.
+// Invariants: a forward pass allocates nothing; every device allocation is counted against the
+// device memory limit (cuda_set_limit); cuda_shutdown frees everything and destroys the contexts.
+// Not thread-safe: one thread (the engine thread) drives a model.
+// SPDX-License-Identifier: MIT
+#ifndef LFMD_CUDA_CUDA_H
+#define LFMD_CUDA_CUDA_H
+
+#include "base/err.h"
+#include "model/model.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CUDA_MAX_STAGES 8
+
+struct cuda_opts {
+    int n_dev;                      // stages (0 = one stage on device 0)
+    int dev[CUDA_MAX_STAGES];       // device index of each stage (may repeat: tests)
+    int split[CUDA_MAX_STAGES];     // relative layer counts (all 0 = by free memory)
+    bool no_graphs;                 // disable CUDA graph capture of decode steps
+    int mv_max_tok;                 // largest token count using the matvec kernel (0 = default)
+};
+
+struct cuda_model;
+struct cuda_seq;
+struct cuda_runner;
+
+// Parses "cuda:0", "cuda:0,cuda:1", "cuda" into o->dev/n_dev; split "10,6" into o->split.
+// LFMD_EINVAL on junk.
+LFMD_MUST_CHECK int cuda_parse_devices(const char *devices, const char *split, struct cuda_opts *o,
+                                       struct lfmd_err_ctx *err);
+// Number of visible CUDA devices (0 when none or no driver).
+int cuda_device_count(void);
+// Device memory limit across all devices (0 = none). Allocations beyond it fail with LFMD_EBUDGET.
+void cuda_set_limit(size_t bytes);
+size_t cuda_mem_used(void);
+size_t cuda_mem_peak(void);
+// Returns pooled (freed) device memory to the driver on every device used.
+void cuda_trim(void);
+// Frees nothing itself: call after every cuda object is freed; destroys every device context
+// (cudaDeviceReset) so the process holds no GPU memory. The next cuda_model_new starts afresh.
+void cuda_shutdown(void);
+
+// Uploads m's weights (bf16; f32/f16/quantized are converted to bf16 at upload) to the stages.
+// m must stay open while the cuda model lives. Layer range of stage i via cuda_stage_layers.
+LFMD_MUST_CHECK int cuda_model_new(const struct model *m, const struct cuda_opts *o,
+                                   struct cuda_model **out, struct lfmd_err_ctx *err);
+void cuda_model_free(struct cuda_model *cm);
+int cuda_model_stages(const struct cuda_model *cm);
+void cuda_stage_layers(const struct cuda_model *cm, int i, int *dev, int *l0, int *l1);
+size_t cuda_model_weight_bytes(const struct cuda_model *cm);   // device bytes of weights
+
+LFMD_MUST_CHECK int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_seq **out,
+                                 struct lfmd_err_ctx *err);
+void cuda_seq_free(struct cuda_seq *s);
+void cuda_seq_reset(struct cuda_seq *s);
+int cuda_seq_pos(const struct cuda_seq *s);
+size_t cuda_seq_bytes(const struct model_config *c, int n_ctx);
+
+// max_tokens: tokens per internal chunk (capped at LFMD_MAX_BATCH_TOKENS).
+LFMD_MUST_CHECK int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,
+                                    struct lfmd_err_ctx *err);
+void cuda_runner_free(struct cuda_runner *r);
+
+// Same contract as model_forward_batch / model_forward (logits on the host, f32).
+LFMD_MUST_CHECK int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs,
+                                       const int32_t *const *tokens, const int *n_tok, int n_seqs,
+                                       float *logits, struct lfmd_err_ctx *err);
+LFMD_MUST_CHECK int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens,
+                                 int n_tok, float *logits, struct lfmd_err_ctx *err);
+// Waits for all device work of the runner (timing).
+void cuda_runner_sync(struct cuda_runner *r);
+
+#endif

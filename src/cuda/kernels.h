@@ -1,0 +1,74 @@
+// CUDA kernel launchers (C ABI). Each kernel is the twin of a CPU op in src/model/runner.c or
+// src/kernels/ref (named in its comment) and is tested against it in tests/cuda/.
+// Invariants: every launcher is asynchronous on the given stream and allocates nothing; matrices
+// are row-major; weights are bf16 (uint16 bit patterns); activations f32.
+// SPDX-License-Identifier: MIT
+#ifndef LFMD_CUDA_KERNELS_H
+#define LFMD_CUDA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct CUstream_st *cuk_stream;
+
+#define CUK_MAX_SPLIT 16     // attention splits along the sequence
+#define CUK_MAX_HEAD_DIM 256
+#define CUK_MV_MAX_TOK 8     // matrix-vector kernel handles up to this many tokens
+
+// Per-token metadata of a batch on the device (one contiguous block, uploaded once per pass).
+struct cuk_meta {
+    int32_t *tok;            // [T] token ids
+    int32_t *pos;            // [T] absolute positions
+    int32_t *nctx;           // [T] context size of the token's sequence
+    int32_t *rows;           // [n_logits] token rows whose logits are wanted
+    float **kv;              // [T] the token's sequence KV block of this stage
+    float **conv;            // [T] the token's sequence conv-state block of this stage
+};
+
+// X[t, :] = bf16 row tok[t] of E [V, D]  (kern_get_row).
+void cuk_embed(const uint16_t *E, const int32_t *tok, int T, int D, float *X, cuk_stream s);
+// Optionally x[r] += a[r] (a may be NULL), then out[r] = w * x[r] / rms(x[r]) (op_rmsnorm, op_add).
+// rows: if non-NULL, output row r reads input row rows[r] (and then the add is applied to that
+// row's copy only: x is left unchanged). w: f32 [n].
+void cuk_add_rmsnorm(float *x, const float *a, const float *w, const int32_t *rows, int n_rows,
+                     int n, float eps, float *out, cuk_stream s);
+// x += a over n floats (op_add).
+void cuk_add(float *x, const float *a, int64_t n, cuk_stream s);
+// y[t, :] += bias (Llama biases).
+void cuk_add_bias(float *y, const float *bias, int T, int n, cuk_stream s);
+// Per head of each token: optional RMSNorm with w [hd] (NULL: none), then RoPE at pos[t]
+// (interleaved: GPT-J pairs; else NeoX halves). x: [T, n_heads*hd] in place.
+void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
+                   const int32_t *pos, const float *inv_freq, int interleaved, cuk_stream s);
+// g = silu(g) * u over n floats (op_swiglu).
+void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s);
+// LFM2 short conv (lfm2.c conv_block): z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
+// the state of layer slot `slot` of token t's sequence is meta conv[t] + slot*D*(K-1).
+void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
+                   int slot, float *y, cuk_stream s);
+// Stores k, v [T, kvd] into each token's cache of layer slot (op_kv_store). Cache layout per
+// sequence block: [slot][2][nctx][kvd].
+void cuk_kv_store(const float *k, const float *v, int T, int kvd, float *const *kv,
+                  const int32_t *nctx, const int32_t *pos, int slot, cuk_stream s);
+// Causal GQA attention of each token over positions 0..pos[t] of its cache (op_attention).
+// q, out: [T, H*hd]; part: scratch of T*H*n_split*(hd+2) floats; n_split in [1, CUK_MAX_SPLIT].
+void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *kv,
+                   const int32_t *nctx, const int32_t *pos, int slot, int n_split, float *part,
+                   float *out, cuk_stream s);
+// Y[t, r] = sum_c W[r, c] X[t, c] for T <= CUK_MV_MAX_TOK; W bf16 [N, K] (K % 8 == 0, 16-byte
+// aligned rows), X f32 [T, K] (16-byte aligned), Y row stride ldy (kern_matmul_ref).
+void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                     cuk_stream s);
+// Xb = bf16(X) over n floats (round to nearest even), for cuBLAS products.
+void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s);
+// Picks the attention split count for T tokens of H heads on a GPU of n_sm multiprocessors.
+int cuk_attn_splits(int T, int H, int n_sm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

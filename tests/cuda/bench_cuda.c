@@ -1,0 +1,174 @@
+// lfmd-cuda-bench MODEL [ROUTER]: times the CUDA backend. Prints the device copy bandwidth
+// (bytes read + written), prefill tok/s (512-token prompt), decode tok/s at batch 1, 8, 64
+// (continuous batch, one token per sequence per step) with the bandwidth ceiling
+// (weight bytes / copy bandwidth), and, given ROUTER, the p50 latency of a 350-token prefill
+// plus logits. Times are host wall clock around synchronized passes, medians of repeats.
+// SPDX-License-Identifier: MIT
+#include "cuda/cuda.h"
+
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double copy_bw(void) {
+    size_t n = (size_t)1 << 30;
+    void *a = NULL, *b = NULL;
+    if (cudaMalloc(&a, n) != cudaSuccess || cudaMalloc(&b, n) != cudaSuccess) return 0;
+    cudaMemset(a, 1, n);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    double best[10];
+    for (int i = 0; i < 12; i++) {
+        cudaEventRecord(e0, 0);
+        cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice);
+        cudaEventRecord(e1, 0);
+        cudaEventSynchronize(e1);
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (i >= 2) best[i - 2] = 2.0 * n / (ms * 1e-3);
+    }
+    qsort(best, 10, sizeof best[0], cmp_d);
+    cudaFree(a);
+    cudaFree(b);
+    return best[5];
+}
+
+#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); return 1; } while (0)
+
+static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, double *tok_s) {
+    struct lfmd_err_ctx err = {0};
+    struct cuda_runner *r = NULL;
+    struct cuda_seq **s = calloc((size_t)batch, sizeof *s);
+    int32_t *tok = malloc((size_t)batch * 4), **tp = malloc((size_t)batch * sizeof *tp);
+    int *one = malloc((size_t)batch * sizeof *one);
+    float *lg = malloc((size_t)batch * V * 4);
+    if (cuda_runner_new(cm, 512, &r, &err)) FAIL("runner: %s\n", err.msg);
+    int32_t prompt[32];
+    for (int i = 0; i < 32; i++) prompt[i] = 1 + (i * 7919) % (V - 1);
+    for (int i = 0; i < batch; i++) {
+        if (cuda_seq_new(cm, 32 + steps + 8, &s[i], &err)) FAIL("seq: %s\n", err.msg);
+        if (cuda_forward(r, s[i], prompt, 32, lg, &err)) FAIL("prefill: %s\n", err.msg);
+        tok[i] = (int32_t)(i % V);
+        tp[i] = &tok[i];
+        one[i] = 1;
+    }
+    double *ts = malloc((size_t)steps * sizeof *ts);
+    for (int k = 0; k < steps; k++) {
+        double t0 = now();
+        if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err)) FAIL("decode: %s\n", err.msg);
+        ts[k] = now() - t0;
+        for (int i = 0; i < batch; i++) tok[i] = (tok[i] * 31 + 7) % V;
+    }
+    qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
+    *tok_s = batch / ts[steps / 2];
+    for (int i = 0; i < batch; i++) cuda_seq_free(s[i]);
+    cuda_runner_free(r);
+    free(s);
+    free(tok);
+    free(tp);
+    free(one);
+    free(lg);
+    free(ts);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: lfmd-cuda-bench MODEL [ROUTER]\n");
+        return 2;
+    }
+    struct lfmd_err_ctx err = {0};
+    struct model *m = NULL;
+    if (model_open(argv[1], NULL, &m, &err)) FAIL("%s: %s\n", argv[1], err.msg);
+    const struct model_config *c = model_get_config(m);
+    struct cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    double bw = copy_bw();
+    printf("device: %s, %d SMs; device copy %.0f GB/s (read + write)\n", prop.name, prop.multiProcessorCount, bw / 1e9);
+    struct cuda_opts o = {0};
+    const char *env_mv = getenv("LFMD_CUDA_MV_MAX");
+    if (env_mv) o.mv_max_tok = atoi(env_mv);
+    o.no_graphs = getenv("LFMD_CUDA_NO_GRAPHS") != NULL;
+    double t0 = now();
+    struct cuda_model *cm = NULL;
+    if (cuda_model_new(m, &o, &cm, &err)) FAIL("upload: %s\n", err.msg);
+    size_t wb = cuda_model_weight_bytes(cm);
+    printf("model %s: %d layers, dim %d, ff %d, vocab %d; %.1f MB of weights on the GPU, upload %.2f s\n", argv[1],
+           c->n_layer, c->n_embd, c->n_ff, c->n_vocab, wb / 1e6, now() - t0);
+    double ceil_tok = bw / (double)wb;
+    // prefill 512 tokens
+    {
+        struct cuda_runner *r = NULL;
+        struct cuda_seq *s = NULL;
+        int32_t ids[512];
+        float *lg = malloc((size_t)c->n_vocab * 4);
+        for (int i = 0; i < 512; i++) ids[i] = 1 + (i * 104729) % (c->n_vocab - 1);
+        if (cuda_runner_new(cm, 512, &r, &err) || cuda_seq_new(cm, 520, &s, &err)) FAIL("%s\n", err.msg);
+        double ts[7];
+        for (int k = 0; k < 8; k++) {
+            cuda_seq_reset(s);
+            double a = now();
+            if (cuda_forward(r, s, ids, 512, lg, &err)) FAIL("prefill: %s\n", err.msg);
+            if (k) ts[k - 1] = now() - a;
+        }
+        qsort(ts, 7, sizeof ts[0], cmp_d);
+        printf("prefill 512 tokens: %.2f ms, %.0f tok/s\n", ts[3] * 1e3, 512 / ts[3]);
+        cuda_seq_free(s);
+        cuda_runner_free(r);
+        free(lg);
+    }
+    int batches[3] = {1, 8, 64};
+    for (int i = 0; i < 3; i++) {
+        double tps = 0;
+        if (decode_bench(cm, c->n_vocab, batches[i], batches[i] == 1 ? 200 : 60, &tps)) return 1;
+        if (batches[i] == 1)
+            printf("decode batch 1: %.1f tok/s (%.3f ms/token); ceiling %.1f tok/s -> %.1f%% of ceiling\n", tps,
+                   1e3 / tps, ceil_tok, 100 * tps / ceil_tok);
+        else
+            printf("decode batch %d: %.0f tok/s\n", batches[i], tps);
+    }
+    printf("device memory peak %.1f MB\n", cuda_mem_peak() / 1e6);
+    cuda_model_free(cm);
+    model_close(m);
+    cuda_shutdown();
+    if (argc > 2) {
+        if (model_open(argv[2], NULL, &m, &err)) FAIL("%s: %s\n", argv[2], err.msg);
+        c = model_get_config(m);
+        if (cuda_model_new(m, &o, &cm, &err)) FAIL("router upload: %s\n", err.msg);
+        struct cuda_runner *r = NULL;
+        struct cuda_seq *s = NULL;
+        if (cuda_runner_new(cm, 512, &r, &err) || cuda_seq_new(cm, 400, &s, &err)) FAIL("%s\n", err.msg);
+        int32_t ids[350];
+        float *lg = malloc((size_t)c->n_vocab * 4);
+        for (int i = 0; i < 350; i++) ids[i] = 1 + (i * 7919) % (c->n_vocab - 1);
+        double ts[40];
+        for (int k = 0; k < 41; k++) {
+            double a = now();
+            cuda_seq_reset(s);
+            if (cuda_forward(r, s, ids, 350, lg, &err)) FAIL("route: %s\n", err.msg);
+            if (k) ts[k - 1] = now() - a;
+        }
+        qsort(ts, 40, sizeof ts[0], cmp_d);
+        printf("router %s: 350-token prefill + logits p50 %.3f ms, p90 %.3f ms\n", argv[2], ts[20] * 1e3, ts[36] * 1e3);
+        cuda_seq_free(s);
+        cuda_runner_free(r);
+        cuda_model_free(cm);
+        model_close(m);
+        free(lg);
+    }
+    return 0;
+}

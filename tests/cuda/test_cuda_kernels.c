@@ -1,0 +1,412 @@
+// Every CUDA kernel (src/cuda/kernels.cu) against its CPU twin (src/model/runner.c ops,
+// kern_matmul_ref, kern_get_row) over random shapes and fresh random inputs; outputs are
+// poisoned (NaN) before each launch so unwritten elements fail. Needs a CUDA device.
+// SPDX-License-Identifier: MIT
+#include "check.h"
+
+#include "cuda/kernels.h"
+#include "model/internal.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+static uint64_t rng = 88172645463325252ull;
+static double urand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static int irand(int lo, int hi) { return lo + (int)(urand() * (hi - lo + 1)); }
+static void fill(float *x, size_t n, float s) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)((urand() * 2 - 1) * s);
+}
+
+static void *dup_d(const void *h, size_t n) {
+    void *d = NULL;
+    if (cudaMalloc(&d, n ? n : 1) != cudaSuccess) return NULL;
+    if (n) cudaMemcpy(d, h, n, cudaMemcpyHostToDevice);
+    return d;
+}
+static void *poison_d(size_t n) {
+    void *d = NULL;
+    if (cudaMalloc(&d, n) != cudaSuccess) return NULL;
+    cudaMemset(d, 0xff, n);   // 0xffffffff is a NaN
+    return d;
+}
+static void get(void *h, const void *d, size_t n) {
+    cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) fprintf(stderr, "CUDA error: %s\n", cudaGetErrorString(e));
+    CHECK(e == cudaSuccess);
+    cudaMemcpy(h, d, n, cudaMemcpyDeviceToHost);
+}
+
+static double rel(const float *a, const float *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        if (a[i] != a[i]) return INFINITY;
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static int worst_fail;
+static void expect(const char *what, double e, double tol) {
+    if (!(e < tol)) {
+        fprintf(stderr, "%s: rel error %.3g (tol %.1g)\n", what, e, tol);
+        worst_fail++;
+    }
+    CHECK(e < tol);
+}
+
+static void t_matvec(void) {
+    for (int it = 0; it < 12; it++) {
+        int N = irand(1, 700), K = 8 * irand(1, 300), T = irand(1, CUK_MV_MAX_TOK);
+        uint16_t *W = malloc((size_t)N * K * 2);
+        float *X = malloc((size_t)T * K * 4), *Y = malloc((size_t)T * N * 4), *R = malloc((size_t)T * N * 4);
+        for (size_t i = 0; i < (size_t)N * K; i++) W[i] = f32_to_bf16((float)(urand() * 2 - 1));
+        fill(X, (size_t)T * K, 1);
+        struct tensor w = {.name = "w", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {N, K}, .data = W,
+                           .size_bytes = (size_t)N * K * 2};
+        kern_matmul_ref(&w, X, T, R, N, 0, N);
+        void *dW = dup_d(W, (size_t)N * K * 2), *dX = dup_d(X, (size_t)T * K * 4), *dY = poison_d((size_t)T * N * 4);
+        cuk_matvec_bf16(dW, N, K, dX, T, dY, N, 0);
+        get(Y, dY, (size_t)T * N * 4);
+        expect("matvec", rel(Y, R, (size_t)T * N), 1e-5);
+        cudaFree(dW);
+        cudaFree(dX);
+        cudaFree(dY);
+        free(W);
+        free(X);
+        free(Y);
+        free(R);
+    }
+}
+
+static void t_embed_bf16(void) {
+    int V = irand(10, 300), D = irand(1, 500), T = irand(1, 40);
+    uint16_t *E = malloc((size_t)V * D * 2);
+    for (size_t i = 0; i < (size_t)V * D; i++) E[i] = f32_to_bf16((float)(urand() * 2 - 1));
+    int32_t *tok = malloc((size_t)T * 4);
+    for (int t = 0; t < T; t++) tok[t] = irand(0, V - 1);
+    float *X = malloc((size_t)T * D * 4), *R = malloc((size_t)T * D * 4);
+    struct tensor e = {.name = "e", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {V, D}, .data = E};
+    for (int t = 0; t < T; t++) kern_get_row(&e, tok[t], R + (size_t)t * D);
+    void *dE = dup_d(E, (size_t)V * D * 2), *dT = dup_d(tok, (size_t)T * 4), *dX = poison_d((size_t)T * D * 4);
+    cuk_embed(dE, dT, T, D, dX, 0);
+    get(X, dX, (size_t)T * D * 4);
+    expect("embed", rel(X, R, (size_t)T * D), 1e-7);
+    // f32 -> bf16 rounding
+    uint16_t *B = malloc((size_t)T * D * 2);
+    void *dB = poison_d((size_t)T * D * 2);
+    cuk_to_bf16(dX, (int64_t)T * D, dB, 0);
+    fill(R, (size_t)T * D, 3);
+    cudaMemcpy(dX, R, (size_t)T * D * 4, cudaMemcpyHostToDevice);
+    cuk_to_bf16(dX, (int64_t)T * D, dB, 0);
+    get(B, dB, (size_t)T * D * 2);
+    int bad = 0;
+    for (size_t i = 0; i < (size_t)T * D; i++) bad += B[i] != f32_to_bf16(R[i]);
+    CHECK_EQ(bad, 0);
+    cudaFree(dE);
+    cudaFree(dT);
+    cudaFree(dX);
+    cudaFree(dB);
+    free(E);
+    free(tok);
+    free(X);
+    free(R);
+    free(B);
+}
+
+static void t_rmsnorm(void) {
+    for (int it = 0; it < 6; it++) {
+        int R = irand(1, 40), n = irand(1, 3000);
+        bool with_add = it & 1, with_rows = it >= 4;
+        float *x = malloc((size_t)R * n * 4), *a = malloc((size_t)R * n * 4), *w = malloc((size_t)n * 4);
+        float *o = malloc((size_t)R * n * 4), *ref = malloc((size_t)R * n * 4), *xr = malloc((size_t)R * n * 4);
+        int32_t rows[40];
+        int nr = with_rows ? irand(1, R) : R;
+        for (int i = 0; i < nr; i++) rows[i] = with_rows ? irand(0, R - 1) : i;
+        fill(x, (size_t)R * n, 2);
+        fill(a, (size_t)R * n, 1);
+        fill(w, (size_t)n, 1);
+        memcpy(xr, x, (size_t)R * n * 4);
+        if (with_add) op_add(xr, a, (size_t)R * n);
+        for (int i = 0; i < nr; i++)
+            op_rmsnorm(xr + (size_t)rows[i] * n, w, 1, n, n, 1e-5f, ref + (size_t)i * n, n);
+        float *dx = dup_d(x, (size_t)R * n * 4), *da = dup_d(a, (size_t)R * n * 4), *dw = dup_d(w, (size_t)n * 4);
+        int32_t *dr = dup_d(rows, sizeof rows);
+        float *dout = poison_d((size_t)R * n * 4);
+        cuk_add_rmsnorm(dx, with_add ? da : NULL, dw, with_rows ? dr : NULL, nr, n, 1e-5f, dout, 0);
+        get(o, dout, (size_t)nr * n * 4);
+        expect("add_rmsnorm", rel(o, ref, (size_t)nr * n), 1e-5);
+        if (with_add && !with_rows) {
+            get(o, dx, (size_t)R * n * 4);
+            expect("add_rmsnorm residual", rel(o, xr, (size_t)R * n), 1e-6);
+        }
+        cuk_add(dx, da, (int64_t)R * n, 0);
+        memcpy(xr, x, (size_t)R * n * 4);
+        if (with_add && !with_rows) op_add(xr, a, (size_t)R * n);
+        op_add(xr, a, (size_t)R * n);
+        get(o, dx, (size_t)R * n * 4);
+        expect("add", rel(o, xr, (size_t)R * n), 1e-6);
+        cudaFree(dx);
+        cudaFree(da);
+        cudaFree(dw);
+        cudaFree(dr);
+        cudaFree(dout);
+        free(x);
+        free(a);
+        free(w);
+        free(o);
+        free(ref);
+        free(xr);
+    }
+}
+
+static void t_norm_rope(void) {
+    for (int it = 0; it < 8; it++) {
+        int T = irand(1, 20), H = irand(1, 12), hd = 2 * irand(1, CUK_MAX_HEAD_DIM / 2);
+        bool inter = it & 1, norm = it & 2;
+        size_t n = (size_t)T * H * hd;
+        float *x = malloc(n * 4), *ref = malloc(n * 4), *w = malloc((size_t)hd * 4), *inv = malloc((size_t)hd * 2);
+        int32_t *pos = malloc((size_t)T * 4);
+        fill(x, n, 2);
+        fill(w, (size_t)hd, 1);
+        for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / hd);
+        for (int t = 0; t < T; t++) pos[t] = irand(0, 5000);
+        memcpy(ref, x, n * 4);
+        for (int t = 0; t < T; t++) {
+            float *r = ref + (size_t)t * H * hd;
+            if (norm) op_rmsnorm(r, w, H, hd, hd, 1e-5f, r, hd);
+            if (inter) op_rope_interleaved(r, H, hd, pos[t], inv);
+            else op_rope_neox(r, H, hd, pos[t], inv);
+        }
+        float *dx = dup_d(x, n * 4), *dw = dup_d(w, (size_t)hd * 4), *di = dup_d(inv, (size_t)hd * 2);
+        int32_t *dp = dup_d(pos, (size_t)T * 4);
+        cuk_norm_rope(dx, T, H, hd, norm ? dw : NULL, 1e-5f, dp, di, inter, 0);
+        get(x, dx, n * 4);
+        expect(inter ? "rope interleaved" : "rope neox", rel(x, ref, n), 1e-5);
+        cudaFree(dx);
+        cudaFree(dw);
+        cudaFree(di);
+        cudaFree(dp);
+        free(x);
+        free(ref);
+        free(w);
+        free(inv);
+        free(pos);
+    }
+}
+
+static void t_swiglu(void) {
+    size_t n = (size_t)irand(1, 100000);
+    float *g = malloc(n * 4), *u = malloc(n * 4), *o = malloc(n * 4);
+    fill(g, n, 6);
+    fill(u, n, 2);
+    float *dg = dup_d(g, n * 4), *du = dup_d(u, n * 4);
+    cuk_swiglu(dg, du, (int64_t)n, 0);
+    op_swiglu(g, u, n);
+    get(o, dg, n * 4);
+    expect("swiglu", rel(o, g, n), 1e-6);
+    cudaFree(dg);
+    cudaFree(du);
+    free(g);
+    free(u);
+    free(o);
+}
+
+// Twin of lfm2.c conv_block's loop (the CPU code is inline there): two sequences interleaved
+// in token order, each with its own state block.
+static void t_shortconv(void) {
+    int D = irand(1, 700), K = irand(2, 5), H = K - 1, T = irand(1, 30), slot = irand(0, 2), S = 3;
+    float *z = malloc((size_t)T * 3 * D * 4), *wc = malloc((size_t)D * K * 4), *y = malloc((size_t)T * D * 4);
+    float *ry = malloc((size_t)T * D * 4);
+    size_t blk = (size_t)S * D * H;
+    float *st[2] = {malloc(blk * 4), malloc(blk * 4)}, *rst[2] = {malloc(blk * 4), malloc(blk * 4)};
+    int owner[64];
+    fill(z, (size_t)T * 3 * D, 1);
+    fill(wc, (size_t)D * K, 1);
+    for (int s = 0; s < 2; s++) {
+        fill(st[s], blk, 1);
+        memcpy(rst[s], st[s], blk * 4);
+    }
+    for (int t = 0; t < T; t++) owner[t] = t < T / 2 ? 0 : 1;
+    for (int t = 0; t < T; t++) {
+        const float *B = z + (size_t)t * 3 * D, *C = B + D, *xx = B + 2 * D;
+        float *stt = rst[owner[t]] + (size_t)slot * D * H;
+        for (int k = 0; k < D; k++) {
+            float bx = B[k] * xx[k];
+            const float *wk = wc + (size_t)k * K;
+            float *sk = stt + (size_t)k * H;
+            float acc = wk[H] * bx;
+            for (int j = 0; j < H; j++) acc += wk[j] * sk[j];
+            for (int j = 0; j + 1 < H; j++) sk[j] = sk[j + 1];
+            sk[H - 1] = bx;
+            ry[(size_t)t * D + k] = C[k] * acc;
+        }
+    }
+    float *dz = dup_d(z, (size_t)T * 3 * D * 4), *dwc = dup_d(wc, (size_t)D * K * 4), *dy = poison_d((size_t)T * D * 4);
+    float *ds[2] = {dup_d(st[0], blk * 4), dup_d(st[1], blk * 4)};
+    float *ptrs[64];
+    for (int t = 0; t < T; t++) ptrs[t] = ds[owner[t]];
+    float **dptr = dup_d(ptrs, (size_t)T * sizeof(float *));
+    cuk_shortconv(dz, T, D, K, dwc, dptr, slot, dy, 0);
+    get(y, dy, (size_t)T * D * 4);
+    expect("shortconv", rel(y, ry, (size_t)T * D), 1e-6);
+    for (int s = 0; s < 2; s++) {
+        get(st[s], ds[s], blk * 4);
+        expect("shortconv state", rel(st[s], rst[s], blk), 1e-7);
+        cudaFree(ds[s]);
+        free(st[s]);
+        free(rst[s]);
+    }
+    cudaFree(dz);
+    cudaFree(dwc);
+    cudaFree(dy);
+    cudaFree(dptr);
+    free(z);
+    free(wc);
+    free(y);
+    free(ry);
+}
+
+// kv_store + attention against a double-precision causal GQA attention (the math of
+// op_attention), two sequences with different contexts, several split counts.
+static void t_attention(void) {
+    for (int it = 0; it < 6; it++) {
+        int KVH = irand(1, 4), rep = irand(1, 4), H = KVH * rep, hd = 2 * irand(1, CUK_MAX_HEAD_DIM / 2);
+        if (it == 0) hd = 64;
+        int kvd = KVH * hd, slot = irand(0, 1), nslots = 2;
+        int nctx[2] = {irand(8, 700), irand(8, 300)}, past[2];
+        int T = irand(1, 8);
+        past[0] = irand(0, nctx[0] - T);
+        past[1] = irand(0, nctx[1] - T);
+        int owner[8], pos[8];
+        for (int t = 0; t < T; t++) {
+            owner[t] = t < (T + 1) / 2 ? 0 : 1;
+            pos[t] = past[owner[t]] + (owner[t] == 0 ? t : t - (T + 1) / 2);
+        }
+        float *cache[2], *dcache[2];
+        for (int s = 0; s < 2; s++) {
+            size_t n = (size_t)nslots * 2 * nctx[s] * kvd;
+            cache[s] = malloc(n * 4);
+            fill(cache[s], n, 1);
+            dcache[s] = dup_d(cache[s], n * 4);
+        }
+        float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvd * 4), *v = malloc((size_t)T * kvd * 4);
+        fill(q, (size_t)T * H * hd, 1.5f);
+        fill(k, (size_t)T * kvd, 1);
+        fill(v, (size_t)T * kvd, 1);
+        for (int t = 0; t < T; t++) {  // CPU op_kv_store layout
+            int s = owner[t];
+            float *K = cache[s] + (size_t)slot * 2 * nctx[s] * kvd, *V = K + (size_t)nctx[s] * kvd;
+            memcpy(K + (size_t)pos[t] * kvd, k + (size_t)t * kvd, (size_t)kvd * 4);
+            memcpy(V + (size_t)pos[t] * kvd, v + (size_t)t * kvd, (size_t)kvd * 4);
+        }
+        float *ref = malloc((size_t)T * H * hd * 4), *out = malloc((size_t)T * H * hd * 4);
+        double *sc = malloc(sizeof(double) * 1024);
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < H; h++) {
+                int s = owner[t], g = h / rep, len = pos[t] + 1;
+                const float *K = cache[s] + (size_t)slot * 2 * nctx[s] * kvd + (size_t)g * hd;
+                const float *V = K + (size_t)nctx[s] * kvd;
+                const float *qh = q + ((size_t)t * H + h) * hd;
+                double mx = -1e300, l = 0;
+                for (int p = 0; p < len; p++) {
+                    double d = 0;
+                    for (int e = 0; e < hd; e++) d += (double)qh[e] * K[(size_t)p * kvd + e];
+                    sc[p] = d / sqrt((double)hd);
+                    if (sc[p] > mx) mx = sc[p];
+                }
+                for (int p = 0; p < len; p++) l += exp(sc[p] - mx);
+                for (int e = 0; e < hd; e++) {
+                    double a = 0;
+                    for (int p = 0; p < len; p++) a += exp(sc[p] - mx) * V[(size_t)p * kvd + e];
+                    ref[((size_t)t * H + h) * hd + e] = (float)(a / l);
+                }
+            }
+        float *ptrs[8];
+        int32_t nc[8];
+        for (int t = 0; t < T; t++) {
+            ptrs[t] = dcache[owner[t]];
+            nc[t] = nctx[owner[t]];
+        }
+        float **dp = dup_d(ptrs, sizeof ptrs);
+        int32_t *dn = dup_d(nc, sizeof nc), *dpos = dup_d(pos, sizeof pos);
+        float *dq = dup_d(q, (size_t)T * H * hd * 4), *dk = dup_d(k, (size_t)T * kvd * 4), *dv = dup_d(v, (size_t)T * kvd * 4);
+        cuk_kv_store(dk, dv, T, kvd, dp, dn, dpos, slot, 0);
+        float *part = poison_d((size_t)T * H * CUK_MAX_SPLIT * (hd + 2) * 4);
+        float *dout = poison_d((size_t)T * H * hd * 4);
+        int splits[3] = {1, irand(2, 7), CUK_MAX_SPLIT};
+        for (int si = 0; si < 3; si++) {
+            cudaMemset(dout, 0xff, (size_t)T * H * hd * 4);
+            cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si], part, dout, 0);
+            get(out, dout, (size_t)T * H * hd * 4);
+            expect("attention", rel(out, ref, (size_t)T * H * hd), 1e-5);
+        }
+        for (int s = 0; s < 2; s++) {   // the stored rows match the CPU layout
+            size_t n = (size_t)nslots * 2 * nctx[s] * kvd;
+            float *back = malloc(n * 4);
+            get(back, dcache[s], n * 4);
+            expect("kv_store", rel(back, cache[s], n), 1e-7);
+            free(back);
+            cudaFree(dcache[s]);
+            free(cache[s]);
+        }
+        cudaFree(dp);
+        cudaFree(dn);
+        cudaFree(dpos);
+        cudaFree(dq);
+        cudaFree(dk);
+        cudaFree(dv);
+        cudaFree(part);
+        cudaFree(dout);
+        free(q);
+        free(k);
+        free(v);
+        free(ref);
+        free(out);
+        free(sc);
+    }
+}
+
+static void t_bias(void) {
+    int T = irand(1, 10), n = irand(1, 2000);
+    float *y = malloc((size_t)T * n * 4), *b = malloc((size_t)n * 4), *o = malloc((size_t)T * n * 4);
+    fill(y, (size_t)T * n, 1);
+    fill(b, (size_t)n, 1);
+    float *dy = dup_d(y, (size_t)T * n * 4), *db = dup_d(b, (size_t)n * 4);
+    cuk_add_bias(dy, db, T, n, 0);
+    for (int t = 0; t < T; t++) op_add(y + (size_t)t * n, b, (size_t)n);
+    get(o, dy, (size_t)T * n * 4);
+    expect("add_bias", rel(o, y, (size_t)T * n), 1e-7);
+    cudaFree(dy);
+    cudaFree(db);
+    free(y);
+    free(b);
+    free(o);
+}
+
+int main(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
+        fprintf(stderr, "no CUDA device: skipped\n");
+        return 77;
+    }
+    for (int rep = 0; rep < 3; rep++) {
+        t_matvec();
+        t_embed_bf16();
+        t_rmsnorm();
+        t_norm_rope();
+        t_swiglu();
+        t_shortconv();
+        t_attention();
+        t_bias();
+    }
+    fprintf(stderr, "cuda kernels: %d checks, %d failed\n", check_count, check_failures);
+    return check_done();
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# One-call CUDA check for the GPU machine: builds lfmd's CUDA backend with CMake
+# (-DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a), runs every CUDA kernel test against its CPU
+# twin, runs the golden models on the GPU (logits vs CPU f32 and HF, greedy tokens, chunked,
+# batched, two-stage split, memory limit, unload/reload), then times a 1.2B-shaped bf16 LFM2
+# (tools/gen_model.py --preset lfm2-1.2b) and the embedded router. Log: $OUT/cuda_check.log.
+#
+#   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
+#                                    the device builds committed code, not others' edits in flight
+#   tools/cuda_check.sh              (device) build + check + time; reads .cudasnap if present
+# Build dependencies missing on the device (pcre2, utf8proc, libmicrohttpd) are unpacked from
+# .cudadeps/*.deb (fetch with: cd .cudadeps && apt-get download libpcre2-dev libpcre2-8-0
+# libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev
+# libmicrohttpd12). Both folders travel with `carry`.
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+if [ "${1:-}" = "--snapshot" ]; then
+    rm -rf .cudasnap && mkdir -p .cudasnap
+    git archive HEAD CMakeLists.txt cmake include src tests/CMakeLists.txt tests/check.h tests/cuda \
+        bench | tar -x -C .cudasnap
+    # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
+    du -sh .cudasnap
+    exit 0
+fi
+OUT=${OUT:-/tmp/cuda_out}
+mkdir -p "$OUT"
+LOG=$OUT/cuda_check.log
+exec > >(tee "$LOG") 2>&1
+SRC=$ROOT
+[ -d .cudasnap/src ] && SRC=$ROOT/.cudasnap
+echo "== source: $SRC"
+nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader || true
+nvcc --version | tail -1
+if ! pkg-config --exists libpcre2-8 libutf8proc libmicrohttpd 2>/dev/null && ls .cudadeps/*.deb >/dev/null 2>&1; then
+    D=/tmp/lfmd-deps
+    mkdir -p $D
+    for f in .cudadeps/*.deb; do dpkg -x "$f" $D; done
+    export PKG_CONFIG_PATH=$D/usr/lib/x86_64-linux-gnu/pkgconfig:$D/usr/share/pkgconfig
+    export PKG_CONFIG_SYSROOT_DIR=$D
+    export LD_LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+    export LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu
+    echo "== build deps from .cudadeps"
+fi
+B=/tmp/lfmd-cuda-build
+GEN=""
+command -v ninja >/dev/null && GEN="-G Ninja"
+t0=$(date +%s)
+cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release \
+    > $OUT/cmake.log 2>&1 || { tail -30 $OUT/cmake.log; echo "CONFIGURE FAILED"; }
+cmake --build $B -j16 --target cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench 2>&1 | tail -15
+echo "== build $(( $(date +%s) - t0 )) s"
+declare -A RES
+run() { # name, timeout, command...
+    local name=$1 to=$2; shift 2
+    echo "== $name"
+    timeout "$to" "$@"
+    local rc=$?
+    RES[$name]=$rc
+    echo "== $name rc=$rc"
+}
+run kernels 120 $B/cuda_test_cuda_kernels
+run golden 240 $B/cuda_test_cuda_model
+M=/tmp/lfm2-1.2b
+t1=$(date +%s)
+python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
+echo "== generated $M in $(( $(date +%s) - t1 )) s: $(du -sh $M | cut -f1)"
+run bench 200 $B/lfmd-cuda-bench $M models/lfm2-router
+LFMD_CUDA_NO_GRAPHS=1 run bench_nographs 120 $B/lfmd-cuda-bench $M
+echo "== summary"
+for k in kernels golden bench bench_nographs; do echo "$k rc=${RES[$k]:-not run}"; done
