@@ -17,7 +17,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 if [ "${1:-}" = "--snapshot" ]; then
     rm -rf .cudasnap && mkdir -p .cudasnap
-    git archive HEAD CMakeLists.txt cmake include src tests/CMakeLists.txt tests/check.h tests/cuda \
+    git archive HEAD CMakeLists.txt cmake src tests/CMakeLists.txt tests/check.h tests/cuda \
         bench | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
