@@ -8,6 +8,8 @@
 #include "ollama.h"
 #include "server.h"
 
+#include "route.h"
+
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -383,6 +385,19 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
     return ret;
 }
 
+// POST /v1/route (route.c): blocking; all inputs of one call run as one batch.
+static enum MHD_Result handle_route(struct server *s, struct MHD_Connection *c, struct conn *cn) {
+    struct lfmd_err_ctx err = {0};
+    const char *param = NULL;
+    struct buf b;
+    buf_init(&b, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
+    int rc = route_http(s->e, cn->body.data ? cn->body.data : "", cn->body.len, &b, &param, &err);
+    enum MHD_Result r = rc ? send_error(c, rc, err.msg, param)
+                           : send_buf(c, 200, &b, "application/json", 0);
+    buf_fini(&b);
+    return r;
+}
+
 static enum MHD_Result handle_health(struct server *s, struct MHD_Connection *c) {
     enum engine_state st = engine_get_state(s->e);
     struct buf b;
@@ -505,9 +520,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
             return send_error(c, LFMD_EBUSY, "server is shutting down", NULL);
         return handle_generate(s, c, cn, chat);
     }
+    if (!strcmp(url, "/v1/route") && post) {
+        if (atomic_load(&s->draining))
+            return send_error(c, LFMD_EBUSY, "server is shutting down", NULL);
+        return handle_route(s, c, cn);
+    }
     if (!strcmp(url, "/admin/trim") && post) return handle_admin(s, c, false);
     if (!strcmp(url, "/admin/unload") && post) return handle_admin(s, c, true);
-    bool known = chat || cmpl || !strcmp(url, "/v1/models") || !strcmp(url, "/health") ||
+    bool known = chat || cmpl || !strcmp(url, "/v1/route") || !strcmp(url, "/v1/models") || !strcmp(url, "/health") ||
                  !strcmp(url, "/metrics") || !strcmp(url, "/admin/trim") ||
                  !strcmp(url, "/admin/unload");
     struct buf b;
