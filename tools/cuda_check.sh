@@ -59,13 +59,13 @@ run() { # name, timeout, command...
     RES[$name]=$rc
     echo "== $name rc=$rc"
 }
-run kernels 120 $B/cuda_test_cuda_kernels
-run golden 240 $B/cuda_test_cuda_model
+run kernels 120 $B/src/cuda_test_cuda_kernels
+run golden 240 $B/src/cuda_test_cuda_model
 M=/tmp/lfm2-1.2b
 t1=$(date +%s)
 python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
 echo "== generated $M in $(( $(date +%s) - t1 )) s: $(du -sh $M | cut -f1)"
-run bench 200 $B/lfmd-cuda-bench $M models/lfm2-router
-LFMD_CUDA_NO_GRAPHS=1 run bench_nographs 120 $B/lfmd-cuda-bench $M
+run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
+LFMD_CUDA_NO_GRAPHS=1 run bench_nographs 120 $B/src/lfmd-cuda-bench $M
 echo "== summary"
 for k in kernels golden bench bench_nographs; do echo "$k rc=${RES[$k]:-not run}"; done
