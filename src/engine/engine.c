@@ -727,6 +727,18 @@ static const char *tok_bytes(struct engine *e, int32_t id, size_t *len) {
     return e->ops->token_bytes ? e->ops->token_bytes(e->model, id, len) : "";
 }
 
+// One batched pass, or one pass per sequence for models without forward_batch.
+static int forward_many(struct engine *e, void *const *seqs, const int32_t *const *tk,
+                        const int *nt, int n, float *logits, struct lfmd_err_ctx *err) {
+    if (e->ops->forward_batch) return e->ops->forward_batch(e->runner, seqs, tk, nt, n, logits, err);
+    for (int i = 0; i < n; i++) {
+        int rc = e->ops->forward(e->runner, seqs[i], tk[i], nt[i],
+                                 logits + (size_t)i * (size_t)e->info.n_vocab, err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 // Masks every token that would break the request's constraint. Returns how many remain.
 static int apply_constraint(struct engine *e, struct engine_req *r, float *logits) {
     int allowed = 0;
@@ -866,7 +878,7 @@ static int score_choices(struct engine *e, struct engine_req *r, const float *ro
                 who[nb++] = c;
             }
             if (!nb) break;
-            rc = e->ops->forward_batch(e->runner, bs, bt, bn, nb, lg, err);
+            rc = forward_many(e, bs, bt, bn, nb, lg, err);
             for (int i = 0; i < nb && !rc; i++) {
                 const float *lr = lg + (size_t)i * nv;
                 int c = who[i];
@@ -948,7 +960,7 @@ static void engine_step(struct engine *e) {
     }
     if (nb) {
         struct lfmd_err_ctx err = {0};
-        int rc = e->ops->forward_batch(e->runner, seqs, tk, nt, nb, e->logits, &err);
+        int rc = forward_many(e, seqs, tk, nt, nb, e->logits, &err);
         if (rc) {
             for (int i = 0; i < nb; i++) req_complete(e, who[i], rc, ENGINE_FINISH_NONE, err.msg);
             nb = 0;
