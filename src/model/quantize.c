@@ -418,6 +418,60 @@ static const struct {
     {"self_attn.k_layernorm.weight", "attn_k_norm.weight"},
 };
 
+static const struct {
+    const char *hf, *gguf;
+} llama_names[] = {
+    {"input_layernorm.weight", "attn_norm.weight"},
+    {"post_attention_layernorm.weight", "ffn_norm.weight"},
+    {"self_attn.q_proj.weight", "attn_q.weight"},
+    {"self_attn.k_proj.weight", "attn_k.weight"},
+    {"self_attn.v_proj.weight", "attn_v.weight"},
+    {"self_attn.o_proj.weight", "attn_output.weight"},
+    {"self_attn.q_proj.bias", "attn_q.bias"},
+    {"self_attn.k_proj.bias", "attn_k.bias"},
+    {"self_attn.v_proj.bias", "attn_v.bias"},
+    {"self_attn.o_proj.bias", "attn_output.bias"},
+    {"mlp.gate_proj.weight", "ffn_gate.weight"},
+    {"mlp.up_proj.weight", "ffn_up.weight"},
+    {"mlp.down_proj.weight", "ffn_down.weight"},
+};
+
+// llama.cpp's converter permutes q/k rows (and biases) so that its interleaved RoPE rotates the
+// pairs transformers' split-half RoPE rotates. Returns the number of heads to permute over (0 =
+// no permutation) for a llama tensor.
+static int llama_permute_heads(const struct model *m, const char *hf) {
+    size_t n = strlen(hf);
+    if (m->cfg.arch != MODEL_ARCH_LLAMA) return 0;
+    if (n >= 13 && (!strcmp(hf + n - 13, "q_proj.weight"))) return m->cfg.n_head;
+    if (n >= 11 && (!strcmp(hf + n - 11, "q_proj.bias"))) return m->cfg.n_head;
+    if (n >= 13 && (!strcmp(hf + n - 13, "k_proj.weight"))) return m->cfg.n_kv_head;
+    if (n >= 11 && (!strcmp(hf + n - 11, "k_proj.bias"))) return m->cfg.n_kv_head;
+    return 0;
+}
+
+// GGUF row g of a permuted q/k tensor holds Hugging Face row llama_src_row(g): within each head,
+// HF rows [0, hd/2) are the first halves of the rotated pairs and [hd/2, hd) the second halves;
+// GGUF interleaves them (pair i = rows 2i, 2i+1).
+static int64_t llama_src_row(int64_t g, int head_dim) {
+    int64_t h = g / head_dim, j = g % head_dim;
+    return h * head_dim + (j % 2) * (head_dim / 2) + j / 2;
+}
+
+static bool llama_gguf_name(const char *hf, char *out, size_t cap) {
+    if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, cap, "token_embd.weight"), true;
+    if (!strcmp(hf, "model.norm.weight")) return snprintf(out, cap, "output_norm.weight"), true;
+    if (!strcmp(hf, "lm_head.weight")) return snprintf(out, cap, "output.weight"), true;
+    unsigned l;
+    int used = 0;
+    if (sscanf(hf, "model.layers.%u.%n", &l, &used) == 1 && used > 0)
+        for (size_t i = 0; i < sizeof llama_names / sizeof llama_names[0]; i++)
+            if (!strcmp(hf + used, llama_names[i].hf)) {
+                snprintf(out, cap, "blk.%u.%s", l, llama_names[i].gguf);
+                return true;
+            }
+    return false;
+}
+
 static bool lfm2_gguf_name(const char *hf, char *out, size_t cap) {
     if (!strcmp(hf, "model.embed_tokens.weight")) return snprintf(out, cap, "token_embd.weight"), true;
     if (!strcmp(hf, "model.embedding_norm.weight")) return snprintf(out, cap, "token_embd_norm.weight"), true;
@@ -607,11 +661,28 @@ static int gguf_metadata(struct qrun *q, struct gguf_writer *w, const char *in, 
     const struct model_config *c = &q->m->cfg;
     const char *base = strrchr(in, '/');
     base = base && base[1] ? base + 1 : in;
-    gguf_w_str(w, "general.architecture", "lfm2");
+    bool llama = c->arch == MODEL_ARCH_LLAMA;
+    gguf_w_str(w, "general.architecture", llama ? "llama" : "lfm2");
     gguf_w_str(w, "general.name", base);
     gguf_w_u32(w, "general.file_type", ftype_of(q->o->gguf_type));
     if (kern_block_size(q->o->gguf_type) > 1) gguf_w_u32(w, "general.quantization_version", 2);
-    gguf_w_u32(w, "lfm2.vocab_size", (uint32_t)c->n_vocab);
+    if (llama) {
+        gguf_w_u32(w, "llama.vocab_size", (uint32_t)c->n_vocab);
+        gguf_w_u32(w, "llama.context_length", (uint32_t)c->max_pos);
+        gguf_w_u32(w, "llama.embedding_length", (uint32_t)c->n_embd);
+        gguf_w_u32(w, "llama.feed_forward_length", (uint32_t)c->n_ff);
+        gguf_w_u32(w, "llama.block_count", (uint32_t)c->n_layer);
+        gguf_w_u32(w, "llama.attention.head_count", (uint32_t)c->n_head);
+        gguf_w_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_head);
+        gguf_w_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim);
+        gguf_w_f32(w, "llama.rope.freq_base", c->rope_theta);
+        gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps);
+        if (c->head_dim != c->n_embd / c->n_head) {
+            gguf_w_u32(w, "llama.attention.key_length", (uint32_t)c->head_dim);
+            gguf_w_u32(w, "llama.attention.value_length", (uint32_t)c->head_dim);
+        }
+    } else {
+        gguf_w_u32(w, "lfm2.vocab_size", (uint32_t)c->n_vocab);
     gguf_w_u32(w, "lfm2.context_length", (uint32_t)c->max_pos);
     gguf_w_u32(w, "lfm2.embedding_length", (uint32_t)c->n_embd);
     gguf_w_u32(w, "lfm2.feed_forward_length", (uint32_t)c->n_ff);
@@ -626,6 +697,7 @@ static int gguf_metadata(struct qrun *q, struct gguf_writer *w, const char *in, 
     if (c->head_dim != c->n_embd / c->n_head) {
         gguf_w_u32(w, "lfm2.attention.key_length", (uint32_t)c->head_dim);
         gguf_w_u32(w, "lfm2.attention.value_length", (uint32_t)c->head_dim);
+    }
     }
     // tokenizer
     char path[4096];
@@ -673,9 +745,10 @@ static int gguf_metadata(struct qrun *q, struct gguf_writer *w, const char *in, 
 
 static int gguf_write_model(struct qrun *q, const char *in, struct quant_stats *st) {
     struct model *m = q->m;
-    if (m->cfg.arch != MODEL_ARCH_LFM2)
-        return lfmd_err_set(q->err, LFMD_ENOTSUP, "%s: GGUF output is implemented for LFM2 models only "
-                            "(use --format mlx)", in);
+    bool llama = m->cfg.arch == MODEL_ARCH_LLAMA;
+    if (llama && m->llama.rope_llama3)
+        return lfmd_err_set(q->err, LFMD_ENOTSUP, "%s: GGUF output of Llama 3 rope scaling (rope_freqs) is "
+                            "not implemented (use --format mlx)", in);
     struct gguf_writer *w = NULL;
     struct vocab v = {0};
     enum lfmd_dtype *types = lfmd_calloc(m->n_tensors ? m->n_tensors : 1, sizeof *types, LFMD_MEM_OTHER);
@@ -686,7 +759,7 @@ static int gguf_write_model(struct qrun *q, const char *in, struct quant_stats *
     char name[256];
     for (size_t i = 0; i < m->n_tensors; i++) {
         const struct tensor *t = &m->tensors[i];
-        if (!lfm2_gguf_name(t->name, name, sizeof name)) {
+        if (!(llama ? llama_gguf_name : lfm2_gguf_name)(t->name, name, sizeof name)) {
             rc = lfmd_err_set(q->err, LFMD_ENOTSUP, "%s: tensor '%s' has no GGUF name", in, t->name);
             goto done;
         }
@@ -716,7 +789,16 @@ static int gguf_write_model(struct qrun *q, const char *in, struct quant_stats *
         for (int64_t r0 = 0; r0 < rows; r0 += cr) {
             int64_t n = rows - r0 < cr ? rows - r0 : cr;
             if ((rc = cancelled(q))) goto done;
-            load_rows(q, t, r0, n);
+            int heads = llama_permute_heads(m, t->name);
+            if (heads && t->n_dims == 1 && 2 * cols <= (int64_t)(CHUNK_BYTES / 4)) { // q/k bias
+                kern_get_row(t, 0, q->src + cols);
+                for (int64_t k = 0; k < cols; k++) q->src[k] = q->src[cols + llama_src_row(k, m->cfg.head_dim)];
+            } else if (heads) {
+                for (int64_t r = 0; r < n; r++)
+                    kern_get_row(t, llama_src_row(r0 + r, m->cfg.head_dim), q->src + r * cols);
+            } else {
+                load_rows(q, t, r0, n);
+            }
             for (int64_t r = 0; r < n; r++)
                 if (quantize_row_ref(types[i], q->src + r * cols, q->dst + (size_t)r * rb, cols)) {
                     rc = lfmd_err_set(q->err, LFMD_EINVAL, "%s: quantization to %s failed", t->name,
