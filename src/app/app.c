@@ -28,7 +28,7 @@ const char *app_opt(int argc, char **argv, int *i, const char *name, bool *missi
 }
 
 const char *app_model_path(const char *explicit_path) {
-    if (explicit_path) return explicit_path;
+    if (explicit_path && *explicit_path) return explicit_path;
     const char *env = getenv("LFMD_MODEL");
     if (env && *env) return env;
     const char *emb = embedded_model_dir();

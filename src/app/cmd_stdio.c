@@ -2,6 +2,7 @@
 // MODEL comes from the positional argument or LFMD_MODEL; every other setting from LFMD_*
 // variables (unknown ones are ignored). Signal handlers only set flags.
 // SPDX-License-Identifier: MIT
+#include "app.h"
 #include "commands.h"
 #include "server/options.h"
 
@@ -37,10 +38,8 @@ int cmd_stdio(int argc, char **argv) {
         return 2;
     }
     if (argc == 2) c.eng.model_path = argv[1];
-    if (!c.eng.model_path || !*c.eng.model_path) {
-        fprintf(stderr, "lfmd stdio: no model: pass MODEL or set LFMD_MODEL\n");
-        return 2;
-    }
+    c.eng.model_path = app_model_path(c.eng.model_path); // MODEL, $LFMD_MODEL, else the embedded model
+    if (!c.eng.model_path) return 1;
     if (strcmp(c.eng.model_path, "@test") && access(c.eng.model_path, R_OK) != 0) {
         fprintf(stderr, "lfmd stdio: ERROR: model '%s' does not exist or is not readable\n",
                 c.eng.model_path);
