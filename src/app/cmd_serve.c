@@ -53,6 +53,7 @@ static void help(FILE *f) {
         "    --preload                load the model at start instead of on first request\n"
         "                             (LFMD_PRELOAD)\n"
         "    --keep-cache             keep one sequence and the scratch between requests\n"
+        "    --prefix-cache BYTES     prefix cache cap (LFMD_PREFIX_CACHE; 64M, 0 = off)\n"
         "                             (LFMD_KEEP_CACHE; off: everything is freed after a request)\n"
         "    --profile auto|small|large  small: ctx 256, idle trim 3m; large: ctx 1024, idle\n"
         "                             trim 10m; auto picks small under 12 GB of RAM\n"

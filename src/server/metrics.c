@@ -79,6 +79,18 @@ int metrics_render(struct engine *e, struct buf *b) {
     if (!rc) rc = counter(b, "lfmd_uptime_seconds", "Seconds since start.", "gauge", st.uptime_s);
     if (!rc) rc = counter(b, "lfmd_generation_seconds_total", "Wall time spent generating.",
                           "counter", st.gen_seconds);
+    if (!rc) rc = counter(b, "lfmd_prefix_cache_hits_total", "Prompts that reused a cached prefix.",
+                          "counter", (double)st.prefix_hits);
+    if (!rc) rc = counter(b, "lfmd_prefix_cache_misses_total", "Prompts with no cached prefix.",
+                          "counter", (double)st.prefix_misses);
+    if (!rc) rc = counter(b, "lfmd_prefix_cache_bytes", "Bytes held by the prefix cache.",
+                          "gauge", (double)st.prefix_bytes);
+    if (!rc) rc = counter(b, "lfmd_prefix_cache_entries", "Prefixes held by the prefix cache.",
+                          "gauge", (double)st.prefix_entries);
+    if (!rc) rc = counter(b, "lfmd_batch_steps_total", "Batched forward passes.", "counter",
+                          (double)st.steps);
+    if (!rc) rc = counter(b, "lfmd_batch_step_tokens_total", "Tokens carried by batched passes.",
+                          "counter", (double)st.step_tokens);
     if (!rc) rc = hist(b, "lfmd_ttft_seconds", "Time from request to first token.", &st.ttft);
     if (!rc) rc = hist(b, "lfmd_token_latency_seconds", "Time between generated tokens.",
                        &st.token_latency);

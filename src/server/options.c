@@ -35,6 +35,7 @@ static const struct opt opts[] = {
     {"idle-unload", K_DUR, 0, 0, 0},
     {"preload", K_BOOL, 0, 0, 0},
     {"keep-cache", K_BOOL, 0, 0, 0},
+    {"prefix-cache", K_BYTES, 0, 0, 0},
     {"shutdown-timeout", K_DUR, 0, 0, 0},
     {"profile", K_STR, 0, 0, 0},
     {"queue", K_INT, 1, LFMD_MAX_QUEUE, 0},
@@ -128,6 +129,7 @@ int serve_config_set(struct serve_config *c, const char *name, const char *v, co
     else if (!strcmp(name, "idle-unload")) c->eng.idle_unload_s = dv;
     else if (!strcmp(name, "preload")) c->eng.preload = b;
     else if (!strcmp(name, "keep-cache")) c->eng.keep_cache = b;
+    else if (!strcmp(name, "prefix-cache")) c->eng.prefix_cache_bytes = bv;
     else if (!strcmp(name, "shutdown-timeout")) c->shutdown_timeout_s = dv;
     else if (!strcmp(name, "queue")) c->eng.max_queue = (int)iv;
     else if (!strcmp(name, "queue-timeout")) c->eng.queue_timeout_s = dv;
