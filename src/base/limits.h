@@ -28,6 +28,8 @@
 #define LFMD_HTTP_CONN_MEMORY (64u << 10)             // libmicrohttpd per-connection pool
 #define LFMD_HTTP_REQUEST_TIMEOUT_S 30                // accept -> headers + body complete
 #define LFMD_HTTP_KEEPALIVE_TIMEOUT_S 75              // idle keep-alive between requests
+#define LFMD_HTTP_BODY_DISCARD_MAX (64u << 20)        // over-limit bodies up to this are read and
+                                                      //   dropped (clean 413); larger: cut at once
 #define LFMD_HTTP_EVICT_NUM 3                         // idle connections are evicted once
 #define LFMD_HTTP_EVICT_DEN 4                         //   NUM/DEN of the connection limit is used
 

@@ -472,9 +472,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         *con_cls = cn;
         atomic_fetch_add(&s->active, 1);
         guard_request_begin(s->guard, c, method, url);
-        // A declared body over the limit is refused before any of it is read.
+        // A declared body far over the limit is refused before any of it is read (the client
+        // may see a reset); a moderately larger one is read, dropped and answered 413.
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > s->o.max_body_bytes) {
+        if (cl && strtoull(cl, NULL, 10) > LFMD_HTTP_BODY_DISCARD_MAX) {
             char m[96];
             snprintf(m, sizeof m, "request body larger than %zu bytes", s->o.max_body_bytes);
             return send_error(c, LFMD_ETOOBIG, m, NULL);
