@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 const struct route_def route_defaults[5] = {
     {"code", "writing, reading or debugging programs"},
@@ -274,11 +275,19 @@ out:
 int route_parse_listed(const char *prompt, struct route_def *routes, int max, char **store) {
     *store = lfmd_strdup(prompt, LFMD_MEM_REQUEST);
     if (!*store) return 0;
-    int n = 0;
+    static const char *const stop[] = {"task", "request", "input", "context", "question",
+                                       "answer", "text", "user", "query", "output", "format",
+                                       "note", "example", "response", "system", "assistant"};
+    int n = 0, n_bullet = 0;
+    bool bulleted[64] = {0};
     char *p = *store;
-    while (*p && n < max) {
+    while (*p && n < max && n < 64) {
         char *eol = strchr(p, '\n');
         if (eol) *eol = 0;
+        bool bullet = false;
+        for (char *q = p; *q == ' ' || *q == '\t' || *q == '-' || *q == '*' ||
+                          isdigit((unsigned char)*q) || *q == '.' || *q == ')'; q++)
+            bullet = bullet || (*q != ' ' && *q != '\t');
         char *s = p;
         while (*s == ' ' || *s == '\t' || *s == '-' || *s == '*' || isdigit((unsigned char)*s) ||
                *s == '.' || *s == ')')
@@ -294,10 +303,22 @@ int route_parse_listed(const char *prompt, struct route_def *routes, int max, ch
             while (*desc == ' ') desc++;
             bool dup = false;
             for (int k = 0; k < n; k++) dup = dup || !strcmp(routes[k].name, name);
-            if (!dup) routes[n++] = (struct route_def){name, desc};
+            for (size_t k = 0; k < sizeof stop / sizeof stop[0]; k++)
+                dup = dup || !strcasecmp(name, stop[k]);
+            if (!dup) {
+                bulleted[n] = bullet;
+                n_bullet += bullet;
+                routes[n++] = (struct route_def){name, desc};
+            }
         }
         if (!eol) break;
         p = eol + 1;
+    }
+    if (n_bullet >= 2) { // a bulleted list: keep only its items
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (bulleted[i]) routes[k++] = routes[i];
+        n = k;
     }
     return n;
 }

@@ -6,8 +6,11 @@
 // SPDX-License-Identifier: MIT
 #include "server.h"
 
+#include "route.h"
+
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,7 +18,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-enum task { TASK_COMPLETION, TASK_CLASSIFICATION, TASK_COORDINATION };
+enum task { TASK_COMPLETION, TASK_CLASSIFICATION, TASK_COORDINATION, TASK_ROUTING };
 
 struct job {
     struct job *next;
@@ -26,6 +29,7 @@ struct job {
     struct buf text;
     char **choices;           // categories (classification) or agent names (coordination)
     int n_choices;
+    bool scored;              // the choices were scored by the model (confidence = probability)
     double t0;
     bool done;                // reply written; reap
 };
@@ -104,7 +108,42 @@ static void job_on_event(void *user, const struct engine_event *ev) {
     struct buf b;
     buf_init(&b, LFMD_MAX_LINE_BYTES, LFMD_MEM_REQUEST);
     int rc = buf_puts(&b, "{\"success\":true,");
-    if (j->task == TASK_COMPLETION) {
+    if (j->scored && ev->n_scores == j->n_choices && j->n_choices > 0) {
+        // Scored: the label is the model's most probable choice, confidence its probability.
+        double mx = -INFINITY, sum = 0;
+        int best = 0;
+        for (int i = 0; i < ev->n_scores; i++)
+            if (ev->scores[i] > mx) mx = ev->scores[i], best = i;
+        for (int i = 0; i < ev->n_scores; i++) sum += exp(ev->scores[i] - mx);
+        double conf = 1.0 / sum;
+        const char *name = j->choices[best];
+        size_t nl = strlen(name);
+        if (j->task == TASK_ROUTING) {
+            struct buf t;
+            buf_init(&t, 4096, LFMD_MEM_REQUEST);
+            int r2 = buf_puts(&t, "{\"service\":");
+            if (!r2) r2 = buf_json_str(&t, name, nl);
+            if (!r2)
+                r2 = buf_printf(&t, ",\"confidence\":%.6g,\"reasoning\":\"highest model "
+                                    "probability among %d listed services\",\"tokens\":%d}",
+                                conf, j->n_choices, ev->n_prompt);
+            if (!r2) r2 = buf_puts(&b, "\"text\":");
+            if (!r2) r2 = buf_json_str(&b, t.data, t.len);
+            if (!r2) r2 = buf_puts(&b, ",\"service\":");
+            if (!r2) r2 = buf_json_str(&b, name, nl);
+            buf_fini(&t);
+            rc = rc ? rc : r2;
+        } else if (j->task == TASK_CLASSIFICATION) {
+            if (!rc) rc = buf_puts(&b, "\"category\":");
+            if (!rc) rc = buf_json_str(&b, name, nl);
+        } else {
+            if (!rc) rc = buf_puts(&b, "\"strategy\":");
+            if (!rc) rc = buf_json_str(&b, name, nl);
+            if (!rc) rc = buf_puts(&b, ",\"suggestedAgent\":");
+            if (!rc) rc = buf_json_str(&b, name, nl);
+        }
+        if (!rc) rc = buf_printf(&b, ",\"confidence\":%.6g", conf);
+    } else if (j->task == TASK_COMPLETION || j->task == TASK_ROUTING) {
         if (!rc) rc = buf_puts(&b, "\"text\":");
         if (!rc) rc = buf_json_str(&b, text, len);
     } else {
@@ -272,8 +311,10 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
         goto out;
     }
     enum task task;
-    if (!strcmp(type, "completion") || !strcmp(type, "routing") || !strcmp(type, "simple_qa"))
+    if (!strcmp(type, "completion") || !strcmp(type, "simple_qa"))
         task = TASK_COMPLETION;
+    else if (!strcmp(type, "routing"))
+        task = TASK_ROUTING;
     else if (!strcmp(type, "classification"))
         task = TASK_CLASSIFICATION;
     else if (!strcmp(type, "coordination"))
@@ -339,10 +380,42 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
         job_free(j);
         goto out;
     }
+    // Routing/classification/coordination over listed names: score the names with the model.
+    struct buf sys;
+    buf_init(&sys, LFMD_MAX_BODY_BYTES, LFMD_MEM_REQUEST);
+    struct engine_chat_msg msgs[2];
+    char *store = NULL;
+    if (task == TASK_ROUTING) {
+        struct route_def rd[ENGINE_MAX_CHOICES];
+        int n = route_parse_listed(prompt, rd, ENGINE_MAX_CHOICES, &store);
+        if (n >= 2 && (j->choices = lfmd_calloc((size_t)n, sizeof *j->choices,
+                                                LFMD_MEM_REQUEST))) {
+            for (int i = 0; i < n; i++)
+                if ((j->choices[i] = lfmd_strdup(rd[i].name, LFMD_MEM_REQUEST))) j->n_choices++;
+            if (j->n_choices == n && !route_system_prompt(rd, n, &sys)) j->scored = true;
+        }
+    } else if (task != TASK_COMPLETION && j->n_choices >= 2) {
+        struct route_def rd[ENGINE_MAX_CHOICES];
+        int n = j->n_choices < ENGINE_MAX_CHOICES ? j->n_choices : ENGINE_MAX_CHOICES;
+        for (int i = 0; i < n; i++) rd[i] = (struct route_def){j->choices[i], NULL};
+        j->n_choices = n;
+        if (!route_system_prompt(rd, n, &sys)) j->scored = true;
+    }
+    if (j->scored) {
+        msgs[0] = (struct engine_chat_msg){"system", sys.data};
+        msgs[1] = (struct engine_chat_msg){"user", prompt};
+        p.msgs = msgs;
+        p.n_msgs = 2;
+        p.choices = (const char *const *)j->choices;
+        p.n_choices = j->n_choices;
+        mt = 1;
+    }
     if (mt == 0) { // maxTokens 0: nothing to generate, honoured literally
         struct engine_event ev = {.kind = ENGINE_EV_DONE, .finish = ENGINE_FINISH_LENGTH};
         job_on_event(j, &ev);
         job_free(j);
+        buf_fini(&sys);
+        lfmd_free(store);
         goto out;
     }
     p.max_tokens = (int)mt;
@@ -354,6 +427,8 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
     if (rc) j->done = true;
     pthread_mutex_unlock(&x->mu);
     if (rc) reply_error(x, id, err.msg, t0);
+    buf_fini(&sys);
+    lfmd_free(store);
 out:
     json_doc_free(doc);
 }
