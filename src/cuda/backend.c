@@ -173,7 +173,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs;
+    bool no_graphs, fast_gemm;
     int mv_max;
     size_t weight_bytes;
     // every device allocation of the model, for freeing
@@ -367,6 +367,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->interleaved = c->arch == MODEL_ARCH_LLAMA && m->llama.rope_interleaved;
     cm->qk_norm = c->arch == MODEL_ARCH_LFM2;
     cm->no_graphs = o && o->no_graphs;
+    cm->fast_gemm = o && o->fast_gemm;
     cm->mv_max = o && o->mv_max_tok > 0 ? o->mv_max_tok : CUK_MV_MAX_TOK;
     if (cm->mv_max > CUK_MV_MAX_TOK) cm->mv_max = CUK_MV_MAX_TOK;
     int rc = 0;
@@ -608,7 +609,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             {(void **)&sc->a, T * wide * 4},    {(void **)&sc->b, T * wide * 4},
             {(void **)&sc->c, T * cw * 4},      {(void **)&sc->part, parts * (c->head_dim + 2) * 4},
             {(void **)&sc->logits, i == cm->n_stages - 1 ? T * (size_t)c->n_vocab * 4 : 0},
-            {(void **)&sc->xb, T * max_in * 2}, {&sc->ws, WS_BYTES},
+            {(void **)&sc->xb, 2 * T * max_in * 2}, {&sc->ws, WS_BYTES},
             {&sc->meta_d, sc->meta_bytes},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
@@ -662,10 +663,15 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
         cuk_matvec_bf16(W->d, N, K, X, T, Y, ldy, st->st);
         return;
     }
-    cuk_to_bf16(X, (int64_t)T * K, sc->xb, st->st);
     const float one = 1.0f, zero = 0.0f;
+    uint16_t *lo = sc->xb + (size_t)T * K;
+    if (cm->fast_gemm) cuk_to_bf16(X, (int64_t)T * K, sc->xb, st->st);
+    else cuk_to_bf16_split(X, (int64_t)T * K, sc->xb, lo, st->st);
     cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
                  CUDA_R_16BF, K, &zero, Y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (!cm->fast_gemm)
+        cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, lo,
+                     CUDA_R_16BF, K, &one, Y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
 static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl) {

@@ -23,6 +23,8 @@ struct cuda_opts {
     int dev[CUDA_MAX_STAGES];       // device index of each stage (may repeat: tests)
     int split[CUDA_MAX_STAGES];     // relative layer counts (all 0 = by free memory)
     bool no_graphs;                 // disable CUDA graph capture of decode steps
+    bool fast_gemm;                 // one bf16 product per GEMM (activations rounded to bf16);
+                                    // default: two (hi + lo parts), ~f32 activation precision
     int mv_max_tok;                 // largest token count using the matvec kernel (0 = default)
 };
 

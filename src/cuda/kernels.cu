@@ -359,3 +359,24 @@ extern "C" void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream 
     int64_t b = (n + 255) / 256;
     k_to_bf16<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(X, n, Xb);
 }
+
+// X = hi + lo with hi = bf16(X), lo = bf16(X - hi): two bf16 products then carry ~16 mantissa
+// bits of the activations (the precise cuBLAS path).
+__global__ void k_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float x = X[i];
+        uint32_t u = __float_as_uint(x);
+        uint16_t h = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 64)
+                                                      : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        float r = x - __uint_as_float((uint32_t)h << 16);
+        uint32_t v = __float_as_uint(r);
+        hi[i] = h;
+        lo[i] = (v & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0
+                                                 : (uint16_t)((v + 0x7fffu + ((v >> 16) & 1u)) >> 16);
+    }
+}
+
+extern "C" void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo, cuk_stream s) {
+    int64_t b = (n + 255) / 256;
+    k_to_bf16_split<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(X, n, hi, lo);
+}

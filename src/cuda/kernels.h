@@ -64,6 +64,8 @@ void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, flo
                      cuk_stream s);
 // Xb = bf16(X) over n floats (round to nearest even), for cuBLAS products.
 void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s);
+// hi = bf16(X), lo = bf16(X - hi) (lo = 0 where X is not finite).
+void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo, cuk_stream s);
 // Picks the attention split count for T tokens of H heads on a GPU of n_sm multiprocessors.
 int cuk_attn_splits(int T, int H, int n_sm);
 

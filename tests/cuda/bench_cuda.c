@@ -103,6 +103,7 @@ int main(int argc, char **argv) {
     const char *env_mv = getenv("LFMD_CUDA_MV_MAX");
     if (env_mv) o.mv_max_tok = atoi(env_mv);
     o.no_graphs = getenv("LFMD_CUDA_NO_GRAPHS") != NULL;
+    o.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL;
     double t0 = now();
     struct cuda_model *cm = NULL;
     if (cuda_model_new(m, &o, &cm, &err)) FAIL("upload: %s\n", err.msg);

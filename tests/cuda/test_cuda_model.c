@@ -192,8 +192,8 @@ static void check_model(const char *dir, struct model *m) {
                     CHECK(cuda_runner_new(cm, 16, &r1, &err) == 0);
                     if (r1 && s) CHECK(cuda_forward(r1, s, &nx[i], 1, lg2, &err) == 0);
                     double eb = rel_l2(lg + (size_t)i * V, lg2, V);
-                    if (!(eb < 1e-4)) fprintf(stderr, "batch seq %d differs from solo: %.3g\n", i, eb);
-                    CHECK(eb < 1e-4);
+                    if (!(eb < 1e-3)) fprintf(stderr, "batch seq %d differs from solo: %.3g\n", i, eb);
+                    CHECK(eb < 1e-3);
                     cuda_runner_free(r1);
                     cuda_seq_free(s);
                     s = NULL;
