@@ -36,6 +36,10 @@ if ! pkg-config --exists libpcre2-8 libutf8proc libmicrohttpd 2>/dev/null && ls 
     D=/tmp/lfmd-deps
     mkdir -p $D
     for f in .cudadeps/*.deb; do dpkg -x "$f" $D; done
+    # libmicrohttpd.pc names gnutls under Requires.private; the library itself is on the system.
+    for p in gnutls; do pkg-config --exists $p 2>/dev/null ||
+        printf 'Name: %s\nDescription: stub\nVersion: 3.8.0\nLibs:\nCflags:\n' $p \
+            > $D/usr/lib/x86_64-linux-gnu/pkgconfig/$p.pc; done
     export PKG_CONFIG_PATH=$D/usr/lib/x86_64-linux-gnu/pkgconfig:$D/usr/share/pkgconfig
     export PKG_CONFIG_SYSROOT_DIR=$D
     export LD_LIBRARY_PATH=$D/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
