@@ -82,7 +82,10 @@ int pool_new(int n_threads, struct pool **out) {
     pthread_cond_init(&p->cv, NULL);
     if (n_threads > 1) {
         p->workers = lfmd_calloc((size_t)n_threads - 1, sizeof *p->workers, LFMD_MEM_OTHER);
-        if (!p->workers) goto fail;
+        if (!p->workers) {
+            p->n = 1; // no worker exists: pool_free must not join any
+            goto fail;
+        }
     }
     for (int i = 1; i < n_threads; i++) {
         struct worker *w = &p->workers[i - 1];

@@ -89,7 +89,8 @@ static int parse_entry(struct st_file *f, const struct json *e, size_t data_star
     t->offset = data_start + (size_t)b;
     t->size_bytes = (size_t)(en - b);
     t->name = lfmd_strndup(name, e->key_len, LFMD_MEM_OTHER);
-    return t->name ? 0 : LFMD_ENOMEM;
+    if (!t->name) return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
+    return 0;
 }
 
 int st_open(const char *path, struct st_file **out, struct lfmd_err_ctx *err) {
