@@ -6,6 +6,8 @@
 // SPDX-License-Identifier: MIT
 #include "ollama.h"
 
+#include "engine/constrain.h"
+
 #include <dirent.h>
 #include <math.h>
 #include <poll.h>
@@ -150,14 +152,28 @@ static int parse_options(struct ol_request *r, const struct json *o, struct lfmd
     return 0;
 }
 
-static int parse_format(const struct json *f, struct lfmd_err_ctx *err) {
+// format: "json" (any JSON object) or a JSON schema -> a constraint the engine enforces.
+static int parse_format(struct ol_request *r, const struct json *f, struct lfmd_err_ctx *err) {
     if (!f || json_is(f, JSON_NULL)) return 0;
     if (json_is(f, JSON_STRING) && !f->u.str[0]) return 0;
-    if (json_is(f, JSON_STRING) || json_is(f, JSON_OBJECT))
-        return lfmd_err_set(err, LFMD_EINVAL,
-                            "'format': format not supported yet (no constrained decoding in "
-                            "this lfmd)");
-    return bad(err, "format", "must be \"json\" or a JSON schema object");
+    const struct json *schema = f;
+    struct json_doc *any = NULL;
+    if (json_is(f, JSON_STRING)) {
+        if (strcmp(f->u.str, "json"))
+            return bad(err, "format", "must be \"json\" or a JSON schema object");
+        static const char obj[] = "{\"type\":\"json_object\"}";
+        struct lfmd_err_ctx jerr = {0};
+        if (json_parse(obj, sizeof obj - 1, LFMD_MEM_REQUEST, &any, &jerr))
+            return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+        schema = json_root(any);
+    } else if (!json_is(f, JSON_OBJECT)) {
+        return bad(err, "format", "must be \"json\" or a JSON schema object");
+    }
+    struct lfmd_err_ctx cerr = {0};
+    int rc = constraint_json(schema, &r->params.constraint, &cerr);
+    json_doc_free(any);
+    if (rc) return lfmd_err_set(err, rc, "'format': %s", cerr.msg);
+    return 0;
 }
 
 static bool no_nul(const struct json *j) { return strlen(j->u.str) == j->len; }
@@ -217,7 +233,7 @@ static int ol_parse(const char *body, size_t len, bool chat, struct ol_request *
         r->stream = json_bool(j, true);
     }
     if ((rc = parse_keep_alive(r, json_get(root, "keep_alive"), err))) return rc;
-    if ((rc = parse_format(json_get(root, "format"), err))) return rc;
+    if ((rc = parse_format(r, json_get(root, "format"), err))) return rc;
     if ((rc = parse_options(r, json_get(root, "options"), err))) return rc;
     if (chat) {
         const struct json *t = json_get(root, "tools");
@@ -538,12 +554,14 @@ static enum MHD_Result handle_gen(struct ollama_ctx *o, struct MHD_Connection *c
     int rc = ol_parse(body, len, chat, rq, &err);
     if (rc || rq->unload_only) {
         enum MHD_Result r = rc ? send_err(c, rc, err.msg) : handle_load(o, c, rq);
+        constraint_free(rq->params.constraint);
         json_doc_free(rq->doc);
         lfmd_free(rq);
         return r;
     }
     struct og *g = og_new(o, rq);
     if (!g) {
+        constraint_free(rq->params.constraint);
         json_doc_free(rq->doc);
         lfmd_free(rq);
         return send_err(c, LFMD_EBUDGET, "no memory for the request");
@@ -559,6 +577,7 @@ static enum MHD_Result handle_gen(struct ollama_ctx *o, struct MHD_Connection *c
     engine_set_keep_alive(o->e, rq->keep_alive_set ? rq->keep_alive_s : NAN);
     bool stream = rq->stream;
     rc = engine_submit(o->e, &rq->params, og_on_event, g, &g->req, &err);
+    if (rc) constraint_free(rq->params.constraint); // the engine owns it only after success
     json_doc_free(rq->doc);
     lfmd_free(rq);
     if (rc) {
