@@ -29,6 +29,7 @@ struct fake_model {
 
 struct fake_seq {
     int n_ctx, pos, n_prompt, eos_after; // eos_after < 0: never
+    int predicted;                       // token the last pass predicted (-1: none)
     unsigned char *state;                // [n_ctx * FAKE_SEQ_BYTES_PER_TOKEN]
 };
 
@@ -111,6 +112,7 @@ static int fake_seq_new(void *h, int n_ctx, void **out, struct lfmd_err_ctx *err
     }
     s->n_ctx = n_ctx;
     s->eos_after = -1;
+    s->predicted = -1;
     *out = s;
     return 0;
 }
@@ -126,6 +128,7 @@ static void fake_seq_reset(void *p) {
     struct fake_seq *s = p;
     s->pos = s->n_prompt = 0;
     s->eos_after = -1;
+    s->predicted = -1;
 }
 
 static int fake_runner_new(void *h, int n_threads, void **out, struct lfmd_err_ctx *err) {
@@ -159,8 +162,10 @@ static int fake_forward(void *rp, void *sp, const int32_t *toks, int n, float *l
     for (int i = 0; i < n; i++)
         if (toks[i] < 0 || toks[i] >= FAKE_VOCAB)
             return lfmd_err_set(err, LFMD_EINVAL, "token id %d out of range", (int)toks[i]);
-    if (n > 1 || s->pos == 0) {
-        // Prefill (a multi-token chunk): look for "[eos:N]" in the prompt bytes.
+    // A single token equal to the last prediction is generated output fed back; anything else is
+    // prompt (a whole prompt, a chunk of one, or the rest of one after a prefix-cache restore).
+    if (!(n == 1 && s->pos > 0 && toks[0] == s->predicted)) {
+        // Prompt: look for "[eos:N]" in the prompt bytes.
         char tmp[4096];
         int k = 0;
         for (int i = 0; i < n && k < (int)sizeof tmp - 1; i++)
@@ -181,6 +186,7 @@ static int fake_forward(void *rp, void *sp, const int32_t *toks, int n, float *l
                    : (unsigned char)fake_text[gen % (int)(sizeof fake_text - 1)];
     for (int i = 0; i < FAKE_VOCAB; i++) logits[i] = 0.0f;
     logits[next] = 40.0f;
+    s->predicted = next;
     return 0;
 }
 
@@ -205,6 +211,7 @@ static int fake_seq_copy(void *dst, const void *src) {
     d->pos = s->pos;
     d->n_prompt = s->n_prompt;
     d->eos_after = s->eos_after;
+    d->predicted = s->predicted;
     return 0;
 }
 
