@@ -28,8 +28,15 @@ static int http_get(const char *host, const char *port, const char *path, struct
     }
     freeaddrinfo(ai);
     if (fd < 0) return -1;
-    char req[512];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n", path, host);
+    char req[1024];
+    const char *key = getenv("LFMD_API_KEY"); // servers started with --api-key guard /metrics
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: %s\r\n%s%.512s%s\r\n", path,
+                     host, key && *key ? "x-api-key: " : "", key && *key ? key : "",
+                     key && *key ? "\r\n" : "");
+    if (n < 0 || n >= (int)sizeof req) {
+        close(fd);
+        return -1;
+    }
     if (write(fd, req, (size_t)n) != n) {
         close(fd);
         return -1;
@@ -79,7 +86,10 @@ int cmd_ps(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             puts("usage: lfmd ps [--url URL]\n\nShows a running lfmd server's model state and "
-                 "memory (from URL/metrics;\ndefault $LFMD_URL or http://127.0.0.1:8080).");
+                 "memory (from URL/metrics;\ndefault $LFMD_URL or http://127.0.0.1:8080).\n"
+                 "A server started with --api-key needs LFMD_API_KEY set to the same key.\n"
+                 "Exit status: 0 ok, 1 server unreachable or bad reply, 2 usage error.\n"
+                 "See docs/OPERATIONS.md for the metrics behind each column.");
             return 0;
         }
         if (!strcmp(argv[i], "--url") && i + 1 < argc) url = argv[++i];
