@@ -400,6 +400,7 @@ static struct jnode *parse_primary(struct lex *l) {
         if (accept_op(l, "(")) {
             if (accept_op(l, ")")) return mk(l, JN_TUPLE);
             struct jnode *e = parse_expr(l);
+            if (!e) return NULL; // "(," and friends: the error is already set
             if (is_op(l, ",")) {
                 n = mk(l, JN_TUPLE);
                 if (!n) return NULL;
