@@ -35,7 +35,10 @@ int cmd_bench(int argc, char **argv) {
                    "                  [--batch-tokens 128] [--json]\n\n"
                    "Measures prefill tok/s (a -p token prompt), decode tok/s (-n tokens one at a time\n"
                    "after it), model open time and peak RSS. Medians of -r runs after one warm-up.\n"
-                   "--json prints one object with prefill_tok_s, decode_tok_s, load_ms, peak_rss_bytes.\n");
+                   "--json prints one object with prefill_tok_s, decode_tok_s, load_ms, peak_rss_bytes.\n"
+                   "Prompt ids are pseudo-random (speed does not depend on them). Run nothing else on\n"
+                   "the machine while measuring; compare with llama.cpp via bench/compare.sh.\n"
+                   "Exit status: 0 success, 1 runtime error, 2 usage error.\n");
             return 0;
         }
         if ((v = app_opt(argc, argv, &i, "-m", &missing)) || (v = app_opt(argc, argv, &i, "--model", &missing))) model_arg = v;

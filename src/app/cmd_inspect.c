@@ -18,7 +18,10 @@ int cmd_inspect(int argc, char **argv) {
             printf("usage: lfmd inspect [MODEL | -m MODEL] [--tensors]\n\n"
                    "Prints the architecture, layer types, dimensions, dtypes, weight bytes and\n"
                    "parameter count; --tensors lists every tensor with its shape and dtype.\n"
-                   "With no MODEL, inspects the model lfmd would use by default.\n");
+                   "With no MODEL, inspects the model lfmd would use by default. Reads headers\n"
+                   "only: no weight bytes are touched.\n"
+                   "Exit status: 0 success, 1 the model cannot be opened (the message says why),\n"
+                   "2 usage error.\n");
             return 0;
         }
         if ((v = app_opt(argc, argv, &i, "-m", &missing)) || (v = app_opt(argc, argv, &i, "--model", &missing)))

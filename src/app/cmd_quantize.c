@@ -27,7 +27,7 @@ static void quantize_usage(FILE *f) {
             "  --format mlx (default): an MLX-layout directory OUT (uint32-packed weights with bf16\n"
             "                 scales/biases per group, \"quantization\" block in config.json; loads in\n"
             "                 lfmd and mlx-lm). --bits (default 4) and --group-size (default 64).\n"
-            "  --format gguf: a GGUF file OUT for llama.cpp (LFM2 only). --type picks the matrix type\n"
+            "  --format gguf: a GGUF file OUT for llama.cpp (LFM2, Llama). --type picks the matrix type\n"
             "                 (default q4_0, or q8_0 with --bits 8); norms and the conv kernel stay f32.\n"
             "Writes OUT.tmp-XXXXXX and renames it when complete; an interrupted or failed run leaves\n"
             "no output. OUT must not exist.\n");

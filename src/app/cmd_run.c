@@ -33,7 +33,14 @@ static void run_usage(FILE *f) {
             "  --ctx N               context size (default: prompt + max tokens)\n"
             "  --chunk N             tokens per forward call when feeding the prompt (default: all)\n"
             "  --batch-tokens N      tokens per internal compute chunk (default 128)\n"
-            "  --stats               print timings and resident memory to stderr\n");
+            "  --stats               print timings and resident memory to stderr\n\n"
+            "Environment: LFMD_MODEL (default model), LFMD_THREADS, LFMD_CACHE_DIR (where the embedded\n"
+            "model is extracted), LFMD_KERNELS=ref (scalar kernels, for debugging).\n"
+            "Exit status: 0 success, 1 runtime error (bad model file, out of memory), 2 usage error.\n\n"
+            "Examples:\n"
+            "  lfmd run -p \"Hello!\" --chat\n"
+            "  lfmd run -m ./LFM2-350M -p \"The capital of France is\" --max-tokens 16 --temp 0.3\n"
+            "  lfmd run -m DIR --prompt-ids 1,523,88 --max-tokens 0 --logits out.f32\n");
 }
 
 int cmd_run(int argc, char **argv) {

@@ -4,6 +4,7 @@
 // SPDX-License-Identifier: MIT
 #include "app.h"
 #include "commands.h"
+#include "engine/model_cuda.h"
 #include "server/options.h"
 
 #include <signal.h>
@@ -21,7 +22,7 @@ int cmd_stdio(int argc, char **argv) {
         puts("usage: lfmd stdio [MODEL]\n\n"
              "Serves the bridge NDJSON protocol: one JSON request per stdin line, one JSON reply\n"
              "per stdout line (INITIALIZED first, at once; the model loads on the first request).\n"
-             "MODEL defaults to $LFMD_MODEL. Settings come from LFMD_CTX, LFMD_MAX_TOKENS,\n"
+             "MODEL defaults to $LFMD_MODEL, else the embedded default model. Settings come from LFMD_CTX, LFMD_MAX_TOKENS,\n"
              "LFMD_MEMORY_LIMIT, LFMD_IDLE_TRIM, LFMD_IDLE_UNLOAD, LFMD_THREADS, LFMD_PRELOAD, ...\n"
              "(see lfmd serve --help). SIGUSR1 trims memory; EOF, SIGTERM or SIGINT exit 0.");
         return 0;
@@ -46,6 +47,13 @@ int cmd_stdio(int argc, char **argv) {
         return 1;
     }
     serve_config_apply_profile(&c);
+    {
+        struct lfmd_err_ctx derr = {0}; // --device / --split / --gpu-memory-limit
+        if (engine_cuda_configure(c.device, c.split, c.gpu_memory_limit, &derr)) {
+            fprintf(stderr, "lfmd stdio: ERROR: %s\n", derr.msg);
+            return 2;
+        }
+    }
     c.eng.ops = engine_ops_for_path(c.eng.model_path);
 
     struct sigaction sa;
