@@ -5,6 +5,7 @@
 #include "app.h"
 #include "commands.h"
 #include "server/guard.h"
+#include "engine/model_cuda.h"
 #include "server/options.h"
 
 #include <signal.h>
@@ -54,6 +55,10 @@ static void help(FILE *f) {
         "                             (LFMD_PRELOAD)\n"
         "    --keep-cache             keep one sequence and the scratch between requests\n"
         "    --prefix-cache BYTES     prefix cache cap (LFMD_PREFIX_CACHE; 64M, 0 = off)\n"
+        "    --device cpu|cuda:N[,cuda:M]  run on the CPU or on CUDA GPU(s); several devices split\n"
+        "                             the layers (LFMD_DEVICE; cpu; needs a -DLFMD_CUDA=ON build)\n"
+        "    --split A,B              layers per device, relative (LFMD_SPLIT; by free memory)\n"
+        "    --gpu-memory-limit BYTES cap on device memory (LFMD_GPU_MEMORY_LIMIT; unlimited)\n"
         "                             (LFMD_KEEP_CACHE; off: everything is freed after a request)\n"
         "    --profile auto|small|large  small: ctx 256, idle trim 3m; large: ctx 1024, idle\n"
         "                             trim 10m; auto picks small under 12 GB of RAM\n"
@@ -183,6 +188,13 @@ int cmd_serve(int argc, char **argv) {
     serve_config_apply_profile(&c);
     lfmd_log_set_json(!strcmp(c.log_format, "json"));
     c.http.version = LFMD_VERSION;
+    {
+        struct lfmd_err_ctx derr = {0}; // --device / --split / --gpu-memory-limit
+        if (engine_cuda_configure(c.device, c.split, c.gpu_memory_limit, &derr)) {
+            fprintf(stderr, "lfmd serve: ERROR: %s\n", derr.msg);
+            return 2;
+        }
+    }
     c.eng.ops = engine_ops_for_path(c.eng.model_path);
 
     struct sigaction sa;

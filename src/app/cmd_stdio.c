@@ -4,6 +4,7 @@
 // SPDX-License-Identifier: MIT
 #include "app.h"
 #include "commands.h"
+#include "engine/model_cuda.h"
 #include "server/options.h"
 
 #include <signal.h>
@@ -46,6 +47,13 @@ int cmd_stdio(int argc, char **argv) {
         return 1;
     }
     serve_config_apply_profile(&c);
+    {
+        struct lfmd_err_ctx derr = {0}; // --device / --split / --gpu-memory-limit
+        if (engine_cuda_configure(c.device, c.split, c.gpu_memory_limit, &derr)) {
+            fprintf(stderr, "lfmd stdio: ERROR: %s\n", derr.msg);
+            return 2;
+        }
+    }
     c.eng.ops = engine_ops_for_path(c.eng.model_path);
 
     struct sigaction sa;

@@ -47,6 +47,9 @@ static const struct opt opts[] = {
     {"keepalive-timeout", K_DUR, 0, 0, 0},
     {"max-body", K_BYTES, 0, 0, 0},
     {"log-format", K_STR, 0, 0, 0},
+    {"device", K_STR, 0, 0, 0},
+    {"split", K_STR, 0, 0, 0},
+    {"gpu-memory-limit", K_BYTES, 0, 0, 0},
 };
 
 void serve_config_default(struct serve_config *c) {
@@ -130,6 +133,9 @@ int serve_config_set(struct serve_config *c, const char *name, const char *v, co
     else if (!strcmp(name, "preload")) c->eng.preload = b;
     else if (!strcmp(name, "keep-cache")) c->eng.keep_cache = b;
     else if (!strcmp(name, "prefix-cache")) c->eng.prefix_cache_bytes = bv;
+    else if (!strcmp(name, "device")) c->device = v;
+    else if (!strcmp(name, "split")) c->split = v;
+    else if (!strcmp(name, "gpu-memory-limit")) c->gpu_memory_limit = bv;
     else if (!strcmp(name, "shutdown-timeout")) c->shutdown_timeout_s = dv;
     else if (!strcmp(name, "queue")) c->eng.max_queue = (int)iv;
     else if (!strcmp(name, "queue-timeout")) c->eng.queue_timeout_s = dv;

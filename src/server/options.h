@@ -13,6 +13,9 @@ struct serve_config {
     const char *log_format;      // "text" or "json" (serve)
     bool profile_small;          // what the profile resolved to
     unsigned set_mask;           // options given explicitly (they beat the profile)
+    const char *device;          // --device cpu|cuda:N[,cuda:M] (NULL = cpu)
+    const char *split;           // --split A,B: layers per device
+    size_t gpu_memory_limit;     // --gpu-memory-limit (0 = none)
 };
 
 void serve_config_default(struct serve_config *c);
