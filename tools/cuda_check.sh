@@ -69,7 +69,16 @@ M=/tmp/lfm2-1.2b
 t1=$(date +%s)
 python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
 echo "== generated $M in $(( $(date +%s) - t1 )) s: $(du -sh $M | cut -f1)"
-run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
-LFMD_CUDA_NO_GRAPHS=1 run bench_nographs 120 $B/src/lfmd-cuda-bench $M
+LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
+grep '^greedy' $LOG | head -1 > $OUT/greedy_1gpu.txt
+LFMD_CUDA_FAST_GEMM=1 run bench_fast_gemm 120 $B/src/lfmd-cuda-bench $M
+NG=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$NG" -ge 2 ]; then
+    # Layer sharding over two physical GPUs: same greedy tokens as one GPU, and timings.
+    LFMD_CUDA_DEVICES=cuda:0,cuda:1 run bench_2gpu 200 $B/src/lfmd-cuda-bench $M
+    grep '^greedy' $LOG | tail -1 > $OUT/greedy_2gpu.txt
+    if cmp -s $OUT/greedy_1gpu.txt $OUT/greedy_2gpu.txt; then RES[sharded_tokens]=0; else RES[sharded_tokens]=1; fi
+    echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
+fi
 echo "== summary"
-for k in kernels golden bench bench_nographs; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden bench bench_fast_gemm bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -20,6 +20,9 @@
 #define MAX_DEV 16
 #define MAX_GRAPHS 32
 #define WS_BYTES ((size_t)32 << 20)
+#define STACK_MAX_T 64          // products of up to this many tokens stack hi | lo in one GEMM
+#define PROF_MAX 1024           // events per forward pass when profiling
+#define PROF_NAMES 32
 
 // ---- device memory accounting ----
 static size_t g_limit, g_used, g_peak;
@@ -152,7 +155,7 @@ struct cw {                     // a bf16 matrix on the device
 struct clayer {
     bool attn;
     int slot;                   // index among this stage's attention (or conv) layers
-    struct cw q, k, v, o, w1, w3, w2, in_proj, conv_out;
+    struct cw q, k, v, o, w13, w2, in_proj, conv_out;   // w13: gate rows, then up rows
     float *n1, *n2, *qn, *kn, *convw, *qb, *kb, *vb, *ob;
 };
 
@@ -205,20 +208,17 @@ static int track(struct cuda_model *cm, int si, void *p, size_t n, struct lfmd_e
     return 0;
 }
 
-// Uploads a 2-D weight as bf16 (converting other dtypes row by row on the host).
-static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct cw *out,
-                  struct lfmd_err_ctx *err) {
-    out->rows = tensor_rows(t);
-    out->cols = tensor_cols(t);
+// Copies 2-D weight t as bf16 to device rows d (converting other dtypes row by row on the host).
+static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint16_t *d,
+                    struct lfmd_err_ctx *err) {
+    struct cw o = {.rows = tensor_rows(t), .cols = tensor_cols(t)}, *out = &o;
     size_t n = (size_t)out->rows * (size_t)out->cols * 2;
-    void *d;
-    int rc = dalloc(&d, n, cm->st[si].st, err);
-    if (rc || (rc = track(cm, si, d, n, err))) return rc;
-    out->d = d;
+    int rc;
     if (t->dtype == LFMD_DTYPE_BF16) {
         CK(cudaMemcpyAsync(d, t->data, n, cudaMemcpyHostToDevice, cm->st[si].st), "upload");
         return cudaStreamSynchronize(cm->st[si].st) == cudaSuccess ? 0 : cu_err(err, cudaGetLastError(), "upload");
     }
+    rc = 0;
     int64_t chunk = ((int64_t)8 << 20) / (out->cols * 2);
     if (chunk < 1) chunk = 1;
     float *row = lfmd_malloc((size_t)out->cols * sizeof(float), LFMD_MEM_SCRATCH);
@@ -228,7 +228,6 @@ static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct 
         lfmd_free(buf);
         return lfmd_err_set(err, LFMD_ENOMEM, "no memory to convert %s", t->name);
     }
-    rc = 0;
     for (int64_t r0 = 0; r0 < out->rows && !rc; r0 += chunk) {
         int64_t nr = out->rows - r0 < chunk ? out->rows - r0 : chunk;
         for (int64_t r = 0; r < nr; r++) {
@@ -242,6 +241,27 @@ static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct 
     lfmd_free(row);
     lfmd_free(buf);
     return rc;
+}
+
+// Uploads 2-D weights a (and b below it, if non-NULL; same column count) as one bf16 matrix.
+static int up_mat2(struct cuda_model *cm, int si, const struct tensor *a, const struct tensor *b,
+                   struct cw *out, struct lfmd_err_ctx *err) {
+    out->rows = tensor_rows(a) + (b ? tensor_rows(b) : 0);
+    out->cols = tensor_cols(a);
+    if (b && tensor_cols(b) != out->cols)
+        return lfmd_err_set(err, LFMD_EFORMAT, "%s and %s: column counts differ", a->name, b->name);
+    size_t n = (size_t)out->rows * (size_t)out->cols * 2;
+    void *d;
+    int rc = dalloc(&d, n, cm->st[si].st, err);
+    if (rc || (rc = track(cm, si, d, n, err))) return rc;
+    out->d = d;
+    if ((rc = fill_mat(cm, si, a, d, err))) return rc;
+    return b ? fill_mat(cm, si, b, (uint16_t *)d + (size_t)tensor_rows(a) * out->cols, err) : 0;
+}
+
+static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct cw *out,
+                  struct lfmd_err_ctx *err) {
+    return up_mat2(cm, si, t, NULL, out, err);
 }
 
 static int up_f32(struct cuda_model *cm, int si, const float *h, size_t n_f, float **out,
@@ -292,10 +312,13 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
 #define MAT(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_mat(cm, si, t, dst, err)))
 #define VEC(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_vec(cm, si, t, dst, err)))
 #define OPT(name, dst) ((rc = up_vec(cm, si, layer_t(m, l, name), dst, err)))
+#define MAT2(n1, n3, dst) ((rc = need_t(m, l, n1, &t, err)) || (rc = need_t(m, l, n3, &t3, err)) || \
+                           (rc = up_mat2(cm, si, t, t3, dst, err)))
+    const struct tensor *t3;
     L->attn = cm->c.is_attn[l];
     if (lfm2) {
         if (VEC("operator_norm.weight", &L->n1) || VEC("ffn_norm.weight", &L->n2) ||
-            MAT("feed_forward.w1.weight", &L->w1) || MAT("feed_forward.w3.weight", &L->w3) ||
+            MAT2("feed_forward.w1.weight", "feed_forward.w3.weight", &L->w13) ||
             MAT("feed_forward.w2.weight", &L->w2))
             return rc;
         if (L->attn) {
@@ -311,7 +334,7 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
         if (VEC("input_layernorm.weight", &L->n1) || VEC("post_attention_layernorm.weight", &L->n2) ||
             MAT("self_attn.q_proj.weight", &L->q) || MAT("self_attn.k_proj.weight", &L->k) ||
             MAT("self_attn.v_proj.weight", &L->v) || MAT("self_attn.o_proj.weight", &L->o) ||
-            MAT("mlp.gate_proj.weight", &L->w1) || MAT("mlp.up_proj.weight", &L->w3) ||
+            MAT2("mlp.gate_proj.weight", "mlp.up_proj.weight", &L->w13) ||
             MAT("mlp.down_proj.weight", &L->w2))
             return rc;
         if (cm->m->llama.attn_bias &&
@@ -322,6 +345,7 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
 #undef MAT
 #undef VEC
 #undef OPT
+#undef MAT2
     return 0;
 }
 
@@ -371,6 +395,10 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->mv_max = o && o->mv_max_tok > 0 ? o->mv_max_tok : CUK_MV_MAX_TOK;
     if (cm->mv_max > CUK_MV_MAX_TOK) cm->mv_max = CUK_MV_MAX_TOK;
     int rc = 0;
+    if (c->arch == MODEL_ARCH_LFM2 && (c->conv_L < 2 || c->conv_L > 9)) {
+        rc = lfmd_err_set(err, LFMD_ENOTSUP, "conv kernel size %d not supported on CUDA", c->conv_L);
+        goto fail;
+    }
     if (c->head_dim > CUK_MAX_HEAD_DIM || c->head_dim % 2) {
         rc = lfmd_err_set(err, LFMD_ENOTSUP, "head_dim %d not supported on CUDA", c->head_dim);
         goto fail;
@@ -529,7 +557,7 @@ struct graph_ent {
 };
 
 struct scratch {
-    float *x, *xn, *a, *b, *c, *part, *logits;
+    float *x, *xn, *a, *b, *c, *part, *logits, *stk;
     uint16_t *xb;
     void *ws;
     void *meta_d, *meta_h;      // device block and pinned host mirror
@@ -546,19 +574,75 @@ struct cuda_runner {
     int n_graphs;
     struct cuda_seq **tok_seq;
     int32_t *tok, *pos, *rows;
+    // profiling (cuda_runner_profile): an event after each kernel group, times summed by name
+    bool prof;
+    int n_ev, n_names, prof_passes;
+    cudaEvent_t ev[PROF_MAX + 1];
+    const char *ev_name[PROF_MAX];
+    const char *names[PROF_NAMES];
+    double ms[PROF_NAMES];
+    int calls[PROF_NAMES];
 };
+
+static void prof_mark(struct cuda_runner *r, cudaStream_t s, const char *name) {
+    if (!r->prof || r->n_ev >= PROF_MAX) return;
+    if (!r->ev[r->n_ev + 1]) cudaEventCreate(&r->ev[r->n_ev + 1]);
+    r->ev_name[r->n_ev] = name;
+    cudaEventRecord(r->ev[++r->n_ev], s);
+}
+
+static void prof_collect(struct cuda_runner *r) {
+    if (!r->prof) return;
+    for (int i = 0; i < r->n_ev; i++) {
+        float ms = 0;
+        cudaEventSynchronize(r->ev[i + 1]);
+        cudaEventElapsedTime(&ms, r->ev[i], r->ev[i + 1]);
+        int k = 0;
+        while (k < r->n_names && strcmp(r->names[k], r->ev_name[i])) k++;
+        if (k == r->n_names) {
+            if (k == PROF_NAMES) continue;
+            r->names[r->n_names++] = r->ev_name[i];
+        }
+        r->ms[k] += ms;
+        r->calls[k]++;
+    }
+    r->n_ev = 0;
+    r->prof_passes++;
+}
+
+void cuda_runner_profile(struct cuda_runner *r, bool on) {
+    r->prof = on;
+    r->n_ev = r->n_names = r->prof_passes = 0;
+    for (int k = 0; k < PROF_NAMES; k++) {
+        r->ms[k] = 0;
+        r->calls[k] = 0;
+    }
+}
+
+void cuda_runner_profile_print(struct cuda_runner *r, FILE *f) {
+    double tot = 0;
+    int n = r->prof_passes ? r->prof_passes : 1;
+    for (int k = 0; k < r->n_names; k++) tot += r->ms[k];
+    fprintf(f, "profile over %d passes: %.3f ms of kernel time per pass\n", r->prof_passes, tot / n);
+    for (int k = 0; k < r->n_names; k++)
+        fprintf(f, "  %-14s %8.1f us/pass %5.1f%%  %6.1f launches/pass\n", r->names[k], 1e3 * r->ms[k] / n,
+                tot > 0 ? 100 * r->ms[k] / tot : 0, (double)r->calls[k] / n);
+}
 
 void cuda_runner_free(struct cuda_runner *r) {
     if (!r) return;
     struct cuda_model *cm = r->cm;
     for (int g = 0; g < r->n_graphs; g++) cudaGraphExecDestroy(r->graphs[g].exec);
+    for (int k = 0; k <= PROF_MAX; k++)
+        if (r->ev[k]) cudaEventDestroy(r->ev[k]);
     for (int i = 0; i < cm->n_stages; i++) {
         struct scratch *sc = &r->sc[i];
         struct stage *st = &cm->st[i];
         cudaSetDevice(st->dev);
         cudaStreamSynchronize(st->st);
         if (sc->blas) cublasDestroy(sc->blas);
-        void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d};
+        void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d,
+                      sc->stk};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
@@ -593,7 +677,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
         goto fail;
     }
     size_t qd = (size_t)c->n_head * c->head_dim, kvd = (size_t)c->n_kv_head * c->head_dim;
-    size_t wide = max_z(max_z(3 * D, (size_t)c->n_ff), qd + 2 * kvd);
+    size_t wide = max_z(max_z(3 * D, 2 * (size_t)c->n_ff), qd + 2 * kvd);
     size_t cw = max_z(D, qd);
     size_t max_in = max_z(max_z(D, (size_t)c->n_ff), qd);
     for (int i = 0; i < cm->n_stages; i++) {
@@ -604,13 +688,16 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
         for (int t = 1; t <= max_tokens; t++)
             parts = max_z(parts, (size_t)t * c->n_head * cuk_attn_splits(t, c->n_head, st->n_sm));
         sc->meta_bytes = T * (4 * sizeof(int32_t) + 2 * sizeof(float *));
+        size_t stk_t = T < STACK_MAX_T ? T : STACK_MAX_T;
+        size_t stk_n = max_z(max_z(wide, D), i == cm->n_stages - 1 ? (size_t)c->n_vocab : 0);
+        if (cm->fast_gemm || (int)T <= cm->mv_max) stk_t = 0;
         struct { void **p; size_t n; } al[] = {
             {(void **)&sc->x, T * D * 4},       {(void **)&sc->xn, T * D * 4},
             {(void **)&sc->a, T * wide * 4},    {(void **)&sc->b, T * wide * 4},
             {(void **)&sc->c, T * cw * 4},      {(void **)&sc->part, parts * (c->head_dim + 2) * 4},
             {(void **)&sc->logits, i == cm->n_stages - 1 ? T * (size_t)c->n_vocab * 4 : 0},
             {(void **)&sc->xb, 2 * T * max_in * 2}, {&sc->ws, WS_BYTES},
-            {&sc->meta_d, sc->meta_bytes},
+            {&sc->meta_d, sc->meta_bytes},      {(void **)&sc->stk, 2 * stk_t * stk_n * 4},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
             if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
@@ -656,6 +743,8 @@ void cuda_runner_sync(struct cuda_runner *r) {
 // ---- forward ----
 
 // Y[t, :] = W X[t, :]: matvec kernel for few tokens, else cuBLAS bf16 x bf16 -> f32.
+// Up to STACK_MAX_T tokens, the hi and lo parts go through one product of 2T columns (the
+// weights are read once) and are summed after; more tokens take two products.
 static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const struct cw *W,
                const float *X, int T, float *Y, int64_t ldy) {
     int N = (int)W->rows, K = (int)W->cols;
@@ -667,6 +756,12 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
     uint16_t *lo = sc->xb + (size_t)T * K;
     if (cm->fast_gemm) cuk_to_bf16(X, (int64_t)T * K, sc->xb, st->st);
     else cuk_to_bf16_split(X, (int64_t)T * K, sc->xb, lo, st->st);
+    if (!cm->fast_gemm && T <= STACK_MAX_T && sc->stk) {
+        cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, 2 * T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
+                     CUDA_R_16BF, K, &zero, sc->stk, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        cuk_add_halves(sc->stk, T, N, Y, ldy, st->st);
+        return;
+    }
     cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
                  CUDA_R_16BF, K, &zero, Y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (!cm->fast_gemm)
@@ -675,6 +770,7 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
 }
 
 static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl) {
+#define P(name) prof_mark(r, s, name)
     const struct model_config *c = &cm->c;
     struct stage *st = &cm->st[si];
     struct scratch *sc = &r->sc[si];
@@ -682,46 +778,66 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
     int D = c->n_embd, hd = c->head_dim;
     int qd = c->n_head * hd, kvd = c->n_kv_head * hd;
     float eps = c->norm_eps;
+    if (r->prof) {
+        if (!r->ev[0]) cudaEventCreate(&r->ev[0]);
+        cudaEventRecord(r->ev[0], s);
+    }
     if (si == 0) cuk_embed(st->embed.d, sc->meta.tok, T, D, sc->x, s);
+    P("embed");
     const float *pend = NULL;
     for (int l = st->l0; l < st->l1; l++) {
         const struct clayer *L = &st->layers[l - st->l0];
         cuk_add_rmsnorm(sc->x, pend, L->n1, NULL, T, D, eps, sc->xn, s);
+        P("norm");
         if (L->attn) {
             float *q = sc->a, *k = sc->b, *v = sc->b + (size_t)T * kvd;
             mm(cm, st, sc, &L->q, sc->xn, T, q, qd);
             mm(cm, st, sc, &L->k, sc->xn, T, k, kvd);
             mm(cm, st, sc, &L->v, sc->xn, T, v, kvd);
+            P("mm_qkv");
             if (L->qb) cuk_add_bias(q, L->qb, T, qd, s);
             if (L->kb) cuk_add_bias(k, L->kb, T, kvd, s);
             if (L->vb) cuk_add_bias(v, L->vb, T, kvd, s);
             cuk_norm_rope(q, T, c->n_head, hd, L->qn, eps, sc->meta.pos, st->inv_freq, cm->interleaved, s);
             cuk_norm_rope(k, T, c->n_kv_head, hd, L->kn, eps, sc->meta.pos, st->inv_freq, cm->interleaved, s);
+            P("rope");
             cuk_kv_store(k, v, T, kvd, sc->meta.kv, sc->meta.nctx, sc->meta.pos, L->slot, s);
             cuk_attention(q, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx, sc->meta.pos,
                           L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->c, s);
+            P("attention");
             mm(cm, st, sc, &L->o, sc->c, T, sc->a, D);
             if (L->ob) cuk_add_bias(sc->a, L->ob, T, D, s);
+            P("mm_o");
         } else {
             mm(cm, st, sc, &L->in_proj, sc->xn, T, sc->a, 3 * D);
+            P("mm_in_proj");
             cuk_shortconv(sc->a, T, D, c->conv_L, L->convw, sc->meta.conv, L->slot, sc->c, s);
+            P("shortconv");
             mm(cm, st, sc, &L->conv_out, sc->c, T, sc->a, D);
+            P("mm_conv_out");
         }
         cuk_add_rmsnorm(sc->x, sc->a, L->n2, NULL, T, D, eps, sc->xn, s);
-        mm(cm, st, sc, &L->w1, sc->xn, T, sc->a, c->n_ff);
-        mm(cm, st, sc, &L->w3, sc->xn, T, sc->b, c->n_ff);
-        cuk_swiglu(sc->a, sc->b, (int64_t)T * c->n_ff, s);
-        mm(cm, st, sc, &L->w2, sc->a, T, sc->c, D);
+        P("norm");
+        mm(cm, st, sc, &L->w13, sc->xn, T, sc->a, 2 * (int64_t)c->n_ff);
+        P("mm_gate_up");
+        cuk_swiglu_cat(sc->a, T, c->n_ff, sc->b, s);
+        P("swiglu");
+        mm(cm, st, sc, &L->w2, sc->b, T, sc->c, D);
+        P("mm_down");
         pend = sc->c;
     }
     if (si == cm->n_stages - 1) {
         if (nl > 0) {
             cuk_add_rmsnorm(sc->x, pend, st->final_norm, sc->meta.rows, nl, D, eps, sc->xn, s);
+            P("norm");
             mm(cm, st, sc, &st->lm_head, sc->xn, nl, sc->logits, c->n_vocab);
+            P("mm_lm_head");
         }
     } else if (pend) {
         cuk_add(sc->x, pend, (int64_t)T * D, s);
+        P("add");
     }
+#undef P
 }
 
 static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct lfmd_err_ctx *err) {
@@ -746,7 +862,7 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct
         CK(cudaSetDevice(st->dev), "set device");
         CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice, st->st), "metadata");
     }
-    if (cm->n_stages == 1 && !cm->no_graphs && T <= 64) {
+    if (cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64) {
         struct stage *st = &cm->st[0];
         cudaGraphExec_t exec = NULL;
         for (int g = 0; g < r->n_graphs; g++)
@@ -793,6 +909,7 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct
                            cudaMemcpyDeviceToHost, last->st), "logits");
     CK(cudaStreamSynchronize(last->st), "forward");
     CK(cudaGetLastError(), "kernel launch");
+    prof_collect(r);
     return 0;
 }
 

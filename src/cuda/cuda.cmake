@@ -20,7 +20,8 @@ endif()
 target_compile_options(lfmd_cuda PRIVATE "$<$<COMPILE_LANGUAGE:C>:${lfmd_cuda_cflags}>"
                        "$<$<COMPILE_LANGUAGE:CUDA>:-O3;-Xptxas=-warn-spills>")
 target_include_directories(lfmd_cuda PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include)
-target_link_libraries(lfmd_cuda PUBLIC lfmd_model CUDA::cudart CUDA::cublas)
+# lfmd_tokenizer after lfmd_model: model/gguf_tokenizer.c calls into it (static link order).
+target_link_libraries(lfmd_cuda PUBLIC lfmd_model lfmd_tokenizer CUDA::cudart CUDA::cublas)
 target_link_libraries(lfmd_engine PUBLIC lfmd_cuda)
 target_compile_definitions(lfmd_engine PUBLIC LFMD_HAVE_CUDA=1)
 

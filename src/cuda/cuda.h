@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #define CUDA_MAX_STAGES 8
@@ -75,6 +76,11 @@ LFMD_MUST_CHECK int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *c
                                        float *logits, struct lfmd_err_ctx *err);
 LFMD_MUST_CHECK int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens,
                                  int n_tok, float *logits, struct lfmd_err_ctx *err);
+// Profiling: while on, passes launch kernels one by one (no graphs) with an event after each
+// kernel group; cuda_runner_profile_print prints device time per group and pass. Turning it on
+// resets the sums.
+void cuda_runner_profile(struct cuda_runner *r, bool on);
+void cuda_runner_profile_print(struct cuda_runner *r, FILE *f);
 // Waits for all device work of the runner (timing).
 void cuda_runner_sync(struct cuda_runner *r);
 

@@ -136,28 +136,61 @@ extern "C" void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s) {
     k_swiglu<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(g, u, n);
 }
 
-// ---- LFM2 short conv: one thread per channel, tokens in order (state carried per sequence) ----
-__global__ void k_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
-                            int slot, float *y) {
-    int k = blockIdx.x * blockDim.x + threadIdx.x;
+// ---- LFM2 short conv: one thread per (token, channel). A token's previous inputs are the
+// tokens before it that share its state block (scanned back, at most H found), then the state;
+// a second kernel writes the new state from the last token of each sequence. ----
+#define CONV_MAX_H 8
+
+__global__ void k_shortconv(const float *z, int T, int D, int K, const float *wc,
+                            float *const *conv, int slot, float *y) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
     if (k >= D) return;
     int H = K - 1;
     const float *wk = wc + (size_t)k * K;
-    for (int t = 0; t < T; t++) {
-        const float *B = z + (size_t)t * 3 * D, *C = B + D, *xx = B + 2 * D;
-        float *sk = conv[t] + (size_t)slot * D * H + (size_t)k * H;
-        float bx = B[k] * xx[k];
-        float acc = wk[H] * bx;
-        for (int j = 0; j < H; j++) acc += wk[j] * sk[j];
-        for (int j = 0; j + 1 < H; j++) sk[j] = sk[j + 1];
-        if (H > 0) sk[H - 1] = bx;
-        y[(size_t)t * D + k] = C[k] * acc;
+    const float *sk = conv[t] + (size_t)slot * D * H + (size_t)k * H;
+    const float *B = z + (size_t)t * 3 * D;
+    float acc = wk[H] * (B[k] * B[2 * D + k]);
+    int c = 0;               // previous same-sequence tokens used so far (m = 1..H back)
+    for (int u = t - 1; u >= 0 && c < H; u--) {
+        if (conv[u] != conv[t]) continue;
+        c++;                 // token u is the c-th previous input: weight index H - c
+        const float *Bu = z + (size_t)u * 3 * D;
+        acc += wk[H - c] * (Bu[k] * Bu[2 * D + k]);
     }
+    for (int j = 0; j < H - c; j++) acc += wk[j] * sk[j + c];
+    y[(size_t)t * D + k] = B[D + k] * acc;
+}
+
+__global__ void k_shortconv_state(const float *z, int T, int D, int K, float *const *conv,
+                                  int slot) {
+    int k = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
+    if (k >= D) return;
+    for (int u = t + 1; u < T; u++)
+        if (conv[u] == conv[t]) return;   // not the sequence's last token
+    int H = K - 1;
+    float *sk = conv[t] + (size_t)slot * D * H + (size_t)k * H;
+    float nv[CONV_MAX_H];
+    int c = 0;               // chain: t itself, then previous same-sequence tokens
+    int u = t;
+    for (int j = H - 1; j >= 0; j--) {
+        while (u >= 0 && conv[u] != conv[t]) u--;
+        if (u >= 0) {
+            const float *Bu = z + (size_t)u * 3 * D;
+            nv[j] = Bu[k] * Bu[2 * D + k];
+            c++;
+            u--;
+        } else {
+            nv[j] = sk[j + c];
+        }
+    }
+    for (int j = 0; j < H; j++) sk[j] = nv[j];
 }
 
 extern "C" void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
                               int slot, float *y, cuk_stream s) {
-    k_shortconv<<<(D + 127) / 128, 128, 0, s>>>(z, T, D, K, wc, conv, slot, y);
+    dim3 g((D + 127) / 128, T);
+    k_shortconv<<<g, 128, 0, s>>>(z, T, D, K, wc, conv, slot, y);
+    k_shortconv_state<<<g, 128, 0, s>>>(z, T, D, K, conv, slot);
 }
 
 // ---- KV store ----
@@ -297,8 +330,34 @@ extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
     return want < 1 ? 1 : want > CUK_MAX_SPLIT ? CUK_MAX_SPLIT : want;
 }
 
-// ---- bf16 matrix-vector (decode): one warp per output row, 16-byte weight loads, NT tokens ----
+// ---- bf16 matrix-vector (decode): one warp per output row, 8 rows per block; each lane keeps
+// U 16-byte weight loads in flight (streamed past L1), activations from L1. ----
+static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
+    uint4 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+    return v;
+}
+
 template <int NT>
+static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict__ X, int K, int c,
+                                              float *acc) {
+    float wf[8];
+    wf[0] = __uint_as_float(wv.x << 16); wf[1] = __uint_as_float(wv.x & 0xffff0000u);
+    wf[2] = __uint_as_float(wv.y << 16); wf[3] = __uint_as_float(wv.y & 0xffff0000u);
+    wf[4] = __uint_as_float(wv.z << 16); wf[5] = __uint_as_float(wv.z & 0xffff0000u);
+    wf[6] = __uint_as_float(wv.w << 16); wf[7] = __uint_as_float(wv.w & 0xffff0000u);
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float4 *x = reinterpret_cast<const float4 *>(X + (size_t)t * K) + 2 * c;
+        float4 a = __ldg(x), b = __ldg(x + 1);
+        acc[t] += wf[0] * a.x + wf[1] * a.y + wf[2] * a.z + wf[3] * a.w +
+                  wf[4] * b.x + wf[5] * b.y + wf[6] * b.z + wf[7] * b.w;
+    }
+}
+
+template <int NT, int U>
 __global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, int N, int K,
                                                 const float *__restrict__ X, float *__restrict__ Y,
                                                 int64_t ldy) {
@@ -309,22 +368,15 @@ __global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, 
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0.f;
-#pragma unroll 4
-    for (int c = lane; c < n8; c += WARP) {
-        uint4 wv = __ldg(w + c);
-        float wf[8];
-        wf[0] = __uint_as_float(wv.x << 16); wf[1] = __uint_as_float(wv.x & 0xffff0000u);
-        wf[2] = __uint_as_float(wv.y << 16); wf[3] = __uint_as_float(wv.y & 0xffff0000u);
-        wf[4] = __uint_as_float(wv.z << 16); wf[5] = __uint_as_float(wv.z & 0xffff0000u);
-        wf[6] = __uint_as_float(wv.w << 16); wf[7] = __uint_as_float(wv.w & 0xffff0000u);
+    int c = lane;
+    for (; c + (U - 1) * WARP < n8; c += U * WARP) {
+        uint4 wv[U];
 #pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float4 *x = reinterpret_cast<const float4 *>(X + (size_t)t * K) + 2 * c;
-            float4 a = __ldg(x), b = __ldg(x + 1);
-            acc[t] += wf[0] * a.x + wf[1] * a.y + wf[2] * a.z + wf[3] * a.w +
-                      wf[4] * b.x + wf[5] * b.y + wf[6] * b.z + wf[7] * b.w;
-        }
+        for (int u = 0; u < U; u++) wv[u] = ld_stream(w + c + u * WARP);
+#pragma unroll
+        for (int u = 0; u < U; u++) mv_dot<NT>(wv[u], X, K, c + u * WARP, acc);
     }
+    for (; c < n8; c += WARP) mv_dot<NT>(ld_stream(w + c), X, K, c, acc);
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         float v = warp_sum(acc[t]);
@@ -336,15 +388,44 @@ extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X,
                                 int64_t ldy, cuk_stream s) {
     unsigned g = (unsigned)((N + 7) / 8);
     switch (T) {
-    case 1: k_matvec<1><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 2: k_matvec<2><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 3: k_matvec<3><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 4: k_matvec<4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 5: k_matvec<5><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 6: k_matvec<6><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 7: k_matvec<7><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    default: k_matvec<8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 1: k_matvec<1, 8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 2: k_matvec<2, 8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 3: k_matvec<3, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 4: k_matvec<4, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 5: k_matvec<5, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 6: k_matvec<6, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 7: k_matvec<7, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    default: k_matvec<8, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
     }
+}
+
+// out[t, i] = silu(gu[t, i]) * gu[t, F + i] over gu [T, 2F] (op_swiglu on a gate|up product).
+__global__ void k_swiglu_cat(const float *gu, int T, int F, float *out) {
+    int64_t n = (int64_t)T * F;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = i / F, f = i - t * F;
+        float a = gu[t * 2 * F + f];
+        out[i] = a / (1.0f + expf(-a)) * gu[t * 2 * F + F + f];
+    }
+}
+
+extern "C" void cuk_swiglu_cat(const float *gu, int T, int F, float *out, cuk_stream s) {
+    int64_t b = ((int64_t)T * F + 255) / 256;
+    k_swiglu_cat<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(gu, T, F, out);
+}
+
+// Y[t, n] = C[t, n] + C[T + t, n] (C: [2T, N]), the hi + lo halves of one stacked product.
+__global__ void k_add_halves(const float *C, int T, int N, float *Y, int64_t ldy) {
+    int64_t n = (int64_t)T * N;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t t = i / N, r = i - t * N;
+        Y[t * ldy + r] = C[i] + C[n + i];
+    }
+}
+
+extern "C" void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, cuk_stream s) {
+    int64_t b = ((int64_t)T * N + 255) / 256;
+    k_add_halves<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(C, T, N, Y, ldy);
 }
 
 __global__ void k_to_bf16(const float *X, int64_t n, uint16_t *Xb) {

@@ -45,8 +45,9 @@ void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float e
                    const int32_t *pos, const float *inv_freq, int interleaved, cuk_stream s);
 // g = silu(g) * u over n floats (op_swiglu).
 void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s);
-// LFM2 short conv (lfm2.c conv_block): z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
-// the state of layer slot `slot` of token t's sequence is meta conv[t] + slot*D*(K-1).
+// LFM2 short conv (lfm2.c conv_block), parallel over tokens: z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
+// the state of layer slot `slot` of token t's sequence is meta conv[t] + slot*D*(K-1); tokens
+// sharing a state block are one sequence in token order (they need not be adjacent). K <= 9.
 void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
                    int slot, float *y, cuk_stream s);
 // Stores k, v [T, kvd] into each token's cache of layer slot (op_kv_store). Cache layout per
@@ -62,6 +63,10 @@ void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *
 // aligned rows), X f32 [T, K] (16-byte aligned), Y row stride ldy (kern_matmul_ref).
 void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
                      cuk_stream s);
+// out[t, i] = silu(gu[t, i]) * gu[t, F + i]; gu: [T, 2F] (gate | up), out: [T, F] (op_swiglu).
+void cuk_swiglu_cat(const float *gu, int T, int F, float *out, cuk_stream s);
+// Y[t, n] (row stride ldy) = C[t, n] + C[T + t, n] for C [2T, N] (hi + lo halves of a product).
+void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, cuk_stream s);
 // Xb = bf16(X) over n floats (round to nearest even), for cuBLAS products.
 void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s);
 // hi = bf16(X), lo = bf16(X - hi) (lo = 0 where X is not finite).

@@ -75,6 +75,14 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, doub
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
     *tok_s = batch / ts[steps / 2];
+    if (getenv("LFMD_CUDA_PROFILE")) {   // device time per kernel group (no graphs)
+        cuda_runner_profile(r, true);
+        for (int k = 0; k < 5; k++)
+            if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err)) FAIL("decode: %s\n", err.msg);
+        printf("batch %d ", batch);
+        cuda_runner_profile_print(r, stdout);
+        cuda_runner_profile(r, false);
+    }
     for (int i = 0; i < batch; i++) cuda_seq_free(s[i]);
     cuda_runner_free(r);
     free(s);
@@ -104,13 +112,41 @@ int main(int argc, char **argv) {
     if (env_mv) o.mv_max_tok = atoi(env_mv);
     o.no_graphs = getenv("LFMD_CUDA_NO_GRAPHS") != NULL;
     o.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL;
+    const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
+    if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
     double t0 = now();
     struct cuda_model *cm = NULL;
     if (cuda_model_new(m, &o, &cm, &err)) FAIL("upload: %s\n", err.msg);
     size_t wb = cuda_model_weight_bytes(cm);
     printf("model %s: %d layers, dim %d, ff %d, vocab %d; %.1f MB of weights on the GPU, upload %.2f s\n", argv[1],
            c->n_layer, c->n_embd, c->n_ff, c->n_vocab, wb / 1e6, now() - t0);
+    for (int i = 0; i < cuda_model_stages(cm); i++) {
+        int d, l0, l1;
+        cuda_stage_layers(cm, i, &d, &l0, &l1);
+        printf("stage %d: cuda:%d layers %d..%d\n", i, d, l0, l1 - 1);
+    }
     double ceil_tok = bw / (double)wb;
+    {   // greedy tokens: compare runs with different devices / options
+        struct cuda_runner *r = NULL;
+        struct cuda_seq *s = NULL;
+        float *lg = malloc((size_t)c->n_vocab * 4);
+        int32_t ids[16];
+        for (int i = 0; i < 16; i++) ids[i] = 1 + (i * 7919) % (c->n_vocab - 1);
+        if (cuda_runner_new(cm, 64, &r, &err) || cuda_seq_new(cm, 64, &s, &err)) FAIL("%s\n", err.msg);
+        if (cuda_forward(r, s, ids, 16, lg, &err)) FAIL("greedy: %s\n", err.msg);
+        printf("greedy 32:");
+        for (int k = 0; k < 32; k++) {
+            int32_t best = 0;
+            for (int v = 1; v < c->n_vocab; v++)
+                if (lg[v] > lg[best]) best = v;
+            printf(" %d", best);
+            if (cuda_forward(r, s, &best, 1, lg, &err)) FAIL("greedy: %s\n", err.msg);
+        }
+        printf("\n");
+        cuda_seq_free(s);
+        cuda_runner_free(r);
+        free(lg);
+    }
     // prefill 512 tokens
     {
         struct cuda_runner *r = NULL;

@@ -64,7 +64,7 @@ static void expect(const char *what, double e, double tol) {
 
 static void t_matvec(void) {
     for (int it = 0; it < 12; it++) {
-        int N = irand(1, 700), K = 8 * irand(1, 300), T = irand(1, CUK_MV_MAX_TOK);
+        int N = irand(1, 700), K = 8 * irand(1, it % 3 ? 300 : 1200), T = irand(1, CUK_MV_MAX_TOK);
         uint16_t *W = malloc((size_t)N * K * 2);
         float *X = malloc((size_t)T * K * 4), *Y = malloc((size_t)T * N * 4), *R = malloc((size_t)T * N * 4);
         for (size_t i = 0; i < (size_t)N * K; i++) W[i] = f32_to_bf16((float)(urand() * 2 - 1));
@@ -219,8 +219,8 @@ static void t_swiglu(void) {
     free(o);
 }
 
-// Twin of lfm2.c conv_block's loop (the CPU code is inline there): two sequences interleaved
-// in token order, each with its own state block.
+// Twin of lfm2.c conv_block's loop (the CPU code is inline there): two sequences in token
+// order (two runs, or alternating), each with its own state block.
 static void t_shortconv(void) {
     int D = irand(1, 700), K = irand(2, 5), H = K - 1, T = irand(1, 30), slot = irand(0, 2), S = 3;
     float *z = malloc((size_t)T * 3 * D * 4), *wc = malloc((size_t)D * K * 4), *y = malloc((size_t)T * D * 4);
@@ -234,7 +234,8 @@ static void t_shortconv(void) {
         fill(st[s], blk, 1);
         memcpy(rst[s], st[s], blk * 4);
     }
-    for (int t = 0; t < T; t++) owner[t] = t < T / 2 ? 0 : 1;
+    int inter = irand(0, 1);  // 0: two runs (a batch), 1: alternating tokens
+    for (int t = 0; t < T; t++) owner[t] = inter ? t % 2 : t < T / 2 ? 0 : 1;
     for (int t = 0; t < T; t++) {
         const float *B = z + (size_t)t * 3 * D, *C = B + D, *xx = B + 2 * D;
         float *stt = rst[owner[t]] + (size_t)slot * D * H;
@@ -374,6 +375,41 @@ static void t_attention(void) {
     }
 }
 
+// Gate|up SwiGLU and the hi + lo half sum (the op_swiglu formula; plain sums).
+static void t_swiglu_cat_halves(void) {
+    int T = irand(1, 9), F = irand(1, 3000), N = irand(1, 3000), ld = N + irand(0, 5);
+    float *gu = malloc((size_t)T * 2 * F * 4), *o = malloc((size_t)T * F * 4), *r = malloc((size_t)T * F * 4);
+    fill(gu, (size_t)T * 2 * F, 6);
+    for (int t = 0; t < T; t++)
+        for (int f = 0; f < F; f++) {
+            float a = gu[(size_t)t * 2 * F + f];
+            r[(size_t)t * F + f] = a / (1.0f + expf(-a)) * gu[(size_t)t * 2 * F + F + f];
+        }
+    float *dgu = dup_d(gu, (size_t)T * 2 * F * 4), *dout = poison_d((size_t)T * F * 4);
+    cuk_swiglu_cat(dgu, T, F, dout, 0);
+    get(o, dout, (size_t)T * F * 4);
+    expect("swiglu_cat", rel(o, r, (size_t)T * F), 1e-6);
+    float *C = malloc((size_t)2 * T * N * 4), *Y = malloc((size_t)T * ld * 4), *R = malloc((size_t)T * N * 4);
+    fill(C, (size_t)2 * T * N, 1);
+    for (int t = 0; t < T; t++)
+        for (int n = 0; n < N; n++) R[(size_t)t * N + n] = C[(size_t)t * N + n] + C[(size_t)(T + t) * N + n];
+    float *dC = dup_d(C, (size_t)2 * T * N * 4), *dY = poison_d((size_t)T * ld * 4);
+    cuk_add_halves(dC, T, N, dY, ld, 0);
+    get(Y, dY, (size_t)T * ld * 4);
+    for (int t = 0; t < T; t++) memmove(Y + (size_t)t * N, Y + (size_t)t * ld, (size_t)N * 4);
+    expect("add_halves", rel(Y, R, (size_t)T * N), 1e-7);
+    cudaFree(dgu);
+    cudaFree(dout);
+    cudaFree(dC);
+    cudaFree(dY);
+    free(gu);
+    free(o);
+    free(r);
+    free(C);
+    free(Y);
+    free(R);
+}
+
 static void t_bias(void) {
     int T = irand(1, 10), n = irand(1, 2000);
     float *y = malloc((size_t)T * n * 4), *b = malloc((size_t)n * 4), *o = malloc((size_t)T * n * 4);
@@ -406,6 +442,7 @@ int main(void) {
         t_shortconv();
         t_attention();
         t_bias();
+        t_swiglu_cat_halves();
     }
     fprintf(stderr, "cuda kernels: %d checks, %d failed\n", check_count, check_failures);
     return check_done();
