@@ -16,6 +16,6 @@ run $L --scenario burst --clients 64 --requests 1000 --memory-limit "$LIMIT"
 run $L --scenario burst --clients 64 --requests 1000 --memory-limit "$LIMIT" --sigusr1 100
 run $L --scenario drift --warmup 200 --requests 2000
 run $L --scenario idle --idle-trim 2 --idle-unload 5
-run $L --scenario burst --clients "${BIG_CLIENTS:-256}" --requests "${BIG_REQUESTS:-10000}" \
-  --memory-limit "$LIMIT" --serve-args "--max-connections 512"
+LFMD_MAX_CONNECTIONS=512 run $L --scenario burst --clients "${BIG_CLIENTS:-256}" \
+  --requests "${BIG_REQUESTS:-10000}" --memory-limit "$LIMIT"
 exit $fail

@@ -224,6 +224,9 @@ const alive = srv.proc.exitCode === null;
 srv.proc.kill('SIGTERM');
 const code = await new Promise((r) => srv.proc.on('exit', (c) => r(c)));
 res.server_alive = alive; res.server_exit = code;
-res.pass = res.pass && alive && code === 0;
+// A sanitizer build (TSan/ASan/UBSan) reports on the server's stderr: any report fails the run.
+const san = /WARNING: ThreadSanitizer|ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/.exec(srv.log());
+if (san) res.sanitizer_report = srv.log().slice(Math.max(0, san.index - 200), san.index + 2000);
+res.pass = res.pass && alive && code === 0 && !san;
 console.log(JSON.stringify(res));
 process.exit(res.pass ? 0 : 1);
