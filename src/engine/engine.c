@@ -117,6 +117,8 @@ struct engine {
     double t_start;
     struct prefix_cache pc;
     char *tok_bytes;            // token_bytes table for constraints (lazily built)
+    struct constraint_vocab *cvocab; // vocab trie for constraint masks (lazily built)
+    bool cvocab_failed;
 };
 
 static void hist_add(struct engine_hist *h, double v) {
@@ -405,6 +407,9 @@ static void do_unload(struct engine *e) {
     lfmd_free(e->logits);
     e->logits = NULL;
     pc_bind(&e->pc, NULL, NULL, 0);
+    constraint_vocab_free(e->cvocab);
+    e->cvocab = NULL;
+    e->cvocab_failed = false;
     e->ops->close(e->model);
     e->model = NULL;
     malloc_trim(0);
@@ -739,8 +744,31 @@ static int forward_many(struct engine *e, void *const *seqs, const int32_t *cons
     return 0;
 }
 
+static const char *cv_bytes(void *user, int32_t id, size_t *len) {
+    return tok_bytes(user, id, len);
+}
+
+static bool cv_eog(void *user, int32_t id) {
+    struct engine *e = user;
+    return e->ops->is_eog(e->model, id);
+}
+
 // Masks every token that would break the request's constraint. Returns how many remain.
 static int apply_constraint(struct engine *e, struct engine_req *r, float *logits) {
+    if (!e->cvocab && !e->cvocab_failed && e->ops->token_bytes) {
+        struct lfmd_err_ctx err = {0};
+        if (constraint_vocab_new(e->info.n_vocab, cv_bytes, cv_eog, e, &e->cvocab, &err))
+            e->cvocab_failed = true;
+    }
+    if (e->cvocab) {
+        // tokens that may still follow, this one included
+        int budget = r->max_tokens - r->n_gen;
+        int room = (r->seq_ctx < r->cap ? r->seq_ctx : r->cap) - r->n_toks;
+        if (room < budget) budget = room;
+        if (budget < 1) budget = 1;
+        int n = constraint_mask(r->con, e->cvocab, budget, logits);
+        if (n >= 0) return n;
+    }
     int allowed = 0;
     bool complete = constraint_complete(r->con);
     for (int id = 0; id < e->info.n_vocab; id++) {
