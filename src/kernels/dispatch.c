@@ -19,14 +19,31 @@ static int detect_isa(void) {
     isa = ISA_SCALAR;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
+#if defined(__clang__) && __clang_major__ < 16
+    // clang < 16 does not know "f16c" here; every AVX2+FMA x86 CPU has F16C.
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = ISA_AVX2;
+#else
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("f16c"))
         isa = ISA_AVX2;
+#endif
 #endif
     const char *env = getenv("LFMD_KERNELS");
     if (env && (strcmp(env, "ref") == 0 || strcmp(env, "scalar") == 0)) isa = ISA_SCALAR;
     atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
     return isa;
+}
+
+// AVX-512 prefill tiles on top of the AVX2 level (LFMD_KERNELS=avx2 turns them off).
+static _Atomic int g_avx512 = -1;
+static bool use_avx512(void) {
+    int v = atomic_load_explicit(&g_avx512, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LFMD_KERNELS");
+        v = kern_avx512_usable() && !(env && strcmp(env, "avx2") == 0);
+        atomic_store_explicit(&g_avx512, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 static int active_isa(void) {
@@ -35,7 +52,8 @@ static int active_isa(void) {
 }
 
 const char *kern_isa(void) {
-    return active_isa() == ISA_AVX2 ? "avx2" : "scalar";
+    if (active_isa() == ISA_AVX2) return use_avx512() ? "avx2+avx512" : "avx2";
+    return "scalar";
 }
 
 void kern_force_ref(bool on) {
@@ -73,6 +91,10 @@ void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_t
                  int64_t ldy, int64_t r0, int64_t r1) {
     if (r1 <= r0 || n_tok <= 0) return;
     if (active_isa() == ISA_AVX2) {
+        if (n_tok >= KERN_QUANT_PANEL_MIN_TOK && use_avx512()) {
+            kern_matmul_tiled_avx512(W, X, n_tok, Y, ldy, r0, r1);
+            return;
+        }
         switch (W->dtype) {
         case LFMD_DTYPE_F32:
         case LFMD_DTYPE_F16:
@@ -92,4 +114,23 @@ void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_t
 
 void kern_get_row(const struct tensor *W, int64_t r, float *out) {
     kern_get_row_ref(W, r, out);
+}
+
+void kern_attention(enum lfmd_dtype kvt, const float *q, int64_t ldq, int n_q, const void *K,
+                    const void *V, size_t stride, int n_pos, int hd, float scale, float *out,
+                    int64_t ldo) {
+    if (active_isa() == ISA_AVX2)
+        kern_attention_avx2(kvt, q, ldq, n_q, K, V, stride, n_pos, hd, scale, out, ldo);
+    else
+        kern_attention_ref(kvt, q, ldq, n_q, K, V, stride, n_pos, hd, scale, out, ldo);
+}
+
+void kern_rmsnorm(const float *x, const float *w, int n, float eps, float *out) {
+    if (active_isa() == ISA_AVX2) kern_rmsnorm_avx2(x, w, n, eps, out);
+    else kern_rmsnorm_ref(x, w, n, eps, out);
+}
+
+void kern_swiglu(float *g, const float *u, size_t n) {
+    if (active_isa() == ISA_AVX2) kern_swiglu_avx2(g, u, n);
+    else kern_swiglu_ref(g, u, n);
 }

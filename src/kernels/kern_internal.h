@@ -128,7 +128,16 @@ bool kern_quant_avx2_supports(const struct tensor *W);
 // Below this many tokens, quantized products use integer dots on the prepared activations
 // (qx); from it on, f32 panels of dequantized weights against the f32 activations.
 #define KERN_QUANT_PANEL_MIN_TOK 4
-// Will kern_matmul read qx (quantized activations) for this product?
-bool kern_matmul_uses_qx(const struct tensor *W, int n_tok);
+
+// AVX-512 tiled product (any dtype; F32 in place, others via f32 panels), for n_tok >= 4.
+void kern_matmul_tiled_avx512(const struct tensor *W, const float *X, int n_tok, float *Y,
+                              int64_t ldy, int64_t r0, int64_t r1);
+bool kern_avx512_usable(void);
+
+void kern_attention_avx2(enum lfmd_dtype kvt, const float *q, int64_t ldq, int n_q, const void *K,
+                         const void *V, size_t stride, int n_pos, int hd, float scale, float *out,
+                         int64_t ldo);
+void kern_rmsnorm_avx2(const float *x, const float *w, int n, float eps, float *out);
+void kern_swiglu_avx2(float *g, const float *u, size_t n);
 
 #endif

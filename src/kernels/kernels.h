@@ -19,6 +19,9 @@ size_t kern_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in);
 void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0, int t1, void *qx);
 void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                  int64_t ldy, int64_t r0, int64_t r1);
+// Will kern_matmul read qx (quantized activations) for this product? When false, callers may
+// skip kern_prepare_input and pass qx = NULL.
+bool kern_matmul_uses_qx(const struct tensor *W, int n_tok);
 // Row r of W as f32 (embedding lookup). out has tensor_cols(W) floats.
 void kern_get_row(const struct tensor *W, int64_t r, float *out);
 
@@ -51,6 +54,29 @@ int quantize_mlx_ref(const float *src, int64_t n, int bits, int group_size,
 void dequantize_mlx_ref(const uint32_t *wq, const void *scales, const void *biases,
                         enum lfmd_dtype scale_dtype, int64_t n, int bits, int group_size,
                         float *dst);
+
+// ---- attention and elementwise ops ----
+// KV cache rows: one row per cached position, `stride` bytes apart, head_dim elements of kv dtype
+// F32, F16 or Q8_0 (ggml blocks; head_dim a multiple of 32).
+#define KERN_ATTN_MAX_HD 256
+#define KERN_ATTN_QB 8
+// Causal-free attention of n_q queries (rows of q, stride ldq) over cached positions [0, n_pos)
+// of one KV head: out[i] = sum_p softmax_p(scale * q[i] . K[p]) V[p] (rows of out, stride ldo).
+// hd <= KERN_ATTN_MAX_HD. Queries that share K/V (the heads of one GQA group) go in one call.
+void kern_attention(enum lfmd_dtype kvt, const float *q, int64_t ldq, int n_q, const void *K,
+                    const void *V, size_t stride, int n_pos, int hd, float scale, float *out,
+                    int64_t ldo);
+void kern_attention_ref(enum lfmd_dtype kvt, const float *q, int64_t ldq, int n_q, const void *K,
+                        const void *V, size_t stride, int n_pos, int hd, float scale, float *out,
+                        int64_t ldo);
+// Stores n floats as one KV row of dtype kvt (round to nearest even / ggml Q8_0 rounding).
+void kern_kv_store(enum lfmd_dtype kvt, const float *src, void *dst, int64_t n);
+// out = w * x / sqrt(mean(x^2) + eps) over n values (sum of squares in f64); out may be x.
+void kern_rmsnorm(const float *x, const float *w, int n, float eps, float *out);
+void kern_rmsnorm_ref(const float *x, const float *w, int n, float eps, float *out);
+// g = silu(g) * u over n values.
+void kern_swiglu(float *g, const float *u, size_t n);
+void kern_swiglu_ref(float *g, const float *u, size_t n);
 
 // Which SIMD level dispatch selected ("avx2", "neon", "scalar").
 const char *kern_isa(void);

@@ -54,8 +54,11 @@ struct seq {
     const struct model *m;
     int n_ctx;
     int pos;
-    size_t kv_row;             // floats per token per layer for K (= n_kv_head * head_dim)
-    float *kv;                 // [n_attn_layers][2][n_ctx][kv_row]
+    enum lfmd_dtype kv_type;   // F32, F16 or Q8_0
+    size_t kv_row;             // elements per token per layer for K (= n_kv_head * head_dim)
+    size_t kv_head_bytes;      // bytes of one head's row (head_dim elements of kv_type)
+    size_t kv_row_bytes;       // bytes per token per layer for K (= n_kv_head * kv_head_bytes)
+    uint8_t *kv;               // [n_attn_layers][2][n_ctx][kv_row_bytes]
     float *conv;               // [n_conv_layers][n_embd][conv_L-1]
     size_t bytes;
 };
@@ -82,8 +85,8 @@ struct runner {
     float *b;      // [max_tok, wide]          ffn up
     float *c;      // [max_tok, max(n_embd, n_head*head_dim)]  block outputs before out proj
     size_t wide;
-    void *qx;      // quantized activations for int8 kernels
-    size_t qx_bytes;
+    void *qx;      // quantized activations for int8 kernels, one region per thread
+    size_t qx_bytes; // bytes of one thread's region
     float *vecs;   // small f32 copies of norm/conv weights [n_embd * conv_L + 4 * n_embd]
     float *att;    // per-thread attention accumulators [n_threads][head_dim]
     // batch bookkeeping (at most max_tok entries)
@@ -127,15 +130,15 @@ void op_rope_interleaved(float *x, int n_heads, int head_dim, int pos, const flo
 void op_attention(struct runner *r, const struct batch *b, int li, const float *q, float *out);
 // Stores k, v rows of every token into its sequence's cache (layer slot li).
 void op_kv_store(const struct batch *b, int li, const float *k, const float *v);
-// out = silu(g) * u elementwise over n values.
-void op_swiglu(float *g, const float *u, size_t n);
+// out = silu(g) * u elementwise over n values (split across the pool).
+void op_swiglu(struct runner *r, float *g, const float *u, size_t n);
 void op_add(float *x, const float *y, size_t n);
 
-static inline float *seq_k(const struct seq *s, int li) {
-    return s->kv + (size_t)li * 2 * s->n_ctx * s->kv_row;
+static inline uint8_t *seq_k(const struct seq *s, int li) {
+    return s->kv + (size_t)li * 2 * s->n_ctx * s->kv_row_bytes;
 }
-static inline float *seq_v(const struct seq *s, int li) {
-    return seq_k(s, li) + (size_t)s->n_ctx * s->kv_row;
+static inline uint8_t *seq_v(const struct seq *s, int li) {
+    return seq_k(s, li) + (size_t)s->n_ctx * s->kv_row_bytes;
 }
 
 extern const struct arch_ops lfm2_ops;

@@ -146,7 +146,7 @@ static void ffn_block(struct runner *r, int T, const struct lfm2_layer *L) {
     const struct model_config *c = &r->m->cfg;
     op_matmul(r, L->w1, r->xn, T, r->a, c->n_ff);
     op_matmul(r, L->w3, r->xn, T, r->b, c->n_ff);
-    op_swiglu(r->a, r->b, (size_t)T * c->n_ff);
+    op_swiglu(r, r->a, r->b, (size_t)T * c->n_ff);
     op_matmul(r, L->w2, r->a, T, r->c, c->n_embd);
 }
 

@@ -112,7 +112,7 @@ static void llama_forward(struct runner *r, const struct batch *b, float *logits
         op_rmsnorm(r->x, wn, T, D, D, c->norm_eps, r->xn, D);
         op_matmul(r, L->gate, r->xn, T, r->a, c->n_ff);
         op_matmul(r, L->up, r->xn, T, r->b, c->n_ff);
-        op_swiglu(r->a, r->b, (size_t)T * c->n_ff);
+        op_swiglu(r, r->a, r->b, (size_t)T * c->n_ff);
         op_matmul(r, L->down, r->a, T, r->c, D);
         op_add(r->x, r->c, (size_t)T * D);
     }

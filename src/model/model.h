@@ -67,6 +67,18 @@ const struct tensor *model_tensor_at(const struct model *m, size_t i);
 // ---- per-sequence state (KV cache of attention layers, conv state of conv layers) ----
 size_t seq_state_bytes(const struct model_config *c, int n_ctx);
 LFMD_MUST_CHECK int seq_new(const struct model *m, int n_ctx, struct seq **out, struct lfmd_err_ctx *err);
+// KV cache element type: LFMD_DTYPE_F32 (default; exact), LFMD_DTYPE_F16 (half the bytes) or
+// LFMD_DTYPE_Q8_0 (ggml 8-bit blocks, 34 bytes per 32 values; head_dim a multiple of 32).
+// seq_new uses F32 unless the environment variable LFMD_KV_TYPE names another.
+struct seq_opts {
+    enum lfmd_dtype kv_type;
+};
+LFMD_MUST_CHECK int seq_new_ex(const struct model *m, int n_ctx, const struct seq_opts *opts,
+                               struct seq **out, struct lfmd_err_ctx *err);
+size_t seq_state_bytes_kv(const struct model_config *c, int n_ctx, enum lfmd_dtype kv_type);
+enum lfmd_dtype seq_kv_type(const struct seq *s);
+// "f32" | "f16" | "q8" (or "q8_0") -> dtype; LFMD_EINVAL for other names.
+int seq_kv_type_parse(const char *name, enum lfmd_dtype *out);
 void seq_free(struct seq *s);
 void seq_reset(struct seq *s);                      // back to position 0
 int seq_pos(const struct seq *s);                   // tokens consumed so far

@@ -7,44 +7,90 @@
 #include "base/alloc.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---- sequences ----
 
-size_t seq_state_bytes(const struct model_config *c, int n_ctx) {
-    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * (size_t)c->n_kv_head * c->head_dim;
-    size_t conv = c->arch == MODEL_ARCH_LFM2
-                      ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
-                      : 0;
-    return (kv + conv) * sizeof(float) + sizeof(struct seq);
+// The KV dtype of sequences created without options: f32, unless LFMD_KV_TYPE names another
+// (a measurement aid; the engine passes an explicit type).
+static enum lfmd_dtype default_kv_type(void) {
+    enum lfmd_dtype t = LFMD_DTYPE_F32;
+    const char *e = getenv("LFMD_KV_TYPE");
+    if (e && seq_kv_type_parse(e, &t)) t = LFMD_DTYPE_F32;
+    return t;
 }
 
-int seq_new(const struct model *m, int n_ctx, struct seq **out, struct lfmd_err_ctx *err) {
+int seq_kv_type_parse(const char *name, enum lfmd_dtype *out) {
+    if (!strcmp(name, "f32")) *out = LFMD_DTYPE_F32;
+    else if (!strcmp(name, "f16")) *out = LFMD_DTYPE_F16;
+    else if (!strcmp(name, "q8") || !strcmp(name, "q8_0")) *out = LFMD_DTYPE_Q8_0;
+    else return LFMD_EINVAL;
+    return 0;
+}
+
+static bool kv_type_ok(const struct model_config *c, enum lfmd_dtype t) {
+    return t == LFMD_DTYPE_F32 || t == LFMD_DTYPE_F16 || (t == LFMD_DTYPE_Q8_0 && c->head_dim % 32 == 0);
+}
+
+static size_t kv_head_bytes(const struct model_config *c, enum lfmd_dtype t) {
+    return kern_row_bytes(t, c->head_dim);
+}
+
+static size_t conv_floats(const struct model_config *c) {
+    return c->arch == MODEL_ARCH_LFM2
+               ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
+               : 0;
+}
+
+size_t seq_state_bytes_kv(const struct model_config *c, int n_ctx, enum lfmd_dtype kv_type) {
+    if (!kv_type_ok(c, kv_type)) kv_type = LFMD_DTYPE_F32;
+    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * (size_t)c->n_kv_head * kv_head_bytes(c, kv_type);
+    return kv + conv_floats(c) * sizeof(float) + sizeof(struct seq);
+}
+
+size_t seq_state_bytes(const struct model_config *c, int n_ctx) {
+    return seq_state_bytes_kv(c, n_ctx, default_kv_type());
+}
+
+int seq_new_ex(const struct model *m, int n_ctx, const struct seq_opts *opts, struct seq **out,
+               struct lfmd_err_ctx *err) {
     *out = NULL;
     const struct model_config *c = &m->cfg;
+    enum lfmd_dtype kvt = opts ? opts->kv_type : default_kv_type();
     if (n_ctx < 1 || n_ctx > LFMD_MAX_CTX)
         return lfmd_err_set(err, LFMD_EINVAL, "context size %d out of range [1, %d]", n_ctx, LFMD_MAX_CTX);
+    if (!kv_type_ok(c, kvt))
+        return lfmd_err_set(err, LFMD_EINVAL, "KV cache type %s not supported for head_dim %d",
+                            lfmd_dtype_name(kvt), c->head_dim);
     struct seq *s = lfmd_calloc(1, sizeof *s, LFMD_MEM_KV);
     if (!s) return lfmd_err_set(err, LFMD_EBUDGET, "no memory for a sequence");
     s->m = m;
     s->n_ctx = n_ctx;
+    s->kv_type = kvt;
     s->kv_row = (size_t)c->n_kv_head * c->head_dim;
-    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * s->kv_row;
-    size_t conv = c->arch == MODEL_ARCH_LFM2
-                      ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
-                      : 0;
+    s->kv_head_bytes = kv_head_bytes(c, kvt);
+    s->kv_row_bytes = (size_t)c->n_kv_head * s->kv_head_bytes;
+    size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * s->kv_row_bytes;
+    size_t conv = conv_floats(c);
     // Untouched pages of the KV cache cost no RSS; it is reserved in the budget at full size.
-    if (kv) s->kv = lfmd_malloc(kv * sizeof(float), LFMD_MEM_KV);
+    if (kv) s->kv = lfmd_malloc(kv, LFMD_MEM_KV);
     if (conv) s->conv = lfmd_calloc(conv, sizeof(float), LFMD_MEM_CONV);
     if ((kv && !s->kv) || (conv && !s->conv)) {
         seq_free(s);
         return lfmd_err_set(err, LFMD_EBUDGET, "no memory for a %d-token sequence (%zu bytes)", n_ctx,
-                            seq_state_bytes(c, n_ctx));
+                            seq_state_bytes_kv(c, n_ctx, kvt));
     }
-    s->bytes = seq_state_bytes(c, n_ctx);
+    s->bytes = seq_state_bytes_kv(c, n_ctx, kvt);
     *out = s;
     return 0;
 }
+
+int seq_new(const struct model *m, int n_ctx, struct seq **out, struct lfmd_err_ctx *err) {
+    return seq_new_ex(m, n_ctx, NULL, out, err);
+}
+
+enum lfmd_dtype seq_kv_type(const struct seq *s) { return s->kv_type; }
 
 void seq_free(struct seq *s) {
     if (!s) return;
@@ -54,11 +100,8 @@ void seq_free(struct seq *s) {
 }
 
 void seq_reset(struct seq *s) {
-    const struct model_config *c = &s->m->cfg;
     s->pos = 0;
-    if (s->conv)
-        memset(s->conv, 0, (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1) *
-                               sizeof(float));
+    if (s->conv) memset(s->conv, 0, conv_floats(&s->m->cfg) * sizeof(float));
 }
 
 int seq_pos(const struct seq *s) { return s->pos; }
@@ -66,14 +109,12 @@ int seq_n_ctx(const struct seq *s) { return s->n_ctx; }
 
 int seq_copy(struct seq *dst, const struct seq *src) {
     const struct model_config *c = &src->m->cfg;
-    if (dst->m != src->m || dst->n_ctx < src->pos) return LFMD_EINVAL;
+    if (dst->m != src->m || dst->n_ctx < src->pos || dst->kv_type != src->kv_type) return LFMD_EINVAL;
     for (int li = 0; li < c->n_attn_layers; li++) {
-        memcpy(seq_k(dst, li), seq_k(src, li), (size_t)src->pos * src->kv_row * sizeof(float));
-        memcpy(seq_v(dst, li), seq_v(src, li), (size_t)src->pos * src->kv_row * sizeof(float));
+        memcpy(seq_k(dst, li), seq_k(src, li), (size_t)src->pos * src->kv_row_bytes);
+        memcpy(seq_v(dst, li), seq_v(src, li), (size_t)src->pos * src->kv_row_bytes);
     }
-    if (src->conv)
-        memcpy(dst->conv, src->conv,
-               (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1) * sizeof(float));
+    if (src->conv) memcpy(dst->conv, src->conv, conv_floats(c) * sizeof(float));
     dst->pos = src->pos;
     return 0;
 }
@@ -108,7 +149,8 @@ int runner_new(const struct model *m, int n_threads, int max_tokens, struct runn
     r->a = lfmd_malloc(T * r->wide * sizeof(float), LFMD_MEM_SCRATCH);
     r->b = lfmd_malloc(T * r->wide * sizeof(float), LFMD_MEM_SCRATCH);
     r->c = lfmd_malloc(T * cw * sizeof(float), LFMD_MEM_SCRATCH);
-    r->qx = r->qx_bytes ? lfmd_malloc(r->qx_bytes, LFMD_MEM_SCRATCH) : NULL;
+    r->qx_bytes = (r->qx_bytes + 63) & ~(size_t)63;
+    r->qx = r->qx_bytes ? lfmd_malloc(r->qx_bytes * (size_t)nth, LFMD_MEM_SCRATCH) : NULL;
     r->vecs = lfmd_malloc((D * (size_t)(c->conv_L + 4) + 2 * (size_t)c->head_dim) * sizeof(float),
                           LFMD_MEM_SCRATCH);
     r->att = lfmd_malloc((size_t)nth * (size_t)c->head_dim * sizeof(float), LFMD_MEM_SCRATCH);
@@ -120,7 +162,7 @@ int runner_new(const struct model *m, int n_threads, int max_tokens, struct runn
         rc = LFMD_EBUDGET;
         goto fail;
     }
-    r->bytes = (2 * T * D + 2 * T * r->wide + T * cw) * sizeof(float) + r->qx_bytes;
+    r->bytes = (2 * T * D + 2 * T * r->wide + T * cw) * sizeof(float) + r->qx_bytes * (size_t)nth;
     *out = r;
     return 0;
 fail:
@@ -222,34 +264,33 @@ int model_forward(struct runner *r, struct seq *s, const int32_t *tokens, int n_
 struct mm_job {
     const struct tensor *W;
     const float *X;
-    const void *qx;
+    uint8_t *qx;            // per-thread regions of qx_bytes, or NULL
+    size_t qx_bytes;
     int n_tok;
     float *Y;
     int64_t ldy, n_in, n_out;
 };
 
-static void mm_prepare(void *ctx, int ith, int nth) {
-    struct mm_job *j = ctx;
-    int per = (j->n_tok + nth - 1) / nth;
-    int t0 = ith * per, t1 = t0 + per > j->n_tok ? j->n_tok : t0 + per;
-    if (t0 < t1) kern_prepare_input(j->W->dtype, j->X, j->n_in, t0, t1, (void *)j->qx);
-}
-
+// One pool dispatch per product: each thread quantizes the (few) activation rows into its own
+// region when the kernel wants them, then computes its share of output rows (multiples of 16).
 static void mm_rows(void *ctx, int ith, int nth) {
     struct mm_job *j = ctx;
     int64_t per = (j->n_out + nth - 1) / nth;
     per = (per + 15) & ~(int64_t)15;
     int64_t r0 = ith * per, r1 = r0 + per > j->n_out ? j->n_out : r0 + per;
-    if (r0 < r1) kern_matmul(j->W, j->X, j->qx, j->n_tok, j->Y, j->ldy, r0, r1);
+    if (r0 >= r1) return;
+    void *qx = NULL;
+    if (j->qx) {
+        qx = j->qx + (size_t)ith * j->qx_bytes;
+        kern_prepare_input(j->W->dtype, j->X, j->n_in, 0, j->n_tok, qx);
+    }
+    kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, r0, r1);
 }
 
 void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy) {
     struct mm_job j = {.W = W, .X = X, .n_tok = n_tok, .Y = Y, .ldy = ldy, .n_in = tensor_cols(W),
-                       .n_out = tensor_rows(W)};
-    if (kern_input_bytes(W->dtype, n_tok, j.n_in)) {
-        j.qx = r->qx;
-        pool_run(r->pool, mm_prepare, &j);
-    }
+                       .n_out = tensor_rows(W), .qx_bytes = r->qx_bytes};
+    if (kern_matmul_uses_qx(W, n_tok) && kern_input_bytes(W->dtype, n_tok, j.n_in)) j.qx = r->qx;
     pool_run(r->pool, mm_rows, &j);
 }
 
@@ -262,14 +303,7 @@ void op_vec_f32(const struct tensor *w, float *out) {
 
 void op_rmsnorm(float *x, const float *w, int n_rows, int n, int64_t ld, float eps, float *out,
                 int64_t ld_out) {
-    for (int t = 0; t < n_rows; t++) {
-        const float *xr = x + (size_t)t * ld;
-        float *o = out + (size_t)t * ld_out;
-        double ss = 0;
-        for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
-        float inv = 1.0f / sqrtf((float)(ss / n) + eps);
-        for (int i = 0; i < n; i++) o[i] = w[i] * (xr[i] * inv);
-    }
+    for (int t = 0; t < n_rows; t++) kern_rmsnorm(x + (size_t)t * ld, w, n, eps, out + (size_t)t * ld_out);
 }
 
 void op_rope_neox(float *x, int n_heads, int head_dim, int pos, const float *inv_freq) {
@@ -300,12 +334,16 @@ void op_rope_interleaved(float *x, int n_heads, int head_dim, int pos, const flo
 }
 
 void op_kv_store(const struct batch *b, int li, const float *k, const float *v) {
+    const struct model_config *c = &b->seq[0]->m->cfg;
     for (int t = 0; t < b->n_tok; t++) {
         struct seq *s = b->seq[t];
-        memcpy(seq_k(s, li) + (size_t)b->pos[t] * s->kv_row, k + (size_t)t * s->kv_row,
-               s->kv_row * sizeof(float));
-        memcpy(seq_v(s, li) + (size_t)b->pos[t] * s->kv_row, v + (size_t)t * s->kv_row,
-               s->kv_row * sizeof(float));
+        uint8_t *kr = seq_k(s, li) + (size_t)b->pos[t] * s->kv_row_bytes;
+        uint8_t *vr = seq_v(s, li) + (size_t)b->pos[t] * s->kv_row_bytes;
+        for (int g = 0; g < c->n_kv_head; g++) {
+            size_t off = (size_t)g * c->head_dim;
+            kern_kv_store(s->kv_type, k + (size_t)t * s->kv_row + off, kr + g * s->kv_head_bytes, c->head_dim);
+            kern_kv_store(s->kv_type, v + (size_t)t * s->kv_row + off, vr + g * s->kv_head_bytes, c->head_dim);
+        }
     }
 }
 
@@ -317,42 +355,21 @@ struct att_job {
     float *out;
 };
 
-// One (token, head) pair per work item; online softmax over the cached positions 0..pos.
+// One (token, KV head) pair per work item: the rep query heads of the group share each K/V block.
 static void att_run(void *ctx, int ith, int nth) {
     struct att_job *j = ctx;
     const struct model_config *c = &j->r->m->cfg;
-    int H = c->n_head, hd = c->head_dim, rep = c->n_head / c->n_kv_head;
+    int H = c->n_head, G = c->n_kv_head, hd = c->head_dim, rep = H / G;
     size_t qrow = (size_t)H * hd;
     float scale = 1.0f / sqrtf((float)hd);
-    float *acc = j->r->att + (size_t)ith * hd;
-    int total = j->b->n_tok * H;
+    int total = j->b->n_tok * G;
     for (int it = ith; it < total; it += nth) {
-        int t = it / H, h = it % H, g = h / rep;
+        int t = it / G, g = it % G;
         const struct seq *s = j->b->seq[t];
-        const float *q = j->q + (size_t)t * qrow + (size_t)h * hd;
-        const float *K = seq_k(s, j->li) + (size_t)g * hd;
-        const float *V = seq_v(s, j->li) + (size_t)g * hd;
-        int n = j->b->pos[t] + 1;
-        float mx = -INFINITY, l = 0;
-        for (int d = 0; d < hd; d++) acc[d] = 0;
-        for (int p = 0; p < n; p++) {
-            const float *k = K + (size_t)p * s->kv_row;
-            float sc = 0;
-            for (int d = 0; d < hd; d++) sc += q[d] * k[d];
-            sc *= scale;
-            const float *v = V + (size_t)p * s->kv_row;
-            if (sc > mx) {
-                float corr = expf(mx - sc);
-                l *= corr;
-                for (int d = 0; d < hd; d++) acc[d] *= corr;
-                mx = sc;
-            }
-            float e = expf(sc - mx);
-            l += e;
-            for (int d = 0; d < hd; d++) acc[d] += e * v[d];
-        }
-        float *o = j->out + (size_t)t * qrow + (size_t)h * hd;
-        for (int d = 0; d < hd; d++) o[d] = acc[d] / l;
+        size_t off = (size_t)t * qrow + (size_t)g * rep * hd;
+        kern_attention(s->kv_type, j->q + off, hd, rep, seq_k(s, j->li) + g * s->kv_head_bytes,
+                       seq_v(s, j->li) + g * s->kv_head_bytes, s->kv_row_bytes, j->b->pos[t] + 1, hd,
+                       scale, j->out + off, hd);
     }
 }
 
@@ -361,8 +378,23 @@ void op_attention(struct runner *r, const struct batch *b, int li, const float *
     pool_run(r->pool, att_run, &j);
 }
 
-void op_swiglu(float *g, const float *u, size_t n) {
-    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+struct swiglu_job {
+    float *g;
+    const float *u;
+    size_t n;
+};
+
+static void swiglu_run(void *ctx, int ith, int nth) {
+    struct swiglu_job *j = ctx;
+    size_t per = ((j->n + (size_t)nth - 1) / (size_t)nth + 15) & ~(size_t)15;
+    size_t i0 = (size_t)ith * per, i1 = i0 + per > j->n ? j->n : i0 + per;
+    if (i0 < i1) kern_swiglu(j->g + i0, j->u + i0, i1 - i0);
+}
+
+void op_swiglu(struct runner *r, float *g, const float *u, size_t n) {
+    struct swiglu_job j = {.g = g, .u = u, .n = n};
+    if (n < 16384) kern_swiglu(g, u, n);
+    else pool_run(r->pool, swiglu_run, &j);
 }
 
 void op_add(float *x, const float *y, size_t n) {

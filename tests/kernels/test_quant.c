@@ -234,7 +234,7 @@ static int check_product(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t
     float *w2 = malloc(sizeof(float) * (size_t)n_in);
     for (int64_t r = 0; r < n_out; r++) {
         kern_get_row(&q.W, r, w);
-        if (strcmp(kern_isa(), "avx2") == 0) { // SIMD dequantizer == reference (FMA rounding)
+        if (strncmp(kern_isa(), "avx2", 4) == 0) { // SIMD dequantizer == reference (FMA rounding)
             kern_dequant_row_part_avx2(&q.W, r, 0, n_in, w2);
             for (int64_t c = 0; c < n_in; c++)
                 if (!(fabsf(w2[c] - w[c]) <= 1e-6f * fabsf(w[c]) + 1e-30f)) bad++;
