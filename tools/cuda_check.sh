@@ -18,7 +18,7 @@ cd "$ROOT"
 if [ "${1:-}" = "--snapshot" ]; then
     rm -rf .cudasnap && mkdir -p .cudasnap
     git archive HEAD CMakeLists.txt cmake src tests/CMakeLists.txt tests/check.h tests/cuda \
-        bench | tar -x -C .cudasnap
+        bench examples include | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
     exit 0
@@ -72,6 +72,7 @@ echo "== generated $M in $(( $(date +%s) - t1 )) s: $(du -sh $M | cut -f1)"
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy' $LOG | head -1 > $OUT/greedy_1gpu.txt
 LFMD_CUDA_FAST_GEMM=1 run bench_fast_gemm 120 $B/src/lfmd-cuda-bench $M
+LFMD_CUDA_MV_MAX=8 run bench_matvec8 120 $B/src/lfmd-cuda-bench $M
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$NG" -ge 2 ]; then
     # Layer sharding over two physical GPUs: same greedy tokens as one GPU, and timings.
@@ -81,4 +82,4 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden bench bench_fast_gemm bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden bench bench_fast_gemm bench_matvec8 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -26,7 +26,7 @@ struct cuda_opts {
     bool no_graphs;                 // disable CUDA graph capture of decode steps
     bool fast_gemm;                 // one bf16 product per GEMM (activations rounded to bf16);
                                     // default: two (hi + lo parts), ~f32 activation precision
-    int mv_max_tok;                 // largest token count using the matvec kernel (0 = default)
+    int mv_max_tok;                 // largest token count using the matvec kernel (0 = 3, max 8)
 };
 
 struct cuda_model;

@@ -30,37 +30,40 @@ extern "C" void cuk_embed(const uint16_t *E, const int32_t *tok, int T, int D, f
     k_embed<<<g, 256, 0, s>>>(E, tok, D, X);
 }
 
-// ---- residual add + RMSNorm: one warp per row ----
-__global__ void k_add_rmsnorm(float *x, const float *a, const float *w, const int32_t *rows,
-                              int n_rows, int n, float eps, float *out) {
-    int r = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (r >= n_rows) return;
+// ---- residual add + RMSNorm: one block per row (256 threads, block reduction) ----
+__global__ void __launch_bounds__(256) k_add_rmsnorm(float *__restrict__ x, const float *__restrict__ a,
+                                                     const float *__restrict__ w, const int32_t *rows,
+                                                     int n, float eps, float *__restrict__ out) {
+    __shared__ float red[8];
+    int r = blockIdx.x, lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
     int src = rows ? rows[r] : r;
     float *xr = x + (size_t)src * n;
     const float *ar = a ? a + (size_t)src * n : nullptr;
+    float *o = out + (size_t)r * n;
     float ss = 0;
-    for (int i = lane; i < n; i += WARP) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = xr[i];
         if (ar) {
             v += ar[i];
             if (!rows) xr[i] = v;
         }
+        o[i] = v;            // the normalized value is written in place below
         ss += v * v;
     }
     ss = warp_sum(ss);
+    if (lane == 0) red[wi] = ss;
+    __syncthreads();
+    ss = 0;
+#pragma unroll
+    for (int k = 0; k < 8; k++) ss += red[k];
     float inv = 1.0f / sqrtf(ss / n + eps);
-    float *o = out + (size_t)r * n;
-    for (int i = lane; i < n; i += WARP) {
-        float v = xr[i];
-        if (ar && rows) v += ar[i];
-        o[i] = w[i] * (v * inv);
-    }
+    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = w[i] * (o[i] * inv);
 }
 
 extern "C" void cuk_add_rmsnorm(float *x, const float *a, const float *w, const int32_t *rows,
                                 int n_rows, int n, float eps, float *out, cuk_stream s) {
     if (n_rows <= 0) return;
-    k_add_rmsnorm<<<(n_rows + 7) / 8, 256, 0, s>>>(x, a, w, rows, n_rows, n, eps, out);
+    k_add_rmsnorm<<<n_rows, 256, 0, s>>>(x, a, w, rows, n, eps, out);
 }
 
 __global__ void k_add(float *x, const float *a, int64_t n) {
@@ -327,7 +330,8 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
 extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
     int items = T * H;
     int want = (2 * n_sm + items - 1) / items;
-    return want < 1 ? 1 : want > CUK_MAX_SPLIT ? CUK_MAX_SPLIT : want;
+    if (want < 4) want = 4;   // short per-warp chains even when the grid is already full
+    return want > CUK_MAX_SPLIT ? CUK_MAX_SPLIT : want;
 }
 
 // ---- bf16 matrix-vector (decode): one warp per output row, 8 rows per block; each lane keeps
@@ -357,45 +361,75 @@ static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict_
     }
 }
 
-template <int NT, int U>
+template <int NT, int U, int WPR>
 __global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, int N, int K,
                                                 const float *__restrict__ X, float *__restrict__ Y,
                                                 int64_t ldy) {
-    int row = blockIdx.x * 8 + threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    if (row >= N) return;
-    const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)row * K);
-    int n8 = K / 8;
+    __shared__ float red[8][NT];
+    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int row = blockIdx.x * (8 / WPR) + wi / WPR, sub = wi % WPR;
+    bool live = row < N;
+    const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)(live ? row : 0) * K);
+    int n8 = live ? K / 8 : 0;
+    const int step = WPR * WARP;
     float acc[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) acc[t] = 0.f;
-    int c = lane;
-    for (; c + (U - 1) * WARP < n8; c += U * WARP) {
+    int c = sub * WARP + lane;
+    for (; c + (U - 1) * step < n8; c += U * step) {
         uint4 wv[U];
 #pragma unroll
-        for (int u = 0; u < U; u++) wv[u] = ld_stream(w + c + u * WARP);
+        for (int u = 0; u < U; u++) wv[u] = ld_stream(w + c + u * step);
 #pragma unroll
-        for (int u = 0; u < U; u++) mv_dot<NT>(wv[u], X, K, c + u * WARP, acc);
+        for (int u = 0; u < U; u++) mv_dot<NT>(wv[u], X, K, c + u * step, acc);
     }
-    for (; c < n8; c += WARP) mv_dot<NT>(ld_stream(w + c), X, K, c, acc);
+    for (; c < n8; c += step) mv_dot<NT>(ld_stream(w + c), X, K, c, acc);
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        float v = warp_sum(acc[t]);
-        if (lane == 0) Y[(size_t)t * ldy + row] = v;
+    for (int t = 0; t < NT; t++) acc[t] = warp_sum(acc[t]);
+    if (WPR == 1) {
+        if (live && lane == 0)
+#pragma unroll
+            for (int t = 0; t < NT; t++) Y[(size_t)t * ldy + row] = acc[t];
+        return;
+    }
+    if (lane == 0)
+#pragma unroll
+        for (int t = 0; t < NT; t++) red[wi][t] = acc[t];
+    __syncthreads();
+    if (live && sub == 0 && lane < NT) {
+        float v = 0;
+#pragma unroll
+        for (int k = 0; k < WPR; k++) v += red[wi + k][lane];
+        Y[(size_t)lane * ldy + row] = v;
+    }
+}
+
+template <int NT, int U>
+static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y, int64_t ldy,
+                      cuk_stream s) {
+    // Enough warps for the chip: rows of small matrices are shared by several warps.
+    int wpr = N >= 8192 ? 1 : N >= 4096 ? 2 : N >= 1024 ? 4 : 8;
+    if (K < 1024) wpr = 1;
+    unsigned g = (unsigned)((N + 8 / wpr - 1) / (8 / wpr));
+    switch (wpr) {
+    case 1: k_matvec<NT, U, 1><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 2: k_matvec<NT, U, 2><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 4: k_matvec<NT, U, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    default: k_matvec<NT, U, 8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
     }
 }
 
 extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
                                 int64_t ldy, cuk_stream s) {
-    unsigned g = (unsigned)((N + 7) / 8);
     switch (T) {
-    case 1: k_matvec<1, 8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 2: k_matvec<2, 8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 3: k_matvec<3, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 4: k_matvec<4, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 5: k_matvec<5, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 6: k_matvec<6, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 7: k_matvec<7, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    default: k_matvec<8, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 1: mv_launch<1, 8>(W, N, K, X, Y, ldy, s); break;
+    case 2: mv_launch<2, 8>(W, N, K, X, Y, ldy, s); break;
+    case 3: mv_launch<3, 4>(W, N, K, X, Y, ldy, s); break;
+    case 4: mv_launch<4, 4>(W, N, K, X, Y, ldy, s); break;
+    case 5: mv_launch<5, 4>(W, N, K, X, Y, ldy, s); break;
+    case 6: mv_launch<6, 4>(W, N, K, X, Y, ldy, s); break;
+    case 7: mv_launch<7, 4>(W, N, K, X, Y, ldy, s); break;
+    default: mv_launch<8, 4>(W, N, K, X, Y, ldy, s); break;
     }
 }
 

@@ -64,7 +64,10 @@ static void expect(const char *what, double e, double tol) {
 
 static void t_matvec(void) {
     for (int it = 0; it < 12; it++) {
-        int N = irand(1, 700), K = 8 * irand(1, it % 3 ? 300 : 1200), T = irand(1, CUK_MV_MAX_TOK);
+        // small, long-row and many-row shapes (the kernel shares rows of small matrices
+        // among warps by N)
+        int N = irand(1, it % 4 == 1 ? 9000 : 700), K = 8 * irand(1, it % 3 ? 300 : 1200);
+        int T = irand(1, CUK_MV_MAX_TOK);
         uint16_t *W = malloc((size_t)N * K * 2);
         float *X = malloc((size_t)T * K * 4), *Y = malloc((size_t)T * N * 4), *R = malloc((size_t)T * N * 4);
         for (size_t i = 0; i < (size_t)N * K; i++) W[i] = f32_to_bf16((float)(urand() * 2 - 1));
