@@ -23,7 +23,7 @@
 #define MAX_ALTS 8
 #define MAX_NUM_BYTES 24
 #define MAX_KEY_CHARS 256
-#define WS_MAX 16           // whitespace bytes in a row between tokens of the value
+#define WS_MAX 2            // whitespace bytes in a row between tokens of the value
 #define CACHE_SLOTS 8
 #define INF_COST (1 << 28)
 #define LONG_TOK 16         // tokens longer than this are budget-checked one by one

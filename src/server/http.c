@@ -10,6 +10,8 @@
 
 #include "route.h"
 
+#include "engine/constrain.h"
+
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -61,6 +63,8 @@ struct gen {
     int phase;                // 0 first chunk, 1 streaming, 2 finished
     struct buf out;           // staged SSE bytes
     size_t out_off;
+    struct buf lp;            // logprob records not yet sent (openai.c: oai_logprob_record)
+    size_t lp_text_off;       // completions: text_offset of the next record
 };
 
 struct conn {
@@ -85,6 +89,7 @@ void server_opts_default(struct server_opts *o) {
 static void gen_on_event(void *user, const struct engine_event *ev) {
     struct gen *g = user;
     pthread_mutex_lock(&g->mu);
+    if (ev->kind == ENGINE_EV_LOGPROB && oai_logprob_record(&g->lp, ev)) engine_req_cancel(g->req);
     switch (ev->kind) {
     case ENGINE_EV_START:
         g->started = true;
@@ -117,6 +122,7 @@ static struct gen *gen_new(struct server *s, bool chat) {
     pthread_condattr_destroy(&ca);
     buf_init(&g->pending, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
     buf_init(&g->out, PENDING_MAX_BYTES * 2, LFMD_MEM_REQUEST);
+    buf_init(&g->lp, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
     g->srv = s;
     g->chat = chat;
     g->fd = -1;
@@ -131,6 +137,7 @@ static void gen_free(struct gen *g) {
     engine_req_release(g->req); // cancels if still running; no callback after this
     buf_fini(&g->pending);
     buf_fini(&g->out);
+    buf_fini(&g->lp);
     pthread_cond_destroy(&g->cv);
     pthread_mutex_destroy(&g->mu);
     lfmd_free(g);
@@ -231,7 +238,10 @@ static int complete_json(struct buf *b, const struct gen *g, const char *text, s
     if (!rc && !g->chat) rc = buf_puts(b, "\"text\":");
     if (!rc) rc = buf_json_str(b, text, len);
     if (!rc && g->chat) rc = buf_putc(b, '}');
-    if (!rc) rc = buf_printf(b, ",\"logprobs\":null,\"finish_reason\":\"%s\"}],", finish_str(g));
+    if (!rc) rc = buf_puts(b, ",\"logprobs\":");
+    if (!rc) rc = g->lp.len ? oai_logprobs_json(b, g->chat, g->lp.data, g->lp.len, 0)
+                            : buf_puts(b, "null");
+    if (!rc) rc = buf_printf(b, ",\"finish_reason\":\"%s\"}],", finish_str(g));
     if (!rc) rc = usage_json(b, g);
     if (!rc) rc = buf_putc(b, '}');
     return rc;
@@ -255,7 +265,15 @@ static int sse_chunk(struct buf *b, const struct gen *g, const char *text, size_
         rc = buf_puts(b, "\"text\":");
         if (!rc) rc = buf_json_str(b, text ? text : "", len);
     }
-    if (!rc) rc = buf_puts(b, ",\"logprobs\":null,\"finish_reason\":");
+    if (!rc) rc = buf_puts(b, ",\"logprobs\":");
+    if (!rc && text && len && g->lp.len) {
+        rc = oai_logprobs_json(b, g->chat, g->lp.data, g->lp.len, g->lp_text_off);
+        ((struct gen *)g)->lp_text_off += len;
+        buf_reset(&((struct gen *)g)->lp);
+    } else if (!rc) {
+        rc = buf_puts(b, "null");
+    }
+    if (!rc) rc = buf_puts(b, ",\"finish_reason\":");
     if (!rc) rc = finish ? buf_printf(b, "\"%s\"", finish) : buf_puts(b, "null");
     if (!rc) rc = buf_puts(b, "}]");
     if (!rc && usage) {
@@ -328,6 +346,60 @@ static void sse_free(void *cls) { gen_free(cls); }
 
 // ---- endpoints ----
 
+// /v1/completions with an array of prompts: all are submitted at once (they run in one batch);
+// the response has one choice per prompt in order.
+static enum MHD_Result handle_multi(struct server *s, struct MHD_Connection *c,
+                                    struct oai_request *rq) {
+    int n = rq->n_prompts;
+    struct gen *gs[64] = {0};
+    struct lfmd_err_ctx err = {0};
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        gs[i] = gen_new(s, false);
+        if (!gs[i]) {
+            rc = lfmd_err_set(&err, LFMD_EBUDGET, "no memory for the request");
+            break;
+        }
+        struct engine_params p = rq->params;
+        p.prompt = rq->prompts[i];
+        rc = oai_constraint(rq, &p.constraint, &err);
+        if (!rc) rc = engine_submit(s->e, &p, gen_on_event, gs[i], &gs[i]->req, &err);
+        if (rc) constraint_free(p.constraint);
+    }
+    for (int i = 0; i < n && !rc; i++) {
+        pthread_mutex_lock(&gs[i]->mu);
+        gen_wait(gs[i], false, false, 1e9);
+        if (gs[i]->code) rc = lfmd_err_set(&err, gs[i]->code, "%s", gs[i]->msg);
+        pthread_mutex_unlock(&gs[i]->mu);
+    }
+    struct buf b;
+    buf_init(&b, PENDING_MAX_BYTES * 4, LFMD_MEM_REQUEST);
+    if (!rc) {
+        int np = 0, ng = 0;
+        int r2 = head_json(&b, gs[0], "text_completion");
+        if (!r2) r2 = buf_puts(&b, ",\"choices\":[");
+        for (int i = 0; i < n && !r2; i++) {
+            struct gen *g = gs[i];
+            np += g->n_prompt;
+            ng += g->n_gen;
+            r2 = buf_printf(&b, "%s{\"index\":%d,\"text\":", i ? "," : "", i);
+            if (!r2) r2 = buf_json_str(&b, g->pending.data ? g->pending.data : "", g->pending.len);
+            if (!r2) r2 = buf_puts(&b, ",\"logprobs\":");
+            if (!r2) r2 = g->lp.len ? oai_logprobs_json(&b, false, g->lp.data, g->lp.len, 0)
+                                    : buf_puts(&b, "null");
+            if (!r2) r2 = buf_printf(&b, ",\"finish_reason\":\"%s\"}", finish_str(g));
+        }
+        if (!r2) r2 = buf_printf(&b, "],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
+                                     "\"total_tokens\":%d}}", np, ng, np + ng);
+        if (r2) rc = lfmd_err_set(&err, LFMD_ETOOBIG, "response too large");
+    }
+    for (int i = 0; i < n; i++) gen_free(gs[i]);
+    enum MHD_Result r = rc ? send_error(c, rc, err.msg, NULL)
+                           : send_buf(c, 200, &b, "application/json", 0);
+    buf_fini(&b);
+    return r;
+}
+
 static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *c, struct conn *cn,
                                        bool chat) {
     struct lfmd_err_ctx err = {0};
@@ -353,7 +425,17 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
     g->fd = ci ? ci->connect_fd : -1;
     cn->gen = g;
     bool stream = rq->stream;
-    rc = engine_submit(s->e, &rq->params, gen_on_event, g, &g->req, &err);
+    if (rq->n_prompts > 1) {
+        enum MHD_Result r = stream ? send_error(c, LFMD_EINVAL, "'stream' is not supported with "
+                                                "an array of prompts", "stream")
+                                   : handle_multi(s, c, rq);
+        oai_request_fini(rq);
+        lfmd_free(rq);
+        return r;
+    }
+    rc = oai_constraint(rq, &rq->params.constraint, &err);
+    if (!rc) rc = engine_submit(s->e, &rq->params, gen_on_event, g, &g->req, &err);
+    if (rc) constraint_free(rq->params.constraint);
     oai_request_fini(rq);
     lfmd_free(rq);
     if (rc) return send_error(c, rc, err.msg, NULL);

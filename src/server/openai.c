@@ -1,8 +1,11 @@
 // OpenAI request bodies: /v1/chat/completions and /v1/completions are validated field by field
 // into struct oai_request before the engine sees them; each bad field gets one clear message.
 // Unknown fields are ignored (clients send many); fields we cannot honour (n > 1) are rejected.
+// Also: response_format -> a constraint per prompt, logprobs records and their OpenAI shapes.
 // SPDX-License-Identifier: MIT
 #include "server.h"
+
+#include "engine/constrain.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -125,6 +128,196 @@ static int get_number(const struct json *root, const char *field, double lo, dou
     return 0;
 }
 
+// response_format: {"type":"text"|"json_object"} or {"type":"json_schema","json_schema":
+// {"name":..,"schema":{...},"strict":..}}; the schema is compiled once here to report errors.
+static int parse_format(struct oai_request *r, const struct json *f, const char **param,
+                        struct lfmd_err_ctx *err) {
+    if (!f || json_is(f, JSON_NULL)) return 0;
+    const char *type = json_str(json_get(f, "type"), NULL);
+    if (!json_is(f, JSON_OBJECT) || !type)
+        return bad(err, param, "response_format", "must be an object with a \"type\"");
+    if (!strcmp(type, "text")) return 0;
+    if (!strcmp(type, "json_object")) {
+        r->format = 1;
+    } else if (!strcmp(type, "json_schema")) {
+        const struct json *js = json_get(f, "json_schema");
+        const struct json *sc = json_get(js, "schema");
+        if (!json_is(js, JSON_OBJECT) || !sc)
+            return bad(err, param, "response_format",
+                       "json_schema needs {\"json_schema\":{\"schema\":{...}}}");
+        r->format = 2;
+        r->schema = sc;
+    } else {
+        return bad(err, param, "response_format",
+                   "type must be \"text\", \"json_object\" or \"json_schema\"");
+    }
+    struct engine_constraint *c = NULL;
+    struct lfmd_err_ctx e2 = {0};
+    int rc = oai_constraint(r, &c, &e2);
+    constraint_free(c);
+    if (rc) {
+        *param = "response_format";
+        return lfmd_err_set(err, rc, "'response_format' %s", e2.msg);
+    }
+    return 0;
+}
+
+// Chat: logprobs (bool) + top_logprobs (0..20). Completions: logprobs (integer 0..20).
+static int parse_logprobs(struct oai_request *r, const struct json *root, bool chat,
+                          const char **param, struct lfmd_err_ctx *err) {
+    const struct json *lp = json_get(root, "logprobs");
+    const struct json *top = json_get(root, "top_logprobs");
+    int64_t v = 0;
+    if (chat) {
+        if (lp && !json_is(lp, JSON_NULL)) {
+            if (!json_is_bool(lp)) return bad(err, param, "logprobs", "must be true or false");
+            r->params.logprobs = json_bool(lp, false);
+        }
+        if (top && !json_is(top, JSON_NULL)) {
+            if (json_int(top, 0, ENGINE_MAX_TOP_LOGPROBS, &v))
+                return bad(err, param, "top_logprobs", "must be an integer from 0 to 20");
+            if (!r->params.logprobs)
+                return bad(err, param, "top_logprobs", "needs \"logprobs\": true");
+            r->params.top_logprobs = (int)v;
+        }
+        return 0;
+    }
+    if (lp && !json_is(lp, JSON_NULL)) {
+        if (json_int(lp, 0, ENGINE_MAX_TOP_LOGPROBS, &v))
+            return bad(err, param, "logprobs", "must be an integer from 0 to 20");
+        r->params.logprobs = true;
+        r->params.top_logprobs = (int)v;
+    }
+    return 0;
+}
+
+int oai_constraint(const struct oai_request *r, struct engine_constraint **out,
+                   struct lfmd_err_ctx *err) {
+    *out = NULL;
+    if (r->format == 1) return constraint_json(NULL, out, err);
+    if (r->format == 2) return constraint_json(r->schema, out, err);
+    return 0;
+}
+
+// Record: float logprob, int32 n_top, uint32 len, bytes; then n_top x (float, uint32, bytes).
+static int rec_tok(struct buf *rec, float lp, int n_top, const char *t, size_t len) {
+    uint32_t l = (uint32_t)len;
+    int32_t nt = n_top;
+    int rc = buf_append(rec, &lp, sizeof lp);
+    if (!rc && n_top >= 0) rc = buf_append(rec, &nt, sizeof nt);
+    if (!rc) rc = buf_append(rec, &l, sizeof l);
+    if (!rc) rc = buf_append(rec, t ? t : "", len);
+    return rc;
+}
+
+int oai_logprob_record(struct buf *rec, const struct engine_event *ev) {
+    if (ev->tok.len == 0) return 0; // end-of-turn and other special tokens carry no text
+    int rc = rec_tok(rec, ev->tok.logprob, ev->n_top, ev->tok.text, ev->tok.len);
+    for (int i = 0; i < ev->n_top && !rc; i++)
+        rc = rec_tok(rec, ev->top[i].logprob, -1, ev->top[i].text, ev->top[i].len);
+    return rc;
+}
+
+struct rec_rd {
+    const char *p, *end;
+};
+
+static bool rd_tok(struct rec_rd *r, bool head, float *lp, int *n_top, const char **t,
+                   uint32_t *len) {
+    size_t need = sizeof(float) + (head ? sizeof(int32_t) : 0) + sizeof(uint32_t);
+    if ((size_t)(r->end - r->p) < need) return false;
+    memcpy(lp, r->p, sizeof *lp);
+    r->p += sizeof *lp;
+    if (head) {
+        int32_t nt;
+        memcpy(&nt, r->p, sizeof nt);
+        r->p += sizeof nt;
+        *n_top = nt;
+    }
+    memcpy(len, r->p, sizeof *len);
+    r->p += sizeof *len;
+    if ((size_t)(r->end - r->p) < *len) return false;
+    *t = r->p;
+    r->p += *len;
+    return true;
+}
+
+static int lp_num(struct buf *b, float lp) {
+    if (!isfinite(lp)) return buf_puts(b, "-9999.0");
+    return buf_printf(b, "%.6g", (double)lp);
+}
+
+static int bytes_arr(struct buf *b, const char *t, uint32_t len) {
+    int rc = buf_putc(b, '[');
+    for (uint32_t i = 0; i < len && !rc; i++)
+        rc = buf_printf(b, "%s%u", i ? "," : "", (unsigned)(unsigned char)t[i]);
+    return rc ? rc : buf_putc(b, ']');
+}
+
+int oai_logprobs_json(struct buf *out, bool chat, const char *rec, size_t len,
+                      size_t text_offset0) {
+    struct rec_rd r = {rec, rec + len};
+    float lp;
+    int nt;
+    const char *t;
+    uint32_t tl;
+    int rc = 0;
+    if (chat) {
+        rc = buf_puts(out, "{\"content\":[");
+        for (int k = 0; !rc && rd_tok(&r, true, &lp, &nt, &t, &tl); k++) {
+            rc = buf_puts(out, k ? ",{\"token\":" : "{\"token\":");
+            if (!rc) rc = buf_json_str(out, t, tl);
+            if (!rc) rc = buf_puts(out, ",\"logprob\":");
+            if (!rc) rc = lp_num(out, lp);
+            if (!rc) rc = buf_puts(out, ",\"bytes\":");
+            if (!rc) rc = bytes_arr(out, t, tl);
+            if (!rc) rc = buf_puts(out, ",\"top_logprobs\":[");
+            for (int i = 0; i < nt && !rc; i++) {
+                int d;
+                if (!rd_tok(&r, false, &lp, &d, &t, &tl)) return LFMD_EINVAL;
+                rc = buf_puts(out, i ? ",{\"token\":" : "{\"token\":");
+                if (!rc) rc = buf_json_str(out, t, tl);
+                if (!rc) rc = buf_puts(out, ",\"logprob\":");
+                if (!rc) rc = lp_num(out, lp);
+                if (!rc) rc = buf_puts(out, ",\"bytes\":");
+                if (!rc) rc = bytes_arr(out, t, tl);
+                if (!rc) rc = buf_putc(out, '}');
+            }
+            if (!rc) rc = buf_puts(out, "]}");
+        }
+        return rc ? rc : buf_puts(out, "]}");
+    }
+    // completions: four parallel arrays, written in four passes over the records
+    static const char *const keys[] = {"tokens", "token_logprobs", "top_logprobs", "text_offset"};
+    rc = buf_putc(out, '{');
+    for (int pass = 0; pass < 4 && !rc; pass++) {
+        rc = buf_printf(out, "%s\"%s\":[", pass ? "," : "", keys[pass]);
+        r.p = rec;
+        size_t off = text_offset0;
+        for (int k = 0; !rc && rd_tok(&r, true, &lp, &nt, &t, &tl); k++) {
+            if (k) rc = buf_putc(out, ',');
+            if (!rc && pass == 0) rc = buf_json_str(out, t, tl);
+            if (!rc && pass == 1) rc = lp_num(out, lp);
+            if (!rc && pass == 3) rc = buf_printf(out, "%zu", off);
+            off += tl;
+            if (!rc && pass == 2) rc = buf_putc(out, '{');
+            for (int i = 0; i < nt && !rc; i++) {
+                int d;
+                float l2;
+                if (!rd_tok(&r, false, &l2, &d, &t, &tl)) return LFMD_EINVAL;
+                if (pass != 2) continue;
+                if (i) rc = buf_putc(out, ',');
+                if (!rc) rc = buf_json_str(out, t, tl);
+                if (!rc) rc = buf_putc(out, ':');
+                if (!rc) rc = lp_num(out, l2);
+            }
+            if (!rc && pass == 2) rc = buf_putc(out, '}');
+        }
+        if (!rc) rc = buf_putc(out, ']');
+    }
+    return rc ? rc : buf_putc(out, '}');
+}
+
 int oai_request_parse(const char *body, size_t len, bool chat, struct oai_request *r,
                       const char **param, struct lfmd_err_ctx *err) {
     *param = NULL;
@@ -148,14 +341,23 @@ int oai_request_parse(const char *body, size_t len, bool chat, struct oai_reques
         if ((rc = parse_messages(r, json_get(root, "messages"), param, err))) return rc;
     } else {
         j = json_get(root, "prompt");
-        if (j && json_is(j, JSON_ARRAY) && j->len == 1) j = json_at(j, 0);
         if (!j) return bad(err, param, "prompt", "is required");
-        if (!json_is(j, JSON_STRING))
-            return bad(err, param, "prompt", "must be a string (or an array of one string)");
-        if (strlen(j->u.str) != j->len)
-            return bad(err, param, "prompt", "contains a NUL character");
-        r->params.prompt = j->u.str;
+        int n = json_is(j, JSON_ARRAY) ? (int)j->len : 1;
+        if (n < 1 || n > (int)(sizeof r->prompts / sizeof r->prompts[0]))
+            return bad(err, param, "prompt", "must be a string or an array of 1 to 64 strings");
+        for (int i = 0; i < n; i++) {
+            const struct json *x = json_is(j, JSON_ARRAY) ? json_at(j, (size_t)i) : j;
+            if (!json_is(x, JSON_STRING))
+                return bad(err, param, "prompt", "must be a string or an array of strings");
+            if (strlen(x->u.str) != x->len)
+                return bad(err, param, "prompt", "contains a NUL character");
+            r->prompts[i] = x->u.str;
+        }
+        r->n_prompts = n;
+        r->params.prompt = r->prompts[0];
     }
+    if ((rc = parse_format(r, json_get(root, "response_format"), param, err))) return rc;
+    if ((rc = parse_logprobs(r, root, chat, param, err))) return rc;
     if ((j = json_get(root, "stream")) && !json_is(j, JSON_NULL)) {
         if (!json_is_bool(j)) return bad(err, param, "stream", "must be true or false");
         r->stream = json_bool(j, false);

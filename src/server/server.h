@@ -28,7 +28,22 @@ struct oai_request {
     char *owned[LFMD_MAX_CHAT_MESSAGES]; // joined multi-part contents (LFMD_MEM_REQUEST)
     int n_owned;
     struct json_doc *doc;     // owned
+    // (openai.c, constrained output and logprobs)
+    const char *prompts[64];  // /v1/completions: prompt or prompt array (n_prompts >= 1)
+    int n_prompts;
+    int format;               // response_format: 0 text, 1 json_object, 2 json_schema
+    const struct json *schema;// json_schema's schema (borrowed from doc)
 };
+
+// A fresh constraint for r's response_format (*out NULL for text); one per submitted prompt.
+LFMD_MUST_CHECK int oai_constraint(const struct oai_request *r, struct engine_constraint **out,
+                                   struct lfmd_err_ctx *err);
+// Stores a LOGPROB event as a record in rec; oai_logprobs_json renders the records as OpenAI's
+// logprobs object (chat: {"content":[...]}, completions: tokens/token_logprobs/top_logprobs/
+// text_offset with offsets from text_offset0).
+LFMD_MUST_CHECK int oai_logprob_record(struct buf *rec, const struct engine_event *ev);
+LFMD_MUST_CHECK int oai_logprobs_json(struct buf *out, bool chat, const char *rec, size_t len,
+                                      size_t text_offset0);
 
 // Parses and validates body into *r (caller storage, lfmd_calloc it: it is large). On error
 // returns LFMD_EINVAL with one message naming the field and what was expected; *param receives

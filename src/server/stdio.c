@@ -8,6 +8,8 @@
 
 #include "route.h"
 
+#include "engine/constrain.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -267,6 +269,22 @@ static int copy_choices(struct job *j, const struct json *arr) {
     return 0;
 }
 
+static void handle_obj(struct stdio_ctx *x, const struct json *root, double t0, int depth);
+
+// {"type":"batch","requests":[...]}: every inner request is submitted at once (so they share
+// batched steps) and replies on its own line with its own requestId; the batch has no reply of
+// its own unless it is malformed.
+static void handle_batch(struct stdio_ctx *x, const struct json *root, const char *id, double t0,
+                         int depth) {
+    const struct json *rs = json_get(root, "requests");
+    if (depth > 0 || !json_is(rs, JSON_ARRAY) || rs->len == 0 || rs->len > 1024) {
+        reply_error(x, id, depth > 0 ? "batches cannot be nested"
+                                     : "'requests' must be an array of 1 to 1024 requests", t0);
+        return;
+    }
+    for (uint32_t i = 0; i < rs->len; i++) handle_obj(x, json_at(rs, i), t0, depth + 1);
+}
+
 static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
     double t0 = engine_now();
     struct json_doc *doc = NULL;
@@ -277,7 +295,12 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
         reply_error(x, NULL, msg, t0);
         return;
     }
-    const struct json *root = json_root(doc);
+    handle_obj(x, json_root(doc), t0, 0);
+    json_doc_free(doc);
+}
+
+static void handle_obj(struct stdio_ctx *x, const struct json *root, double t0, int depth) {
+    struct lfmd_err_ctx err = {0};
     const struct json *jid = json_get(root, "requestId");
     char idnum[64];
     const char *id = json_str(jid, NULL);
@@ -294,6 +317,10 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
     }
     if (!strcmp(type, "ping") || !strcmp(type, "stats") || !strcmp(type, "health")) {
         reply_stats(x, id, !strcmp(type, "ping") ? "pong" : "stats", t0);
+        goto out;
+    }
+    if (!strcmp(type, "batch")) {
+        handle_batch(x, root, id, t0, depth);
         goto out;
     }
     if (!strcmp(type, "cancel")) {
@@ -410,7 +437,20 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
         p.n_choices = j->n_choices;
         mt = 1;
     }
+    if (task == TASK_ROUTING && !j->scored) {
+        // No route list to score: the reply text is still JSON, by construction.
+        static const char schema[] =
+            "{\"type\":\"object\",\"properties\":{\"service\":{\"type\":\"string\","
+            "\"maxLength\":64},\"reasoning\":{\"type\":\"string\",\"maxLength\":200}},"
+            "\"required\":[\"service\",\"reasoning\"]}";
+        struct json_doc *sd = NULL;
+        if (json_parse(schema, sizeof schema - 1, LFMD_MEM_REQUEST, &sd, &err) == 0 &&
+            constraint_json(json_root(sd), &p.constraint, &err) == 0 && mt < 0)
+            mt = 256;
+        json_doc_free(sd);
+    }
     if (mt == 0) { // maxTokens 0: nothing to generate, honoured literally
+        constraint_free(p.constraint);
         struct engine_event ev = {.kind = ENGINE_EV_DONE, .finish = ENGINE_FINISH_LENGTH};
         job_on_event(j, &ev);
         job_free(j);
@@ -424,13 +464,13 @@ static void handle_line(struct stdio_ctx *x, const char *line, size_t len) {
     x->jobs = j;
     x->n_jobs++;
     int rc = engine_submit(x->e, &p, job_on_event, j, &j->req, &err);
+    if (rc) constraint_free(p.constraint); // owned by the engine only after success
     if (rc) j->done = true;
     pthread_mutex_unlock(&x->mu);
     if (rc) reply_error(x, id, err.msg, t0);
     buf_fini(&sys);
     lfmd_free(store);
-out:
-    json_doc_free(doc);
+out:;
 }
 
 int stdio_serve(struct engine *e, int in_fd, FILE *out, volatile sig_atomic_t *stop,
