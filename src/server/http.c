@@ -65,6 +65,7 @@ struct gen {
     size_t out_off;
     struct buf lp;            // logprob records not yet sent (openai.c: oai_logprob_record)
     size_t lp_text_off;       // completions: text_offset of the next record
+    bool want_lp;             // logprobs requested: render them even when empty
 };
 
 struct conn {
@@ -239,7 +240,7 @@ static int complete_json(struct buf *b, const struct gen *g, const char *text, s
     if (!rc) rc = buf_json_str(b, text, len);
     if (!rc && g->chat) rc = buf_putc(b, '}');
     if (!rc) rc = buf_puts(b, ",\"logprobs\":");
-    if (!rc) rc = g->lp.len ? oai_logprobs_json(b, g->chat, g->lp.data, g->lp.len, 0)
+    if (!rc) rc = g->want_lp ? oai_logprobs_json(b, g->chat, g->lp.data, g->lp.len, 0)
                             : buf_puts(b, "null");
     if (!rc) rc = buf_printf(b, ",\"finish_reason\":\"%s\"}],", finish_str(g));
     if (!rc) rc = usage_json(b, g);
@@ -360,6 +361,7 @@ static enum MHD_Result handle_multi(struct server *s, struct MHD_Connection *c,
             rc = lfmd_err_set(&err, LFMD_EBUDGET, "no memory for the request");
             break;
         }
+        gs[i]->want_lp = rq->params.logprobs;
         struct engine_params p = rq->params;
         p.prompt = rq->prompts[i];
         rc = oai_constraint(rq, &p.constraint, &err);
@@ -385,7 +387,7 @@ static enum MHD_Result handle_multi(struct server *s, struct MHD_Connection *c,
             r2 = buf_printf(&b, "%s{\"index\":%d,\"text\":", i ? "," : "", i);
             if (!r2) r2 = buf_json_str(&b, g->pending.data ? g->pending.data : "", g->pending.len);
             if (!r2) r2 = buf_puts(&b, ",\"logprobs\":");
-            if (!r2) r2 = g->lp.len ? oai_logprobs_json(&b, false, g->lp.data, g->lp.len, 0)
+            if (!r2) r2 = g->want_lp ? oai_logprobs_json(&b, false, g->lp.data, g->lp.len, 0)
                                     : buf_puts(&b, "null");
             if (!r2) r2 = buf_printf(&b, ",\"finish_reason\":\"%s\"}", finish_str(g));
         }
@@ -420,6 +422,7 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
         return send_error(c, LFMD_EBUDGET, "no memory for the request", NULL);
     }
     g->include_usage = rq->include_usage;
+    g->want_lp = rq->params.logprobs;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     g->fd = ci ? ci->connect_fd : -1;

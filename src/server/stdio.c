@@ -445,8 +445,8 @@ static void handle_obj(struct stdio_ctx *x, const struct json *root, double t0, 
             "\"required\":[\"service\",\"reasoning\"]}";
         struct json_doc *sd = NULL;
         if (json_parse(schema, sizeof schema - 1, LFMD_MEM_REQUEST, &sd, &err) == 0 &&
-            constraint_json(json_root(sd), &p.constraint, &err) == 0 && mt < 0)
-            mt = 256;
+            constraint_json(json_root(sd), &p.constraint, &err) == 0 && mt < 64)
+            mt = mt < 0 ? 256 : 64; // room for the smallest complete object
         json_doc_free(sd);
     }
     if (mt == 0) { // maxTokens 0: nothing to generate, honoured literally
