@@ -6,7 +6,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-/tmp/lfmd-bench}
 mkdir -p "$OUT/obj"
-CF="-O2 -std=gnu11 -I$ROOT/src -I$ROOT/include"
+CF="-O2 -std=gnu11 -I$ROOT/src -I$ROOT/include ${EXTRA_CFLAGS:-}"
 objs=()
 for f in "$ROOT"/src/base/*.c "$ROOT"/src/format/*.c "$ROOT"/src/kernels/*.c "$ROOT"/src/kernels/ref/*.c \
          "$ROOT"/src/kernels/cpu/*.c; do

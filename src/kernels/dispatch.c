@@ -46,6 +46,21 @@ static bool use_avx512(void) {
     return v;
 }
 
+static _Atomic int g_vnni = -1;
+static bool use_vnni(void) {
+    int v = atomic_load_explicit(&g_vnni, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LFMD_KERNELS");
+        v = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avxvnni") && !(env && strcmp(env, "avx2") == 0);
+#endif
+        atomic_store_explicit(&g_vnni, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 static int active_isa(void) {
     if (atomic_load_explicit(&g_force_ref, memory_order_relaxed)) return ISA_SCALAR;
     return detect_isa();
@@ -102,8 +117,12 @@ void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_t
             kern_matmul_float_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
             return;
         default:
-            if (qx && kern_matmul_uses_qx(W, n_tok))
-                kern_matmul_quant_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
+            if (qx && kern_matmul_uses_qx(W, n_tok)) {
+                if (use_vnni() && (W->dtype == LFMD_DTYPE_Q4_0 || W->dtype == LFMD_DTYPE_Q8_0))
+                    kern_matmul_quant_vnni(W, X, qx, n_tok, Y, ldy, r0, r1);
+                else
+                    kern_matmul_quant_avx2(W, X, qx, n_tok, Y, ldy, r0, r1);
+            }
             else
                 kern_matmul_panel_avx2(W, X, n_tok, Y, ldy, r0, r1);
             return;

@@ -133,6 +133,9 @@ bool kern_quant_avx2_supports(const struct tensor *W);
 void kern_matmul_tiled_avx512(const struct tensor *W, const float *X, int n_tok, float *Y,
                               int64_t ldy, int64_t r0, int64_t r1);
 bool kern_avx512_usable(void);
+// Q4_0 / Q8_0 integer-dot products on AVX-VNNI CPUs (same contract as kern_matmul_quant_avx2).
+void kern_matmul_quant_vnni(const struct tensor *W, const float *X, const void *qx, int n_tok,
+                            float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
 void kern_attention_avx2(enum lfmd_dtype kvt, const float *q, int64_t ldq, int n_q, const void *K,
                          const void *V, size_t stride, int n_pos, int hd, float scale, float *out,

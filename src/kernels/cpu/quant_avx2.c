@@ -111,6 +111,81 @@ AI void dot_q4_0(const int R, const uint8_t *w, size_t rb, const struct block_qx
     for (int j = 0; j < R; j++) out[j] = hsum(acc[j]);
 }
 
+// AVX-VNNI twins of dot_q4_0 / dot_q8_0 (vpdpbusd fuses maddubs + madd + the correction add).
+#define VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+VNNI static inline __attribute__((always_inline)) void
+dot_q4_0_vnni(const int R, const uint8_t *w, size_t rb, const struct block_qx *x, int64_t nb,
+              float *out) {
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1), eight = _mm256_set1_epi8(8);
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i ncorr = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                         _mm256_madd_epi16(_mm256_maddubs_epi16(eight, xv), ones));
+        float dx = x[i].d;
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) {
+            const struct block_q4_0 *b = (const struct block_q4_0 *)(w + rb * (size_t)j) + i;
+            _mm_prefetch((const char *)b + PF_DIST, _MM_HINT_T0);
+            __m256i p = _mm256_dpbusd_avx_epi32(ncorr, nibbles_split(b->qs), xv);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * dx), _mm256_cvtepi32_ps(p), acc[j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++) out[j] = hsum(acc[j]);
+}
+
+VNNI static inline __attribute__((always_inline)) void
+dot_q8_0_vnni(const int R, const uint8_t *w, size_t rb, const struct block_qx *x, int64_t nb,
+              float *out) {
+    __m256 acc[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++) acc[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i xv = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i ax = _mm256_sign_epi8(xv, xv);
+        float dx = x[i].d;
+#pragma GCC unroll 4
+        for (int j = 0; j < R; j++) {
+            const struct block_q8_0 *b = (const struct block_q8_0 *)(w + rb * (size_t)j) + i;
+            _mm_prefetch((const char *)b + PF_DIST, _MM_HINT_T0);
+            __m256i sw = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)b->qs), xv);
+            __m256i p = _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), ax, sw);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * dx), _mm256_cvtepi32_ps(p), acc[j]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < R; j++) out[j] = hsum(acc[j]);
+}
+
+// Q4_0 / Q8_0 integer-dot decode with AVX-VNNI (dispatch checks the CPU flag).
+VNNI void kern_matmul_quant_vnni(const struct tensor *W, const float *X, const void *qx, int n_tok,
+                                 float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    (void)X;
+    const struct block_qx *q = qx;
+    int64_t n_in = tensor_cols(W), nb = n_in / QKX;
+    size_t rb = kern_row_bytes(W->dtype, n_in);
+    const uint8_t *base = W->data;
+    int q4 = W->dtype == LFMD_DTYPE_Q4_0;
+    int64_t r = r0;
+    float out[4];
+    for (; r + 4 <= r1; r += 4)
+        for (int t = 0; t < n_tok; t++) {
+            if (q4) dot_q4_0_vnni(4, base + rb * (size_t)r, rb, q + t * nb, nb, out);
+            else dot_q8_0_vnni(4, base + rb * (size_t)r, rb, q + t * nb, nb, out);
+            memcpy(Y + t * ldy + r, out, sizeof out);
+        }
+    for (; r < r1; r++)
+        for (int t = 0; t < n_tok; t++) {
+            if (q4) dot_q4_0_vnni(1, base + rb * (size_t)r, rb, q + t * nb, nb, out);
+            else dot_q8_0_vnni(1, base + rb * (size_t)r, rb, q + t * nb, nb, out);
+            Y[t * ldy + r] = out[0];
+        }
+}
+
 // Q4_1 q * d + m: sum = d * dx * (q . xq) + m * s_x
 AI void dot_q4_1(const int R, const uint8_t *w, size_t rb, const struct block_qx *x, int64_t nb,
                  float *out) {
