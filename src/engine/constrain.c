@@ -576,6 +576,10 @@ int constraint_json(const struct json *schema, struct engine_constraint **out,
     if (!c) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
     struct compiler cp = {.c = c, .err = err, .any = -1};
     int root;
+    const char *ty = json_str(json_get(schema, "type"), NULL);
+    if (schema && json_is(schema, JSON_OBJECT) && schema->len == 1 && ty &&
+        !strcmp(ty, "json_object"))
+        schema = NULL; // {"type":"json_object"} (OpenAI's spelling) = any object
     if (!schema) {
         root = new_node(&cp, K_OBJ);
         int any = root >= 0 ? any_node(&cp) : -1;
