@@ -9,7 +9,8 @@ out=$("$bin" serve -m @test --device gpu0 --port 0 2>&1); rc=$?
 [ $rc -eq 2 ] && grep -q "expected cpu or cuda" <<<"$out" || fail "--device gpu0: rc=$rc: $out"
 out=$("$bin" serve -m @test --gpu-memory-limit lots --port 0 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "--gpu-memory-limit lots: rc=$rc: $out"
-if "$bin" serve --help | grep -q -- "--device"; then :; else fail "--device missing from help"; fi
+help=$("$bin" serve --help) # (not piped into grep -q: with pipefail, SIGPIPE would fail it)
+grep -q -- "--device" <<<"$help" || fail "--device missing from help"
 out=$("$bin" serve -m @test --device cuda:0 --port 0 2>&1 </dev/null & p=$!; sleep 2; kill $p 2>/dev/null; wait $p)
 rc=$?
 if grep -q "built without CUDA" <<<"$out"; then
