@@ -155,8 +155,8 @@ struct cw {                     // a bf16 matrix on the device
 struct clayer {
     bool attn;
     int slot;                   // index among this stage's attention (or conv) layers
-    struct cw q, k, v, o, w13, w2, in_proj, conv_out;   // w13: gate rows, then up rows
-    float *n1, *n2, *qn, *kn, *convw, *qb, *kb, *vb, *ob;
+    struct cw qkv, o, w13, w2, in_proj, conv_out;   // qkv: q, k, v rows; w13: gate/up rows interleaved
+    float *n1, *n2, *qn, *kn, *convw, *qkvb, *ob;
 };
 
 struct stage {
@@ -176,7 +176,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm;
+    bool no_graphs, fast_gemm, pdl;
     int mv_max;
     size_t weight_bytes;
     // every device allocation of the model, for freeing
@@ -208,14 +208,16 @@ static int track(struct cuda_model *cm, int si, void *p, size_t n, struct lfmd_e
     return 0;
 }
 
-// Copies 2-D weight t as bf16 to device rows d (converting other dtypes row by row on the host).
-static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint16_t *d,
+// Copies 2-D weight t as bf16 to device rows d, d + pitch, d + 2 pitch, ... (pitch in rows;
+// converting other dtypes row by row on the host).
+static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint16_t *d, int pitch,
                     struct lfmd_err_ctx *err) {
     struct cw o = {.rows = tensor_rows(t), .cols = tensor_cols(t)}, *out = &o;
-    size_t n = (size_t)out->rows * (size_t)out->cols * 2;
+    size_t rb = (size_t)out->cols * 2;
     int rc;
     if (t->dtype == LFMD_DTYPE_BF16) {
-        CK(cudaMemcpyAsync(d, t->data, n, cudaMemcpyHostToDevice, cm->st[si].st), "upload");
+        CK(cudaMemcpy2DAsync(d, rb * (size_t)pitch, t->data, rb, rb, (size_t)out->rows, cudaMemcpyHostToDevice,
+                             cm->st[si].st), "upload");
         return cudaStreamSynchronize(cm->st[si].st) == cudaSuccess ? 0 : cu_err(err, cudaGetLastError(), "upload");
     }
     rc = 0;
@@ -234,8 +236,8 @@ static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint1
             kern_get_row(t, r0 + r, row);
             for (int64_t c = 0; c < out->cols; c++) buf[r * out->cols + c] = f32_to_bf16(row[c]);
         }
-        cudaError_t e = cudaMemcpy((uint16_t *)d + r0 * out->cols, buf, (size_t)nr * out->cols * 2,
-                                   cudaMemcpyHostToDevice);
+        cudaError_t e = cudaMemcpy2D((uint16_t *)d + r0 * pitch * out->cols, rb * (size_t)pitch, buf, rb, rb,
+                                     (size_t)nr, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) rc = cu_err(err, e, "upload");
     }
     lfmd_free(row);
@@ -243,25 +245,34 @@ static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint1
     return rc;
 }
 
-// Uploads 2-D weights a (and b below it, if non-NULL; same column count) as one bf16 matrix.
-static int up_mat2(struct cuda_model *cm, int si, const struct tensor *a, const struct tensor *b,
-                   struct cw *out, struct lfmd_err_ctx *err) {
-    out->rows = tensor_rows(a) + (b ? tensor_rows(b) : 0);
-    out->cols = tensor_cols(a);
-    if (b && tensor_cols(b) != out->cols)
-        return lfmd_err_set(err, LFMD_EFORMAT, "%s and %s: column counts differ", a->name, b->name);
-    size_t n = (size_t)out->rows * (size_t)out->cols * 2;
+// Uploads n 2-D weights (same column count) as one bf16 matrix: stacked (t[0] rows, then t[1]
+// rows, ...) or, interleave, row-interleaved (row n i + j = row i of t[j]; equal row counts).
+static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, int n, bool interleave,
+                  struct cw *out, struct lfmd_err_ctx *err) {
+    out->rows = 0;
+    out->cols = tensor_cols(t[0]);
+    for (int i = 0; i < n; i++) {
+        if (tensor_cols(t[i]) != out->cols || (interleave && tensor_rows(t[i]) != tensor_rows(t[0])))
+            return lfmd_err_set(err, LFMD_EFORMAT, "%s and %s: shapes differ", t[0]->name, t[i]->name);
+        out->rows += tensor_rows(t[i]);
+    }
+    size_t bytes = (size_t)out->rows * (size_t)out->cols * 2;
     void *d;
-    int rc = dalloc(&d, n, cm->st[si].st, err);
-    if (rc || (rc = track(cm, si, d, n, err))) return rc;
+    int rc = dalloc(&d, bytes, cm->st[si].st, err);
+    if (rc || (rc = track(cm, si, d, bytes, err))) return rc;
     out->d = d;
-    if ((rc = fill_mat(cm, si, a, d, err))) return rc;
-    return b ? fill_mat(cm, si, b, (uint16_t *)d + (size_t)tensor_rows(a) * out->cols, err) : 0;
+    int64_t r0 = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        uint16_t *dst = (uint16_t *)d + (size_t)(interleave ? i : r0) * out->cols;
+        rc = fill_mat(cm, si, t[i], dst, interleave ? n : 1, err);
+        r0 += tensor_rows(t[i]);
+    }
+    return rc;
 }
 
 static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct cw *out,
                   struct lfmd_err_ctx *err) {
-    return up_mat2(cm, si, t, NULL, out, err);
+    return up_cat(cm, si, &t, 1, false, out, err);
 }
 
 static int up_f32(struct cuda_model *cm, int si, const float *h, size_t n_f, float **out,
@@ -312,9 +323,11 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
 #define MAT(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_mat(cm, si, t, dst, err)))
 #define VEC(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_vec(cm, si, t, dst, err)))
 #define OPT(name, dst) ((rc = up_vec(cm, si, layer_t(m, l, name), dst, err)))
-#define MAT2(n1, n3, dst) ((rc = need_t(m, l, n1, &t, err)) || (rc = need_t(m, l, n3, &t3, err)) || \
-                           (rc = up_mat2(cm, si, t, t3, dst, err)))
-    const struct tensor *t3;
+    const struct tensor *ts[3];
+#define MAT2(n1, n3, dst) ((rc = need_t(m, l, n1, &ts[0], err)) || (rc = need_t(m, l, n3, &ts[1], err)) || \
+                           (rc = up_cat(cm, si, ts, 2, true, dst, err)))
+#define QKV(nq, nk, nv, dst) ((rc = need_t(m, l, nq, &ts[0], err)) || (rc = need_t(m, l, nk, &ts[1], err)) || \
+                              (rc = need_t(m, l, nv, &ts[2], err)) || (rc = up_cat(cm, si, ts, 3, false, dst, err)))
     L->attn = cm->c.is_attn[l];
     if (lfm2) {
         if (VEC("operator_norm.weight", &L->n1) || VEC("ffn_norm.weight", &L->n2) ||
@@ -322,8 +335,8 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
             MAT("feed_forward.w2.weight", &L->w2))
             return rc;
         if (L->attn) {
-            if (MAT("self_attn.q_proj.weight", &L->q) || MAT("self_attn.k_proj.weight", &L->k) ||
-                MAT("self_attn.v_proj.weight", &L->v) || MAT("self_attn.out_proj.weight", &L->o) ||
+            if (QKV("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", &L->qkv) ||
+                MAT("self_attn.out_proj.weight", &L->o) ||
                 VEC("self_attn.q_layernorm.weight", &L->qn) || VEC("self_attn.k_layernorm.weight", &L->kn))
                 return rc;
         } else if (MAT("conv.in_proj.weight", &L->in_proj) || VEC("conv.conv.weight", &L->convw) ||
@@ -332,20 +345,37 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
         }
     } else {
         if (VEC("input_layernorm.weight", &L->n1) || VEC("post_attention_layernorm.weight", &L->n2) ||
-            MAT("self_attn.q_proj.weight", &L->q) || MAT("self_attn.k_proj.weight", &L->k) ||
-            MAT("self_attn.v_proj.weight", &L->v) || MAT("self_attn.o_proj.weight", &L->o) ||
+            QKV("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", &L->qkv) ||
+            MAT("self_attn.o_proj.weight", &L->o) ||
             MAT2("mlp.gate_proj.weight", "mlp.up_proj.weight", &L->w13) ||
             MAT("mlp.down_proj.weight", &L->w2))
             return rc;
-        if (cm->m->llama.attn_bias &&
-            (OPT("self_attn.q_proj.bias", &L->qb) || OPT("self_attn.k_proj.bias", &L->kb) ||
-             OPT("self_attn.v_proj.bias", &L->vb) || OPT("self_attn.o_proj.bias", &L->ob)))
-            return rc;
+        if (cm->m->llama.attn_bias) {
+            // q|k|v biases as one vector (zeros where a bias is absent), added to the q|k|v product
+            const char *bn[3] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"};
+            size_t nb = (size_t)L->qkv.rows, off = 0;
+            float *h = lfmd_calloc(nb, sizeof(float), LFMD_MEM_SCRATCH);
+            if (!h) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+            bool any = false;
+            for (int i = 0; i < 3; i++) {
+                const struct tensor *b = layer_t(m, l, bn[i]);
+                size_t rows_i = (size_t)tensor_rows(ts[i]);
+                if (b && (size_t)tensor_nelem(b) == rows_i) {
+                    op_vec_f32(b, h + off);
+                    any = true;
+                }
+                off += rows_i;
+            }
+            rc = any ? up_f32(cm, si, h, nb, &L->qkvb, err) : 0;
+            lfmd_free(h);
+            if (rc || OPT("self_attn.o_proj.bias", &L->ob)) return rc;
+        }
     }
 #undef MAT
 #undef VEC
 #undef OPT
 #undef MAT2
+#undef QKV
     return 0;
 }
 
@@ -392,6 +422,8 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->qk_norm = c->arch == MODEL_ARCH_LFM2;
     cm->no_graphs = o && o->no_graphs;
     cm->fast_gemm = o && o->fast_gemm;
+    cm->pdl = !(o && o->no_pdl);
+    cuk_set_pdl(cm->pdl);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
     // against 1.9 ms for the batch-64 GEMMs).
@@ -556,12 +588,14 @@ int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_seq **out, struct
 
 struct graph_ent {
     int T, nl;
+    bool greedy;
     cudaGraphExec_t exec;
 };
 
 struct scratch {
     float *x, *xn, *a, *b, *c, *part, *logits, *stk;
     uint16_t *xb;
+    int32_t *amax;              // greedy tokens of the logit rows
     void *ws;
     void *meta_d, *meta_h;      // device block and pinned host mirror
     size_t meta_bytes, bytes;
@@ -645,7 +679,7 @@ void cuda_runner_free(struct cuda_runner *r) {
         cudaStreamSynchronize(st->st);
         if (sc->blas) cublasDestroy(sc->blas);
         void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d,
-                      sc->stk};
+                      sc->stk, sc->amax};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
@@ -701,6 +735,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             {(void **)&sc->logits, i == cm->n_stages - 1 ? T * (size_t)c->n_vocab * 4 : 0},
             {(void **)&sc->xb, 2 * T * max_in * 2}, {&sc->ws, WS_BYTES},
             {&sc->meta_d, sc->meta_bytes},      {(void **)&sc->stk, 2 * stk_t * stk_n * 4},
+            {(void **)&sc->amax, i == cm->n_stages - 1 ? T * sizeof(int32_t) : 0},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
             if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
@@ -745,41 +780,69 @@ void cuda_runner_sync(struct cuda_runner *r) {
 
 // ---- forward ----
 
-// Y[t, :] = W X[t, :]: matvec kernel for few tokens, else cuBLAS bf16 x bf16 -> f32.
-// Up to STACK_MAX_T tokens, the hi and lo parts go through one product of 2T columns (the
-// weights are read once) and are summed after; more tokens take two products.
+// Y[t, :] (=, += or SwiGLU of row pairs, by mode: CUK_MV_*) W X[t, :]: the matvec kernel for
+// few tokens, else cuBLAS bf16 x bf16 -> f32. Up to STACK_MAX_T tokens, the hi and lo parts go
+// through one product of 2T columns (the weights are read once) and are summed after; more
+// tokens take two products. SwiGLU through cuBLAS: the [T, N] product lands in sc->a, then
+// cuk_swiglu_pair writes Y.
 static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const struct cw *W,
-               const float *X, int T, float *Y, int64_t ldy) {
+               const float *X, int T, float *Y, int64_t ldy, int mode) {
     int N = (int)W->rows, K = (int)W->cols;
     if (T <= cm->mv_max && K % 8 == 0) {
-        cuk_matvec_bf16(W->d, N, K, X, T, Y, ldy, st->st);
+        cuk_matvec(W->d, N, K, X, T, Y, ldy, mode, NULL, NULL, 0.f, st->st);
         return;
     }
-    const float one = 1.0f, zero = 0.0f;
+    float *out = Y, beta = mode == CUK_MV_ACC ? 1.0f : 0.0f;
+    int64_t ldo = ldy;
+    if (mode == CUK_MV_SWIGLU) {
+        out = sc->a;
+        ldo = N;
+    }
+    const float one = 1.0f;
     uint16_t *lo = sc->xb + (size_t)T * K;
     if (cm->fast_gemm) cuk_to_bf16(X, (int64_t)T * K, sc->xb, st->st);
     else cuk_to_bf16_split(X, (int64_t)T * K, sc->xb, lo, st->st);
     if (!cm->fast_gemm && T <= STACK_MAX_T && sc->stk) {
+        const float zero = 0.0f;
         cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, 2 * T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
                      CUDA_R_16BF, K, &zero, sc->stk, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        cuk_add_halves(sc->stk, T, N, Y, ldy, st->st);
-        return;
+        cuk_add_halves(sc->stk, T, N, out, ldo, mode == CUK_MV_ACC, st->st);
+    } else {
+        cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
+                     CUDA_R_16BF, K, &beta, out, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (!cm->fast_gemm)
+            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, lo,
+                         CUDA_R_16BF, K, &one, out, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     }
-    cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
-                 CUDA_R_16BF, K, &zero, Y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (!cm->fast_gemm)
-        cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, lo,
-                     CUDA_R_16BF, K, &one, Y, CUDA_R_32F, (int)ldy, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (mode == CUK_MV_SWIGLU) cuk_swiglu_pair(out, T, N / 2, Y, st->st);
 }
 
-static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl) {
+// mm of RMSNorm(x) (weight nw; token t reads x row rows[t] if rows): fused into the matvec when
+// it fits, else a norm kernel into sc->xn first.
+static void norm_mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const float *x,
+                    const float *nw, const int32_t *rows, const struct cw *W, int T, float *Y, int64_t ldy,
+                    int mode) {
+    int K = (int)W->cols;
+    float eps = cm->c.norm_eps;
+    if (T <= cm->mv_max && K % 8 == 0 && cuk_matvec_norm_fits(T, K)) {
+        cuk_matvec(W->d, (int)W->rows, K, x, T, Y, ldy, mode, nw, rows, eps, st->st);
+        return;
+    }
+    cuk_add_rmsnorm((float *)x, NULL, nw, rows, T, K, eps, sc->xn, st->st);
+    mm(cm, st, sc, W, sc->xn, T, Y, ldy, mode);
+}
+
+// One stage over T tokens. The residual stream sc->x is updated in place by the epilogues of
+// the output products (CUK_MV_ACC); norms are fused into the next product. Per layer at decode:
+// attention 7 launches (qkv, rope+store, attention, merge, o, gate|up+SwiGLU, down), conv 5.
+static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl, bool greedy) {
 #define P(name) prof_mark(r, s, name)
     const struct model_config *c = &cm->c;
     struct stage *st = &cm->st[si];
     struct scratch *sc = &r->sc[si];
     cudaStream_t s = st->st;
     int D = c->n_embd, hd = c->head_dim;
-    int qd = c->n_head * hd, kvd = c->n_kv_head * hd;
+    int qd = c->n_head * hd, kvd = c->n_kv_head * hd, qkvd = qd + 2 * kvd;
     float eps = c->norm_eps;
     if (r->prof) {
         if (!r->ev[0]) cudaEventCreate(&r->ev[0]);
@@ -787,63 +850,49 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
     }
     if (si == 0) cuk_embed(st->embed.d, sc->meta.tok, T, D, sc->x, s);
     P("embed");
-    const float *pend = NULL;
     for (int l = st->l0; l < st->l1; l++) {
         const struct clayer *L = &st->layers[l - st->l0];
-        cuk_add_rmsnorm(sc->x, pend, L->n1, NULL, T, D, eps, sc->xn, s);
-        P("norm");
         if (L->attn) {
-            float *q = sc->a, *k = sc->b, *v = sc->b + (size_t)T * kvd;
-            mm(cm, st, sc, &L->q, sc->xn, T, q, qd);
-            mm(cm, st, sc, &L->k, sc->xn, T, k, kvd);
-            mm(cm, st, sc, &L->v, sc->xn, T, v, kvd);
+            norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->qkv, T, sc->a, qkvd, CUK_MV_STORE);
+            if (L->qkvb) cuk_add_bias(sc->a, L->qkvb, T, qkvd, s);
             P("mm_qkv");
-            if (L->qb) cuk_add_bias(q, L->qb, T, qd, s);
-            if (L->kb) cuk_add_bias(k, L->kb, T, kvd, s);
-            if (L->vb) cuk_add_bias(v, L->vb, T, kvd, s);
-            cuk_norm_rope(q, T, c->n_head, hd, L->qn, eps, sc->meta.pos, st->inv_freq, cm->interleaved, s);
-            cuk_norm_rope(k, T, c->n_kv_head, hd, L->kn, eps, sc->meta.pos, st->inv_freq, cm->interleaved, s);
-            P("rope");
-            cuk_kv_store(k, v, T, kvd, sc->meta.kv, sc->meta.nctx, sc->meta.pos, L->slot, s);
-            cuk_attention(q, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx, sc->meta.pos,
+            cuk_qkv_rope_store(sc->a, T, c->n_head, c->n_kv_head, hd, L->qn, L->kn, eps, sc->meta.pos,
+                               st->inv_freq, cm->interleaved, sc->meta.kv, sc->meta.nctx, L->slot, sc->b, s);
+            P("rope_store");
+            cuk_attention(sc->b, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx, sc->meta.pos,
                           L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->c, s);
             P("attention");
-            mm(cm, st, sc, &L->o, sc->c, T, sc->a, D);
-            if (L->ob) cuk_add_bias(sc->a, L->ob, T, D, s);
+            mm(cm, st, sc, &L->o, sc->c, T, sc->x, D, CUK_MV_ACC);
+            if (L->ob) cuk_add_bias(sc->x, L->ob, T, D, s);
             P("mm_o");
         } else {
-            mm(cm, st, sc, &L->in_proj, sc->xn, T, sc->a, 3 * D);
+            norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->in_proj, T, sc->a, 3 * D, CUK_MV_STORE);
             P("mm_in_proj");
             cuk_shortconv(sc->a, T, D, c->conv_L, L->convw, sc->meta.conv, L->slot, sc->c, s);
             P("shortconv");
-            mm(cm, st, sc, &L->conv_out, sc->c, T, sc->a, D);
+            mm(cm, st, sc, &L->conv_out, sc->c, T, sc->x, D, CUK_MV_ACC);
             P("mm_conv_out");
         }
-        cuk_add_rmsnorm(sc->x, sc->a, L->n2, NULL, T, D, eps, sc->xn, s);
-        P("norm");
-        mm(cm, st, sc, &L->w13, sc->xn, T, sc->a, 2 * (int64_t)c->n_ff);
+        norm_mm(cm, st, sc, sc->x, L->n2, NULL, &L->w13, T, sc->b, c->n_ff, CUK_MV_SWIGLU);
         P("mm_gate_up");
-        cuk_swiglu_cat(sc->a, T, c->n_ff, sc->b, s);
-        P("swiglu");
-        mm(cm, st, sc, &L->w2, sc->b, T, sc->c, D);
+        mm(cm, st, sc, &L->w2, sc->b, T, sc->x, D, CUK_MV_ACC);
         P("mm_down");
-        pend = sc->c;
     }
-    if (si == cm->n_stages - 1) {
-        if (nl > 0) {
-            cuk_add_rmsnorm(sc->x, pend, st->final_norm, sc->meta.rows, nl, D, eps, sc->xn, s);
-            P("norm");
-            mm(cm, st, sc, &st->lm_head, sc->xn, nl, sc->logits, c->n_vocab);
-            P("mm_lm_head");
+    if (si == cm->n_stages - 1 && nl > 0) {
+        norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits, c->n_vocab,
+                CUK_MV_STORE);
+        P("mm_lm_head");
+        if (greedy) {
+            cuk_argmax(sc->logits, nl, c->n_vocab, sc->amax, s);
+            P("argmax");
         }
-    } else if (pend) {
-        cuk_add(sc->x, pend, (int64_t)T * D, s);
-        P("add");
     }
 #undef P
 }
 
-static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct lfmd_err_ctx *err) {
+static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_t *next,
+                     struct lfmd_err_ctx *err) {
+    bool greedy = next != NULL;
     struct cuda_model *cm = r->cm;
     const struct model_config *c = &cm->c;
     size_t Tm = (size_t)r->max_tok;
@@ -869,13 +918,14 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct
         struct stage *st = &cm->st[0];
         cudaGraphExec_t exec = NULL;
         for (int g = 0; g < r->n_graphs; g++)
-            if (r->graphs[g].T == T && r->graphs[g].nl == nl) exec = r->graphs[g].exec;
+            if (r->graphs[g].T == T && r->graphs[g].nl == nl && r->graphs[g].greedy == greedy)
+                exec = r->graphs[g].exec;
         if (!exec && r->n_graphs < MAX_GRAPHS) {
             // Capture once per shape; on any capture failure fall back to plain launches.
             cudaGraph_t graph = NULL;
             cudaError_t e = cudaStreamBeginCapture(st->st, cudaStreamCaptureModeThreadLocal);
             if (e == cudaSuccess) {
-                stage_forward(cm, r, 0, T, nl);
+                stage_forward(cm, r, 0, T, nl, greedy);
                 e = cudaStreamEndCapture(st->st, &graph);
             }
             if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
@@ -887,16 +937,16 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct
                 fprintf(stderr, "lfmd: CUDA graph capture failed (%s); launching directly\n",
                         cudaGetErrorString(e));
             } else {
-                r->graphs[r->n_graphs++] = (struct graph_ent){.T = T, .nl = nl, .exec = exec};
+                r->graphs[r->n_graphs++] = (struct graph_ent){.T = T, .nl = nl, .greedy = greedy, .exec = exec};
             }
         }
         if (exec) CK(cudaGraphLaunch(exec, st->st), "graph launch");
-        else stage_forward(cm, r, 0, T, nl);
+        else stage_forward(cm, r, 0, T, nl, greedy);
     } else {
         for (int i = 0; i < cm->n_stages; i++) {
             struct stage *st = &cm->st[i];
             CK(cudaSetDevice(st->dev), "set device");
-            stage_forward(cm, r, i, T, nl);
+            stage_forward(cm, r, i, T, nl, greedy);
             if (i + 1 < cm->n_stages) {
                 struct stage *nx = &cm->st[i + 1];
                 CK(cudaMemcpyPeerAsync(r->sc[i + 1].x, nx->dev, r->sc[i].x, st->dev,
@@ -907,7 +957,10 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct
     }
     struct stage *last = &cm->st[cm->n_stages - 1];
     CK(cudaSetDevice(last->dev), "set device");
-    if (logits && nl)
+    if (next && nl)
+        CK(cudaMemcpyAsync(next, r->sc[cm->n_stages - 1].amax, (size_t)nl * sizeof(int32_t),
+                           cudaMemcpyDeviceToHost, last->st), "tokens");
+    else if (logits && nl)
         CK(cudaMemcpyAsync(logits, r->sc[cm->n_stages - 1].logits, (size_t)nl * c->n_vocab * sizeof(float),
                            cudaMemcpyDeviceToHost, last->st), "logits");
     CK(cudaStreamSynchronize(last->st), "forward");
@@ -916,8 +969,8 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, struct
     return 0;
 }
 
-int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
-                       const int *n_tok, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+static int forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
+                         const int *n_tok, int n_seqs, float *logits, int32_t *next, struct lfmd_err_ctx *err) {
     struct cuda_model *cm = r->cm;
     const struct model_config *c = &cm->c;
     for (int i = 0; i < n_seqs; i++) {
@@ -949,7 +1002,7 @@ int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, cons
             }
             ti += take;
             if (ti == n_tok[si]) {
-                if (logits) {
+                if (logits || next) {
                     if (first_logit < 0) first_logit = si;
                     r->rows[nl++] = nt - 1;
                 }
@@ -960,12 +1013,23 @@ int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, cons
             }
         }
         float *out = logits && nl ? logits + (size_t)first_logit * c->n_vocab : NULL;
-        int rc = run_chunk(r, nt, out ? nl : 0, out, err);
+        int32_t *nx = next && nl ? next + first_logit : NULL;
+        int rc = run_chunk(r, nt, out || nx ? nl : 0, out, nx, err);
         if (rc) return rc;
         for (int k = 0; k < nt; k++)
             if (k == nt - 1 || r->tok_seq[k + 1] != r->tok_seq[k]) r->tok_seq[k]->pos = r->pos[k] + 1;
     }
     return 0;
+}
+
+int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
+                       const int *n_tok, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+    return forward_batch(r, seqs, tokens, n_tok, n_seqs, logits, NULL, err);
+}
+
+int cuda_forward_batch_greedy(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
+                              const int *n_tok, int n_seqs, int32_t *next, struct lfmd_err_ctx *err) {
+    return forward_batch(r, seqs, tokens, n_tok, n_seqs, NULL, next, err);
 }
 
 int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens, int n_tok, float *logits,

@@ -27,6 +27,7 @@ struct cuda_opts {
     bool fast_gemm;                 // one bf16 product per GEMM (activations rounded to bf16);
                                     // default: two (hi + lo parts), ~f32 activation precision
     int mv_max_tok;                 // largest token count using the matvec kernel (0 = 3, max 8)
+    bool no_pdl;                    // plain launches (default: programmatic dependent launch)
 };
 
 struct cuda_model;
@@ -74,6 +75,11 @@ void cuda_runner_free(struct cuda_runner *r);
 LFMD_MUST_CHECK int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs,
                                        const int32_t *const *tokens, const int *n_tok, int n_seqs,
                                        float *logits, struct lfmd_err_ctx *err);
+// As cuda_forward_batch, but the logits stay on the device: next[i] = greedy (first argmax)
+// token of sequence i's last position, picked on the GPU inside the same graph replay.
+LFMD_MUST_CHECK int cuda_forward_batch_greedy(struct cuda_runner *r, struct cuda_seq *const *seqs,
+                                              const int32_t *const *tokens, const int *n_tok, int n_seqs,
+                                              int32_t *next, struct lfmd_err_ctx *err);
 LFMD_MUST_CHECK int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens,
                                  int n_tok, float *logits, struct lfmd_err_ctx *err);
 // Profiling: while on, passes launch kernels one by one (no graphs) with an event after each

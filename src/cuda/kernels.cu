@@ -17,8 +17,56 @@ static __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// ---- programmatic dependent launch (PDL): a kernel may be scheduled while the one before it
+// in the stream drains; every kernel calls pdl_wait() before touching data an earlier kernel
+// produced or reads (it returns once that kernel has completed and its writes are visible), then
+// pdl_trigger() to let the next one start. Both are no-ops for plain launches. ----
+static __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+static __device__ __forceinline__ void pdl_trigger() {
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+static bool g_pdl = true;
+extern "C" void cuk_set_pdl(int on) { g_pdl = on != 0; }
+
+template <typename... P, typename... A>
+static void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, cudaStream_t s, A... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = g;
+    cfg.blockDim = b;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = g_pdl ? 1 : 0;
+    cudaLaunchKernelEx(&cfg, k, args...);
+}
+
+// Multiprocessor count of the current device (cached per device).
+static int n_sms(void) {
+    static int cache[64];
+    int d = 0;
+    cudaGetDevice(&d);
+    if (d < 0 || d >= 64) return 132;
+    if (!cache[d]) {
+        int n = 0;
+        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d);
+        cache[d] = n > 0 ? n : 132;
+    }
+    return cache[d];
+}
+
+#define PDL_ENTER() \
+    do {            \
+        pdl_wait(); \
+        pdl_trigger(); \
+    } while (0)
+
 // ---- embedding gather ----
 __global__ void k_embed(const uint16_t *E, const int32_t *tok, int D, float *X) {
+    PDL_ENTER();
     int t = blockIdx.y;
     const uint16_t *row = E + (size_t)tok[t] * D;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < D; i += gridDim.x * blockDim.x)
@@ -27,13 +75,14 @@ __global__ void k_embed(const uint16_t *E, const int32_t *tok, int D, float *X) 
 
 extern "C" void cuk_embed(const uint16_t *E, const int32_t *tok, int T, int D, float *X, cuk_stream s) {
     dim3 g((D + 255) / 256, T);
-    k_embed<<<g, 256, 0, s>>>(E, tok, D, X);
+    launch(k_embed, dim3(g), dim3(256), 0, s, E, tok, D, X);
 }
 
 // ---- residual add + RMSNorm: one block per row (256 threads, block reduction) ----
 __global__ void __launch_bounds__(256) k_add_rmsnorm(float *__restrict__ x, const float *__restrict__ a,
                                                      const float *__restrict__ w, const int32_t *rows,
                                                      int n, float eps, float *__restrict__ out) {
+    PDL_ENTER();
     __shared__ float red[8];
     int r = blockIdx.x, lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
     int src = rows ? rows[r] : r;
@@ -63,20 +112,22 @@ __global__ void __launch_bounds__(256) k_add_rmsnorm(float *__restrict__ x, cons
 extern "C" void cuk_add_rmsnorm(float *x, const float *a, const float *w, const int32_t *rows,
                                 int n_rows, int n, float eps, float *out, cuk_stream s) {
     if (n_rows <= 0) return;
-    k_add_rmsnorm<<<n_rows, 256, 0, s>>>(x, a, w, rows, n, eps, out);
+    launch(k_add_rmsnorm, dim3(n_rows), dim3(256), 0, s, x, a, w, rows, n, eps, out);
 }
 
 __global__ void k_add(float *x, const float *a, int64_t n) {
+    PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         x[i] += a[i];
 }
 
 extern "C" void cuk_add(float *x, const float *a, int64_t n, cuk_stream s) {
     int64_t b = (n + 255) / 256;
-    k_add<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(x, a, n);
+    launch(k_add, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, x, a, n);
 }
 
 __global__ void k_add_bias(float *y, const float *bias, int n) {
+    PDL_ENTER();
     int t = blockIdx.y;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
         y[(size_t)t * n + i] += bias[i];
@@ -84,12 +135,13 @@ __global__ void k_add_bias(float *y, const float *bias, int n) {
 
 extern "C" void cuk_add_bias(float *y, const float *bias, int T, int n, cuk_stream s) {
     dim3 g((n + 255) / 256, T);
-    k_add_bias<<<g, 256, 0, s>>>(y, bias, n);
+    launch(k_add_bias, dim3(g), dim3(256), 0, s, y, bias, n);
 }
 
 // ---- per-head RMSNorm + RoPE: one warp per (token, head), head staged in shared memory ----
 __global__ void k_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
                             const int32_t *pos, const float *inv_freq, int interleaved) {
+    PDL_ENTER();
     __shared__ float sh[8][CUK_MAX_HEAD_DIM];
     int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int item = blockIdx.x * 8 + wi;
@@ -124,10 +176,11 @@ __global__ void k_norm_rope(float *x, int T, int n_heads, int hd, const float *w
 extern "C" void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
                               const int32_t *pos, const float *inv_freq, int interleaved, cuk_stream s) {
     int items = T * n_heads;
-    k_norm_rope<<<(items + 7) / 8, 256, 0, s>>>(x, T, n_heads, hd, w, eps, pos, inv_freq, interleaved);
+    launch(k_norm_rope, dim3((items + 7) / 8), dim3(256), 0, s, x, T, n_heads, hd, w, eps, pos, inv_freq, interleaved);
 }
 
 __global__ void k_swiglu(float *g, const float *u, int64_t n) {
+    PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float a = g[i];
         g[i] = a / (1.0f + expf(-a)) * u[i];
@@ -136,7 +189,7 @@ __global__ void k_swiglu(float *g, const float *u, int64_t n) {
 
 extern "C" void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s) {
     int64_t b = (n + 255) / 256;
-    k_swiglu<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(g, u, n);
+    launch(k_swiglu, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, g, u, n);
 }
 
 // ---- LFM2 short conv: one thread per (token, channel). A token's previous inputs are the
@@ -146,6 +199,7 @@ extern "C" void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s) {
 
 __global__ void k_shortconv(const float *z, int T, int D, int K, const float *wc,
                             float *const *conv, int slot, float *y) {
+    PDL_ENTER();
     int k = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
     if (k >= D) return;
     int H = K - 1;
@@ -166,6 +220,7 @@ __global__ void k_shortconv(const float *z, int T, int D, int K, const float *wc
 
 __global__ void k_shortconv_state(const float *z, int T, int D, int K, float *const *conv,
                                   int slot) {
+    PDL_ENTER();
     int k = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
     if (k >= D) return;
     for (int u = t + 1; u < T; u++)
@@ -189,16 +244,42 @@ __global__ void k_shortconv_state(const float *z, int T, int D, int K, float *co
     for (int j = 0; j < H; j++) sk[j] = nv[j];
 }
 
+// Few tokens (decode): one thread per channel walks the tokens in order, updating each token's
+// sequence state in place (the CPU loop of conv_block exactly); one launch.
+__global__ void k_shortconv_seq(const float *z, int T, int D, int K, const float *wc,
+                                float *const *conv, int slot, float *y) {
+    PDL_ENTER();
+    int k = blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= D) return;
+    int H = K - 1;
+    const float *wk = wc + (size_t)k * K;
+    for (int t = 0; t < T; t++) {
+        float *sk = conv[t] + (size_t)slot * D * H + (size_t)k * H;
+        const float *B = z + (size_t)t * 3 * D;
+        float bx = B[k] * B[2 * D + k];
+        float acc = wk[H] * bx;
+        for (int j = 0; j < H; j++) acc += wk[j] * sk[j];
+        for (int j = 0; j + 1 < H; j++) sk[j] = sk[j + 1];
+        sk[H - 1] = bx;
+        y[(size_t)t * D + k] = B[D + k] * acc;
+    }
+}
+
 extern "C" void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
                               int slot, float *y, cuk_stream s) {
+    if (T <= CUK_CONV_SEQ_MAX_T) {
+        launch(k_shortconv_seq, dim3((D + 127) / 128), dim3(128), 0, s, z, T, D, K, wc, conv, slot, y);
+        return;
+    }
     dim3 g((D + 127) / 128, T);
-    k_shortconv<<<g, 128, 0, s>>>(z, T, D, K, wc, conv, slot, y);
-    k_shortconv_state<<<g, 128, 0, s>>>(z, T, D, K, conv, slot);
+    launch(k_shortconv, dim3(g), dim3(128), 0, s, z, T, D, K, wc, conv, slot, y);
+    launch(k_shortconv_state, dim3(g), dim3(128), 0, s, z, T, D, K, conv, slot);
 }
 
 // ---- KV store ----
 __global__ void k_kv_store(const float *k, const float *v, int kvd, float *const *kv,
                            const int32_t *nctx, const int32_t *pos, int slot) {
+    PDL_ENTER();
     int t = blockIdx.x;
     size_t n = (size_t)nctx[t];
     float *K = kv[t] + (size_t)slot * 2 * n * kvd + (size_t)pos[t] * kvd;
@@ -211,7 +292,7 @@ __global__ void k_kv_store(const float *k, const float *v, int kvd, float *const
 
 extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, float *const *kv,
                              const int32_t *nctx, const int32_t *pos, int slot, cuk_stream s) {
-    k_kv_store<<<T, 256, 0, s>>>(k, v, kvd, kv, nctx, pos, slot);
+    launch(k_kv_store, dim3(T), dim3(256), 0, s, k, v, kvd, kv, nctx, pos, slot);
 }
 
 // ---- attention: grid (head, token, split); 4 warps, each an online softmax over its positions;
@@ -222,6 +303,7 @@ extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, flo
 __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const *kv,
                             const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                             float *part) {
+    PDL_ENTER();
     __shared__ float sm[ATT_WARPS][CUK_MAX_HEAD_DIM + 2];
     int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
@@ -298,6 +380,7 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
 }
 
 __global__ void k_attn_merge(const float *part, int T, int H, int hd, int n_split, float *out) {
+    PDL_ENTER();
     int item = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (item >= T * H) return;
     const float *p = part + (size_t)item * n_split * (hd + 2);
@@ -323,8 +406,8 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
                               const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                               float *part, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
-    k_attention<<<g, ATT_WARPS * WARP, 0, s>>>(q, H, KVH, hd, kv, nctx, pos, slot, n_split, part);
-    k_attn_merge<<<(T * H + 7) / 8, 256, 0, s>>>(part, T, H, hd, n_split, out);
+    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot, n_split, part);
+    launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }
 
 extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
@@ -334,8 +417,13 @@ extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
     return want > CUK_MAX_SPLIT ? CUK_MAX_SPLIT : want;
 }
 
-// ---- bf16 matrix-vector (decode): one warp per output row, 8 rows per block; each lane keeps
-// U 16-byte weight loads in flight (streamed past L1), activations from L1. ----
+// ---- bf16 matrix-vector (decode): rows in groups of 8 / WPR per block (WPR warps share a
+// row), blocks loop over groups (grid sized to whole waves of the chip). Each lane keeps U
+// 16-byte weight loads in flight (streamed past L1). The weights of the block's first group are
+// prefetched into L2 before waiting on the previous kernel (PDL). NORM: the block first builds
+// the RMS-normalized activations (op_rmsnorm with weight nw) in shared memory; otherwise they
+// are read from X through L1. Epilogue by mode: store, accumulate (residual add), or SwiGLU of
+// row pairs (2f: gate, 2f+1: up) into Y[t, f]. ----
 static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
     uint4 v;
     asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -344,7 +432,11 @@ static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
     return v;
 }
 
-template <int NT>
+static __device__ __forceinline__ void prefetch_l2(const void *p) {
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+template <int NT, bool SM>
 static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict__ X, int K, int c,
                                               float *acc) {
     float wf[8];
@@ -355,86 +447,292 @@ static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict_
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const float4 *x = reinterpret_cast<const float4 *>(X + (size_t)t * K) + 2 * c;
-        float4 a = __ldg(x), b = __ldg(x + 1);
+        float4 a, b;
+        if (SM) {
+            a = x[0];
+            b = x[1];
+        } else {
+            a = __ldg(x);
+            b = __ldg(x + 1);
+        }
         acc[t] += wf[0] * a.x + wf[1] * a.y + wf[2] * a.z + wf[3] * a.w +
                   wf[4] * b.x + wf[5] * b.y + wf[6] * b.z + wf[7] * b.w;
     }
 }
 
-template <int NT, int U, int WPR>
+template <int NT, int U, int WPR, bool NORM>
 __global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, int N, int K,
-                                                const float *__restrict__ X, float *__restrict__ Y,
-                                                int64_t ldy) {
+                                                   const float *__restrict__ X, float *Y, int64_t ldy,
+                                                   int mode, const float *__restrict__ nw,
+                                                   const int32_t *__restrict__ rows, float eps) {
+    extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
-    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    int row = blockIdx.x * (8 / WPR) + wi / WPR, sub = wi % WPR;
-    bool live = row < N;
-    const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)(live ? row : 0) * K);
-    int n8 = live ? K / 8 : 0;
+    constexpr int RPB = 8 / WPR;
     const int step = WPR * WARP;
-    float acc[NT];
+    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP, sub = wi % WPR;
+    int groups = (N + RPB - 1) / RPB;
+    {   // weights never depend on earlier kernels
+        int row = blockIdx.x * RPB + wi / WPR;
+        if (row < N) {
+            const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)row * K);
+            int n8 = K / 8, c = sub * WARP + lane;
 #pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = 0.f;
-    int c = sub * WARP + lane;
-    for (; c + (U - 1) * step < n8; c += U * step) {
-        uint4 wv[U];
-#pragma unroll
-        for (int u = 0; u < U; u++) wv[u] = ld_stream(w + c + u * step);
-#pragma unroll
-        for (int u = 0; u < U; u++) mv_dot<NT>(wv[u], X, K, c + u * step, acc);
+            for (int u = 0; u < U; u++)
+                if (c + u * step < n8) prefetch_l2(w + c + u * step);
+        }
     }
-    for (; c < n8; c += step) mv_dot<NT>(ld_stream(w + c), X, K, c, acc);
+    pdl_wait();
+    pdl_trigger();
+    const float *Xa = X;
+    if (NORM) {
+        float ss[NT];
 #pragma unroll
-    for (int t = 0; t < NT; t++) acc[t] = warp_sum(acc[t]);
-    if (WPR == 1) {
-        if (live && lane == 0)
+        for (int t = 0; t < NT; t++) {
+            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
+            ss[t] = 0;
+            for (int i = threadIdx.x; i < K; i += blockDim.x) {
+                float v = xr[i];
+                xs[t * K + i] = v;
+                ss[t] += v * v;
+            }
+            ss[t] = warp_sum(ss[t]);
+            if (lane == 0) red[wi][t] = ss[t];
+        }
+        __syncthreads();
 #pragma unroll
-            for (int t = 0; t < NT; t++) Y[(size_t)t * ldy + row] = acc[t];
-        return;
+        for (int t = 0; t < NT; t++) {
+            float s = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) s += red[k][t];
+            float inv = 1.0f / sqrtf(s / K + eps);
+            for (int i = threadIdx.x; i < K; i += blockDim.x) xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
+        }
+        __syncthreads();
+        Xa = xs;
     }
-    if (lane == 0)
+    for (int g = blockIdx.x; g < groups; g += gridDim.x) {
+        int row = g * RPB + wi / WPR;
+        bool live = row < N;
+        const uint4 *w = reinterpret_cast<const uint4 *>(W + (size_t)(live ? row : 0) * K);
+        int n8 = live ? K / 8 : 0;
+        float acc[NT];
 #pragma unroll
-        for (int t = 0; t < NT; t++) red[wi][t] = acc[t];
-    __syncthreads();
-    if (live && sub == 0 && lane < NT) {
-        float v = 0;
+        for (int t = 0; t < NT; t++) acc[t] = 0.f;
+        int c = sub * WARP + lane;
+        for (; c + (U - 1) * step < n8; c += U * step) {
+            uint4 wv[U];
 #pragma unroll
-        for (int k = 0; k < WPR; k++) v += red[wi + k][lane];
-        Y[(size_t)lane * ldy + row] = v;
+            for (int u = 0; u < U; u++) wv[u] = ld_stream(w + c + u * step);
+#pragma unroll
+            for (int u = 0; u < U; u++) mv_dot<NT, NORM>(wv[u], Xa, K, c + u * step, acc);
+        }
+        for (; c < n8; c += step) mv_dot<NT, NORM>(ld_stream(w + c), Xa, K, c, acc);
+#pragma unroll
+        for (int t = 0; t < NT; t++) acc[t] = warp_sum(acc[t]);
+        if (lane == 0)
+#pragma unroll
+            for (int t = 0; t < NT; t++) red[wi][t] = acc[t];
+        __syncthreads();
+        if (threadIdx.x < RPB * NT) {
+            int j = threadIdx.x / NT, t = threadIdx.x % NT, r = g * RPB + j;
+            float v = 0;
+#pragma unroll
+            for (int k = 0; k < WPR; k++) v += red[j * WPR + k][t];
+            if (mode == CUK_MV_SWIGLU) {
+                if (!(j & 1) && r + 1 < N) {
+                    float u = 0;
+#pragma unroll
+                    for (int k = 0; k < WPR; k++) u += red[(j + 1) * WPR + k][t];
+                    Y[(size_t)t * ldy + r / 2] = v / (1.0f + expf(-v)) * u;
+                }
+            } else if (r < N) {
+                float *y = Y + (size_t)t * ldy + r;
+                *y = mode == CUK_MV_ACC ? *y + v : v;
+            }
+        }
+        __syncthreads();
     }
 }
 
-template <int NT, int U>
-static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y, int64_t ldy,
-                      cuk_stream s) {
+// Grid: the row groups in whole waves of resident blocks (per_sm: blocks of 256 threads that fit
+// an SM at the instantiation's register count, from ptxas -v: 40 registers at 1 token, 50 at 2,
+// at most 58 up to 8; fixed so that nothing is queried during graph capture).
+template <typename... P, typename... A>
+static void mv_go(void (*k)(P...), int rpb, int per_sm, int N, size_t sm, cudaStream_t s, A... args) {
+    int groups = (N + rpb - 1) / rpb;
+    int maxb = per_sm * n_sms(), waves = (groups + maxb - 1) / maxb;
+    launch(k, dim3((unsigned)((groups + waves - 1) / waves)), dim3(256), sm, s, args...);
+}
+
+template <int NT, int U, bool NORM>
+static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y, int64_t ldy, int mode,
+                      const float *nw, const int32_t *rows, float eps, cuk_stream s) {
     // Enough warps for the chip: rows of small matrices are shared by several warps.
     int wpr = N >= 8192 ? 1 : N >= 4096 ? 2 : N >= 1024 ? 4 : 8;
     if (K < 1024) wpr = 1;
-    unsigned g = (unsigned)((N + 8 / wpr - 1) / (8 / wpr));
+    if (mode == CUK_MV_SWIGLU && wpr > 4) wpr = 4;   // row pairs stay in one block
+    size_t sm = NORM ? (size_t)NT * K * sizeof(float) : 0;
+    const int ps = NT == 1 ? 6 : NT == 2 ? 5 : 4;
     switch (wpr) {
-    case 1: k_matvec<NT, U, 1><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 2: k_matvec<NT, U, 2><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    case 4: k_matvec<NT, U, 4><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
-    default: k_matvec<NT, U, 8><<<g, 256, 0, s>>>(W, N, K, X, Y, ldy); break;
+    case 1: mv_go(k_matvec<NT, U, 1, NORM>, 8, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
+    case 2: mv_go(k_matvec<NT, U, 2, NORM>, 4, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
+    case 4: mv_go(k_matvec<NT, U, 4, NORM>, 2, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
+    default: mv_go(k_matvec<NT, U, 8, NORM>, 1, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
     }
+}
+
+template <bool NORM>
+static void mv_any(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
+                   const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+    switch (T) {
+    case 1: mv_launch<1, 8, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 2: mv_launch<2, 8, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 3: mv_launch<3, 4, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 4: mv_launch<4, 4, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 5: mv_launch<5, 4, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 6: mv_launch<6, 4, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 7: mv_launch<7, 4, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    default: mv_launch<8, 4, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
+    }
+}
+
+extern "C" int cuk_matvec_norm_fits(int T, int K) { return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM; }
+
+extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                           int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+    if (nw) mv_any<true>(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
+    else mv_any<false>(W, N, K, X, T, Y, ldy, mode, nullptr, nullptr, 0.f, s);
 }
 
 extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
                                 int64_t ldy, cuk_stream s) {
-    switch (T) {
-    case 1: mv_launch<1, 8>(W, N, K, X, Y, ldy, s); break;
-    case 2: mv_launch<2, 8>(W, N, K, X, Y, ldy, s); break;
-    case 3: mv_launch<3, 4>(W, N, K, X, Y, ldy, s); break;
-    case 4: mv_launch<4, 4>(W, N, K, X, Y, ldy, s); break;
-    case 5: mv_launch<5, 4>(W, N, K, X, Y, ldy, s); break;
-    case 6: mv_launch<6, 4>(W, N, K, X, Y, ldy, s); break;
-    case 7: mv_launch<7, 4>(W, N, K, X, Y, ldy, s); break;
-    default: mv_launch<8, 4>(W, N, K, X, Y, ldy, s); break;
+    cuk_matvec(W, N, K, X, T, Y, ldy, CUK_MV_STORE, nullptr, nullptr, 0.f, s);
+}
+
+// ---- fused attention-input step: per (token, head) warp of a q|k|v product row: q heads get
+// the optional head RMSNorm + RoPE into q; k heads the same, stored into the KV cache at pos;
+// v heads are stored as they are (op_rmsnorm, op_rope_*, op_kv_store). ----
+__global__ void k_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn,
+                                 const float *kn, float eps, const int32_t *pos, const float *inv_freq,
+                                 int interleaved, float *const *kv, const int32_t *nctx, int slot,
+                                 float *q) {
+    __shared__ float sh[8][CUK_MAX_HEAD_DIM];
+    PDL_ENTER();
+    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int per = H + 2 * KVH, item = blockIdx.x * 8 + wi;
+    if (item >= T * per) return;
+    int t = item / per, j = item % per, kvd = KVH * hd;
+    const float *src = qkv + (size_t)t * per * hd + (size_t)j * hd;
+    size_t n = (size_t)nctx[t];
+    float *Kc = kv[t] + (size_t)slot * 2 * n * kvd + (size_t)pos[t] * kvd;
+    if (j >= H + KVH) {
+        float *V = Kc + n * kvd + (size_t)(j - H - KVH) * hd;
+        for (int i = lane; i < hd; i += WARP) V[i] = src[i];
+        return;
     }
+    float *dst = j < H ? q + ((size_t)t * H + j) * hd : Kc + (size_t)(j - H) * hd;
+    const float *w = j < H ? qn : kn;
+    float *s = sh[wi];
+    float ss = 0;
+    for (int i = lane; i < hd; i += WARP) {
+        float e = src[i];
+        s[i] = e;
+        ss += e * e;
+    }
+    if (w) {
+        ss = warp_sum(ss);
+        float inv = 1.0f / sqrtf(ss / hd + eps);
+        for (int i = lane; i < hd; i += WARP) s[i] = w[i] * (s[i] * inv);
+    }
+    __syncwarp();
+    int half = hd / 2;
+    float p = (float)pos[t];
+    for (int i = lane; i < half; i += WARP) {
+        float ang = p * inv_freq[i];
+        float cs = cosf(ang), sn = sinf(ang);
+        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        float x1 = s[a], x2 = s[b];
+        dst[a] = x1 * cs - x2 * sn;
+        dst[b] = x2 * cs + x1 * sn;
+    }
+}
+
+extern "C" void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn,
+                                   const float *kn, float eps, const int32_t *pos, const float *inv_freq,
+                                   int interleaved, float *const *kv, const int32_t *nctx, int slot,
+                                   float *q, cuk_stream s) {
+    int items = T * (H + 2 * KVH);
+    launch(k_qkv_rope_store, dim3((items + 7) / 8), dim3(256), 0, s, qkv, T, H, KVH, hd, qn, kn, eps, pos,
+           inv_freq, interleaved, kv, nctx, slot, q);
+}
+
+// out[t, f] = silu(gu[t, 2f]) * gu[t, 2f + 1] (op_swiglu on a row-interleaved gate|up product).
+__global__ void k_swiglu_pair(const float *gu, int T, int F, float *out) {
+    PDL_ENTER();
+    int64_t n = (int64_t)T * F;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float2 p = reinterpret_cast<const float2 *>(gu)[i];
+        out[i] = p.x / (1.0f + expf(-p.x)) * p.y;
+    }
+}
+
+extern "C" void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s) {
+    int64_t b = ((int64_t)T * F + 255) / 256;
+    launch(k_swiglu_pair, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, gu, T, F, out);
+}
+
+// ---- greedy pick: out[r] = first index of the largest of row r (the CPU greedy scan: a value
+// wins only when strictly greater; rows with no finite maximum give 0). ----
+__global__ void __launch_bounds__(1024) k_argmax(const float *x, int V, int32_t *out) {
+    __shared__ float bv_s[32];
+    __shared__ int bi_s[32];
+    PDL_ENTER();
+    const float *p = x + (size_t)blockIdx.x * V;
+    float bv = -INFINITY;
+    int bi = -1;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        float v = p[i];
+        if (v > bv) {
+            bv = v;
+            bi = i;
+        }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
+            bv = ov;
+            bi = oi;
+        }
+    }
+    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP, nw = blockDim.x / WARP;
+    if (lane == 0) {
+        bv_s[wi] = bv;
+        bi_s[wi] = bi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < nw; w++) {
+            float ov = bv_s[w];
+            int oi = bi_s[w];
+            if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        out[blockIdx.x] = bi < 0 ? 0 : bi;
+    }
+}
+
+extern "C" void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s) {
+    if (n_rows <= 0) return;
+    launch(k_argmax, dim3(n_rows), dim3(1024), 0, s, x, V, out);
 }
 
 // out[t, i] = silu(gu[t, i]) * gu[t, F + i] over gu [T, 2F] (op_swiglu on a gate|up product).
 __global__ void k_swiglu_cat(const float *gu, int T, int F, float *out) {
+    PDL_ENTER();
     int64_t n = (int64_t)T * F;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / F, f = i - t * F;
@@ -445,24 +743,27 @@ __global__ void k_swiglu_cat(const float *gu, int T, int F, float *out) {
 
 extern "C" void cuk_swiglu_cat(const float *gu, int T, int F, float *out, cuk_stream s) {
     int64_t b = ((int64_t)T * F + 255) / 256;
-    k_swiglu_cat<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(gu, T, F, out);
+    launch(k_swiglu_cat, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, gu, T, F, out);
 }
 
 // Y[t, n] = C[t, n] + C[T + t, n] (C: [2T, N]), the hi + lo halves of one stacked product.
-__global__ void k_add_halves(const float *C, int T, int N, float *Y, int64_t ldy) {
+__global__ void k_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, int accum) {
+    PDL_ENTER();
     int64_t n = (int64_t)T * N;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / N, r = i - t * N;
-        Y[t * ldy + r] = C[i] + C[n + i];
+        float v = C[i] + C[n + i];
+        Y[t * ldy + r] = accum ? Y[t * ldy + r] + v : v;
     }
 }
 
-extern "C" void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, cuk_stream s) {
+extern "C" void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, int accum, cuk_stream s) {
     int64_t b = ((int64_t)T * N + 255) / 256;
-    k_add_halves<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(C, T, N, Y, ldy);
+    launch(k_add_halves, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, C, T, N, Y, ldy, accum);
 }
 
 __global__ void k_to_bf16(const float *X, int64_t n, uint16_t *Xb) {
+    PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         uint32_t u = __float_as_uint(X[i]);
         Xb[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 64)
@@ -472,12 +773,13 @@ __global__ void k_to_bf16(const float *X, int64_t n, uint16_t *Xb) {
 
 extern "C" void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s) {
     int64_t b = (n + 255) / 256;
-    k_to_bf16<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(X, n, Xb);
+    launch(k_to_bf16, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, X, n, Xb);
 }
 
 // X = hi + lo with hi = bf16(X), lo = bf16(X - hi): two bf16 products then carry ~16 mantissa
 // bits of the activations (the precise cuBLAS path).
 __global__ void k_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo) {
+    PDL_ENTER();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float x = X[i];
         uint32_t u = __float_as_uint(x);
@@ -493,5 +795,5 @@ __global__ void k_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_
 
 extern "C" void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo, cuk_stream s) {
     int64_t b = (n + 255) / 256;
-    k_to_bf16_split<<<(unsigned)(b > 65535 ? 65535 : b), 256, 0, s>>>(X, n, hi, lo);
+    launch(k_to_bf16_split, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, X, n, hi, lo);
 }

@@ -17,6 +17,11 @@ typedef struct CUstream_st *cuk_stream;
 #define CUK_MAX_SPLIT 16     // attention splits along the sequence
 #define CUK_MAX_HEAD_DIM 256
 #define CUK_MV_MAX_TOK 8     // matrix-vector kernel handles up to this many tokens
+#define CUK_MV_NORM_SMEM 32768  // bytes of normalized activations a fused-norm matvec may stage
+#define CUK_CONV_SEQ_MAX_T 16   // short conv up to this many tokens: one launch, tokens in order
+
+// Matrix-vector epilogues.
+enum { CUK_MV_STORE = 0, CUK_MV_ACC = 1, CUK_MV_SWIGLU = 2 };
 
 // Per-token metadata of a batch on the device (one contiguous block, uploaded once per pass).
 struct cuk_meta {
@@ -45,7 +50,7 @@ void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float e
                    const int32_t *pos, const float *inv_freq, int interleaved, cuk_stream s);
 // g = silu(g) * u over n floats (op_swiglu).
 void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s);
-// LFM2 short conv (lfm2.c conv_block), parallel over tokens: z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
+// LFM2 short conv (lfm2.c conv_block); more than CUK_CONV_SEQ_MAX_T tokens: parallel over tokens: z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
 // the state of layer slot `slot` of token t's sequence is meta conv[t] + slot*D*(K-1); tokens
 // sharing a state block are one sequence in token order (they need not be adjacent). K <= 9.
 void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
@@ -63,10 +68,30 @@ void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *
 // aligned rows), X f32 [T, K] (16-byte aligned), Y row stride ldy (kern_matmul_ref).
 void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
                      cuk_stream s);
+// General form. mode CUK_MV_STORE: Y = W X; CUK_MV_ACC: Y += W X (residual add); CUK_MV_SWIGLU:
+// rows come in pairs (2f gate, 2f + 1 up; N even) and Y[t, f] = silu(gate) * up. nw non-NULL:
+// X is first RMS-normalized per token with weight nw [K] (op_rmsnorm; needs
+// cuk_matvec_norm_fits(T, K)), token t reading X row rows[t] when rows is non-NULL.
+void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
+                const float *nw, const int32_t *rows, float eps, cuk_stream s);
+int cuk_matvec_norm_fits(int T, int K);
+// qkv: [T, (H + 2 KVH) hd] (q heads, k heads, v heads). q heads: optional RMSNorm (qn) + RoPE into
+// q [T, H hd]; k heads: optional RMSNorm (kn) + RoPE, stored in the cache; v heads stored
+// (op_rmsnorm + op_rope_* + op_kv_store in one launch).
+void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn, const float *kn,
+                        float eps, const int32_t *pos, const float *inv_freq, int interleaved,
+                        float *const *kv, const int32_t *nctx, int slot, float *q, cuk_stream s);
+// out[t, f] = silu(gu[t, 2f]) * gu[t, 2f + 1]; gu: [T, 2F] row-interleaved gate/up (op_swiglu).
+void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s);
+// out[r] = index of the first maximum of x[r, 0..V) (greedy), 0 when no element is > -inf.
+void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s);
+// Programmatic dependent launch for every launcher (default on); off: plain launches.
+void cuk_set_pdl(int on);
 // out[t, i] = silu(gu[t, i]) * gu[t, F + i]; gu: [T, 2F] (gate | up), out: [T, F] (op_swiglu).
 void cuk_swiglu_cat(const float *gu, int T, int F, float *out, cuk_stream s);
-// Y[t, n] (row stride ldy) = C[t, n] + C[T + t, n] for C [2T, N] (hi + lo halves of a product).
-void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, cuk_stream s);
+// Y[t, n] (row stride ldy) = C[t, n] + C[T + t, n] for C [2T, N] (hi + lo halves of a product);
+// accum: added to Y instead.
+void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, int accum, cuk_stream s);
 // Xb = bf16(X) over n floats (round to nearest even), for cuBLAS products.
 void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s);
 // hi = bf16(X), lo = bf16(X - hi) (lo = 0 where X is not finite).

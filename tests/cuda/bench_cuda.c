@@ -7,6 +7,7 @@
 #include "cuda/cuda.h"
 
 #include <cuda_runtime.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,9 @@ static double copy_bw(void) {
 
 #define FAIL(...) do { fprintf(stderr, __VA_ARGS__); return 1; } while (0)
 
-static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, double *tok_s) {
+// greedy: tokens picked on the GPU (cuda_forward_batch_greedy, no logits copy) and fed back;
+// else logits copied to the host every step.
+static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool greedy, double *tok_s) {
     struct lfmd_err_ctx err = {0};
     struct cuda_runner *r = NULL;
     struct cuda_seq **s = calloc((size_t)batch, sizeof *s);
@@ -69,13 +72,19 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, doub
     double *ts = malloc((size_t)steps * sizeof *ts);
     for (int k = 0; k < steps; k++) {
         double t0 = now();
-        if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err)) FAIL("decode: %s\n", err.msg);
+        if (greedy) {
+            if (cuda_forward_batch_greedy(r, s, (const int32_t *const *)tp, one, batch, tok, &err))
+                FAIL("decode: %s\n", err.msg);
+        } else if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err)) {
+            FAIL("decode: %s\n", err.msg);
+        }
         ts[k] = now() - t0;
-        for (int i = 0; i < batch; i++) tok[i] = (tok[i] * 31 + 7) % V;
+        if (!greedy)
+            for (int i = 0; i < batch; i++) tok[i] = (tok[i] * 31 + 7) % V;
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
     *tok_s = batch / ts[steps / 2];
-    if (getenv("LFMD_CUDA_PROFILE")) {   // device time per kernel group (no graphs)
+    if (getenv("LFMD_CUDA_PROFILE") && !greedy) {   // device time per kernel group (no graphs)
         cuda_runner_profile(r, true);
         for (int k = 0; k < 5; k++)
             if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err)) FAIL("decode: %s\n", err.msg);
@@ -112,6 +121,7 @@ int main(int argc, char **argv) {
     if (env_mv) o.mv_max_tok = atoi(env_mv);
     o.no_graphs = getenv("LFMD_CUDA_NO_GRAPHS") != NULL;
     o.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL;
+    o.no_pdl = getenv("LFMD_CUDA_NO_PDL") != NULL;
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
     double t0 = now();
@@ -143,6 +153,34 @@ int main(int argc, char **argv) {
             if (cuda_forward(r, s, &best, 1, lg, &err)) FAIL("greedy: %s\n", err.msg);
         }
         printf("\n");
+        // the same 32 tokens with the argmax on the GPU
+        int32_t host_tok[32], dev_tok[32], nxt = 0;
+        cuda_seq_reset(s);
+        if (cuda_forward(r, s, ids, 16, lg, &err)) FAIL("greedy: %s\n", err.msg);
+        int32_t best = 0;
+        for (int v = 1; v < c->n_vocab; v++)
+            if (lg[v] > lg[best]) best = v;
+        for (int k = 0; k < 32; k++) {
+            host_tok[k] = best;
+            const int32_t *tp = &best;
+            int one = 1;
+            if (cuda_forward_batch_greedy(r, &s, &tp, &one, 1, &nxt, &err)) FAIL("greedy: %s\n", err.msg);
+            best = nxt;
+        }
+        cuda_seq_reset(s);
+        if (cuda_forward(r, s, ids, 16, lg, &err)) FAIL("greedy: %s\n", err.msg);
+        best = 0;
+        for (int v = 1; v < c->n_vocab; v++)
+            if (lg[v] > lg[best]) best = v;
+        for (int k = 0; k < 32; k++) {   // host argmax of the same passes
+            dev_tok[k] = best;
+            if (cuda_forward(r, s, &best, 1, lg, &err)) FAIL("greedy: %s\n", err.msg);
+            best = 0;
+            for (int v = 1; v < c->n_vocab; v++)
+                if (lg[v] > lg[best]) best = v;
+        }
+        printf("device argmax tokens identical to host argmax (32): %s\n",
+               memcmp(host_tok, dev_tok, sizeof host_tok) ? "NO" : "yes");
         cuda_seq_free(s);
         cuda_runner_free(r);
         free(lg);
@@ -169,15 +207,17 @@ int main(int argc, char **argv) {
         free(lg);
     }
     int batches[3] = {1, 8, 64};
-    for (int i = 0; i < 3; i++) {
-        double tps = 0;
-        if (decode_bench(cm, c->n_vocab, batches[i], batches[i] == 1 ? 200 : 60, &tps)) return 1;
-        if (batches[i] == 1)
-            printf("decode batch 1: %.1f tok/s (%.3f ms/token); ceiling %.1f tok/s -> %.1f%% of ceiling\n", tps,
-                   1e3 / tps, ceil_tok, 100 * tps / ceil_tok);
-        else
-            printf("decode batch %d: %.0f tok/s\n", batches[i], tps);
-    }
+    for (int gr = 0; gr < 2; gr++)
+        for (int i = 0; i < 3; i++) {
+            double tps = 0;
+            const char *how = gr ? "greedy on GPU" : "logits to host";
+            if (decode_bench(cm, c->n_vocab, batches[i], batches[i] == 1 ? 200 : 60, gr, &tps)) return 1;
+            if (batches[i] == 1)
+                printf("decode batch 1 (%s): %.1f tok/s (%.3f ms/token); ceiling %.1f tok/s -> %.1f%% of ceiling\n",
+                       how, tps, 1e3 / tps, ceil_tok, 100 * tps / ceil_tok);
+            else
+                printf("decode batch %d (%s): %.0f tok/s\n", batches[i], how, tps);
+        }
     printf("device memory peak %.1f MB\n", cuda_mem_peak() / 1e6);
     cuda_model_free(cm);
     model_close(m);

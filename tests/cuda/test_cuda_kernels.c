@@ -224,8 +224,8 @@ static void t_swiglu(void) {
 
 // Twin of lfm2.c conv_block's loop (the CPU code is inline there): two sequences in token
 // order (two runs, or alternating), each with its own state block.
-static void t_shortconv(void) {
-    int D = irand(1, 700), K = irand(2, 5), H = K - 1, T = irand(1, 30), slot = irand(0, 2), S = 3;
+static void t_shortconv(int T) {
+    int D = irand(1, 700), K = irand(2, 5), H = K - 1, slot = irand(0, 2), S = 3;
     float *z = malloc((size_t)T * 3 * D * 4), *wc = malloc((size_t)D * K * 4), *y = malloc((size_t)T * D * 4);
     float *ry = malloc((size_t)T * D * 4);
     size_t blk = (size_t)S * D * H;
@@ -397,10 +397,20 @@ static void t_swiglu_cat_halves(void) {
     for (int t = 0; t < T; t++)
         for (int n = 0; n < N; n++) R[(size_t)t * N + n] = C[(size_t)t * N + n] + C[(size_t)(T + t) * N + n];
     float *dC = dup_d(C, (size_t)2 * T * N * 4), *dY = poison_d((size_t)T * ld * 4);
-    cuk_add_halves(dC, T, N, dY, ld, 0);
+    cuk_add_halves(dC, T, N, dY, ld, 0, 0);
     get(Y, dY, (size_t)T * ld * 4);
     for (int t = 0; t < T; t++) memmove(Y + (size_t)t * N, Y + (size_t)t * ld, (size_t)N * 4);
     expect("add_halves", rel(Y, R, (size_t)T * N), 1e-7);
+    // accumulate: Y += hi + lo (Y = 1 everywhere first)
+    float *ones = malloc((size_t)T * ld * 4);
+    for (size_t i = 0; i < (size_t)T * ld; i++) ones[i] = 1.0f;
+    cudaMemcpy(dY, ones, (size_t)T * ld * 4, cudaMemcpyHostToDevice);
+    cuk_add_halves(dC, T, N, dY, ld, 1, 0);
+    get(Y, dY, (size_t)T * ld * 4);
+    for (int t = 0; t < T; t++) memmove(Y + (size_t)t * N, Y + (size_t)t * ld, (size_t)N * 4);
+    for (size_t i = 0; i < (size_t)T * N; i++) R[i] += 1.0f;
+    expect("add_halves accumulate", rel(Y, R, (size_t)T * N), 1e-7);
+    free(ones);
     cudaFree(dgu);
     cudaFree(dout);
     cudaFree(dC);
@@ -430,6 +440,183 @@ static void t_bias(void) {
     free(o);
 }
 
+// Matvec epilogues (store, accumulate, SwiGLU of row pairs) and the fused RMSNorm prologue
+// (optionally on gathered rows) against op_rmsnorm + kern_matmul_ref + op_swiglu's formula.
+static void t_matvec_modes(void) {
+    for (int it = 0; it < 12; it++) {
+        int mode = it % 3, norm = (it / 3) % 2, gather = it >= 6 && norm;
+        int K = 8 * irand(1, 512), T = irand(1, CUK_MV_MAX_TOK), N = 2 * irand(1, it % 4 == 0 ? 4600 : 600);
+        while (norm && !cuk_matvec_norm_fits(T, K)) T--;
+        if (T < 1) continue;
+        int R = gather ? T + 3 : T;   // rows of x to gather from
+        uint16_t *W = malloc((size_t)N * K * 2);
+        for (size_t i = 0; i < (size_t)N * K; i++) W[i] = f32_to_bf16((float)(urand() * 2 - 1));
+        float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4), *nw = malloc((size_t)K * 4);
+        float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4), *Ref = malloc((size_t)T * N * 4);
+        float *Y = malloc((size_t)T * N * 4);
+        int32_t rows[CUK_MV_MAX_TOK];
+        fill(X, (size_t)R * K, 2);
+        fill(nw, (size_t)K, 1);
+        fill(Y0, (size_t)T * N, 1);
+        for (int t = 0; t < T; t++) {
+            rows[t] = gather ? irand(0, R - 1) : t;
+            float *src = X + (size_t)rows[t] * K;
+            if (norm) op_rmsnorm(src, nw, 1, K, K, 1e-5f, Xn + (size_t)t * K, K);
+            else memcpy(Xn + (size_t)t * K, src, (size_t)K * 4);
+        }
+        struct tensor w = {.name = "w", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {N, K}, .data = W,
+                           .size_bytes = (size_t)N * K * 2};
+        kern_matmul_ref(&w, Xn, T, P, N, 0, N);
+        int ldy = mode == CUK_MV_SWIGLU ? N / 2 : N, nout = T * ldy;
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < ldy; r++) {
+                size_t o = (size_t)t * ldy + r;
+                if (mode == CUK_MV_STORE) Ref[o] = P[(size_t)t * N + r];
+                else if (mode == CUK_MV_ACC) Ref[o] = Y0[o] + P[(size_t)t * N + r];
+                else {
+                    float a = P[(size_t)t * N + 2 * r];
+                    Ref[o] = a / (1.0f + expf(-a)) * P[(size_t)t * N + 2 * r + 1];
+                }
+            }
+        void *dW = dup_d(W, (size_t)N * K * 2), *dX = dup_d(X, (size_t)R * K * 4), *dn = dup_d(nw, (size_t)K * 4);
+        void *dr = dup_d(rows, sizeof rows);
+        void *dY = mode == CUK_MV_ACC ? dup_d(Y0, (size_t)nout * 4) : poison_d((size_t)nout * 4);
+        cuk_matvec(dW, N, K, dX, T, dY, ldy, mode, norm ? dn : NULL, gather ? dr : NULL, 1e-5f, 0);
+        get(Y, dY, (size_t)nout * 4);
+        const char *what[3] = {"matvec store", "matvec accumulate", "matvec swiglu"};
+        expect(what[mode], rel(Y, Ref, (size_t)nout), norm ? 2e-5 : 1e-5);
+        cudaFree(dW);
+        cudaFree(dX);
+        cudaFree(dn);
+        cudaFree(dr);
+        cudaFree(dY);
+        free(W);
+        free(X);
+        free(Xn);
+        free(nw);
+        free(P);
+        free(Y0);
+        free(Ref);
+        free(Y);
+    }
+}
+
+// Fused q|k|v head norm + RoPE + KV store vs op_rmsnorm, op_rope_*, op_kv_store's layout.
+static void t_qkv_rope_store(void) {
+    for (int it = 0; it < 6; it++) {
+        int KVH = irand(1, 4), H = KVH * irand(1, 4), hd = 2 * irand(1, CUK_MAX_HEAD_DIM / 2);
+        int T = irand(1, 12), kvd = KVH * hd, per = H + 2 * KVH, slot = irand(0, 1), inter = it & 1;
+        bool norm = it & 2;
+        int nctx = irand(T, 300);
+        size_t nq = (size_t)T * per * hd, cn = (size_t)2 * 2 * nctx * kvd;
+        float *qkv = malloc(nq * 4), *qw = malloc((size_t)hd * 4), *kw = malloc((size_t)hd * 4);
+        float *inv = malloc((size_t)hd * 2), *cache = malloc(cn * 4), *ref_q = malloc((size_t)T * H * hd * 4);
+        float *q = malloc((size_t)T * H * hd * 4), *back = malloc(cn * 4), *tmp = malloc((size_t)per * hd * 4);
+        int32_t pos[12], nc[12];
+        fill(qkv, nq, 2);
+        fill(qw, (size_t)hd, 1);
+        fill(kw, (size_t)hd, 1);
+        fill(cache, cn, 1);
+        for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / hd);
+        int p0 = irand(0, nctx - T);
+        for (int t = 0; t < T; t++) {   // one sequence, consecutive positions
+            pos[t] = p0 + t;
+            nc[t] = nctx;
+        }
+        float *dcache = dup_d(cache, cn * 4);
+        for (int t = 0; t < T; t++) {
+            memcpy(tmp, qkv + (size_t)t * per * hd, (size_t)per * hd * 4);
+            float *qh = tmp, *kh = tmp + (size_t)H * hd, *vh = kh + kvd;
+            if (norm) {
+                op_rmsnorm(qh, qw, H, hd, hd, 1e-5f, qh, hd);
+                op_rmsnorm(kh, kw, KVH, hd, hd, 1e-5f, kh, hd);
+            }
+            if (inter) {
+                op_rope_interleaved(qh, H, hd, pos[t], inv);
+                op_rope_interleaved(kh, KVH, hd, pos[t], inv);
+            } else {
+                op_rope_neox(qh, H, hd, pos[t], inv);
+                op_rope_neox(kh, KVH, hd, pos[t], inv);
+            }
+            memcpy(ref_q + (size_t)t * H * hd, qh, (size_t)H * hd * 4);
+            float *Kc = cache + (size_t)slot * 2 * nctx * kvd, *Vc = Kc + (size_t)nctx * kvd;
+            memcpy(Kc + (size_t)pos[t] * kvd, kh, (size_t)kvd * 4);
+            memcpy(Vc + (size_t)pos[t] * kvd, vh, (size_t)kvd * 4);
+        }
+        float *ptrs[12];
+        for (int t = 0; t < T; t++) ptrs[t] = dcache;
+        void *dqkv = dup_d(qkv, nq * 4), *dqw = dup_d(qw, (size_t)hd * 4), *dkw = dup_d(kw, (size_t)hd * 4);
+        void *dinv = dup_d(inv, (size_t)hd * 2), *dpos = dup_d(pos, sizeof pos), *dnc = dup_d(nc, sizeof nc);
+        void *dptr = dup_d(ptrs, sizeof ptrs), *dq = poison_d((size_t)T * H * hd * 4);
+        cuk_qkv_rope_store(dqkv, T, H, KVH, hd, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dpos, dinv, inter,
+                           dptr, dnc, slot, dq, 0);
+        get(q, dq, (size_t)T * H * hd * 4);
+        expect("qkv rope q", rel(q, ref_q, (size_t)T * H * hd), 1e-5);
+        get(back, dcache, cn * 4);
+        expect("qkv rope kv cache", rel(back, cache, cn), 1e-5);
+        cudaFree(dcache);
+        cudaFree(dqkv);
+        cudaFree(dqw);
+        cudaFree(dkw);
+        cudaFree(dinv);
+        cudaFree(dpos);
+        cudaFree(dnc);
+        cudaFree(dptr);
+        cudaFree(dq);
+        free(qkv);
+        free(qw);
+        free(kw);
+        free(inv);
+        free(cache);
+        free(ref_q);
+        free(q);
+        free(back);
+        free(tmp);
+    }
+}
+
+// Row-interleaved SwiGLU and the greedy argmax (the CPU scan: first strict maximum).
+static void t_swiglu_pair_argmax(void) {
+    int T = irand(1, 9), F = irand(1, 3000);
+    float *gu = malloc((size_t)T * 2 * F * 4), *o = malloc((size_t)T * F * 4), *r = malloc((size_t)T * F * 4);
+    fill(gu, (size_t)T * 2 * F, 6);
+    for (int t = 0; t < T; t++)
+        for (int f = 0; f < F; f++) {
+            float a = gu[(size_t)t * 2 * F + 2 * f];
+            r[(size_t)t * F + f] = a / (1.0f + expf(-a)) * gu[(size_t)t * 2 * F + 2 * f + 1];
+        }
+    float *dgu = dup_d(gu, (size_t)T * 2 * F * 4), *dout = poison_d((size_t)T * F * 4);
+    cuk_swiglu_pair(dgu, T, F, dout, 0);
+    get(o, dout, (size_t)T * F * 4);
+    expect("swiglu_pair", rel(o, r, (size_t)T * F), 1e-6);
+    cudaFree(dgu);
+    cudaFree(dout);
+    free(gu);
+    free(o);
+    free(r);
+    int n = irand(1, 12), V = irand(1, 70000);
+    float *x = malloc((size_t)n * V * 4);
+    int32_t got[12], want[12];
+    for (size_t i = 0; i < (size_t)n * V; i++) x[i] = (float)irand(-50, 50);   // many ties
+    if (n > 1) for (int v = 0; v < V; v++) x[V + v] = -INFINITY;              // no maximum: 0
+    for (int i = 0; i < n; i++) {
+        const float *lg = x + (size_t)i * V;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (lg[v] > lg[best]) best = v;
+        want[i] = best;
+    }
+    void *dx = dup_d(x, (size_t)n * V * 4), *dg = poison_d(sizeof got);
+    cuk_argmax(dx, n, V, dg, 0);
+    get(got, dg, (size_t)n * 4);
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad += got[i] != want[i];
+    CHECK_EQ(bad, 0);
+    cudaFree(dx);
+    cudaFree(dg);
+    free(x);
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
@@ -437,12 +624,17 @@ int main(void) {
         return 77;
     }
     for (int rep = 0; rep < 3; rep++) {
+        cuk_set_pdl(rep > 0);   // plain launches once, programmatic dependent launches after
         t_matvec();
         t_embed_bf16();
         t_rmsnorm();
         t_norm_rope();
         t_swiglu();
-        t_shortconv();
+        t_shortconv(irand(1, CUK_CONV_SEQ_MAX_T));       // one launch, tokens in order
+        t_shortconv(irand(CUK_CONV_SEQ_MAX_T + 1, 30));  // parallel over tokens + state kernel
+        t_matvec_modes();
+        t_qkv_rope_store();
+        t_swiglu_pair_argmax();
         t_attention();
         t_bias();
         t_swiglu_cat_halves();

@@ -91,9 +91,12 @@ static void check_model(const char *dir, struct model *m) {
     const struct model_config *c = model_get_config(m);
     int V = c->n_vocab;
     struct cuda_model *cm = NULL, *cm2 = NULL;
-    struct cuda_opts o = {0};
+    // LFMD_CUDA_FAST_GEMM / LFMD_CUDA_NO_PDL / LFMD_CUDA_MV_MAX: check those paths (tools/cuda_check.sh)
+    struct cuda_opts o = {.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL,
+                          .no_pdl = getenv("LFMD_CUDA_NO_PDL") != NULL,
+                          .mv_max_tok = getenv("LFMD_CUDA_MV_MAX") ? atoi(getenv("LFMD_CUDA_MV_MAX")) : 0};
     CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
-    struct cuda_opts o2 = {0};
+    struct cuda_opts o2 = o;
     char devs[64];
     snprintf(devs, sizeof devs, cuda_device_count() >= 2 ? "cuda:0,cuda:1" : "cuda:0,cuda:0");
     CHECK(cuda_parse_devices(devs, NULL, &o2, &err) == 0);
