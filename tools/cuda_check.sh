@@ -75,6 +75,8 @@ LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy' $LOG | head -1 > $OUT/greedy_1gpu.txt
 LFMD_CUDA_FAST_GEMM=1 run bench_fast_gemm 120 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_NO_PDL=1 run bench_no_pdl 120 $B/src/lfmd-cuda-bench $M
+# matvec blocks per SM (fewer leave room for the next kernel to start early under PDL)
+for b in 2 3 4; do LFMD_CUDA_MV_BLOCKS=$b run bench_mvb$b 120 $B/src/lfmd-cuda-bench $M; done
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$NG" -ge 2 ]; then
     # Layer sharding over two physical GPUs: same greedy tokens as one GPU, and timings.
@@ -84,4 +86,4 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden golden_fast_gemm bench bench_fast_gemm bench_no_pdl bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden golden_fast_gemm bench bench_fast_gemm bench_no_pdl bench_mvb2 bench_mvb3 bench_mvb4 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

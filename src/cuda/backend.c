@@ -357,9 +357,16 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
             float *h = lfmd_calloc(nb, sizeof(float), LFMD_MEM_SCRATCH);
             if (!h) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
             bool any = false;
+            size_t part_rows[3] = {(size_t)cm->c.n_head * cm->c.head_dim,
+                                   (size_t)cm->c.n_kv_head * cm->c.head_dim,
+                                   (size_t)cm->c.n_kv_head * cm->c.head_dim};
+            if (part_rows[0] + part_rows[1] + part_rows[2] != nb) {
+                lfmd_free(h);
+                return lfmd_err_set(err, LFMD_EFORMAT, "layer %d: q|k|v rows do not match the config", l);
+            }
             for (int i = 0; i < 3; i++) {
                 const struct tensor *b = layer_t(m, l, bn[i]);
-                size_t rows_i = (size_t)tensor_rows(ts[i]);
+                size_t rows_i = part_rows[i];
                 if (b && (size_t)tensor_nelem(b) == rows_i) {
                     op_vec_f32(b, h + off);
                     any = true;
@@ -424,6 +431,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->fast_gemm = o && o->fast_gemm;
     cm->pdl = !(o && o->no_pdl);
     cuk_set_pdl(cm->pdl);
+    cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
     // against 1.9 ms for the batch-64 GEMMs).
@@ -596,6 +604,7 @@ struct scratch {
     float *x, *xn, *a, *b, *c, *part, *logits, *stk;
     uint16_t *xb;
     int32_t *amax;              // greedy tokens of the logit rows
+    unsigned *ticket;           // attention split counters [T * n_head], zero between launches
     void *ws;
     void *meta_d, *meta_h;      // device block and pinned host mirror
     size_t meta_bytes, bytes;
@@ -679,7 +688,7 @@ void cuda_runner_free(struct cuda_runner *r) {
         cudaStreamSynchronize(st->st);
         if (sc->blas) cublasDestroy(sc->blas);
         void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d,
-                      sc->stk, sc->amax};
+                      sc->stk, sc->amax, sc->ticket};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
@@ -736,6 +745,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             {(void **)&sc->xb, 2 * T * max_in * 2}, {&sc->ws, WS_BYTES},
             {&sc->meta_d, sc->meta_bytes},      {(void **)&sc->stk, 2 * stk_t * stk_n * 4},
             {(void **)&sc->amax, i == cm->n_stages - 1 ? T * sizeof(int32_t) : 0},
+            {(void **)&sc->ticket, T * (size_t)c->n_head * sizeof(unsigned)},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
             if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
@@ -762,6 +772,8 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
     }
     for (int i = 0; i < cm->n_stages; i++) {
         cudaSetDevice(cm->st[i].dev);
+        if (r->sc[i].ticket)
+            cudaMemsetAsync(r->sc[i].ticket, 0, T * (size_t)c->n_head * sizeof(unsigned), cm->st[i].st);
         cudaStreamSynchronize(cm->st[i].st);
     }
     *out = r;
@@ -860,7 +872,7 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
                                st->inv_freq, cm->interleaved, sc->meta.kv, sc->meta.nctx, L->slot, sc->b, s);
             P("rope_store");
             cuk_attention(sc->b, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx, sc->meta.pos,
-                          L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->c, s);
+                          L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->ticket, sc->c, s);
             P("attention");
             mm(cm, st, sc, &L->o, sc->c, T, sc->x, D, CUK_MV_ACC);
             if (L->ob) cuk_add_bias(sc->x, L->ob, T, D, s);

@@ -28,6 +28,7 @@ struct cuda_opts {
                                     // default: two (hi + lo parts), ~f32 activation precision
     int mv_max_tok;                 // largest token count using the matvec kernel (0 = 3, max 8)
     bool no_pdl;                    // plain launches (default: programmatic dependent launch)
+    int mv_blocks;                  // matvec blocks per SM (0 = default; see cuk_set_mv_blocks)
 };
 
 struct cuda_model;

@@ -27,7 +27,9 @@ static __device__ __forceinline__ void pdl_trigger() {
 }
 
 static bool g_pdl = true;
+static int g_mv_blocks;     // matvec blocks per SM (0: as many as fit)
 extern "C" void cuk_set_pdl(int on) { g_pdl = on != 0; }
+extern "C" void cuk_set_mv_blocks(int per_sm) { g_mv_blocks = per_sm > 0 ? per_sm : 0; }
 
 template <typename... P, typename... A>
 static void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, cudaStream_t s, A... args) {
@@ -300,9 +302,33 @@ extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, flo
 #define ATT_WARPS 4
 #define ATT_EPL (CUK_MAX_HEAD_DIM / WARP)
 
+// Merges the n_split partials (m, l, acc[hd]) of one (token, head) into out (one warp; loads
+// bypass L1: partials of other blocks of the same kernel may have been written after it started).
+static __device__ void attn_merge_item(const float *part, int item, int hd, int n_split, float *out, int lane) {
+    const float *p = part + (size_t)item * n_split * (hd + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < n_split; s++) M = fmaxf(M, __ldcg(p + (size_t)s * (hd + 2)));
+    float L = 0;
+    for (int s = 0; s < n_split; s++) {
+        float ms = __ldcg(p + (size_t)s * (hd + 2));
+        if (ms != -INFINITY) L += expf(ms - M) * __ldcg(p + (size_t)s * (hd + 2) + 1);
+    }
+    float *o = out + (size_t)item * hd;
+    for (int e = lane; e < hd; e += WARP) {
+        float a = 0;
+        for (int s = 0; s < n_split; s++) {
+            float ms = __ldcg(p + (size_t)s * (hd + 2));
+            if (ms != -INFINITY) a += expf(ms - M) * __ldcg(p + (size_t)s * (hd + 2) + 2 + e);
+        }
+        o[e] = a / L;
+    }
+}
+
+// ticket (non-NULL): per (token, head) arrival counters, all 0 at entry and left 0; the last
+// split block to finish merges the partials into out (no second launch).
 __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const *kv,
                             const int32_t *nctx, const int32_t *pos, int slot, int n_split,
-                            float *part) {
+                            float *part, unsigned *ticket, float *out) {
     PDL_ENTER();
     __shared__ float sm[ATT_WARPS][CUK_MAX_HEAD_DIM + 2];
     int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
@@ -377,37 +403,33 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
         o[0] = M;
         o[1] = L;
     }
+    if (!ticket) return;
+    __threadfence();            // this block's partial is visible before its ticket
+    __syncwarp();
+    unsigned prev = 0;
+    int item = t * H + h;
+    if (lane == 0) prev = atomicAdd(&ticket[item], 1u);
+    prev = __shfl_sync(0xffffffffu, prev, 0);
+    if (prev != (unsigned)n_split - 1) return;
+    __threadfence();
+    attn_merge_item(part, item, hd, n_split, out, lane);
+    if (lane == 0) ticket[item] = 0;
 }
 
 __global__ void k_attn_merge(const float *part, int T, int H, int hd, int n_split, float *out) {
     PDL_ENTER();
     int item = blockIdx.x * (blockDim.x / WARP) + threadIdx.x / WARP, lane = threadIdx.x % WARP;
     if (item >= T * H) return;
-    const float *p = part + (size_t)item * n_split * (hd + 2);
-    float M = -INFINITY;
-    for (int s = 0; s < n_split; s++) M = fmaxf(M, p[(size_t)s * (hd + 2)]);
-    float L = 0;
-    for (int s = 0; s < n_split; s++) {
-        float ms = p[(size_t)s * (hd + 2)];
-        if (ms != -INFINITY) L += expf(ms - M) * p[(size_t)s * (hd + 2) + 1];
-    }
-    float *o = out + (size_t)item * hd;
-    for (int e = lane; e < hd; e += WARP) {
-        float a = 0;
-        for (int s = 0; s < n_split; s++) {
-            float ms = p[(size_t)s * (hd + 2)];
-            if (ms != -INFINITY) a += expf(ms - M) * p[(size_t)s * (hd + 2) + 2 + e];
-        }
-        o[e] = a / L;
-    }
+    attn_merge_item(part, item, hd, n_split, out, lane);
 }
 
 extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *kv,
                               const int32_t *nctx, const int32_t *pos, int slot, int n_split,
-                              float *part, float *out, cuk_stream s) {
+                              float *part, unsigned *ticket, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
-    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot, n_split, part);
-    launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
+    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot, n_split, part,
+           ticket, out);
+    if (!ticket) launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }
 
 extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
@@ -572,7 +594,8 @@ static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y,
     if (K < 1024) wpr = 1;
     if (mode == CUK_MV_SWIGLU && wpr > 4) wpr = 4;   // row pairs stay in one block
     size_t sm = NORM ? (size_t)NT * K * sizeof(float) : 0;
-    const int ps = NT == 1 ? 6 : NT == 2 ? 5 : 4;
+    int ps = NT == 1 ? 6 : NT == 2 ? 5 : 4;
+    if (g_mv_blocks && g_mv_blocks < ps) ps = g_mv_blocks;   // room for the next kernel (PDL)
     switch (wpr) {
     case 1: mv_go(k_matvec<NT, U, 1, NORM>, 8, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
     case 2: mv_go(k_matvec<NT, U, 2, NORM>, 4, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;

@@ -61,9 +61,11 @@ void cuk_kv_store(const float *k, const float *v, int T, int kvd, float *const *
                   const int32_t *nctx, const int32_t *pos, int slot, cuk_stream s);
 // Causal GQA attention of each token over positions 0..pos[t] of its cache (op_attention).
 // q, out: [T, H*hd]; part: scratch of T*H*n_split*(hd+2) floats; n_split in [1, CUK_MAX_SPLIT].
+// ticket: NULL (a second kernel merges the splits) or T*H counters, zero (left zero), with which
+// the last split block of each (token, head) merges in the same launch.
 void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *kv,
                    const int32_t *nctx, const int32_t *pos, int slot, int n_split, float *part,
-                   float *out, cuk_stream s);
+                   unsigned *ticket, float *out, cuk_stream s);
 // Y[t, r] = sum_c W[r, c] X[t, c] for T <= CUK_MV_MAX_TOK; W bf16 [N, K] (K % 8 == 0, 16-byte
 // aligned rows), X f32 [T, K] (16-byte aligned), Y row stride ldy (kern_matmul_ref).
 void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
@@ -87,6 +89,9 @@ void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s);
 void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s);
 // Programmatic dependent launch for every launcher (default on); off: plain launches.
 void cuk_set_pdl(int on);
+// Matrix-vector grid: at most this many blocks per SM (0: as many as fit; fewer leave room for
+// the next kernel's blocks to start and prefetch their weights under PDL).
+void cuk_set_mv_blocks(int per_sm);
 // out[t, i] = silu(gu[t, i]) * gu[t, F + i]; gu: [T, 2F] (gate | up), out: [T, F] (op_swiglu).
 void cuk_swiglu_cat(const float *gu, int T, int F, float *out, cuk_stream s);
 // Y[t, n] (row stride ldy) = C[t, n] + C[T + t, n] for C [2T, N] (hi + lo halves of a product);

@@ -122,6 +122,7 @@ int main(int argc, char **argv) {
     o.no_graphs = getenv("LFMD_CUDA_NO_GRAPHS") != NULL;
     o.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL;
     o.no_pdl = getenv("LFMD_CUDA_NO_PDL") != NULL;
+    o.mv_blocks = getenv("LFMD_CUDA_MV_BLOCKS") ? atoi(getenv("LFMD_CUDA_MV_BLOCKS")) : 0;
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
     double t0 = now();

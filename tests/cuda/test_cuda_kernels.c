@@ -346,12 +346,22 @@ static void t_attention(void) {
         float *part = poison_d((size_t)T * H * CUK_MAX_SPLIT * (hd + 2) * 4);
         float *dout = poison_d((size_t)T * H * hd * 4);
         int splits[3] = {1, irand(2, 7), CUK_MAX_SPLIT};
-        for (int si = 0; si < 3; si++) {
+        unsigned *ticket = NULL;
+        cudaMalloc((void **)&ticket, (size_t)T * H * sizeof(unsigned));
+        cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
+        for (int si = 0; si < 6; si++) {   // merge kernel, then merged by the last split block
             cudaMemset(dout, 0xff, (size_t)T * H * hd * 4);
-            cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si], part, dout, 0);
+            cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si % 3], part, si < 3 ? NULL : ticket,
+                          dout, 0);
             get(out, dout, (size_t)T * H * hd * 4);
-            expect("attention", rel(out, ref, (size_t)T * H * hd), 1e-5);
+            expect(si < 3 ? "attention" : "attention (merged in place)", rel(out, ref, (size_t)T * H * hd), 1e-5);
         }
+        unsigned tk[8 * 16];
+        get(tk, ticket, (size_t)T * H * sizeof(unsigned));
+        int nz = 0;
+        for (int i = 0; i < T * H; i++) nz += tk[i] != 0;
+        CHECK_EQ(nz, 0);   // counters left at zero for the next launch
+        cudaFree(ticket);
         for (int s = 0; s < 2; s++) {   // the stored rows match the CPU layout
             size_t n = (size_t)nslots * 2 * nctx[s] * kvd;
             float *back = malloc(n * 4);
