@@ -26,13 +26,13 @@ static double median(double *v, int n) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model_arg = NULL;
-    int n_prompt = 512, n_gen = 128, threads = app_threads_default(), reps = 3, batch_tokens = 128;
+    int n_prompt = 512, n_gen = 128, threads = app_threads_default(), reps = 3, batch_tokens = LFMD_MAX_BATCH_TOKENS;
     bool json = false, missing = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfmd bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-                   "                  [--batch-tokens 128] [--json]\n\n"
+                   "                  [--batch-tokens 512] [--json]\n\n"
                    "Measures prefill tok/s (a -p token prompt), decode tok/s (-n tokens one at a time\n"
                    "after it), model open time and peak RSS. Medians of -r runs after one warm-up.\n"
                    "--json prints one object with prefill_tok_s, decode_tok_s, load_ms, peak_rss_bytes.\n"

@@ -32,7 +32,7 @@ static void run_usage(FILE *f) {
             "  -t, --threads N       compute threads (default: all cores)\n"
             "  --ctx N               context size (default: prompt + max tokens)\n"
             "  --chunk N             tokens per forward call when feeding the prompt (default: all)\n"
-            "  --batch-tokens N      tokens per internal compute chunk (default 128)\n"
+            "  --batch-tokens N      tokens per internal compute chunk (default 512, as the server)\n"
             "  --stats               print timings and resident memory to stderr\n\n"
             "Environment: LFMD_MODEL (default model), LFMD_THREADS, LFMD_CACHE_DIR (where the embedded\n"
             "model is extracted), LFMD_KERNELS=ref (scalar kernels, for debugging).\n"
@@ -46,7 +46,7 @@ static void run_usage(FILE *f) {
 int cmd_run(int argc, char **argv) {
     const char *model_arg = NULL, *ids_arg = NULL, *text = NULL, *output = NULL, *logits_path = NULL;
     bool chat = false, ignore_eos = false, missing = false, stats = false;
-    int max_tokens = 128, threads = app_threads_default(), ctx = 0, chunk = 0, batch_tokens = 128;
+    int max_tokens = 128, threads = app_threads_default(), ctx = 0, chunk = 0, batch_tokens = LFMD_MAX_BATCH_TOKENS;
     struct sampler_params sp;
     sampler_params_default(&sp);
     for (int i = 1; i < argc; i++) {
