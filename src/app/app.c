@@ -4,9 +4,12 @@
 #include "embedded.h"
 
 #include "base/alloc.h"
+#include "engine/model_cuda.h"
+#include "server/options.h"
 #include "base/pool.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,4 +114,37 @@ int app_threads_default(void) {
     const char *e = getenv("LFMD_THREADS");
     if (e && atoi(e) > 0) return atoi(e);
     return pool_cpu_count();
+}
+
+int app_start_engine(const char *cmd, struct serve_config *c, void (*on_stop)(int),
+                     void (*on_usr1)(int), struct engine **out) {
+    *out = NULL;
+    c->eng.model_path = app_model_path(c->eng.model_path);
+    if (!c->eng.model_path) return 1;
+    if (strcmp(c->eng.model_path, "@test") && access(c->eng.model_path, R_OK) != 0) {
+        fprintf(stderr, "lfmd %s: ERROR: model '%s' does not exist or is not readable\n", cmd,
+                c->eng.model_path);
+        return 1;
+    }
+    serve_config_apply_profile(c);
+    struct lfmd_err_ctx err = {0};
+    if (engine_cuda_configure(c->device, c->split, c->gpu_memory_limit, &err)) {
+        fprintf(stderr, "lfmd %s: ERROR: %s\n", cmd, err.msg);
+        return 2;
+    }
+    c->eng.ops = engine_ops_for_path(c->eng.model_path);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    if (engine_start(&c->eng, out, &err)) {
+        fprintf(stderr, "lfmd %s: ERROR: %s\n", cmd, err.msg);
+        return 1;
+    }
+    return 0;
 }

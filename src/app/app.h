@@ -20,4 +20,14 @@ size_t app_peak_rss_bytes(void);  // high-water mark (VmHWM)
 int app_parse_ids(const char *s, int32_t **out);
 int app_threads_default(void);
 
+struct serve_config;
+struct engine;
+// Start-up shared by `serve` and `stdio`: resolves the model (given, $LFMD_MODEL, else the embedded
+// default), applies the profile and the device (--device/--split/--gpu-memory-limit), installs the
+// signal handlers (SIGTERM/SIGINT -> on_stop, SIGUSR1 -> on_usr1; they only set flags; SIGPIPE
+// ignored) and starts the engine. Returns 0 and *out, or the exit code (1 runtime, 2 usage) after
+// printing "lfmd CMD: ..." on stderr.
+int app_start_engine(const char *cmd, struct serve_config *c, void (*on_stop)(int),
+                     void (*on_usr1)(int), struct engine **out);
+
 #endif

@@ -178,40 +178,11 @@ int cmd_serve(int argc, char **argv) {
         return 0;
     }
     if (prc) return 2;
-    c.eng.model_path = app_model_path(c.eng.model_path); // -m, $LFMD_MODEL, else the embedded model
-    if (!c.eng.model_path) return 1;
-    if (strcmp(c.eng.model_path, "@test") && access(c.eng.model_path, R_OK) != 0) {
-        fprintf(stderr, "lfmd serve: ERROR: model '%s' does not exist or is not readable\n",
-                c.eng.model_path);
-        return 1;
-    }
-    serve_config_apply_profile(&c);
     lfmd_log_set_json(!strcmp(c.log_format, "json"));
     c.http.version = LFMD_VERSION;
-    {
-        struct lfmd_err_ctx derr = {0}; // --device / --split / --gpu-memory-limit
-        if (engine_cuda_configure(c.device, c.split, c.gpu_memory_limit, &derr)) {
-            fprintf(stderr, "lfmd serve: ERROR: %s\n", derr.msg);
-            return 2;
-        }
-    }
-    c.eng.ops = engine_ops_for_path(c.eng.model_path);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_usr1;
-    sigaction(SIGUSR1, &sa, NULL);
-    sa.sa_handler = SIG_IGN;
-    sigaction(SIGPIPE, &sa, NULL);
-
     struct engine *e = NULL;
-    if (engine_start(&c.eng, &e, &err)) {
-        fprintf(stderr, "lfmd serve: ERROR: %s\n", err.msg);
-        return 1;
-    }
+    int src = app_start_engine("serve", &c, on_stop, on_usr1, &e);
+    if (src) return src;
     struct server *s = NULL;
     if (server_start(e, &c.http, &s, &err)) {
         fprintf(stderr, "lfmd serve: ERROR: %s\n", err.msg);
