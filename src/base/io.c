@@ -6,7 +6,10 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static _Atomic long g_fail_after = -1;
@@ -66,4 +69,40 @@ int lfmd_io_read_full(int fd, void *buf, size_t n) {
 void *lfmd_io_mmap(int fd, size_t len) {
     if (inject()) return MAP_FAILED;
     return mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+}
+
+int lfmd_io_read_file(const char *path, size_t max, enum lfmd_mem cat, char **out, size_t *len,
+                      struct lfmd_err_ctx *err) {
+    *out = NULL;
+    *len = 0;
+    int fd = lfmd_io_open(path, O_RDONLY);
+    if (fd < 0)
+        return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: cannot open: %s", path,
+                            strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return lfmd_err_set(err, LFMD_EIO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max) {
+        close(fd);
+        return lfmd_err_set(err, LFMD_ETOOBIG, "%s: %lld bytes is over the %zu-byte limit", path,
+                            (long long)st.st_size, max);
+    }
+    size_t n = (size_t)st.st_size;
+    char *p = lfmd_malloc(n + 1, cat);
+    if (!p) {
+        close(fd);
+        return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
+    }
+    int bad = lfmd_io_pread_full(fd, p, n, 0);
+    close(fd);
+    if (bad) {
+        lfmd_free(p);
+        return lfmd_err_set(err, LFMD_EIO, "%s: read error", path);
+    }
+    p[n] = 0;
+    *out = p;
+    *len = n;
+    return 0;
 }

@@ -7,6 +7,9 @@
 #ifndef LFMD_BASE_IO_H
 #define LFMD_BASE_IO_H
 
+#include "alloc.h"
+#include "err.h"
+
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -20,6 +23,12 @@ int lfmd_io_pread_full(int fd, void *buf, size_t n, off_t off);
 int lfmd_io_read_full(int fd, void *buf, size_t n);
 // Maps [0, len) of fd read-only and private. Returns the address or MAP_FAILED (errno set).
 void *lfmd_io_mmap(int fd, size_t len);
+
+// Reads a whole regular file of at most max bytes into a NUL-terminated buffer allocated in
+// category cat (free with lfmd_free). Errors: LFMD_ENOENT (missing), LFMD_EIO (unreadable, not a
+// regular file), LFMD_ETOOBIG (over max), LFMD_ENOMEM; err names the file.
+LFMD_MUST_CHECK int lfmd_io_read_file(const char *path, size_t max, enum lfmd_mem cat, char **out,
+                                      size_t *len, struct lfmd_err_ctx *err);
 
 // Test hook: the n-th wrapped call from now fails (0 = the next one); -1 turns it off.
 // Thread-safe. Each of open / pread / read / mmap counts as one call (pread_full and read_full

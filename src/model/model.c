@@ -16,44 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-// Reads a whole small file into a NUL-terminated buffer (free with lfmd_free).
-static int read_small_file(const char *path, size_t max, char **out, size_t *len, struct lfmd_err_ctx *err) {
-    *out = NULL;
-    int fd = lfmd_io_open(path, O_RDONLY);
-    if (fd < 0) return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: cannot open: %s",
-                                    path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_EFORMAT, "%s: not a regular file or larger than %zu bytes", path, max);
-    }
-    char *buf = lfmd_malloc((size_t)st.st_size + 1, LFMD_MEM_OTHER);
-    if (!buf) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
-    }
-    size_t done = 0;
-    while (done < (size_t)st.st_size) {
-        ssize_t r = lfmd_io_pread(fd, buf + done, (size_t)st.st_size - done, (off_t)done);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        done += (size_t)r;
-    }
-    close(fd);
-    if (done != (size_t)st.st_size) {
-        lfmd_free(buf);
-        return lfmd_err_set(err, LFMD_EIO, "%s: short read", path);
-    }
-    buf[done] = 0;
-    *out = buf;
-    if (len) *len = done;
-    return 0;
-}
-
 static int load_json(const char *path, struct json_doc **doc, struct lfmd_err_ctx *err) {
     char *text = NULL;
     size_t len = 0;
-    int rc = read_small_file(path, LFMD_MAX_CONFIG_BYTES, &text, &len, err);
+    int rc = lfmd_io_read_file(path, LFMD_MAX_CONFIG_BYTES, LFMD_MEM_OTHER, &text, &len, err);
     if (rc) return rc;
     struct lfmd_err_ctx jerr = {0};
     rc = json_parse(text, len, LFMD_MEM_OTHER, doc, &jerr);

@@ -9,6 +9,7 @@
 #include "internal.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "base/buf.h"
 #include "format/gguf.h"
 #include "format/json.h"
@@ -174,46 +175,13 @@ static int write_small_file(const char *path, const void *p, size_t n, struct lf
     return 0;
 }
 
-static int read_file(const char *path, size_t max, char **out, size_t *len, struct lfmd_err_ctx *err) {
-    *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: cannot open: %s",
-                                    path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_EIO, "%s: not a regular file or larger than %zu bytes", path, max);
-    }
-    char *b = lfmd_malloc((size_t)st.st_size + 1, LFMD_MEM_OTHER);
-    if (!b) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
-    }
-    size_t n = 0;
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, b + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    close(fd);
-    if (n != (size_t)st.st_size) {
-        lfmd_free(b);
-        return lfmd_err_set(err, LFMD_EIO, "%s: short read", path);
-    }
-    b[n] = 0;
-    *out = b;
-    *len = n;
-    return 0;
-}
-
 // config.json with a "quantization" (and "quantization_config", as mlx-lm writes) block added.
 static int mlx_config(struct qrun *q, const char *in, const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", in);
     char *text;
     size_t len;
-    int rc = read_file(path, LFMD_MAX_CONFIG_BYTES, &text, &len, q->err);
+    int rc = lfmd_io_read_file(path, LFMD_MAX_CONFIG_BYTES, LFMD_MEM_OTHER, &text, &len, q->err);
     if (rc) return rc;
     size_t end = len;
     while (end > 0 && text[end - 1] != '}') end--;
@@ -263,7 +231,7 @@ static int copy_side_files(struct qrun *q, const char *in, const char *dir) {
         if (stat(sp, &st) || !S_ISREG(st.st_mode) || st.st_size > (256 << 20)) continue;
         char *text;
         size_t len;
-        if ((rc = read_file(sp, 256u << 20, &text, &len, q->err))) break;
+        if ((rc = lfmd_io_read_file(sp, 256u << 20, LFMD_MEM_OTHER, &text, &len, q->err))) break;
         rc = write_small_file(dp, text, len, q->err);
         lfmd_free(text);
     }
@@ -591,7 +559,7 @@ static int vocab_synthetic(struct vocab *v, int n_vocab, struct lfmd_err_ctx *er
 static int vocab_from_json(struct vocab *v, const char *path, int n_vocab, struct lfmd_err_ctx *err) {
     char *text;
     size_t len;
-    int rc = read_file(path, LFMD_MAX_TOKENIZER_BYTES, &text, &len, err);
+    int rc = lfmd_io_read_file(path, LFMD_MAX_TOKENIZER_BYTES, LFMD_MEM_OTHER, &text, &len, err);
     if (rc) return rc;
     struct lfmd_err_ctx jerr = {0};
     rc = json_parse(text, len, LFMD_MEM_OTHER, &v->doc, &jerr);
@@ -716,11 +684,11 @@ static int gguf_metadata(struct qrun *q, struct gguf_writer *w, const char *in, 
     snprintf(path, sizeof path, "%s/chat_template.jinja", in);
     size_t len;
     struct lfmd_err_ctx terr = {0};
-    if (read_file(path, LFMD_MAX_CONFIG_BYTES, &v->tmpl, &len, &terr) != 0) {
+    if (lfmd_io_read_file(path, LFMD_MAX_CONFIG_BYTES, LFMD_MEM_OTHER, &v->tmpl, &len, &terr) != 0) {
         snprintf(path, sizeof path, "%s/tokenizer_config.json", in);
         char *text;
         struct json_doc *doc = NULL;
-        if (read_file(path, LFMD_MAX_CONFIG_BYTES, &text, &len, &terr) == 0) {
+        if (lfmd_io_read_file(path, LFMD_MAX_CONFIG_BYTES, LFMD_MEM_OTHER, &text, &len, &terr) == 0) {
             if (json_parse(text, len, LFMD_MEM_OTHER, &doc, &terr) == 0) {
                 const char *t = json_str(json_get(json_root(doc), "chat_template"), NULL);
                 if (t) v->tmpl = lfmd_strdup(t, LFMD_MEM_OTHER);

@@ -16,47 +16,12 @@
 
 // ---- files ----
 
-static int read_file(const char *path, size_t max, char **out, size_t *len,
-                     struct lfmd_err_ctx *err) {
-    *out = NULL;
-    *len = 0;
-    int fd = lfmd_io_open(path, O_RDONLY);
-    if (fd < 0) return lfmd_err_set(err, errno == ENOENT ? LFMD_ENOENT : LFMD_EIO, "%s: %s", path,
-                                    strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_EIO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_ETOOBIG, "%s: %lld bytes is over the %zu byte limit", path,
-                            (long long)st.st_size, max);
-    }
-    char *p = lfmd_malloc((size_t)st.st_size + 1, LFMD_MEM_TOKENIZER);
-    if (!p) {
-        close(fd);
-        return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
-    }
-    size_t n = (size_t)st.st_size;
-    int bad = lfmd_io_pread_full(fd, p, n, 0);
-    close(fd);
-    if (bad) {
-        lfmd_free(p);
-        return lfmd_err_set(err, LFMD_EIO, "%s: read error", path);
-    }
-    p[n] = 0;
-    *out = p;
-    *len = n;
-    return 0;
-}
-
 static int parse_file(const char *path, size_t max, struct json_doc **doc,
                       struct lfmd_err_ctx *err) {
     char *text;
     size_t len;
     *doc = NULL;
-    int rc = read_file(path, max, &text, &len, err);
+    int rc = lfmd_io_read_file(path, max, LFMD_MEM_TOKENIZER, &text, &len, err);
     if (rc) return rc;
     struct lfmd_err_ctx e2 = {0};
     rc = json_parse(text, len, LFMD_MEM_TOKENIZER, doc, &e2);
