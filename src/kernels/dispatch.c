@@ -61,13 +61,27 @@ static bool use_vnni(void) {
     return v;
 }
 
+// AMX tiles for prefill (LFMD_KERNELS=avx2 or avx512 turns them off).
+static _Atomic int g_amx = -1;
+static bool use_amx(void) {
+    int v = atomic_load_explicit(&g_amx, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LFMD_KERNELS");
+        v = !(env && (strcmp(env, "avx2") == 0 || strcmp(env, "avx512") == 0)) && use_avx512() &&
+            kern_amx_usable();
+        atomic_store_explicit(&g_amx, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 static int active_isa(void) {
     if (atomic_load_explicit(&g_force_ref, memory_order_relaxed)) return ISA_SCALAR;
     return detect_isa();
 }
 
 const char *kern_isa(void) {
-    if (active_isa() == ISA_AVX2) return use_avx512() ? "avx2+avx512" : "avx2";
+    if (active_isa() == ISA_AVX2)
+        return use_amx() ? "avx2+avx512+amx" : use_avx512() ? "avx2+avx512" : "avx2";
     return "scalar";
 }
 
@@ -80,12 +94,18 @@ static bool uses_qx(enum lfmd_dtype wt) {
 }
 
 size_t kern_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
-    if (!uses_qx(wt) || n_tok <= 0) return 0;
+    size_t amx = detect_isa() == ISA_AVX2 && use_amx() ? kern_amx_input_bytes(wt, n_tok, n_in) : 0;
+    if (!uses_qx(wt) || n_tok <= 0) return amx;
     return (size_t)n_tok * (size_t)(n_in / QKX) * sizeof(struct block_qx);
 }
 
 void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0, int t1,
                         void *qx) {
+    if ((wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16) && qx && n_in % 32 == 0 &&
+        active_isa() == ISA_AVX2 && use_amx()) {
+        kern_prepare_amx_bf16(X, n_in, t0, t1, qx);
+        return;
+    }
     if (!uses_qx(wt) || !qx) return;
     if (active_isa() == ISA_AVX2) {
         kern_quantize_x_avx2(X, n_in, t0, t1, qx);
@@ -98,14 +118,19 @@ void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0
 }
 
 bool kern_matmul_uses_qx(const struct tensor *W, int n_tok) {
-    return active_isa() == ISA_AVX2 && n_tok < KERN_QUANT_PANEL_MIN_TOK &&
-           kern_quant_avx2_supports(W);
+    if (active_isa() != ISA_AVX2) return false;
+    if (use_amx() && kern_amx_supports(W, n_tok)) return true;
+    return n_tok < KERN_QUANT_PANEL_MIN_TOK && kern_quant_avx2_supports(W);
 }
 
 void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                  int64_t ldy, int64_t r0, int64_t r1) {
     if (r1 <= r0 || n_tok <= 0) return;
     if (active_isa() == ISA_AVX2) {
+        if (qx && use_amx() && kern_amx_supports(W, n_tok)) {
+            kern_matmul_amx(W, X, qx, n_tok, Y, ldy, r0, r1);
+            return;
+        }
         if (n_tok >= KERN_QUANT_PANEL_MIN_TOK && use_avx512()) {
             kern_matmul_tiled_avx512(W, X, n_tok, Y, ldy, r0, r1);
             return;

@@ -137,6 +137,18 @@ bool kern_avx512_usable(void);
 void kern_matmul_quant_vnni(const struct tensor *W, const float *X, const void *qx, int n_tok,
                             float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
+// AMX tiles (cpu/matmul_amx.c) for products of n_tok >= KERN_AMX_MIN_TOK tokens: BF16/F16
+// weights against 3-part bf16 activations (qx from kern_prepare_amx_bf16, n_tok * n_in * 6 B),
+// Q8_0/Q4_0 weights against the int8 activation blocks (struct block_qx). kern_amx_usable()
+// checks the CPU and requests the Linux tile-data permission once per process.
+#define KERN_AMX_MIN_TOK 16
+bool kern_amx_usable(void);
+bool kern_amx_supports(const struct tensor *W, int n_tok);
+size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in);
+void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx);
+void kern_matmul_amx(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
+                     int64_t ldy, int64_t r0, int64_t r1);
+
 void kern_attention_avx2(enum lfmd_dtype kvt, const float *q, int64_t ldq, int n_q, const void *K,
                          const void *V, size_t stride, int n_pos, int hd, float scale, float *out,
                          int64_t ldo);

@@ -1,0 +1,490 @@
+// AMX (Intel Advanced Matrix Extensions) matrix products for prefill and batches
+// (n_tok >= KERN_AMX_MIN_TOK) on CPUs with AMX-TILE/BF16/INT8 (Sapphire Rapids and later).
+// Orientation: one 16x16 f32/int32 C tile = 16 tokens (rows, = rows of Y) x 16 weight rows
+// (columns, = 16 consecutive floats of a Y row); A = activations (16 tokens x K), B = weights
+// repacked into the VNNI layout (K/2 or K/4 rows of 16 weight rows x pairs/quads).
+// - BF16/F16 weights (TDPBF16PS): kern_prepare_amx_bf16 splits each f32 activation exactly
+//   enough into three bf16 parts (hi + mid + lo, 24 significant bits); BF16 weights are exact
+//   bf16, F16 weights are split exactly into bf16 hi + lo. The products (3 for BF16, 5 for F16:
+//   w_lo * x_lo is below f32 rounding) are summed in f32 tiles, so results match the f32 FMA
+//   kernels to f32 rounding (a two-part split left 2e-5 relative logits drift on deep golden
+//   models, above the chunked-vs-whole prefill check).
+// - Q8_0/Q4_0 weights (TDPBSSD): activations are the int8 blocks of kern_prepare_input
+//   (struct block_qx, the decode layout); one TDPBSSD per 32-block gives exact int32 sums that
+//   AVX-512 scales by (weight d * activation d) into f32 accumulators, like the integer decode
+//   path.
+// n_in is processed in chunks (outer loop) so the activation chunk stays in L2; partial sums
+// live in Y between chunks. Weight panels and tail-token copies are on the stack (< 128 KiB);
+// nothing allocates. Rows past the last multiple of 16 go to the AVX-512 tiled kernel.
+// Linux requires arch_prctl(ARCH_REQ_XCOMP_PERM) once per process before any tile instruction:
+// kern_amx_usable() does it; each thread loads its tile configuration on first use.
+// SPDX-License-Identifier: MIT
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11 &&      \
+    defined(__linux__)
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,"      \
+                   "amx-bf16,amx-int8")
+#define LFMD_HAVE_AMX_TU 1
+#endif
+#include "kernels/kern_internal.h"
+
+#include <string.h>
+
+#ifdef LFMD_HAVE_AMX_TU
+#include <immintrin.h>
+#include <stdatomic.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define AI static inline __attribute__((always_inline))
+
+// The tile intrinsics are asm statements that do not tell the compiler which memory they read
+// or write: order plain C accesses around them explicitly.
+#define MEMBAR() __asm__ volatile("" ::: "memory")
+
+#define LFMD_ARCH_REQ_XCOMP_PERM 0x1023
+#define LFMD_XFEATURE_XTILEDATA 18
+
+enum {
+    KCB = 512,   // n_in chunk (elements) of the bf16 path: 16 k-steps of 32
+    KCQ = 32,    // n_in chunk (32-blocks) of the int8 path
+    CFG_BF16 = 1,
+    CFG_INT8 = 2,
+};
+
+struct tile_cfg {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+// Tiles 0-3: C (16 x 16 f32/int32); 4-5: A; 6-7: B.
+static _Thread_local int tl_cfg;
+
+static void set_cfg(int which) {
+    if (tl_cfg == which) return;
+    _Alignas(64) struct tile_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int i = 0; i < 8; i++) {
+        c.rows[i] = 16;
+        c.colsb[i] = 64;
+    }
+    if (which == CFG_INT8) {
+        c.colsb[4] = c.colsb[5] = 32; // 16 tokens x one 32-block of int8
+        c.rows[6] = c.rows[7] = 8;    // 8 quads x 16 weight rows
+    }
+    _tile_loadconfig(&c);
+    tl_cfg = which;
+}
+
+// ---- BF16 / F16 ----
+
+AI __m512 bf16x16_f32(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Token t: hi, mid, lo rows of n_in bf16 each at qx + t * 3 * n_in (x = hi + mid + lo exactly
+// unless x is tiny enough for lo to underflow).
+void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx) {
+    for (int t = t0; t < t1; t++) {
+        const float *x = X + (int64_t)t * n_in;
+        uint16_t *hi = (uint16_t *)qx + (int64_t)t * 3 * n_in, *mid = hi + n_in, *lo = mid + n_in;
+        for (int64_t i = 0; i < n_in; i += 16) {
+            __m512 v = _mm512_loadu_ps(x + i);
+            __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+            v = _mm512_sub_ps(v, bf16x16_f32(h));
+            __m256i m = (__m256i)_mm512_cvtneps_pbh(v);
+            __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, bf16x16_f32(m)));
+            _mm256_storeu_si256((__m256i *)(hi + i), h);
+            _mm256_storeu_si256((__m256i *)(mid + i), m);
+            _mm256_storeu_si256((__m256i *)(lo + i), l);
+        }
+    }
+}
+
+// Panel of one 16-row tile for k-steps [0, steps): per step 256 dwords (16 pairs x 16 rows) of
+// hi, then (F16) 256 of lo. Step s of row tile j sits at pan + (s * NR + j) * per_step.
+static void panel_bf16(const struct tensor *W, int64_t n_in, int64_t r, int NR, int64_t k0,
+                       int steps, int f16, uint32_t *pan) {
+    const int per = f16 ? 512 : 256;
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                               12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)(n_in * 2)));
+    const __m512i m16 = _mm512_set1_epi32(0xffff);
+    for (int j = 0; j < NR; j++) {
+        const uint8_t *base = (const uint8_t *)W->data + ((r + 16 * j) * n_in + k0) * 2;
+        for (int s = 0; s < steps; s++) {
+            uint32_t *p = pan + (int64_t)(s * NR + j) * per;
+            for (int kk = 0; kk < 16; kk++) {
+                __m512i v = _mm512_i32gather_epi32(vidx, base + (s * 32 + 2 * kk) * 2, 1);
+                if (!f16) {
+                    _mm512_store_si512(p + kk * 16, v);
+                    continue;
+                }
+                __m512 e0 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_and_si512(v, m16)));
+                __m512 e1 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
+                __m512i h0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e0));
+                __m512i h1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e1));
+                __m512 r0 = _mm512_sub_ps(e0, _mm512_castsi512_ps(_mm512_slli_epi32(h0, 16)));
+                __m512 r1 = _mm512_sub_ps(e1, _mm512_castsi512_ps(_mm512_slli_epi32(h1, 16)));
+                __m512i l0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r0));
+                __m512i l1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r1));
+                _mm512_store_si512(p + kk * 16, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
+                _mm512_store_si512(p + 256 + kk * 16, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
+            }
+        }
+    }
+}
+
+// Loads C tile `tile` from Y rows [t, t + nv) (16 floats at column r), zero rows past nv.
+#define C_LOAD(tile, first, y, ldy, nv, tmp)                                                     \
+    do {                                                                                       \
+        if (first) {                                                                           \
+            _tile_zero(tile);                                                                  \
+        } else if ((nv) == 16) {                                                               \
+            _tile_loadd(tile, (y), (ldy) * 4);                                                 \
+        } else {                                                                               \
+            memset((tmp), 0, 1024);                                                            \
+            for (int i_ = 0; i_ < (nv); i_++) memcpy((tmp) + i_ * 16, (y) + i_ * (ldy), 64);   \
+            MEMBAR();                                                                          \
+            _tile_loadd(tile, (tmp), 64);                                                      \
+        }                                                                                      \
+    } while (0)
+
+#define C_STORE(tile, y, ldy, nv, tmp)                                                           \
+    do {                                                                                       \
+        if ((nv) == 16) {                                                                      \
+            _tile_stored(tile, (y), (ldy) * 4);                                                \
+        } else {                                                                               \
+            _tile_stored(tile, (tmp), 64);                                                     \
+            MEMBAR();                                                                          \
+            for (int i_ = 0; i_ < (nv); i_++) memcpy((y) + i_ * (ldy), (tmp) + i_ * 16, 64);   \
+        }                                                                                      \
+    } while (0)
+
+// Up to 2 token tiles (a0, a1: hi rows, mid at +lo_off, lo at +2*lo_off bytes, row stride lda
+// bytes) x NR row tiles of the panel, `steps` k-steps; Y block at y (token 0 of the pair,
+// column r).
+AI void block_bf16(const int NR, const int NT, const int f16, const uint8_t *a0, const uint8_t *a1,
+                   int64_t lda, int64_t lo_off, const uint32_t *pan, int steps, float *y,
+                   int64_t ldy, int first, int nv0, int nv1, float *tmp) {
+    const int per = f16 ? 512 : 256;
+    MEMBAR();
+    C_LOAD(0, first, y, ldy, nv0, tmp);
+    if (NR == 2) C_LOAD(1, first, y + 16, ldy, nv0, tmp);
+    if (NT == 2) C_LOAD(2, first, y + 16 * ldy, ldy, nv1, tmp);
+    if (NT == 2 && NR == 2) C_LOAD(3, first, y + 16 * ldy + 16, ldy, nv1, tmp);
+    for (int s = 0; s < steps; s++) {
+        const uint32_t *b = pan + (int64_t)s * NR * per;
+        _tile_loadd(6, b, 64);
+        if (NR == 2) _tile_loadd(7, b + per, 64);
+        _tile_loadd(4, a0 + s * 64, lda);
+        if (NT == 2) _tile_loadd(5, a1 + s * 64, lda);
+        _tile_dpbf16ps(0, 4, 6);
+        if (NR == 2) _tile_dpbf16ps(1, 4, 7);
+        if (NT == 2) _tile_dpbf16ps(2, 5, 6);
+        if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, a0 + lo_off + s * 64, lda);
+        if (NT == 2) _tile_loadd(5, a1 + lo_off + s * 64, lda);
+        _tile_dpbf16ps(0, 4, 6);
+        if (NR == 2) _tile_dpbf16ps(1, 4, 7);
+        if (NT == 2) _tile_dpbf16ps(2, 5, 6);
+        if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
+        _tile_loadd(4, a0 + 2 * lo_off + s * 64, lda);
+        if (NT == 2) _tile_loadd(5, a1 + 2 * lo_off + s * 64, lda);
+        _tile_dpbf16ps(0, 4, 6);
+        if (NR == 2) _tile_dpbf16ps(1, 4, 7);
+        if (NT == 2) _tile_dpbf16ps(2, 5, 6);
+        if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
+        if (f16) { // w_lo * (x_hi + x_mid)
+            _tile_loadd(6, b + 256, 64);
+            if (NR == 2) _tile_loadd(7, b + per + 256, 64);
+            _tile_loadd(4, a0 + s * 64, lda);
+            if (NT == 2) _tile_loadd(5, a1 + s * 64, lda);
+            _tile_dpbf16ps(0, 4, 6);
+            if (NR == 2) _tile_dpbf16ps(1, 4, 7);
+            if (NT == 2) _tile_dpbf16ps(2, 5, 6);
+            if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
+            _tile_loadd(4, a0 + lo_off + s * 64, lda);
+            if (NT == 2) _tile_loadd(5, a1 + lo_off + s * 64, lda);
+            _tile_dpbf16ps(0, 4, 6);
+            if (NR == 2) _tile_dpbf16ps(1, 4, 7);
+            if (NT == 2) _tile_dpbf16ps(2, 5, 6);
+            if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    MEMBAR();
+    C_STORE(0, y, ldy, nv0, tmp);
+    if (NR == 2) C_STORE(1, y + 16, ldy, nv0, tmp);
+    if (NT == 2) C_STORE(2, y + 16 * ldy, ldy, nv1, tmp);
+    if (NT == 2 && NR == 2) C_STORE(3, y + 16 * ldy + 16, ldy, nv1, tmp);
+}
+
+static void block_bf16_any(int NR, int NT, int f16, const uint8_t *a0, const uint8_t *a1,
+                           int64_t lda, int64_t lo_off, const uint32_t *pan, int steps, float *y,
+                           int64_t ldy, int first, int nv0, int nv1, float *tmp) {
+#define BB(nr, nt, f)                                                                          \
+    block_bf16(nr, nt, f, a0, a1, lda, lo_off, pan, steps, y, ldy, first, nv0, nv1, tmp)
+    if (f16) {
+        if (NR == 2) {
+            if (NT == 2) BB(2, 2, 1);
+            else BB(2, 1, 1);
+        } else {
+            if (NT == 2) BB(1, 2, 1);
+            else BB(1, 1, 1);
+        }
+    } else {
+        if (NR == 2) {
+            if (NT == 2) BB(2, 2, 0);
+            else BB(2, 1, 0);
+        } else {
+            if (NT == 2) BB(1, 2, 0);
+            else BB(1, 1, 0);
+        }
+    }
+#undef BB
+}
+
+static void matmul_bf16(const struct tensor *W, const void *qx, int n_tok, float *Y, int64_t ldy,
+                        int64_t r0, int64_t r1) {
+    const int f16 = W->dtype == LFMD_DTYPE_F16;
+    const int64_t n_in = tensor_cols(W);
+    _Alignas(64) uint32_t pan[2 * (KCB / 32) * 512];  // 64 KiB
+    _Alignas(64) uint16_t tail[16 * 3 * KCB];         // 48 KiB: last partial token tile
+    _Alignas(64) float tmp[256];
+    const int64_t rend = r0 + (r1 - r0) / 16 * 16;
+    const int full_tok = n_tok / 16 * 16, n_tail = n_tok - full_tok;
+    const uint16_t *xq = qx;
+    set_cfg(CFG_BF16);
+    for (int64_t k0 = 0; k0 < n_in; k0 += KCB) {
+        const int64_t kc = n_in - k0 < KCB ? n_in - k0 : KCB;
+        const int steps = (int)(kc / 32), first = k0 == 0;
+        if (n_tail) {
+            memset(tail, 0, sizeof tail);
+            for (int i = 0; i < n_tail; i++) {
+                const uint16_t *src = xq + (int64_t)(full_tok + i) * 3 * n_in + k0;
+                for (int part = 0; part < 3; part++)
+                    memcpy(tail + (i * 3 + part) * KCB, src + part * n_in, (size_t)kc * 2);
+            }
+        }
+        for (int64_t r = r0; r < rend;) {
+            const int NR = rend - r >= 32 ? 2 : 1;
+            panel_bf16(W, n_in, r, NR, k0, steps, f16, pan);
+            for (int t = 0; t < n_tok; t += 32) {
+                const int nv0 = n_tok - t < 16 ? n_tok - t : 16;
+                const int nv1 = n_tok - t - 16 < 16 ? n_tok - t - 16 : 16;
+                const int NT = nv1 > 0 ? 2 : 1;
+                // Tile rows come straight from qx (row stride 6 * n_in bytes, parts 2 * n_in
+                // apart) unless the tile is the partial last one (then from tail).
+                const uint8_t *a0, *a1 = NULL;
+                int64_t lda = 6 * n_in, lo_off = 2 * n_in;
+                if (nv0 == 16) {
+                    a0 = (const uint8_t *)(xq + (int64_t)t * 3 * n_in + k0);
+                } else {
+                    a0 = (const uint8_t *)tail;
+                    lda = 6 * KCB;
+                    lo_off = 2 * KCB;
+                }
+                if (NT == 2) {
+                    if (nv1 == 16) {
+                        a1 = (const uint8_t *)(xq + (int64_t)(t + 16) * 3 * n_in + k0);
+                    } else {
+                        // the partial tile is the second of the pair: run the pair as two singles
+                        block_bf16_any(NR, 1, f16, a0, NULL, lda, lo_off, pan, steps,
+                                       Y + (int64_t)t * ldy + r, ldy, first, nv0, 0, tmp);
+                        block_bf16_any(NR, 1, f16, (const uint8_t *)tail, NULL, 6 * KCB,
+                                       2 * KCB, pan, steps, Y + (int64_t)(t + 16) * ldy + r,
+                                       ldy, first, nv1, 0, tmp);
+                        continue;
+                    }
+                }
+                block_bf16_any(NR, NT, f16, a0, a1, lda, lo_off, pan, steps,
+                               Y + (int64_t)t * ldy + r, ldy, first, nv0, nv1, tmp);
+            }
+            r += 16 * NR;
+        }
+    }
+}
+
+// ---- Q8_0 / Q4_0 ----
+
+// Panel of the 16-row tile at r for blocks [kb0, kb0 + nbc): per block 8 quads x 16 rows of int8
+// (512 bytes, VNNI layout) and the 16 weight scales as f32.
+static void panel_int8(const struct tensor *W, int64_t nb, int64_t r, int64_t kb0, int nbc,
+                       int8_t *pan, float *dw) {
+    const int q4 = W->dtype == LFMD_DTYPE_Q4_0;
+    const int bs = q4 ? (int)sizeof(struct block_q4_0) : (int)sizeof(struct block_q8_0);
+    const int64_t rb = nb * bs;
+    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                               12, 13, 14, 15),
+                                            _mm512_set1_epi32((int)rb));
+    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    for (int b = 0; b < nbc; b++) {
+        const uint8_t *base = (const uint8_t *)W->data + r * rb + (kb0 + b) * bs;
+        __m512i d = _mm512_i32gather_epi32(vidx, base, 1);
+        _mm512_store_ps(dw + b * 16, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(d)));
+        int8_t *p = pan + b * 512;
+        if (q4) {
+            for (int kq = 0; kq < 4; kq++) {
+                __m512i v = _mm512_i32gather_epi32(vidx, base + 2 + 4 * kq, 1);
+                __m512i lo = _mm512_sub_epi8(_mm512_and_si512(v, m4), eight);
+                __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi32(v, 4), m4), eight);
+                _mm512_store_si512(p + kq * 64, lo);
+                _mm512_store_si512(p + (kq + 4) * 64, hi);
+            }
+        } else {
+            for (int kq = 0; kq < 8; kq++)
+                _mm512_store_si512(p + kq * 64, _mm512_i32gather_epi32(vidx, base + 2 + 4 * kq, 1));
+        }
+    }
+}
+
+// One token tile (16 rows of qx blocks at xq, row stride ldx bytes, scales via xd) against one
+// 16-row panel over nbc blocks (a multiple of 4); Y rows [0, nv) at y.
+static void block_int8(const uint8_t *xq, int64_t ldx, const int8_t *pan, const float *dw, int nbc,
+                       float *y, int64_t ldy, int first, int nv) {
+    __m512 acc[16];
+    _Alignas(64) int32_t cb[4][256];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        acc[i] = first || i >= nv ? _mm512_setzero_ps() : _mm512_loadu_ps(y + i * ldy);
+    MEMBAR();
+    for (int b = 0; b < nbc; b += 4) {
+        const uint8_t *x = xq + b * (int64_t)sizeof(struct block_qx);
+        const int8_t *p = pan + b * 512;
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        _tile_loadd(4, x + 8, ldx);
+        _tile_loadd(6, p, 64);
+        _tile_dpbssd(0, 4, 6);
+        _tile_loadd(5, x + 40 + 8, ldx);
+        _tile_loadd(7, p + 512, 64);
+        _tile_dpbssd(1, 5, 7);
+        _tile_loadd(4, x + 80 + 8, ldx);
+        _tile_loadd(6, p + 1024, 64);
+        _tile_dpbssd(2, 4, 6);
+        _tile_loadd(5, x + 120 + 8, ldx);
+        _tile_loadd(7, p + 1536, 64);
+        _tile_dpbssd(3, 5, 7);
+        _tile_stored(0, cb[0], 64);
+        _tile_stored(1, cb[1], 64);
+        _tile_stored(2, cb[2], 64);
+        _tile_stored(3, cb[3], 64);
+        MEMBAR();
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512 dv = _mm512_load_ps(dw + (b + j) * 16);
+            const uint8_t *xd = x + j * (int64_t)sizeof(struct block_qx);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                __m512 s = _mm512_mul_ps(dv, _mm512_set1_ps(*(const float *)(xd + i * ldx)));
+                acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[j] + i * 16)), s,
+                                         acc[i]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++)
+        if (i < nv) _mm512_storeu_ps(y + i * ldy, acc[i]);
+}
+
+static void matmul_int8(const struct tensor *W, const void *qx, int n_tok, float *Y, int64_t ldy,
+                        int64_t r0, int64_t r1) {
+    const int64_t n_in = tensor_cols(W), nb = n_in / QKX;
+    const int64_t ldx = nb * (int64_t)sizeof(struct block_qx);
+    _Alignas(64) int8_t pan[KCQ * 512];                     // 16 KiB
+    _Alignas(64) float dw[KCQ * 16];                        // 2 KiB
+    _Alignas(64) struct block_qx tail[16 * KCQ];            // 20 KiB
+    const int64_t rend = r0 + (r1 - r0) / 16 * 16;
+    const int full_tok = n_tok / 16 * 16, n_tail = n_tok - full_tok;
+    const struct block_qx *xb = qx;
+    set_cfg(CFG_INT8);
+    for (int64_t kb0 = 0; kb0 < nb; kb0 += KCQ) {
+        const int nbc = (int)(nb - kb0 < KCQ ? nb - kb0 : KCQ), first = kb0 == 0;
+        if (n_tail) {
+            memset(tail, 0, sizeof tail);
+            for (int i = 0; i < n_tail; i++)
+                memcpy(tail + i * KCQ, xb + (int64_t)(full_tok + i) * nb + kb0,
+                       (size_t)nbc * sizeof(struct block_qx));
+        }
+        for (int64_t r = r0; r < rend; r += 16) {
+            panel_int8(W, nb, r, kb0, nbc, pan, dw);
+            for (int t = 0; t < full_tok; t += 16)
+                block_int8((const uint8_t *)(xb + (int64_t)t * nb + kb0), ldx, pan, dw, nbc,
+                           Y + (int64_t)t * ldy + r, ldy, first, 16);
+            if (n_tail)
+                block_int8((const uint8_t *)tail, KCQ * (int64_t)sizeof(struct block_qx), pan, dw,
+                           nbc, Y + (int64_t)full_tok * ldy + r, ldy, first, n_tail);
+        }
+    }
+}
+
+// ---- entry points ----
+
+bool kern_amx_supports(const struct tensor *W, int n_tok) {
+    if (n_tok < KERN_AMX_MIN_TOK || tensor_rows(W) < 16) return false;
+    int64_t n_in = tensor_cols(W);
+    switch (W->dtype) {
+    case LFMD_DTYPE_BF16:
+    case LFMD_DTYPE_F16: return n_in % 32 == 0;
+    case LFMD_DTYPE_Q8_0:
+    case LFMD_DTYPE_Q4_0: return n_in % (4 * QKX) == 0;
+    default: return false;
+    }
+}
+
+size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
+    if (n_tok < KERN_AMX_MIN_TOK || n_in % 32 != 0) return 0;
+    if (wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16) return (size_t)n_tok * (size_t)n_in * 6;
+    return 0; // Q8_0/Q4_0 read the decode layout (struct block_qx)
+}
+
+void kern_matmul_amx(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
+                     int64_t ldy, int64_t r0, int64_t r1) {
+    int64_t rend = r0 + (r1 - r0) / 16 * 16;
+    if (W->dtype == LFMD_DTYPE_BF16 || W->dtype == LFMD_DTYPE_F16) {
+        matmul_bf16(W, qx, n_tok, Y, ldy, r0, r1);
+        if (rend < r1) kern_matmul_tiled_avx512(W, X, n_tok, Y, ldy, rend, r1);
+    } else {
+        matmul_int8(W, qx, n_tok, Y, ldy, r0, r1);
+        // the same int8 activations for the last rows, so every row sees one rounding
+        if (rend < r1) kern_matmul_quant_avx2(W, X, qx, n_tok, Y, ldy, rend, r1);
+    }
+}
+
+bool kern_amx_usable(void) {
+    static _Atomic int ok = -1;
+    int v = atomic_load_explicit(&ok, memory_order_acquire);
+    if (v >= 0) return v;
+    v = 0;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+        __builtin_cpu_supports("amx-int8") && __builtin_cpu_supports("avx512bf16") &&
+        kern_avx512_usable())
+        v = syscall(SYS_arch_prctl, LFMD_ARCH_REQ_XCOMP_PERM, LFMD_XFEATURE_XTILEDATA) == 0;
+    atomic_store_explicit(&ok, v, memory_order_release);
+    return v;
+}
+#else
+void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx) {
+    (void)X, (void)n_in, (void)t0, (void)t1, (void)qx;
+}
+bool kern_amx_supports(const struct tensor *W, int n_tok) {
+    (void)W, (void)n_tok;
+    return false;
+}
+size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
+    (void)wt, (void)n_tok, (void)n_in;
+    return 0;
+}
+void kern_matmul_amx(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
+                     int64_t ldy, int64_t r0, int64_t r1) {
+    (void)qx;
+    kern_matmul_ref(W, X, n_tok, Y, ldy, r0, r1);
+}
+bool kern_amx_usable(void) { return false; }
+#endif
