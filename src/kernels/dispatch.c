@@ -6,6 +6,9 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <string.h>
 
 enum kern_isa_level { ISA_UNKNOWN, ISA_SCALAR, ISA_AVX2 };
@@ -53,8 +56,9 @@ static bool use_vnni(void) {
         const char *env = getenv("LFMD_KERNELS");
         v = 0;
 #if defined(__x86_64__) && defined(__GNUC__)
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avxvnni") && !(env && strcmp(env, "avx2") == 0);
+        // CPUID.(EAX=7,ECX=1):EAX[4] = AVX-VNNI (clang < 16 has no "avxvnni" builtin name).
+        unsigned a = 0, bx = 0, c = 0, d = 0;
+        v = __get_cpuid_count(7, 1, &a, &bx, &c, &d) && ((a >> 4) & 1) && !(env && strcmp(env, "avx2") == 0);
 #endif
         atomic_store_explicit(&g_vnni, v, memory_order_relaxed);
     }
