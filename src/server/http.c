@@ -1,9 +1,10 @@
 // HTTP front end on libmicrohttpd (one thread per connection, bounded connections, timeouts and
 // per-connection memory from limits.h). Generation requests are validated (openai.c), queued on
 // the engine, and answered as JSON or as SSE; a client that hangs up cancels its sequence.
-// Ownership: struct conn lives from the first access callback to NOTIFY_COMPLETED; struct gen
-// (the engine's event sink) belongs to the connection, or to the SSE response once it streams.
+// Ownership: struct conn lives from the first access callback to NOTIFY_COMPLETED; struct oai_gen
+// (a gen.h engine request) belongs to the connection, or to the SSE response once it streams.
 // SPDX-License-Identifier: MIT
+#include "gen.h"
 #include "guard.h"
 #include "ollama.h"
 #include "server.h"
@@ -15,7 +16,6 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -27,7 +27,6 @@
 #include <unistd.h>
 
 #define SSE_KEEPALIVE_S 1.0
-#define PENDING_MAX_BYTES (4u << 20)
 
 struct server {
     struct MHD_Daemon *d;
@@ -42,36 +41,21 @@ struct server {
     struct ollama_ctx ollama; // /api/* (ollama.c)
 };
 
-// The engine's event sink for one request.
-struct gen {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct buf pending;       // generated text not yet consumed
-    bool started, done;
-    int code;
-    char msg[512];
-    enum engine_finish finish;
-    int n_prompt, n_gen;
-    struct engine_req *req;
-    int fd;                   // client socket (hang-up detection)
-
-    // response shaping (SSE)
+// An OpenAI generation: the engine request (gen.h) and the response's shape.
+struct oai_gen {
+    struct gen g;             // first: gen_new allocates the whole struct
     struct server *srv;
     bool chat, include_usage;
     char id[48];
     long long created;
-    int phase;                // 0 first chunk, 1 streaming, 2 finished
-    struct buf out;           // staged SSE bytes
-    size_t out_off;
-    struct buf lp;            // logprob records not yet sent (openai.c: oai_logprob_record)
-    size_t lp_text_off;       // completions: text_offset of the next record
+    size_t lp_text_off;       // completions: text_offset of the next logprob record
     bool want_lp;             // logprobs requested: render them even when empty
 };
 
 struct conn {
     struct buf body;
     bool too_big;
-    struct gen *gen;          // owned unless handed to an SSE response
+    struct gen *gen;          // owned unless handed to an SSE response (an oai_gen)
 };
 
 void server_opts_default(struct server_opts *o) {
@@ -85,91 +69,18 @@ void server_opts_default(struct server_opts *o) {
     o->max_body_bytes = LFMD_MAX_BODY_BYTES;
 }
 
-// ---- gen: engine events -> waiting HTTP thread ----
+// ---- oai_gen ----
 
-static void gen_on_event(void *user, const struct engine_event *ev) {
-    struct gen *g = user;
-    pthread_mutex_lock(&g->mu);
-    if (ev->kind == ENGINE_EV_LOGPROB && oai_logprob_record(&g->lp, ev)) engine_req_cancel(g->req);
-    switch (ev->kind) {
-    case ENGINE_EV_START:
-        g->started = true;
-        g->n_prompt = ev->n_prompt;
-        break;
-    case ENGINE_EV_TEXT:
-        if (buf_append(&g->pending, ev->text, ev->len)) engine_req_cancel(g->req);
-        break;
-    case ENGINE_EV_DONE:
-        g->done = true;
-        g->code = ev->code;
-        g->finish = ev->finish;
-        g->n_prompt = ev->n_prompt;
-        g->n_gen = ev->n_gen;
-        if (ev->msg) snprintf(g->msg, sizeof g->msg, "%s", ev->msg);
-        break;
-    }
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static struct gen *gen_new(struct server *s, bool chat) {
-    struct gen *g = lfmd_calloc(1, sizeof *g, LFMD_MEM_REQUEST);
-    if (!g) return NULL;
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    buf_init(&g->pending, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
-    buf_init(&g->out, PENDING_MAX_BYTES * 2, LFMD_MEM_REQUEST);
-    buf_init(&g->lp, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
-    g->srv = s;
-    g->chat = chat;
-    g->fd = -1;
-    snprintf(g->id, sizeof g->id, "%s-%lu", chat ? "chatcmpl" : "cmpl",
+// c: the connection watched for a hang-up (NULL: none).
+static struct oai_gen *oai_gen_new(struct server *s, bool chat, struct MHD_Connection *c) {
+    struct oai_gen *x = (struct oai_gen *)gen_new(sizeof *x, c);
+    if (!x) return NULL;
+    x->srv = s;
+    x->chat = chat;
+    snprintf(x->id, sizeof x->id, "%s-%lu", chat ? "chatcmpl" : "cmpl",
              (unsigned long)atomic_fetch_add(&s->next_id, 1));
-    g->created = (long long)time(NULL);
-    return g;
-}
-
-static void gen_free(struct gen *g) {
-    if (!g) return;
-    engine_req_release(g->req); // cancels if still running; no callback after this
-    buf_fini(&g->pending);
-    buf_fini(&g->out);
-    buf_fini(&g->lp);
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
-    lfmd_free(g);
-}
-
-static bool client_gone(int fd) {
-    if (fd < 0) return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
-// Waits (g->mu held) until done, or started when want_start, or text pending when want_text,
-// or timeout_s. Cancels the request when the client hangs up.
-static void gen_wait(struct gen *g, bool want_start, bool want_text, double timeout_s) {
-    double until = engine_now() + timeout_s;
-    while (!g->done && !(want_start && g->started) && !(want_text && g->pending.len)) {
-        double now = engine_now();
-        if (now >= until) return;
-        double step = until - now < 0.1 ? until - now : 0.1;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long ns = ts.tv_nsec + (long)(step * 1e9);
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-        if (client_gone(g->fd)) {
-            pthread_mutex_unlock(&g->mu);
-            engine_req_cancel(g->req);
-            pthread_mutex_lock(&g->mu);
-        }
-    }
+    x->created = (long long)time(NULL);
+    return x;
 }
 
 // ---- responses ----
@@ -214,47 +125,48 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int code, const char
     return r;
 }
 
-static int usage_json(struct buf *b, const struct gen *g) {
+static int usage_json(struct buf *b, const struct oai_gen *x) {
     return buf_printf(b, "\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
                          "\"total_tokens\":%d}",
-                      g->n_prompt, g->n_gen, g->n_prompt + g->n_gen);
+                      x->g.n_prompt, x->g.n_gen, x->g.n_prompt + x->g.n_gen);
 }
 
-static int head_json(struct buf *b, const struct gen *g, const char *object) {
-    int rc = buf_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", g->id,
-                        object, g->created);
-    if (!rc) rc = buf_json_str(b, g->srv->model_id, strlen(g->srv->model_id));
+static int head_json(struct buf *b, const struct oai_gen *x, const char *object) {
+    int rc = buf_printf(b, "{\"id\":\"%s\",\"object\":\"%s\",\"created\":%lld,\"model\":", x->id,
+                        object, x->created);
+    if (!rc) rc = buf_json_str(b, x->srv->model_id, strlen(x->srv->model_id));
     return rc;
 }
 
-static const char *finish_str(const struct gen *g) {
-    return g->finish == ENGINE_FINISH_LENGTH ? "length" : "stop";
+static const char *finish_str(const struct oai_gen *x) {
+    return x->g.finish == ENGINE_FINISH_LENGTH ? "length" : "stop";
 }
 
 // Full (non-streaming) response body for a finished request.
-static int complete_json(struct buf *b, const struct gen *g, const char *text, size_t len) {
-    int rc = head_json(b, g, g->chat ? "chat.completion" : "text_completion");
+static int complete_json(struct buf *b, const struct oai_gen *x, const char *text, size_t len) {
+    int rc = head_json(b, x, x->chat ? "chat.completion" : "text_completion");
     if (!rc) rc = buf_puts(b, ",\"choices\":[{\"index\":0,");
-    if (!rc && g->chat) rc = buf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
-    if (!rc && !g->chat) rc = buf_puts(b, "\"text\":");
+    if (!rc && x->chat) rc = buf_puts(b, "\"message\":{\"role\":\"assistant\",\"content\":");
+    if (!rc && !x->chat) rc = buf_puts(b, "\"text\":");
     if (!rc) rc = buf_json_str(b, text, len);
-    if (!rc && g->chat) rc = buf_putc(b, '}');
+    if (!rc && x->chat) rc = buf_putc(b, '}');
     if (!rc) rc = buf_puts(b, ",\"logprobs\":");
-    if (!rc) rc = g->want_lp ? oai_logprobs_json(b, g->chat, g->lp.data, g->lp.len, 0)
+    if (!rc) rc = x->want_lp ? oai_logprobs_json(b, x->chat, x->g.lp.data, x->g.lp.len, 0)
                             : buf_puts(b, "null");
-    if (!rc) rc = buf_printf(b, ",\"finish_reason\":\"%s\"}],", finish_str(g));
-    if (!rc) rc = usage_json(b, g);
+    if (!rc) rc = buf_printf(b, ",\"finish_reason\":\"%s\"}],", finish_str(x));
+    if (!rc) rc = usage_json(b, x);
     if (!rc) rc = buf_putc(b, '}');
     return rc;
 }
 
-// One SSE chunk: text (may be empty) and finish_reason (NULL while streaming).
-static int sse_chunk(struct buf *b, const struct gen *g, const char *text, size_t len,
+// One SSE chunk: text (may be empty) and finish_reason (NULL while streaming). Text consumes the
+// logprob records staged for it.
+static int sse_chunk(struct buf *b, struct oai_gen *x, const char *text, size_t len,
                      const char *finish, bool role, bool usage) {
     int rc = buf_puts(b, "data: ");
-    if (!rc) rc = head_json(b, g, g->chat ? "chat.completion.chunk" : "text_completion");
+    if (!rc) rc = head_json(b, x, x->chat ? "chat.completion.chunk" : "text_completion");
     if (!rc) rc = buf_puts(b, ",\"choices\":[{\"index\":0,");
-    if (!rc && g->chat) {
+    if (!rc && x->chat) {
         rc = buf_puts(b, "\"delta\":{");
         if (!rc && role) rc = buf_puts(b, "\"role\":\"assistant\",");
         if (!rc && (text || role)) {
@@ -267,10 +179,10 @@ static int sse_chunk(struct buf *b, const struct gen *g, const char *text, size_
         if (!rc) rc = buf_json_str(b, text ? text : "", len);
     }
     if (!rc) rc = buf_puts(b, ",\"logprobs\":");
-    if (!rc && text && len && g->lp.len) {
-        rc = oai_logprobs_json(b, g->chat, g->lp.data, g->lp.len, g->lp_text_off);
-        ((struct gen *)g)->lp_text_off += len;
-        buf_reset(&((struct gen *)g)->lp);
+    if (!rc && text && len && x->g.lp.len) {
+        rc = oai_logprobs_json(b, x->chat, x->g.lp.data, x->g.lp.len, x->lp_text_off);
+        x->lp_text_off += len;
+        buf_reset(&x->g.lp);
     } else if (!rc) {
         rc = buf_puts(b, "null");
     }
@@ -279,71 +191,53 @@ static int sse_chunk(struct buf *b, const struct gen *g, const char *text, size_
     if (!rc) rc = buf_puts(b, "}]");
     if (!rc && usage) {
         rc = buf_putc(b, ',');
-        if (!rc) rc = usage_json(b, g);
+        if (!rc) rc = usage_json(b, x);
     }
     if (!rc) rc = buf_puts(b, "}\n\n");
     return rc;
 }
 
-// MHD content reader for SSE: stages chunks in g->out and hands them out in pieces.
-static ssize_t sse_read(void *cls, uint64_t pos, char *dst, size_t max) {
-    struct gen *g = cls;
-    for (;;) {
-        if (g->out_off < g->out.len) {
-            size_t n = g->out.len - g->out_off;
-            if (n > max) n = max;
-            memcpy(dst, g->out.data + g->out_off, n);
-            g->out_off += n;
-            return (ssize_t)n;
-        }
-        buf_reset(&g->out);
-        g->out_off = 0;
-        if (g->phase == 2) return MHD_CONTENT_READER_END_OF_STREAM;
-        int rc = 0;
-        if (g->phase == 0) {
-            g->phase = 1;
-            if (g->chat) rc = sse_chunk(&g->out, g, "", 0, NULL, true, false);
-            if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
-            continue;
-        }
-        pthread_mutex_lock(&g->mu);
-        gen_wait(g, false, true, SSE_KEEPALIVE_S);
-        bool done = g->done;
-        if (g->pending.len) {
-            rc = sse_chunk(&g->out, g, g->pending.data, g->pending.len, NULL, false, false);
-            buf_reset(&g->pending);
-            done = false; // send the text first, the end on the next call
-        }
-        pthread_mutex_unlock(&g->mu);
-        if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (g->out.len) continue;
-        if (!done) {
-            // Keep-alive comment: lets a hung-up client be noticed while nothing is generated.
-            if (buf_puts(&g->out, ": keep-alive\n\n")) return MHD_CONTENT_READER_END_WITH_ERROR;
-            continue;
-        }
-        g->phase = 2;
-        if (g->code) {
-            rc = buf_puts(&g->out, "data: ");
-            if (!rc) rc = oai_error_json(&g->out, g->code, g->msg, NULL);
-            if (!rc) rc = buf_puts(&g->out, "\n\n");
-        } else {
-            rc = sse_chunk(&g->out, g, g->chat ? NULL : "", 0, finish_str(g), false, true);
-            if (!rc && g->include_usage) {
-                rc = buf_puts(&g->out, "data: ");
-                if (!rc) rc = head_json(&g->out, g, g->chat ? "chat.completion.chunk"
-                                                             : "text_completion");
-                if (!rc) rc = buf_puts(&g->out, ",\"choices\":[],");
-                if (!rc) rc = usage_json(&g->out, g);
-                if (!rc) rc = buf_puts(&g->out, "}\n\n");
-            }
-        }
-        if (!rc) rc = buf_puts(&g->out, "data: [DONE]\n\n");
-        if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
+// ---- SSE stream (gen.h hooks; a gen here is always an oai_gen) ----
+
+static int sse_begin(struct gen *g, struct buf *out) {
+    struct oai_gen *x = (struct oai_gen *)g;
+    return x->chat ? sse_chunk(out, x, "", 0, NULL, true, false) : 0;
 }
 
-static void sse_free(void *cls) { gen_free(cls); }
+static int sse_text(struct gen *g, struct buf *out, const char *text, size_t len) {
+    return sse_chunk(out, (struct oai_gen *)g, text, len, NULL, false, false);
+}
+
+// Keep-alive comment: lets a hung-up client be noticed while nothing is generated.
+static int sse_idle(struct gen *g, struct buf *out) {
+    (void)g;
+    return buf_puts(out, ": keep-alive\n\n");
+}
+
+static int sse_end(struct gen *g, struct buf *out) {
+    struct oai_gen *x = (struct oai_gen *)g;
+    int rc;
+    if (g->code) {
+        rc = buf_puts(out, "data: ");
+        if (!rc) rc = oai_error_json(out, g->code, g->msg, NULL);
+        if (!rc) rc = buf_puts(out, "\n\n");
+    } else {
+        rc = sse_chunk(out, x, x->chat ? NULL : "", 0, finish_str(x), false, true);
+        if (!rc && x->include_usage) {
+            rc = buf_puts(out, "data: ");
+            if (!rc) rc = head_json(out, x, x->chat ? "chat.completion.chunk" : "text_completion");
+            if (!rc) rc = buf_puts(out, ",\"choices\":[],");
+            if (!rc) rc = usage_json(out, x);
+            if (!rc) rc = buf_puts(out, "}\n\n");
+        }
+    }
+    if (!rc) rc = buf_puts(out, "data: [DONE]\n\n");
+    return rc;
+}
+
+static const struct gen_stream_ops sse_ops = {
+    .idle_s = SSE_KEEPALIVE_S, .begin = sse_begin, .text = sse_text, .idle = sse_idle,
+    .end = sse_end};
 
 // ---- endpoints ----
 
@@ -352,11 +246,11 @@ static void sse_free(void *cls) { gen_free(cls); }
 static enum MHD_Result handle_multi(struct server *s, struct MHD_Connection *c,
                                     struct oai_request *rq) {
     int n = rq->n_prompts;
-    struct gen *gs[64] = {0};
+    struct oai_gen *gs[64] = {0};
     struct lfmd_err_ctx err = {0};
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        gs[i] = gen_new(s, false);
+        gs[i] = oai_gen_new(s, false, NULL);
         if (!gs[i]) {
             rc = lfmd_err_set(&err, LFMD_EBUDGET, "no memory for the request");
             break;
@@ -365,37 +259,36 @@ static enum MHD_Result handle_multi(struct server *s, struct MHD_Connection *c,
         struct engine_params p = rq->params;
         p.prompt = rq->prompts[i];
         rc = oai_constraint(rq, &p.constraint, &err);
-        if (!rc) rc = engine_submit(s->e, &p, gen_on_event, gs[i], &gs[i]->req, &err);
+        if (!rc) rc = gen_submit(&gs[i]->g, s->e, &p, &err);
         if (rc) constraint_free(p.constraint);
     }
     for (int i = 0; i < n && !rc; i++) {
-        pthread_mutex_lock(&gs[i]->mu);
-        gen_wait(gs[i], false, false, 1e9);
-        if (gs[i]->code) rc = lfmd_err_set(&err, gs[i]->code, "%s", gs[i]->msg);
-        pthread_mutex_unlock(&gs[i]->mu);
+        int code = gen_wait_first(&gs[i]->g, false);
+        if (code) rc = lfmd_err_set(&err, code, "%s", gs[i]->g.msg);
     }
     struct buf b;
-    buf_init(&b, PENDING_MAX_BYTES * 4, LFMD_MEM_REQUEST);
+    buf_init(&b, GEN_PENDING_MAX * 4, LFMD_MEM_REQUEST);
     if (!rc) {
         int np = 0, ng = 0;
         int r2 = head_json(&b, gs[0], "text_completion");
         if (!r2) r2 = buf_puts(&b, ",\"choices\":[");
         for (int i = 0; i < n && !r2; i++) {
-            struct gen *g = gs[i];
+            struct oai_gen *x = gs[i];
+            const struct gen *g = &x->g;
             np += g->n_prompt;
             ng += g->n_gen;
             r2 = buf_printf(&b, "%s{\"index\":%d,\"text\":", i ? "," : "", i);
             if (!r2) r2 = buf_json_str(&b, g->pending.data ? g->pending.data : "", g->pending.len);
             if (!r2) r2 = buf_puts(&b, ",\"logprobs\":");
-            if (!r2) r2 = g->want_lp ? oai_logprobs_json(&b, false, g->lp.data, g->lp.len, 0)
+            if (!r2) r2 = x->want_lp ? oai_logprobs_json(&b, false, g->lp.data, g->lp.len, 0)
                                     : buf_puts(&b, "null");
-            if (!r2) r2 = buf_printf(&b, ",\"finish_reason\":\"%s\"}", finish_str(g));
+            if (!r2) r2 = buf_printf(&b, ",\"finish_reason\":\"%s\"}", finish_str(x));
         }
         if (!r2) r2 = buf_printf(&b, "],\"usage\":{\"prompt_tokens\":%d,\"completion_tokens\":%d,"
                                      "\"total_tokens\":%d}}", np, ng, np + ng);
         if (r2) rc = lfmd_err_set(&err, LFMD_ETOOBIG, "response too large");
     }
-    for (int i = 0; i < n; i++) gen_free(gs[i]);
+    for (int i = 0; i < n; i++) gen_free(gs[i] ? &gs[i]->g : NULL);
     enum MHD_Result r = rc ? send_error(c, rc, err.msg, NULL)
                            : send_buf(c, 200, &b, "application/json", 0);
     buf_fini(&b);
@@ -415,17 +308,15 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
         lfmd_free(rq);
         return send_error(c, rc, err.msg, param);
     }
-    struct gen *g = gen_new(s, chat);
-    if (!g) {
+    struct oai_gen *x = oai_gen_new(s, chat, c);
+    if (!x) {
         oai_request_fini(rq);
         lfmd_free(rq);
         return send_error(c, LFMD_EBUDGET, "no memory for the request", NULL);
     }
-    g->include_usage = rq->include_usage;
-    g->want_lp = rq->params.logprobs;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    g->fd = ci ? ci->connect_fd : -1;
+    x->include_usage = rq->include_usage;
+    x->want_lp = rq->params.logprobs;
+    struct gen *g = &x->g;
     cn->gen = g;
     bool stream = rq->stream;
     if (rq->n_prompts > 1) {
@@ -437,21 +328,18 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
         return r;
     }
     rc = oai_constraint(rq, &rq->params.constraint, &err);
-    if (!rc) rc = engine_submit(s->e, &rq->params, gen_on_event, g, &g->req, &err);
+    if (!rc) rc = gen_submit(g, s->e, &rq->params, &err);
     if (rc) constraint_free(rq->params.constraint);
     oai_request_fini(rq);
     lfmd_free(rq);
     if (rc) return send_error(c, rc, err.msg, NULL);
 
-    pthread_mutex_lock(&g->mu);
-    gen_wait(g, stream, false, 1e9);
-    bool failed = g->done && g->code;
-    pthread_mutex_unlock(&g->mu);
-    if (failed) return send_error(c, g->code, g->msg, NULL);
+    int code = gen_wait_first(g, stream);
+    if (code) return send_error(c, code, g->msg, NULL);
     if (!stream) {
         struct buf b;
-        buf_init(&b, PENDING_MAX_BYTES * 2, LFMD_MEM_REQUEST);
-        if (complete_json(&b, g, g->pending.data ? g->pending.data : "", g->pending.len)) {
+        buf_init(&b, GEN_PENDING_MAX * 2, LFMD_MEM_REQUEST);
+        if (complete_json(&b, x, g->pending.data ? g->pending.data : "", g->pending.len)) {
             buf_fini(&b);
             return send_error(c, LFMD_ETOOBIG, "response too large", NULL);
         }
@@ -459,12 +347,9 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
         buf_fini(&b);
         return r;
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, sse_read, g, sse_free);
+    struct MHD_Response *r = gen_stream_response(g, &sse_ops, "text/event-stream");
     if (!r) return send_error(c, LFMD_ENOMEM, "cannot create the response", NULL);
     cn->gen = NULL; // the response owns g now
-    MHD_add_response_header(r, "Content-Type", "text/event-stream");
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
     enum MHD_Result ret = http_queue(c, 200, r);
     MHD_destroy_response(r);
     return ret;
@@ -475,7 +360,7 @@ static enum MHD_Result handle_route(struct server *s, struct MHD_Connection *c, 
     struct lfmd_err_ctx err = {0};
     const char *param = NULL;
     struct buf b;
-    buf_init(&b, PENDING_MAX_BYTES, LFMD_MEM_REQUEST);
+    buf_init(&b, GEN_PENDING_MAX, LFMD_MEM_REQUEST);
     int rc = route_http(s->e, cn->body.data ? cn->body.data : "", cn->body.len, &b, &param, &err);
     enum MHD_Result r = rc ? send_error(c, rc, err.msg, param)
                            : send_buf(c, 200, &b, "application/json", 0);

@@ -6,19 +6,18 @@
 // SPDX-License-Identifier: MIT
 #include "ollama.h"
 
+#include "gen.h"
+
 #include "engine/constrain.h"
 
 #include <dirent.h>
 #include <math.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-#define OL_PENDING_MAX (4u << 20)
 #define OL_MODEL_NAME_MAX 200
 
 // ---- request ----
@@ -328,114 +327,17 @@ static double wall_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-// ---- generation sink ----
+// ---- generation ----
 
+// An Ollama generation: the engine request (gen.h) and what the replies report.
 struct og {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct buf pending;
-    bool started, done;
-    int code;
-    char msg[512];
-    enum engine_finish finish;
-    int n_prompt, n_gen;
-    double t_submit, t_start, t_first, t_done;
-    struct engine_req *req;
-    int fd;
-
+    struct gen g;             // first: gen_new allocates the whole struct
     struct ollama_ctx *o;
     bool chat;
-    uint64_t loads0;
+    double t_submit;          // engine_now() at submission
+    uint64_t loads0;          // engine loads before submission (load_duration)
     char model[OL_MODEL_NAME_MAX + 1];
-    int phase;                // 0 streaming, 1 finished
-    struct buf out;
-    size_t out_off;
 };
-
-static void og_on_event(void *user, const struct engine_event *ev) {
-    struct og *g = user;
-    double now = engine_now();
-    pthread_mutex_lock(&g->mu);
-    switch (ev->kind) {
-    case ENGINE_EV_START:
-        g->started = true;
-        g->t_start = now;
-        g->n_prompt = ev->n_prompt;
-        break;
-    case ENGINE_EV_TEXT:
-        if (!g->t_first) g->t_first = now;
-        if (buf_append(&g->pending, ev->text, ev->len)) engine_req_cancel(g->req);
-        break;
-    case ENGINE_EV_DONE:
-        g->done = true;
-        g->t_done = now;
-        g->code = ev->code;
-        g->finish = ev->finish;
-        g->n_prompt = ev->n_prompt;
-        g->n_gen = ev->n_gen;
-        if (ev->msg) snprintf(g->msg, sizeof g->msg, "%s", ev->msg);
-        break;
-    }
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
-}
-
-static struct og *og_new(struct ollama_ctx *o, const struct ol_request *rq) {
-    struct og *g = lfmd_calloc(1, sizeof *g, LFMD_MEM_REQUEST);
-    if (!g) return NULL;
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&g->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    buf_init(&g->pending, OL_PENDING_MAX, LFMD_MEM_REQUEST);
-    buf_init(&g->out, OL_PENDING_MAX * 2, LFMD_MEM_REQUEST);
-    g->o = o;
-    g->chat = rq->chat;
-    g->fd = -1;
-    snprintf(g->model, sizeof g->model, "%s", rq->model[0] ? rq->model : o->model_id);
-    return g;
-}
-
-static void og_free(struct og *g) {
-    if (!g) return;
-    engine_req_release(g->req);
-    buf_fini(&g->pending);
-    buf_fini(&g->out);
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
-    lfmd_free(g);
-}
-
-static void og_free_cb(void *cls) { og_free(cls); }
-
-static bool client_gone(int fd) {
-    if (fd < 0) return false;
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
-}
-
-// g->mu held. Waits until done, started (want_start), text pending (want_text) or timeout_s.
-static void og_wait(struct og *g, bool want_start, bool want_text, double timeout_s) {
-    double until = engine_now() + timeout_s;
-    while (!g->done && !(want_start && g->started) && !(want_text && g->pending.len)) {
-        double now = engine_now();
-        if (now >= until) return;
-        double step = until - now < 0.1 ? until - now : 0.1;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        long ns = ts.tv_nsec + (long)(step * 1e9);
-        ts.tv_sec += ns / 1000000000L;
-        ts.tv_nsec = ns % 1000000000L;
-        pthread_cond_timedwait(&g->cv, &g->mu, &ts);
-        if (client_gone(g->fd)) {
-            pthread_mutex_unlock(&g->mu);
-            engine_req_cancel(g->req);
-            pthread_mutex_lock(&g->mu);
-        }
-    }
-}
 
 static int head(struct buf *b, const char *model) {
     char ts[48];
@@ -456,10 +358,11 @@ static int text_field(struct buf *b, bool chat, const char *text, size_t len) {
 static long long ns_of(double s) { return s > 0 ? (long long)(s * 1e9) : 0; }
 
 // The final object's statistics (g->mu not needed: done is set and the engine is finished).
-static int stats_fields(struct buf *b, struct og *g) {
+static int stats_fields(struct buf *b, struct og *x) {
+    const struct gen *g = &x->g;
     struct engine_stats st;
-    engine_get_stats(g->o->e, &st);
-    double load = st.loads > g->loads0 ? st.load_seconds_last : 0;
+    engine_get_stats(x->o->e, &st);
+    double load = st.loads > x->loads0 ? st.load_seconds_last : 0;
     double t_first = g->t_first ? g->t_first : g->t_done;
     double t_start = g->t_start ? g->t_start : g->t_done;
     return buf_printf(b,
@@ -467,14 +370,14 @@ static int stats_fields(struct buf *b, struct og *g) {
                       "\"load_duration\":%lld,\"prompt_eval_count\":%d,"
                       "\"prompt_eval_duration\":%lld,\"eval_count\":%d,\"eval_duration\":%lld}",
                       g->finish == ENGINE_FINISH_LENGTH ? "length" : "stop",
-                      ns_of(g->t_done - g->t_submit), ns_of(load), g->n_prompt,
+                      ns_of(g->t_done - x->t_submit), ns_of(load), g->n_prompt,
                       ns_of(t_first - t_start), g->n_gen, ns_of(g->t_done - t_first));
 }
 
-static int final_object(struct buf *b, struct og *g, const char *text, size_t len) {
-    int rc = head(b, g->model);
-    if (!rc) rc = text_field(b, g->chat, text, len);
-    if (!rc) rc = stats_fields(b, g);
+static int final_object(struct buf *b, struct og *x, const char *text, size_t len) {
+    int rc = head(b, x->model);
+    if (!rc) rc = text_field(b, x->chat, text, len);
+    if (!rc) rc = stats_fields(b, x);
     if (!rc) rc = buf_putc(b, '\n');
     return rc;
 }
@@ -486,43 +389,39 @@ static int error_line(struct buf *b, const char *msg) {
     return rc;
 }
 
-// MHD content reader: one NDJSON object per piece of text, then the final object.
-static ssize_t og_read(void *cls, uint64_t pos, char *dst, size_t max) {
-    struct og *g = cls;
-    for (;;) {
-        if (g->out_off < g->out.len) {
-            size_t n = g->out.len - g->out_off;
-            if (n > max) n = max;
-            memcpy(dst, g->out.data + g->out_off, n);
-            g->out_off += n;
-            return (ssize_t)n;
-        }
-        buf_reset(&g->out);
-        g->out_off = 0;
-        if (g->phase == 1) return MHD_CONTENT_READER_END_OF_STREAM;
-        int rc = 0;
-        pthread_mutex_lock(&g->mu);
-        og_wait(g, false, true, 1.0);
-        bool done = g->done;
-        if (g->pending.len) {
-            rc = head(&g->out, g->model);
-            if (!rc) rc = text_field(&g->out, g->chat, g->pending.data, g->pending.len);
-            if (!rc) rc = buf_puts(&g->out, ",\"done\":false}\n");
-            buf_reset(&g->pending);
-            done = false;
-        }
-        pthread_mutex_unlock(&g->mu);
-        if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
-        if (g->out.len) continue;
-        if (!done) {
-            // Nothing yet: probe the socket so a hung-up client cancels its sequence.
-            if (client_gone(g->fd)) engine_req_cancel(g->req);
-            continue;
-        }
-        g->phase = 1;
-        rc = g->code ? error_line(&g->out, g->msg) : final_object(&g->out, g, "", 0);
-        if (rc) return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
+// ---- NDJSON stream (gen.h hooks; a gen here is always an og): one object per piece of text,
+// then the final object ----
+
+static int nd_text(struct gen *g, struct buf *out, const char *text, size_t len) {
+    struct og *x = (struct og *)g;
+    int rc = head(out, x->model);
+    if (!rc) rc = text_field(out, x->chat, text, len);
+    if (!rc) rc = buf_puts(out, ",\"done\":false}\n");
+    return rc;
+}
+
+// Nothing yet: probe the socket so a hung-up client cancels its sequence.
+static int nd_idle(struct gen *g, struct buf *out) {
+    (void)out;
+    gen_cancel_if_gone(g);
+    return 0;
+}
+
+static int nd_end(struct gen *g, struct buf *out) {
+    return g->code ? error_line(out, g->msg) : final_object(out, (struct og *)g, "", 0);
+}
+
+static const struct gen_stream_ops nd_ops = {
+    .idle_s = 1.0, .begin = NULL, .text = nd_text, .idle = nd_idle, .end = nd_end};
+
+static struct og *og_new(struct ollama_ctx *o, const struct ol_request *rq,
+                         struct MHD_Connection *c) {
+    struct og *x = (struct og *)gen_new(sizeof *x, c);
+    if (!x) return NULL;
+    x->o = o;
+    x->chat = rq->chat;
+    snprintf(x->model, sizeof x->model, "%s", rq->model[0] ? rq->model : o->model_id);
+    return x;
 }
 
 // Empty prompt / empty messages: Ollama's load/unload request.
@@ -559,45 +458,40 @@ static enum MHD_Result handle_gen(struct ollama_ctx *o, struct MHD_Connection *c
         lfmd_free(rq);
         return r;
     }
-    struct og *g = og_new(o, rq);
-    if (!g) {
+    struct og *x = og_new(o, rq, c);
+    if (!x) {
         constraint_free(rq->params.constraint);
         json_doc_free(rq->doc);
         lfmd_free(rq);
         return send_err(c, LFMD_EBUDGET, "no memory for the request");
     }
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    g->fd = ci ? ci->connect_fd : -1;
+    struct gen *g = &x->g;
     struct engine_stats st;
     engine_get_stats(o->e, &st);
-    g->loads0 = st.loads;
-    g->t_submit = engine_now();
+    x->loads0 = st.loads;
+    x->t_submit = engine_now();
     // keep_alive applies from this request on; without one, back to --idle-unload.
     engine_set_keep_alive(o->e, rq->keep_alive_set ? rq->keep_alive_s : NAN);
     bool stream = rq->stream;
-    rc = engine_submit(o->e, &rq->params, og_on_event, g, &g->req, &err);
+    rc = gen_submit(g, o->e, &rq->params, &err);
     if (rc) constraint_free(rq->params.constraint); // the engine owns it only after success
     json_doc_free(rq->doc);
     lfmd_free(rq);
     if (rc) {
-        og_free(g);
+        gen_free(g);
         return send_err(c, rc, err.msg);
     }
-    pthread_mutex_lock(&g->mu);
-    og_wait(g, stream, false, 1e9);
-    bool failed = g->done && g->code;
-    pthread_mutex_unlock(&g->mu);
-    if (failed) {
-        enum MHD_Result r = send_err(c, g->code, g->msg);
-        og_free(g);
+    int code = gen_wait_first(g, stream);
+    if (code) {
+        enum MHD_Result r = send_err(c, code, g->msg);
+        gen_free(g);
         return r;
     }
     if (!stream) {
         struct buf b;
-        buf_init(&b, OL_PENDING_MAX * 2, LFMD_MEM_REQUEST);
-        rc = final_object(&b, g, g->pending.data ? g->pending.data : "", g->pending.len);
-        og_free(g);
+        buf_init(&b, GEN_PENDING_MAX * 2, LFMD_MEM_REQUEST);
+        rc = final_object(&b, x, g->pending.data ? g->pending.data : "", g->pending.len);
+        gen_free(g);
         if (rc) {
             buf_fini(&b);
             return send_err(c, LFMD_ETOOBIG, "response too large");
@@ -606,14 +500,11 @@ static enum MHD_Result handle_gen(struct ollama_ctx *o, struct MHD_Connection *c
         buf_fini(&b);
         return r;
     }
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 << 10, og_read, g, og_free_cb);
+    struct MHD_Response *r = gen_stream_response(g, &nd_ops, "application/x-ndjson");
     if (!r) {
-        og_free(g);
+        gen_free(g);
         return send_err(c, LFMD_ENOMEM, "cannot create the response");
     }
-    MHD_add_response_header(r, "Content-Type", "application/x-ndjson");
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
     enum MHD_Result ret = http_queue(c, 200, r);
     MHD_destroy_response(r);
     return ret;
