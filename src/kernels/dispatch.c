@@ -65,6 +65,18 @@ static bool use_vnni(void) {
     return v;
 }
 
+// AVX-512 decode kernels (LFMD_KERNELS=avx2 or LFMD_MATVEC512=0 turns them off).
+static _Atomic int g_mv512 = -1;
+static bool use_mv512(void) {
+    int v = atomic_load_explicit(&g_mv512, memory_order_relaxed);
+    if (v < 0) {
+        const char *env = getenv("LFMD_MATVEC512");
+        v = use_avx512() && kern_matvec_avx512_usable() && !(env && strcmp(env, "0") == 0);
+        atomic_store_explicit(&g_mv512, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 // AMX tiles for prefill (LFMD_KERNELS=avx2 or avx512 turns them off).
 static _Atomic int g_amx = -1;
 static bool use_amx(void) {
@@ -137,6 +149,11 @@ void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_t
         }
         if (n_tok >= KERN_QUANT_PANEL_MIN_TOK && use_avx512()) {
             kern_matmul_tiled_avx512(W, X, n_tok, Y, ldy, r0, r1);
+            return;
+        }
+        if (n_tok < KERN_QUANT_PANEL_MIN_TOK && use_mv512() &&
+            kern_matvec_avx512_supports(W, n_tok) && (qx || !uses_qx(W->dtype))) {
+            kern_matvec_avx512(W, X, qx, n_tok, Y, ldy, r0, r1);
             return;
         }
         switch (W->dtype) {

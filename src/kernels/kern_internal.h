@@ -136,9 +136,16 @@ bool kern_avx512_usable(void);
 // Q4_0 / Q8_0 integer-dot products on AVX-VNNI CPUs (same contract as kern_matmul_quant_avx2).
 void kern_matmul_quant_vnni(const struct tensor *W, const float *X, const void *qx, int n_tok,
                             float *Y, int64_t ldy, int64_t r0, int64_t r1);
+// AVX-512 VNNI/VBMI decode products (cpu/matvec_avx512.c), n_tok < KERN_QUANT_PANEL_MIN_TOK:
+// Q4_0/Q8_0/MLX Q4/Q8 against qx (block_qx from kern_prepare_input), F32/F16/BF16 against X.
+// kern_matvec_avx512_supports(): dtype/shape handled (n_in <= 16384 for quantized types).
+bool kern_matvec_avx512_usable(void);
+bool kern_matvec_avx512_supports(const struct tensor *W, int n_tok);
+void kern_matvec_avx512(const struct tensor *W, const float *X, const void *qx, int n_tok,
+                        float *Y, int64_t ldy, int64_t r0, int64_t r1);
 
 // AMX tiles (cpu/matmul_amx.c) for products of n_tok >= KERN_AMX_MIN_TOK tokens: BF16/F16
-// weights against 3-part bf16 activations (qx from kern_prepare_amx_bf16, n_tok * n_in * 6 B),
+// weights against 3-part bf16 activations (qx from kern_prepare_amx_bf16, tile-blocked),
 // Q8_0/Q4_0 weights against the int8 activation blocks (struct block_qx). kern_amx_usable()
 // checks the CPU and requests the Linux tile-data permission once per process.
 #define KERN_AMX_MIN_TOK 16
