@@ -411,6 +411,30 @@ enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD
     return MHD_queue_response(c, status, r);
 }
 
+static void free_response_data(void *p) { lfmd_free(p); }
+
+enum MHD_Result http_send_buf(struct MHD_Connection *c, int status, struct buf *b,
+                              const char *ctype, int retry_after) {
+    size_t len = 0;
+    char *data = buf_take(b, &len);
+    struct MHD_Response *r =
+        data ? MHD_create_response_from_buffer_with_free_callback(len, data, free_response_data)
+             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        lfmd_free(data);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", ctype);
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    enum MHD_Result ret = http_queue(c, (unsigned)status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 enum MHD_Result guard_options(struct guard *g, struct MHD_Connection *c) {
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     bool any;

@@ -48,6 +48,10 @@ LFMD_MUST_CHECK int guard_metrics(struct guard *g, struct buf *out);
 // Adds CORS headers (when the request's Origin is allowed) and X-Request-Id, records status for
 // the access log, then queues r. Every handler uses this instead of MHD_queue_response.
 enum MHD_Result http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r);
+// Queues b's bytes (taken from b; empty when b has none) as the body with Content-Type ctype and,
+// when retry_after > 0, Retry-After: retry_after. MHD_NO when the response cannot be created.
+enum MHD_Result http_send_buf(struct MHD_Connection *c, int status, struct buf *b,
+                              const char *ctype, int retry_after);
 
 // ---- process log (stderr) ----
 

@@ -85,30 +85,6 @@ static struct oai_gen *oai_gen_new(struct server *s, bool chat, struct MHD_Conne
 
 // ---- responses ----
 
-static void free_buf_data(void *p) { lfmd_free(p); }
-
-static enum MHD_Result send_buf(struct MHD_Connection *c, int status, struct buf *b,
-                                const char *ctype, int retry_after) {
-    size_t len = 0;
-    char *data = buf_take(b, &len);
-    struct MHD_Response *r =
-        data ? MHD_create_response_from_buffer_with_free_callback(len, data, free_buf_data)
-             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        lfmd_free(data);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", ctype);
-    if (retry_after > 0) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%d", retry_after);
-        MHD_add_response_header(r, "Retry-After", ra);
-    }
-    enum MHD_Result ret = http_queue(c, (unsigned)status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
 static enum MHD_Result send_error(struct MHD_Connection *c, int code, const char *msg,
                                   const char *param) {
     struct buf b;
@@ -120,7 +96,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int code, const char
     }
     int status = oai_http_status(code);
     if (status == 499) status = 503;
-    enum MHD_Result r = send_buf(c, status, &b, "application/json", status == 503 ? 1 : 0);
+    enum MHD_Result r = http_send_buf(c, status, &b, "application/json", status == 503 ? 1 : 0);
     buf_fini(&b);
     return r;
 }
@@ -290,7 +266,7 @@ static enum MHD_Result handle_multi(struct server *s, struct MHD_Connection *c,
     }
     for (int i = 0; i < n; i++) gen_free(gs[i] ? &gs[i]->g : NULL);
     enum MHD_Result r = rc ? send_error(c, rc, err.msg, NULL)
-                           : send_buf(c, 200, &b, "application/json", 0);
+                           : http_send_buf(c, 200, &b, "application/json", 0);
     buf_fini(&b);
     return r;
 }
@@ -343,7 +319,7 @@ static enum MHD_Result handle_generate(struct server *s, struct MHD_Connection *
             buf_fini(&b);
             return send_error(c, LFMD_ETOOBIG, "response too large", NULL);
         }
-        enum MHD_Result r = send_buf(c, 200, &b, "application/json", 0);
+        enum MHD_Result r = http_send_buf(c, 200, &b, "application/json", 0);
         buf_fini(&b);
         return r;
     }
@@ -363,7 +339,7 @@ static enum MHD_Result handle_route(struct server *s, struct MHD_Connection *c, 
     buf_init(&b, GEN_PENDING_MAX, LFMD_MEM_REQUEST);
     int rc = route_http(s->e, cn->body.data ? cn->body.data : "", cn->body.len, &b, &param, &err);
     enum MHD_Result r = rc ? send_error(c, rc, err.msg, param)
-                           : send_buf(c, 200, &b, "application/json", 0);
+                           : http_send_buf(c, 200, &b, "application/json", 0);
     buf_fini(&b);
     return r;
 }
@@ -376,7 +352,7 @@ static enum MHD_Result handle_health(struct server *s, struct MHD_Connection *c)
     if (buf_printf(&b, "{\"status\":\"%s\",\"state\":\"%s\"}", status == 200 ? "ok" : "loading",
                    engine_state_name(st)))
         return MHD_NO;
-    enum MHD_Result r = send_buf(c, status, &b, "application/json", status == 503 ? 1 : 0);
+    enum MHD_Result r = http_send_buf(c, status, &b, "application/json", status == 503 ? 1 : 0);
     buf_fini(&b);
     return r;
 }
@@ -388,7 +364,7 @@ static enum MHD_Result handle_metrics(struct server *s, struct MHD_Connection *c
         buf_fini(&b);
         return send_error(c, LFMD_ETOOBIG, "metrics too large", NULL);
     }
-    enum MHD_Result r = send_buf(c, 200, &b, "text/plain; version=0.0.4", 0);
+    enum MHD_Result r = http_send_buf(c, 200, &b, "text/plain; version=0.0.4", 0);
     buf_fini(&b);
     return r;
 }
@@ -412,7 +388,7 @@ static enum MHD_Result handle_models(struct server *s, struct MHD_Connection *c)
     if (!rc) rc = buf_json_str(&b, s->model_id, strlen(s->model_id));
     if (!rc) rc = buf_printf(&b, ",\"object\":\"model\",\"created\":0,\"owned_by\":\"lfmd\"}]}");
     if (rc) return MHD_NO;
-    enum MHD_Result r = send_buf(c, 200, &b, "application/json", 0);
+    enum MHD_Result r = http_send_buf(c, 200, &b, "application/json", 0);
     buf_fini(&b);
     return r;
 }
@@ -424,7 +400,7 @@ static enum MHD_Result handle_admin(struct server *s, struct MHD_Connection *c, 
     buf_init(&b, 256, LFMD_MEM_REQUEST);
     if (buf_printf(&b, "{\"ok\":true,\"action\":\"%s\"}", unload ? "unload" : "trim"))
         return MHD_NO;
-    enum MHD_Result r = send_buf(c, 202, &b, "application/json", 0);
+    enum MHD_Result r = http_send_buf(c, 202, &b, "application/json", 0);
     buf_fini(&b);
     return r;
 }
@@ -472,7 +448,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         struct buf b;
         buf_init(&b, 512, LFMD_MEM_REQUEST);
         if (oai_error_json(&b, LFMD_EINVAL, "missing or wrong API key", NULL)) return MHD_NO;
-        enum MHD_Result r = send_buf(c, 401, &b, "application/json", 0);
+        enum MHD_Result r = http_send_buf(c, 401, &b, "application/json", 0);
         buf_fini(&b);
         return r;
     }
@@ -506,7 +482,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     if (oai_error_json(&b, known ? LFMD_EINVAL : LFMD_ENOENT,
                        known ? "method not allowed" : "no such endpoint", NULL))
         return MHD_NO;
-    enum MHD_Result r = send_buf(c, known ? 405 : 404, &b, "application/json", 0);
+    enum MHD_Result r = http_send_buf(c, known ? 405 : 404, &b, "application/json", 0);
     buf_fini(&b);
     return r;
 }

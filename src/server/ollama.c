@@ -271,23 +271,9 @@ static int ol_parse(const char *body, size_t len, bool chat, struct ol_request *
 
 // ---- responses ----
 
-static void free_data(void *p) { lfmd_free(p); }
-
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, struct buf *b) {
-    size_t len = 0;
-    char *data = buf_take(b, &len);
-    struct MHD_Response *r =
-        data ? MHD_create_response_from_buffer_with_free_callback(len, data, free_data)
-             : MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-    if (!r) {
-        lfmd_free(data);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8");
-    if (status == 503) MHD_add_response_header(r, "Retry-After", "1");
-    enum MHD_Result ret = http_queue(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return http_send_buf(c, (int)status, b, "application/json; charset=utf-8",
+                         status == 503 ? 1 : 0);
 }
 
 static unsigned err_status(int code) {
