@@ -14,7 +14,7 @@
 //   AVX-512 scales by (weight d * activation d) into f32 accumulators, like the integer decode
 //   path.
 // n_in is processed in chunks (outer loop) so the activation chunk stays in L2; partial sums
-// live in Y between chunks. Weight panels and tail-token copies are on the stack (< 128 KiB);
+// live in Y between chunks. Weight panels are on the stack (<= 130 KiB);
 // nothing allocates. Rows past the last multiple of 16 go to the AVX-512 tiled kernel.
 // Linux requires arch_prctl(ARCH_REQ_XCOMP_PERM) once per process before any tile instruction:
 // kern_amx_usable() does it; each thread loads its tile configuration on first use.
@@ -44,8 +44,16 @@
 #define LFMD_ARCH_REQ_XCOMP_PERM 0x1023
 #define LFMD_XFEATURE_XTILEDATA 18
 
+#ifndef LFMD_AMX_KCB
+#define LFMD_AMX_KCB 512
+#endif
+#ifndef LFMD_AMX_RGT
+#define LFMD_AMX_RGT 4
+#endif
 enum {
-    KCB = 512,   // n_in chunk (elements) of the bf16 path: 16 k-steps of 32
+    KCB = LFMD_AMX_KCB, // n_in chunk (elements) of the bf16 path (multiple of 32)
+    RGT = LFMD_AMX_RGT, // row tiles per panel group (even): one token pair's A tiles stay in L1
+                        // across the group's row pairs
     KCQ = 32,    // n_in chunk (32-blocks) of the int8 path
     CFG_BF16 = 1,
     CFG_INT8 = 2,
@@ -85,21 +93,28 @@ AI __m512 bf16x16_f32(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// Token t: hi, mid, lo rows of n_in bf16 each at qx + t * 3 * n_in (x = hi + mid + lo exactly
-// unless x is tiny enough for lo to underflow).
+// Tile-blocked layout, so every A tile is one contiguous KiB (row strides that are multiples of
+// 4 KiB thrash L1 sets): for token tile tt = t / 16 and k-step s (32 elements), parts hi, mid,
+// lo of 16 tokens x 32 bf16 at qx + ((tt * (n_in / 32) + s) * 3 + part) * 1024, token t % 16 in
+// row t % 16. x = hi + mid + lo exactly unless x is tiny enough for lo to underflow. Rows of
+// the last tile past n_tok are never written and only feed C rows that are never stored.
 void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx) {
+    const int64_t steps = n_in / 32;
     for (int t = t0; t < t1; t++) {
         const float *x = X + (int64_t)t * n_in;
-        uint16_t *hi = (uint16_t *)qx + (int64_t)t * 3 * n_in, *mid = hi + n_in, *lo = mid + n_in;
-        for (int64_t i = 0; i < n_in; i += 16) {
-            __m512 v = _mm512_loadu_ps(x + i);
-            __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-            v = _mm512_sub_ps(v, bf16x16_f32(h));
-            __m256i m = (__m256i)_mm512_cvtneps_pbh(v);
-            __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, bf16x16_f32(m)));
-            _mm256_storeu_si256((__m256i *)(hi + i), h);
-            _mm256_storeu_si256((__m256i *)(mid + i), m);
-            _mm256_storeu_si256((__m256i *)(lo + i), l);
+        uint8_t *base = (uint8_t *)qx + (int64_t)(t / 16) * steps * 3072 + (t % 16) * 64;
+        for (int64_t s = 0; s < steps; s++) {
+            uint8_t *d = base + s * 3072;
+            for (int h2 = 0; h2 < 2; h2++) {
+                __m512 v = _mm512_loadu_ps(x + s * 32 + h2 * 16);
+                __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
+                v = _mm512_sub_ps(v, bf16x16_f32(h));
+                __m256i m = (__m256i)_mm512_cvtneps_pbh(v);
+                __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, bf16x16_f32(m)));
+                _mm256_storeu_si256((__m256i *)(d + h2 * 32), h);
+                _mm256_storeu_si256((__m256i *)(d + 1024 + h2 * 32), m);
+                _mm256_storeu_si256((__m256i *)(d + 2048 + h2 * 32), l);
+            }
         }
     }
 }
@@ -164,12 +179,12 @@ static void panel_bf16(const struct tensor *W, int64_t n_in, int64_t r, int NR, 
         }                                                                                      \
     } while (0)
 
-// Up to 2 token tiles (a0, a1: hi rows, mid at +lo_off, lo at +2*lo_off bytes, row stride lda
-// bytes) x NR row tiles of the panel, `steps` k-steps; Y block at y (token 0 of the pair,
-// column r).
+// Up to 2 token tiles (a0, a1: the blocked qx layout at the chunk's first k-step) x NR row
+// tiles of the panel, `steps` k-steps; Y block at y (token 0 of the pair, column r).
 AI void block_bf16(const int NR, const int NT, const int f16, const uint8_t *a0, const uint8_t *a1,
-                   int64_t lda, int64_t lo_off, const uint32_t *pan, int steps, float *y,
-                   int64_t ldy, int first, int nv0, int nv1, float *tmp) {
+                   const uint32_t *pan, int steps, float *y, int64_t ldy, int first, int nv0,
+                   int nv1, float *tmp) {
+    const int64_t lda = 64, lo_off = 1024;
     const int per = f16 ? 512 : 256;
     MEMBAR();
     C_LOAD(0, first, y, ldy, nv0, tmp);
@@ -180,20 +195,20 @@ AI void block_bf16(const int NR, const int NT, const int f16, const uint8_t *a0,
         const uint32_t *b = pan + (int64_t)s * NR * per;
         _tile_loadd(6, b, 64);
         if (NR == 2) _tile_loadd(7, b + per, 64);
-        _tile_loadd(4, a0 + s * 64, lda);
-        if (NT == 2) _tile_loadd(5, a1 + s * 64, lda);
+        _tile_loadd(4, a0 + s * 3072, lda);
+        if (NT == 2) _tile_loadd(5, a1 + s * 3072, lda);
         _tile_dpbf16ps(0, 4, 6);
         if (NR == 2) _tile_dpbf16ps(1, 4, 7);
         if (NT == 2) _tile_dpbf16ps(2, 5, 6);
         if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
-        _tile_loadd(4, a0 + lo_off + s * 64, lda);
-        if (NT == 2) _tile_loadd(5, a1 + lo_off + s * 64, lda);
+        _tile_loadd(4, a0 + lo_off + s * 3072, lda);
+        if (NT == 2) _tile_loadd(5, a1 + lo_off + s * 3072, lda);
         _tile_dpbf16ps(0, 4, 6);
         if (NR == 2) _tile_dpbf16ps(1, 4, 7);
         if (NT == 2) _tile_dpbf16ps(2, 5, 6);
         if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
-        _tile_loadd(4, a0 + 2 * lo_off + s * 64, lda);
-        if (NT == 2) _tile_loadd(5, a1 + 2 * lo_off + s * 64, lda);
+        _tile_loadd(4, a0 + 2 * lo_off + s * 3072, lda);
+        if (NT == 2) _tile_loadd(5, a1 + 2 * lo_off + s * 3072, lda);
         _tile_dpbf16ps(0, 4, 6);
         if (NR == 2) _tile_dpbf16ps(1, 4, 7);
         if (NT == 2) _tile_dpbf16ps(2, 5, 6);
@@ -201,14 +216,14 @@ AI void block_bf16(const int NR, const int NT, const int f16, const uint8_t *a0,
         if (f16) { // w_lo * (x_hi + x_mid)
             _tile_loadd(6, b + 256, 64);
             if (NR == 2) _tile_loadd(7, b + per + 256, 64);
-            _tile_loadd(4, a0 + s * 64, lda);
-            if (NT == 2) _tile_loadd(5, a1 + s * 64, lda);
+            _tile_loadd(4, a0 + s * 3072, lda);
+            if (NT == 2) _tile_loadd(5, a1 + s * 3072, lda);
             _tile_dpbf16ps(0, 4, 6);
             if (NR == 2) _tile_dpbf16ps(1, 4, 7);
             if (NT == 2) _tile_dpbf16ps(2, 5, 6);
             if (NT == 2 && NR == 2) _tile_dpbf16ps(3, 5, 7);
-            _tile_loadd(4, a0 + lo_off + s * 64, lda);
-            if (NT == 2) _tile_loadd(5, a1 + lo_off + s * 64, lda);
+            _tile_loadd(4, a0 + lo_off + s * 3072, lda);
+            if (NT == 2) _tile_loadd(5, a1 + lo_off + s * 3072, lda);
             _tile_dpbf16ps(0, 4, 6);
             if (NR == 2) _tile_dpbf16ps(1, 4, 7);
             if (NT == 2) _tile_dpbf16ps(2, 5, 6);
@@ -223,10 +238,9 @@ AI void block_bf16(const int NR, const int NT, const int f16, const uint8_t *a0,
 }
 
 static void block_bf16_any(int NR, int NT, int f16, const uint8_t *a0, const uint8_t *a1,
-                           int64_t lda, int64_t lo_off, const uint32_t *pan, int steps, float *y,
-                           int64_t ldy, int first, int nv0, int nv1, float *tmp) {
-#define BB(nr, nt, f)                                                                          \
-    block_bf16(nr, nt, f, a0, a1, lda, lo_off, pan, steps, y, ldy, first, nv0, nv1, tmp)
+                           const uint32_t *pan, int steps, float *y, int64_t ldy, int first,
+                           int nv0, int nv1, float *tmp) {
+#define BB(nr, nt, f) block_bf16(nr, nt, f, a0, a1, pan, steps, y, ldy, first, nv0, nv1, tmp)
     if (f16) {
         if (NR == 2) {
             if (NT == 2) BB(2, 2, 1);
@@ -250,60 +264,30 @@ static void block_bf16_any(int NR, int NT, int f16, const uint8_t *a0, const uin
 static void matmul_bf16(const struct tensor *W, const void *qx, int n_tok, float *Y, int64_t ldy,
                         int64_t r0, int64_t r1) {
     const int f16 = W->dtype == LFMD_DTYPE_F16;
-    const int64_t n_in = tensor_cols(W);
-    _Alignas(64) uint32_t pan[2 * (KCB / 32) * 512];  // 64 KiB
-    _Alignas(64) uint16_t tail[16 * 3 * KCB];         // 48 KiB: last partial token tile
+    const int per = f16 ? 512 : 256;
+    const int64_t n_in = tensor_cols(W), tile_bytes = n_in / 32 * 3072; // one token tile
+    _Alignas(64) uint32_t pan[RGT * (KCB / 32) * 512];
     _Alignas(64) float tmp[256];
     const int64_t rend = r0 + (r1 - r0) / 16 * 16;
-    const int full_tok = n_tok / 16 * 16, n_tail = n_tok - full_tok;
-    const uint16_t *xq = qx;
     set_cfg(CFG_BF16);
     for (int64_t k0 = 0; k0 < n_in; k0 += KCB) {
         const int64_t kc = n_in - k0 < KCB ? n_in - k0 : KCB;
         const int steps = (int)(kc / 32), first = k0 == 0;
-        if (n_tail) {
-            memset(tail, 0, sizeof tail);
-            for (int i = 0; i < n_tail; i++) {
-                const uint16_t *src = xq + (int64_t)(full_tok + i) * 3 * n_in + k0;
-                for (int part = 0; part < 3; part++)
-                    memcpy(tail + (i * 3 + part) * KCB, src + part * n_in, (size_t)kc * 2);
-            }
-        }
-        for (int64_t r = r0; r < rend;) {
-            const int NR = rend - r >= 32 ? 2 : 1;
-            panel_bf16(W, n_in, r, NR, k0, steps, f16, pan);
+        const uint8_t *xk = (const uint8_t *)qx + k0 / 32 * 3072;
+        for (int64_t g = r0; g < rend; g += 16 * RGT) {
+            const int nrt = rend - g >= 16 * RGT ? RGT : (int)((rend - g) / 16);
+            for (int j = 0; j < nrt; j += 2)
+                panel_bf16(W, n_in, g + 16 * j, nrt - j >= 2 ? 2 : 1, k0, steps, f16,
+                           pan + (int64_t)j * steps * per);
             for (int t = 0; t < n_tok; t += 32) {
                 const int nv0 = n_tok - t < 16 ? n_tok - t : 16;
                 const int nv1 = n_tok - t - 16 < 16 ? n_tok - t - 16 : 16;
-                const int NT = nv1 > 0 ? 2 : 1;
-                // Tile rows come straight from qx (row stride 6 * n_in bytes, parts 2 * n_in
-                // apart) unless the tile is the partial last one (then from tail).
-                const uint8_t *a0, *a1 = NULL;
-                int64_t lda = 6 * n_in, lo_off = 2 * n_in;
-                if (nv0 == 16) {
-                    a0 = (const uint8_t *)(xq + (int64_t)t * 3 * n_in + k0);
-                } else {
-                    a0 = (const uint8_t *)tail;
-                    lda = 6 * KCB;
-                    lo_off = 2 * KCB;
-                }
-                if (NT == 2) {
-                    if (nv1 == 16) {
-                        a1 = (const uint8_t *)(xq + (int64_t)(t + 16) * 3 * n_in + k0);
-                    } else {
-                        // the partial tile is the second of the pair: run the pair as two singles
-                        block_bf16_any(NR, 1, f16, a0, NULL, lda, lo_off, pan, steps,
-                                       Y + (int64_t)t * ldy + r, ldy, first, nv0, 0, tmp);
-                        block_bf16_any(NR, 1, f16, (const uint8_t *)tail, NULL, 6 * KCB,
-                                       2 * KCB, pan, steps, Y + (int64_t)(t + 16) * ldy + r,
-                                       ldy, first, nv1, 0, tmp);
-                        continue;
-                    }
-                }
-                block_bf16_any(NR, NT, f16, a0, a1, lda, lo_off, pan, steps,
-                               Y + (int64_t)t * ldy + r, ldy, first, nv0, nv1, tmp);
+                const uint8_t *a0 = xk + (int64_t)(t / 16) * tile_bytes;
+                for (int j = 0; j < nrt; j += 2)
+                    block_bf16_any(nrt - j >= 2 ? 2 : 1, nv1 > 0 ? 2 : 1, f16, a0,
+                                   a0 + tile_bytes, pan + (int64_t)j * steps * per, steps,
+                                   Y + (int64_t)t * ldy + g + 16 * j, ldy, first, nv0, nv1, tmp);
             }
-            r += 16 * NR;
         }
     }
 }
@@ -439,7 +423,8 @@ bool kern_amx_supports(const struct tensor *W, int n_tok) {
 
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
     if (n_tok < KERN_AMX_MIN_TOK || n_in % 32 != 0) return 0;
-    if (wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16) return (size_t)n_tok * (size_t)n_in * 6;
+    if (wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16)
+        return (size_t)(n_tok + 15) / 16 * 16 * (size_t)n_in * 6;
     return 0; // Q8_0/Q4_0 read the decode layout (struct block_qx)
 }
 
