@@ -182,7 +182,7 @@ async function idle(srv, pid) {
 }
 
 // soak: C clients (default 8) send mixed requests for --seconds; RSS every second; the drift is
-// the mean RSS of the last tenth minus that of the second tenth (after warm-up), scaled per hour.
+// the RSS floor of the last tenth minus that of the second tenth (after warm-up), scaled per hour.
 async function soak(srv, pid, limit) {
   const secs = Number(args.seconds || 60), C = Number(args.clients || 8);
   const mix = (args.mix || 'chat,stream,completion,invalid,disconnect').split(',');
@@ -195,9 +195,11 @@ async function soak(srv, pid, limit) {
     while (Date.now() - t0 < secs * 1000) await one(srv.url, mix[n++ % mix.length], st);
   }));
   clearInterval(timer); clearInterval(fast);
-  const k = Math.max(1, Math.floor(series.length / 10));
-  const mean = (a) => a.reduce((x, y) => x + y[1], 0) / Math.max(1, a.length);
-  const early = mean(series.slice(k, 2 * k)), late = mean(series.slice(-k));
+  // Windows of a tenth of the run (at least 3 samples). RSS swings with the requests in flight, so
+  // each window is summarised by its floor (the minimum): a leak raises the floor, a burst does not.
+  const k = Math.max(3, Math.floor(series.length / 10));
+  const floor = (a) => a.reduce((x, y) => Math.min(x, y[1]), Infinity);
+  const early = floor(series.slice(k, 2 * k)), late = floor(series.slice(-k));
   const perHour = (late - early) * 3600 / Math.max(1, secs * 0.8);
   if (args.csv) (await import('node:fs')).writeFileSync(args.csv, 'seconds,rss_bytes\n' + series.map((r) => r.join(',')).join('\n') + '\n');
   return { scenario: 'soak', model: MODEL, seconds: secs, clients: C, requests: n, ok: st.ok, rejected_503: st.rejected, lost: st.lost,
