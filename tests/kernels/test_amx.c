@@ -24,17 +24,29 @@ static uint32_t rnd(void) {
 static float frand(void) { return (float)((double)rnd() / 4294967296.0 * 2.0 - 1.0); }
 
 // Returns the number of bad elements.
-static int check_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok) {
-    size_t rb = kern_row_bytes(dt, n_in);
+// MLX types: gs and sdt give the group size and the scale/bias dtype.
+static int check_case_g(enum lfmd_dtype dt, int gs, enum lfmd_dtype sdt, int64_t n_out,
+                        int64_t n_in, int n_tok) {
+    bool mlx = dt == LFMD_DTYPE_MLX_Q4 || dt == LFMD_DTYPE_MLX_Q8;
+    int bits = dt == LFMD_DTYPE_MLX_Q4 ? 4 : 8;
+    size_t rb = mlx ? (size_t)n_in * (size_t)bits / 8 : kern_row_bytes(dt, n_in);
+    size_t ssz = sdt == LFMD_DTYPE_F32 ? 4 : 2, ng = mlx ? (size_t)(n_in / gs) : 0;
     uint8_t *w = malloc(rb * (size_t)n_out);
+    uint8_t *sc = mlx ? malloc(ng * ssz * (size_t)n_out) : NULL;
+    uint8_t *bi = mlx ? malloc(ng * ssz * (size_t)n_out) : NULL;
     float *row = malloc(sizeof(float) * (size_t)n_in);
     for (int64_t r = 0; r < n_out; r++) {
         float scale = 0.02f + 0.2f * (float)(rnd() % 100) / 100.0f;
         for (int64_t i = 0; i < n_in; i++) row[i] = frand() * scale;
-        CHECK(quantize_row_ref(dt, row, w + rb * (size_t)r, n_in) == 0);
+        if (mlx)
+            CHECK(quantize_mlx_ref(row, n_in, bits, gs, sdt, (uint32_t *)(w + rb * (size_t)r),
+                                   sc + ng * ssz * (size_t)r, bi + ng * ssz * (size_t)r) == 0);
+        else
+            CHECK(quantize_row_ref(dt, row, w + rb * (size_t)r, n_in) == 0);
     }
     struct tensor W = {.name = "w", .dtype = dt, .n_dims = 2, .shape = {n_out, n_in}, .data = w,
-                       .size_bytes = rb * (size_t)n_out};
+                       .size_bytes = rb * (size_t)n_out, .scales = sc, .biases = bi,
+                       .scale_dtype = sdt, .group_size = gs, .bits = mlx ? bits : 0};
     float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = frand() * (i % 17 == 0 ? 4.0f : 1.0f);
     size_t qb = kern_input_bytes(dt, n_tok, n_in);
@@ -54,7 +66,7 @@ static int check_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok
     kern_matmul(&W, x, qx, n_tok, y, ldy, 0, s1);
     kern_matmul(&W, x, qx, n_tok, y, ldy, s1, s2);
     kern_matmul(&W, x, qx, n_tok, y, ldy, s2, n_out);
-    bool q = dt == LFMD_DTYPE_Q8_0 || dt == LFMD_DTYPE_Q4_0;
+    bool q = dt == LFMD_DTYPE_Q8_0 || dt == LFMD_DTYPE_Q4_0 || mlx;
     float *xq = x;
     if (q) { // reference on the int8 activations the integer path multiplies
         int64_t nb = n_in / QKX;
@@ -101,11 +113,16 @@ static int check_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok
     for (int t = 0; t < n_tok; t++)
         for (int64_t c = n_out; c < ldy; c++)
             if (!isnan(y[t * ldy + c])) bad++;
-    fprintf(stderr, "%-5s %4lldx%-5lld tok %3d: rel L2 %.2e%s\n", lfmd_dtype_name(dt),
+    fprintf(stderr, "%-6s g%-3d %4lldx%-5lld tok %3d: rel L2 %.2e%s\n", lfmd_dtype_name(dt), gs,
             (long long)n_out, (long long)n_in, n_tok, sqrt(e2 / (r2 + 1e-300)), bad ? " BAD" : "");
     if (q) free(xq);
+    free(sc), free(bi);
     free(ye), free(tail), free(wr), free(w), free(row), free(x), free(qx), free(y), free(yr);
     return bad;
+}
+
+static int check_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok) {
+    return check_case_g(dt, 0, LFMD_DTYPE_F32, n_out, n_in, n_tok);
 }
 
 // The bf16 activation split: hi + mid + lo within 2^-24 relative of x.
@@ -145,6 +162,19 @@ int main(void) {
             int n_tok = toks[rnd() % 8];
             CHECK(check_case(dts[d], n_out, n_in, n_tok) == 0);
         }
+    }
+    // MLX affine types: every group size and scale dtype, chunk boundaries, tails
+    const struct { enum lfmd_dtype t; int gs; enum lfmd_dtype sdt; } mx[6] = {
+        {LFMD_DTYPE_MLX_Q4, 64, LFMD_DTYPE_BF16}, {LFMD_DTYPE_MLX_Q4, 32, LFMD_DTYPE_F16},
+        {LFMD_DTYPE_MLX_Q4, 128, LFMD_DTYPE_F32}, {LFMD_DTYPE_MLX_Q8, 64, LFMD_DTYPE_BF16},
+        {LFMD_DTYPE_MLX_Q8, 32, LFMD_DTYPE_F16},  {LFMD_DTYPE_MLX_Q8, 128, LFMD_DTYPE_BF16},
+    };
+    for (int i = 0; i < 6; i++) {
+        CHECK(check_case_g(mx[i].t, mx[i].gs, mx[i].sdt, 16, 128, 16) == 0);
+        CHECK(check_case_g(mx[i].t, mx[i].gs, mx[i].sdt, 47, 1152, 33) == 0);
+        int64_t n_out = (16 + (int64_t)(rnd() % 120)) | 1;
+        int64_t n_in = 128 * (1 + (int64_t)(rnd() % 20));
+        CHECK(check_case_g(mx[i].t, mx[i].gs, mx[i].sdt, n_out, n_in, toks[rnd() % 8]) == 0);
     }
     // Below the threshold or with an unsupported width the dispatcher does not take AMX.
     struct tensor W = {.dtype = LFMD_DTYPE_Q8_0, .n_dims = 2, .shape = {64, 96}};

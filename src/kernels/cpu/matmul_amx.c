@@ -12,7 +12,8 @@
 // - Q8_0/Q4_0 weights (TDPBSSD): activations are the int8 blocks of kern_prepare_input
 //   (struct block_qx, the decode layout); one TDPBSSD per 32-block gives exact int32 sums that
 //   AVX-512 scales by (weight d * activation d) into f32 accumulators, like the integer decode
-//   path.
+//   path. MLX Q8/Q4 (w = scale * q + bias per group, q unsigned): TDPBSUD on the unsigned
+//   codes, scaled by (group scale * activation d), plus group bias * block sum (block_qx.s).
 // n_in is processed in chunks (outer loop) so the activation chunk stays in L2; partial sums
 // live in Y between chunks. Weight panels are on the stack (<= 130 KiB);
 // nothing allocates. Rows past the last multiple of 16 go to the AVX-512 tiled kernel.
@@ -295,16 +296,52 @@ static void matmul_bf16(const struct tensor *W, const void *qx, int n_tok, float
 // ---- Q8_0 / Q4_0 ----
 
 // Panel of the 16-row tile at r for blocks [kb0, kb0 + nbc): per block 8 quads x 16 rows of int8
-// (512 bytes, VNNI layout) and the 16 weight scales as f32.
+// (512 bytes, VNNI layout) and the 16 weight scales as f32 (MLX: also the 16 biases in bw).
 static void panel_int8(const struct tensor *W, int64_t nb, int64_t r, int64_t kb0, int nbc,
-                       int8_t *pan, float *dw) {
+                       int8_t *pan, float *dw, float *bw) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    const int64_t n_in = nb * QKX;
+    if (W->dtype == LFMD_DTYPE_MLX_Q8 || W->dtype == LFMD_DTYPE_MLX_Q4) {
+        const int q4 = W->dtype == LFMD_DTYPE_MLX_Q4;
+        const int64_t rb = n_in * (q4 ? 4 : 8) / 8, ng = n_in / W->group_size;
+        const __m512i vidx = _mm512_mullo_epi32(iota, _mm512_set1_epi32((int)rb));
+        const __m512i lo4 = _mm512_set1_epi32(0xf);
+        for (int b = 0; b < nbc; b++) {
+            const int64_t g = (kb0 + b) * QKX / W->group_size;
+            if (b > 0 && g == (kb0 + b - 1) * QKX / W->group_size) { // same group as before
+                memcpy(dw + b * 16, dw + (b - 1) * 16, 64);
+                memcpy(bw + b * 16, bw + (b - 1) * 16, 64);
+            } else { // scalar loads: 16-bit gathers would read past the arrays' ends
+                for (int n = 0; n < 16; n++) {
+                    dw[b * 16 + n] = kern_load_scalar(W->scale_dtype, W->scales, (r + n) * ng + g);
+                    bw[b * 16 + n] = kern_load_scalar(W->scale_dtype, W->biases, (r + n) * ng + g);
+                }
+            }
+            const uint8_t *base = (const uint8_t *)W->data + r * rb + (kb0 + b) * (q4 ? 16 : 32);
+            int8_t *p = pan + b * 512;
+            if (q4) { // quad kq = bytes 2kq, 2kq+1: nibbles lo, hi, lo, hi
+                for (int kq = 0; kq < 8; kq++) {
+                    __m512i v = _mm512_i32gather_epi32(vidx, base + 4 * (kq >> 1), 1);
+                    if (kq & 1) v = _mm512_srli_epi32(v, 16);
+                    __m512i e = _mm512_or_si512(
+                        _mm512_or_si512(_mm512_and_si512(v, lo4),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 4), lo4), 8)),
+                        _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 8), lo4), 16),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(v, 12), lo4), 24)));
+                    _mm512_store_si512(p + kq * 64, e);
+                }
+            } else {
+                for (int kq = 0; kq < 8; kq++)
+                    _mm512_store_si512(p + kq * 64, _mm512_i32gather_epi32(vidx, base + 4 * kq, 1));
+            }
+        }
+        return;
+    }
     const int q4 = W->dtype == LFMD_DTYPE_Q4_0;
     const int bs = q4 ? (int)sizeof(struct block_q4_0) : (int)sizeof(struct block_q8_0);
     const int64_t rb = nb * bs;
-    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                               12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)rb));
-    const __m512i m4 = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+    const __m512i vidx = _mm512_mullo_epi32(iota, _mm512_set1_epi32((int)rb));
     for (int b = 0; b < nbc; b++) {
         const uint8_t *base = (const uint8_t *)W->data + r * rb + (kb0 + b) * bs;
         __m512i d = _mm512_i32gather_epi32(vidx, base, 1);
@@ -325,10 +362,12 @@ static void panel_int8(const struct tensor *W, int64_t nb, int64_t r, int64_t kb
     }
 }
 
-// One token tile (16 rows of qx blocks at xq, row stride ldx bytes, scales via xd) against one
-// 16-row panel over nbc blocks (a multiple of 4); Y rows [0, nv) at y.
-static void block_int8(const uint8_t *xq, int64_t ldx, const int8_t *pan, const float *dw, int nbc,
-                       float *y, int64_t ldy, int first, int nv) {
+// One token tile (16 rows of qx blocks at xq, row stride ldx bytes) against one 16-row panel
+// over nbc blocks (a multiple of 4); Y rows [0, nv) at y. mlx: unsigned weight codes plus the
+// bias term bw * block sum.
+AI void block_int8(const int mlx, const uint8_t *xq, int64_t ldx, const int8_t *pan,
+                   const float *dw, const float *bw, int nbc, float *y, int64_t ldy, int first,
+                   int nv) {
     __m512 acc[16];
     _Alignas(64) int32_t cb[4][256];
 #pragma GCC unroll 16
@@ -344,16 +383,20 @@ static void block_int8(const uint8_t *xq, int64_t ldx, const int8_t *pan, const 
         _tile_zero(3);
         _tile_loadd(4, x + 8, ldx);
         _tile_loadd(6, p, 64);
-        _tile_dpbssd(0, 4, 6);
+        if (mlx) _tile_dpbsud(0, 4, 6);
+        else _tile_dpbssd(0, 4, 6);
         _tile_loadd(5, x + 40 + 8, ldx);
         _tile_loadd(7, p + 512, 64);
-        _tile_dpbssd(1, 5, 7);
+        if (mlx) _tile_dpbsud(1, 5, 7);
+        else _tile_dpbssd(1, 5, 7);
         _tile_loadd(4, x + 80 + 8, ldx);
         _tile_loadd(6, p + 1024, 64);
-        _tile_dpbssd(2, 4, 6);
+        if (mlx) _tile_dpbsud(2, 4, 6);
+        else _tile_dpbssd(2, 4, 6);
         _tile_loadd(5, x + 120 + 8, ldx);
         _tile_loadd(7, p + 1536, 64);
-        _tile_dpbssd(3, 5, 7);
+        if (mlx) _tile_dpbsud(3, 5, 7);
+        else _tile_dpbssd(3, 5, 7);
         _tile_stored(0, cb[0], 64);
         _tile_stored(1, cb[1], 64);
         _tile_stored(2, cb[2], 64);
@@ -369,6 +412,13 @@ static void block_int8(const uint8_t *xq, int64_t ldx, const int8_t *pan, const 
                 acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(cb[j] + i * 16)), s,
                                          acc[i]);
             }
+            if (mlx) {
+                __m512 bv = _mm512_load_ps(bw + (b + j) * 16);
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; i++)
+                    acc[i] = _mm512_fmadd_ps(bv, _mm512_set1_ps(*(const float *)(xd + i * ldx + 4)),
+                                             acc[i]);
+            }
         }
     }
 #pragma GCC unroll 16
@@ -381,7 +431,8 @@ static void matmul_int8(const struct tensor *W, const void *qx, int n_tok, float
     const int64_t n_in = tensor_cols(W), nb = n_in / QKX;
     const int64_t ldx = nb * (int64_t)sizeof(struct block_qx);
     _Alignas(64) int8_t pan[KCQ * 512];                     // 16 KiB
-    _Alignas(64) float dw[KCQ * 16];                        // 2 KiB
+    _Alignas(64) float dw[KCQ * 16], bw[KCQ * 16];          // 2 + 2 KiB
+    const int mlx = W->dtype == LFMD_DTYPE_MLX_Q8 || W->dtype == LFMD_DTYPE_MLX_Q4;
     _Alignas(64) struct block_qx tail[16 * KCQ];            // 20 KiB
     const int64_t rend = r0 + (r1 - r0) / 16 * 16;
     const int full_tok = n_tok / 16 * 16, n_tail = n_tok - full_tok;
@@ -396,13 +447,20 @@ static void matmul_int8(const struct tensor *W, const void *qx, int n_tok, float
                        (size_t)nbc * sizeof(struct block_qx));
         }
         for (int64_t r = r0; r < rend; r += 16) {
-            panel_int8(W, nb, r, kb0, nbc, pan, dw);
-            for (int t = 0; t < full_tok; t += 16)
-                block_int8((const uint8_t *)(xb + (int64_t)t * nb + kb0), ldx, pan, dw, nbc,
-                           Y + (int64_t)t * ldy + r, ldy, first, 16);
-            if (n_tail)
-                block_int8((const uint8_t *)tail, KCQ * (int64_t)sizeof(struct block_qx), pan, dw,
-                           nbc, Y + (int64_t)full_tok * ldy + r, ldy, first, n_tail);
+            panel_int8(W, nb, r, kb0, nbc, pan, dw, bw);
+            for (int t = 0; t < full_tok; t += 16) {
+                const uint8_t *xt = (const uint8_t *)(xb + (int64_t)t * nb + kb0);
+                float *yt = Y + (int64_t)t * ldy + r;
+                if (mlx) block_int8(1, xt, ldx, pan, dw, bw, nbc, yt, ldy, first, 16);
+                else block_int8(0, xt, ldx, pan, dw, bw, nbc, yt, ldy, first, 16);
+            }
+            if (n_tail) {
+                const uint8_t *xt = (const uint8_t *)tail;
+                const int64_t ldt = KCQ * (int64_t)sizeof(struct block_qx);
+                float *yt = Y + (int64_t)full_tok * ldy + r;
+                if (mlx) block_int8(1, xt, ldt, pan, dw, bw, nbc, yt, ldy, first, n_tail);
+                else block_int8(0, xt, ldt, pan, dw, bw, nbc, yt, ldy, first, n_tail);
+            }
         }
     }
 }
@@ -417,6 +475,12 @@ bool kern_amx_supports(const struct tensor *W, int n_tok) {
     case LFMD_DTYPE_F16: return n_in % 32 == 0;
     case LFMD_DTYPE_Q8_0:
     case LFMD_DTYPE_Q4_0: return n_in % (4 * QKX) == 0;
+    case LFMD_DTYPE_MLX_Q8:
+    case LFMD_DTYPE_MLX_Q4:
+        return n_in % (4 * QKX) == 0 && W->group_size > 0 && W->group_size % QKX == 0 &&
+               n_in % W->group_size == 0 && kern_quant_avx2_supports(W) &&
+               (W->scale_dtype == LFMD_DTYPE_F16 || W->scale_dtype == LFMD_DTYPE_BF16 ||
+                W->scale_dtype == LFMD_DTYPE_F32);
     default: return false;
     }
 }
