@@ -149,6 +149,7 @@ void kern_matvec_avx512(const struct tensor *W, const float *X, const void *qx, 
 // Q8_0/Q4_0 weights against the int8 activation blocks (struct block_qx). kern_amx_usable()
 // checks the CPU and requests the Linux tile-data permission once per process.
 #define KERN_AMX_MIN_TOK 16
+#define KERN_AMX_MIN_TOK_F16 32 // F16 panels (hi + lo split) need more tokens to pay off
 bool kern_amx_usable(void);
 bool kern_amx_supports(const struct tensor *W, int n_tok);
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in);

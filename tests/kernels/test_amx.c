@@ -122,6 +122,7 @@ static int check_case_g(enum lfmd_dtype dt, int gs, enum lfmd_dtype sdt, int64_t
 }
 
 static int check_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok) {
+    if (dt == LFMD_DTYPE_F16 && n_tok < KERN_AMX_MIN_TOK_F16) n_tok += KERN_AMX_MIN_TOK_F16;
     return check_case_g(dt, 0, LFMD_DTYPE_F32, n_out, n_in, n_tok);
 }
 
@@ -182,5 +183,8 @@ int main(void) {
     W.shape[1] = 128;
     CHECK(kern_amx_supports(&W, KERN_AMX_MIN_TOK));
     CHECK(!kern_amx_supports(&W, KERN_AMX_MIN_TOK - 1));
+    W.dtype = LFMD_DTYPE_F16;
+    CHECK(!kern_amx_supports(&W, KERN_AMX_MIN_TOK_F16 - 1));
+    CHECK(kern_amx_supports(&W, KERN_AMX_MIN_TOK_F16));
     return check_done();
 }

@@ -120,35 +120,66 @@ void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *q
     }
 }
 
+// In-register transpose of a 16x16 matrix of dwords (r[n] = row n -> r[k] = column k).
+AI void transpose16(__m512i r[16]) {
+    __m512i t[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) { // r[4i + j], 128-bit block q: column 4q + j of rows 4i..4i+3
+        r[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        r[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        r[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        __m512i a = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x44);
+        __m512i b = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xee);
+        __m512i c = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x44);
+        __m512i d = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xee);
+        t[j] = _mm512_shuffle_i32x4(a, c, 0x88);
+        t[4 + j] = _mm512_shuffle_i32x4(a, c, 0xdd);
+        t[8 + j] = _mm512_shuffle_i32x4(b, d, 0x88);
+        t[12 + j] = _mm512_shuffle_i32x4(b, d, 0xdd);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) r[i] = t[i];
+}
+
 // Panel of one 16-row tile for k-steps [0, steps): per step 256 dwords (16 pairs x 16 rows) of
 // hi, then (F16) 256 of lo. Step s of row tile j sits at pan + (s * NR + j) * per_step.
+// Each row's 32 elements are loaded (and F16 converted) as one vector, then transposed.
 static void panel_bf16(const struct tensor *W, int64_t n_in, int64_t r, int NR, int64_t k0,
                        int steps, int f16, uint32_t *pan) {
     const int per = f16 ? 512 : 256;
-    const __m512i vidx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                               12, 13, 14, 15),
-                                            _mm512_set1_epi32((int)(n_in * 2)));
-    const __m512i m16 = _mm512_set1_epi32(0xffff);
     for (int j = 0; j < NR; j++) {
-        const uint8_t *base = (const uint8_t *)W->data + ((r + 16 * j) * n_in + k0) * 2;
+        const uint16_t *base = (const uint16_t *)W->data + (r + 16 * j) * n_in + k0;
         for (int s = 0; s < steps; s++) {
             uint32_t *p = pan + (int64_t)(s * NR + j) * per;
-            for (int kk = 0; kk < 16; kk++) {
-                __m512i v = _mm512_i32gather_epi32(vidx, base + (s * 32 + 2 * kk) * 2, 1);
+            __m512i hi[16], lo[16];
+            for (int n = 0; n < 16; n++) {
+                __m512i v = _mm512_loadu_si512(base + n * n_in + s * 32);
                 if (!f16) {
-                    _mm512_store_si512(p + kk * 16, v);
+                    hi[n] = v;
                     continue;
                 }
-                __m512 e0 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_and_si512(v, m16)));
-                __m512 e1 = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(v, 16)));
-                __m512i h0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e0));
-                __m512i h1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(e1));
-                __m512 r0 = _mm512_sub_ps(e0, _mm512_castsi512_ps(_mm512_slli_epi32(h0, 16)));
-                __m512 r1 = _mm512_sub_ps(e1, _mm512_castsi512_ps(_mm512_slli_epi32(h1, 16)));
-                __m512i l0 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r0));
-                __m512i l1 = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(r1));
-                _mm512_store_si512(p + kk * 16, _mm512_or_si512(h0, _mm512_slli_epi32(h1, 16)));
-                _mm512_store_si512(p + 256 + kk * 16, _mm512_or_si512(l0, _mm512_slli_epi32(l1, 16)));
+                __m512 f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(v));
+                __m512 f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1));
+                __m512i h = (__m512i)_mm512_cvtne2ps_pbh(f1, f0);
+                __m512 h0 = bf16x16_f32(_mm512_castsi512_si256(h));
+                __m512 h1 = bf16x16_f32(_mm512_extracti64x4_epi64(h, 1));
+                hi[n] = h;
+                lo[n] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(f1, h1), _mm512_sub_ps(f0, h0));
+            }
+            transpose16(hi);
+            for (int kk = 0; kk < 16; kk++) _mm512_store_si512(p + kk * 16, hi[kk]);
+            if (f16) {
+                transpose16(lo);
+                for (int kk = 0; kk < 16; kk++) _mm512_store_si512(p + 256 + kk * 16, lo[kk]);
             }
         }
     }
@@ -471,8 +502,8 @@ bool kern_amx_supports(const struct tensor *W, int n_tok) {
     if (n_tok < KERN_AMX_MIN_TOK || tensor_rows(W) < 16) return false;
     int64_t n_in = tensor_cols(W);
     switch (W->dtype) {
-    case LFMD_DTYPE_BF16:
-    case LFMD_DTYPE_F16: return n_in % 32 == 0;
+    case LFMD_DTYPE_BF16: return n_in % 32 == 0;
+    case LFMD_DTYPE_F16: return n_in % 32 == 0 && n_tok >= KERN_AMX_MIN_TOK_F16;
     case LFMD_DTYPE_Q8_0:
     case LFMD_DTYPE_Q4_0: return n_in % (4 * QKX) == 0;
     case LFMD_DTYPE_MLX_Q8:
@@ -487,6 +518,7 @@ bool kern_amx_supports(const struct tensor *W, int n_tok) {
 
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
     if (n_tok < KERN_AMX_MIN_TOK || n_in % 32 != 0) return 0;
+    if (wt == LFMD_DTYPE_F16 && n_tok < KERN_AMX_MIN_TOK_F16) return 0;
     if (wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16)
         return (size_t)(n_tok + 15) / 16 * 16 * (size_t)n_in * 6;
     return 0; // Q8_0/Q4_0 read the decode layout (struct block_qx)
