@@ -106,16 +106,16 @@ void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *q
         uint8_t *base = (uint8_t *)qx + (int64_t)(t / 16) * steps * 3072 + (t % 16) * 64;
         for (int64_t s = 0; s < steps; s++) {
             uint8_t *d = base + s * 3072;
-            for (int h2 = 0; h2 < 2; h2++) {
-                __m512 v = _mm512_loadu_ps(x + s * 32 + h2 * 16);
-                __m256i h = (__m256i)_mm512_cvtneps_pbh(v);
-                v = _mm512_sub_ps(v, bf16x16_f32(h));
-                __m256i m = (__m256i)_mm512_cvtneps_pbh(v);
-                __m256i l = (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, bf16x16_f32(m)));
-                _mm256_storeu_si256((__m256i *)(d + h2 * 32), h);
-                _mm256_storeu_si256((__m256i *)(d + 1024 + h2 * 32), m);
-                _mm256_storeu_si256((__m256i *)(d + 2048 + h2 * 32), l);
-            }
+            __m512 v0 = _mm512_loadu_ps(x + s * 32), v1 = _mm512_loadu_ps(x + s * 32 + 16);
+            __m512i h = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+            v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(h)));
+            v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(h, 1)));
+            __m512i m = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+            v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(m)));
+            v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(m, 1)));
+            _mm512_storeu_si512(d, h);
+            _mm512_storeu_si512(d + 1024, m);
+            _mm512_storeu_si512(d + 2048, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
         }
     }
 }
