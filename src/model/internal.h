@@ -116,6 +116,10 @@ int model_need(const struct model *m, const char *name, int n_dims, const int64_
 // Y[t, :] = W X[t, :] for t < n_tok. Y row stride ldy.
 void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y,
                int64_t ldy);
+// Up to 3 products of the same input in ONE pool dispatch (q/k/v, FFN gate/up): Y[k] = W[k] X,
+// each thread computing its share of every product. Results are identical to n op_matmul calls.
+void op_matmul_multi(struct runner *r, int n, const struct tensor *const *W, const float *X, int n_tok,
+                     float *const *Y, const int64_t *ldy);
 // Copies a 1-D weight (any dtype) to f32.
 void op_vec_f32(const struct tensor *w, float *out);
 // In place RMSNorm of n_rows rows of length n (row stride ld) with weight w (f32).

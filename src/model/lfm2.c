@@ -97,9 +97,10 @@ static void attn_block(struct runner *r, const struct batch *b, const struct lfm
     size_t qd = (size_t)c->n_head * hd, kvd = (size_t)c->n_kv_head * hd;
     float *q = r->a, *k = r->b, *v = r->b + (size_t)T * kvd;   // [T, qd], [T, kvd], [T, kvd]
     float *qn = r->vecs, *kn = r->vecs + hd;
-    op_matmul(r, L->q, r->xn, T, q, (int64_t)qd);
-    op_matmul(r, L->k, r->xn, T, k, (int64_t)kvd);
-    op_matmul(r, L->v, r->xn, T, v, (int64_t)kvd);
+    const struct tensor *Wqkv[3] = {L->q, L->k, L->v};
+    float *Yqkv[3] = {q, k, v};
+    const int64_t ld[3] = {(int64_t)qd, (int64_t)kvd, (int64_t)kvd};
+    op_matmul_multi(r, 3, Wqkv, r->xn, T, Yqkv, ld);
     op_vec_f32(L->q_norm, qn);
     op_vec_f32(L->k_norm, kn);
     for (int t = 0; t < T; t++) {
@@ -144,8 +145,10 @@ static void conv_block(struct runner *r, const struct batch *b, const struct lfm
 // SwiGLU FFN: out = w2 (silu(w1 x) * (w3 x)). In r->xn, out r->c [T, D].
 static void ffn_block(struct runner *r, int T, const struct lfm2_layer *L) {
     const struct model_config *c = &r->m->cfg;
-    op_matmul(r, L->w1, r->xn, T, r->a, c->n_ff);
-    op_matmul(r, L->w3, r->xn, T, r->b, c->n_ff);
+    const struct tensor *W[2] = {L->w1, L->w3};
+    float *Y[2] = {r->a, r->b};
+    const int64_t ld[2] = {c->n_ff, c->n_ff};
+    op_matmul_multi(r, 2, W, r->xn, T, Y, ld);
     op_swiglu(r, r->a, r->b, (size_t)T * c->n_ff);
     op_matmul(r, L->w2, r->a, T, r->c, c->n_embd);
 }

@@ -78,9 +78,10 @@ static void attn_block(struct runner *r, const struct batch *b, const struct lla
     int T = b->n_tok, hd = c->head_dim;
     size_t qd = (size_t)c->n_head * hd, kvd = (size_t)c->n_kv_head * hd;
     float *q = r->a, *k = r->b, *v = r->b + (size_t)T * kvd, *tmp = r->vecs;
-    op_matmul(r, L->q, r->xn, T, q, (int64_t)qd);
-    op_matmul(r, L->k, r->xn, T, k, (int64_t)kvd);
-    op_matmul(r, L->v, r->xn, T, v, (int64_t)kvd);
+    const struct tensor *Wqkv[3] = {L->q, L->k, L->v};
+    float *Yqkv[3] = {q, k, v};
+    const int64_t ld[3] = {(int64_t)qd, (int64_t)kvd, (int64_t)kvd};
+    op_matmul_multi(r, 3, Wqkv, r->xn, T, Yqkv, ld);
     add_bias(L->q_b, tmp, q, T, qd);
     add_bias(L->k_b, tmp, k, T, kvd);
     add_bias(L->v_b, tmp, v, T, kvd);
@@ -110,8 +111,10 @@ static void llama_forward(struct runner *r, const struct batch *b, float *logits
         op_add(r->x, r->a, (size_t)T * D);
         op_vec_f32(L->ffn_norm, wn);
         op_rmsnorm(r->x, wn, T, D, D, c->norm_eps, r->xn, D);
-        op_matmul(r, L->gate, r->xn, T, r->a, c->n_ff);
-        op_matmul(r, L->up, r->xn, T, r->b, c->n_ff);
+        const struct tensor *W[2] = {L->gate, L->up};
+        float *Y[2] = {r->a, r->b};
+        const int64_t ld[2] = {c->n_ff, c->n_ff};
+        op_matmul_multi(r, 2, W, r->xn, T, Y, ld);
         op_swiglu(r, r->a, r->b, (size_t)T * c->n_ff);
         op_matmul(r, L->down, r->a, T, r->c, D);
         op_add(r->x, r->c, (size_t)T * D);

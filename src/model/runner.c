@@ -294,6 +294,29 @@ void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_t
     pool_run(r->pool, mm_rows, &j);
 }
 
+struct mm_multi {
+    struct mm_job j[3];
+    int n;
+};
+
+static void mm_rows_multi(void *ctx, int ith, int nth) {
+    struct mm_multi *m = ctx;
+    for (int k = 0; k < m->n; k++) mm_rows(&m->j[k], ith, nth);
+}
+
+void op_matmul_multi(struct runner *r, int n, const struct tensor *const *W, const float *X, int n_tok,
+                     float *const *Y, const int64_t *ldy) {
+    struct mm_multi m = {.n = n};
+    LFMD_ASSERT(n >= 1 && n <= 3);
+    for (int k = 0; k < n; k++) {
+        struct mm_job *j = &m.j[k];
+        *j = (struct mm_job){.W = W[k], .X = X, .n_tok = n_tok, .Y = Y[k], .ldy = ldy[k],
+                             .n_in = tensor_cols(W[k]), .n_out = tensor_rows(W[k]), .qx_bytes = r->qx_bytes};
+        if (kern_matmul_uses_qx(W[k], n_tok) && kern_input_bytes(W[k]->dtype, n_tok, j->n_in)) j->qx = r->qx;
+    }
+    pool_run(r->pool, mm_rows_multi, &m);
+}
+
 void op_vec_f32(const struct tensor *w, float *out) {
     struct tensor flat = *w;
     flat.n_dims = 1;
