@@ -35,18 +35,23 @@ mkdir -p "$DIR"
 median() { sort -g | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print "nan"}'; }
 jget() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const o=JSON.parse(s);console.log(o[process.argv[1]])})' "$1"; }
 
+# Shape names: 350m, 700m, 1.2b, 2.6b (LFM2) or tinyllama (TinyLlama-1.1B, Llama architecture).
+preset_of() { case $1 in tinyllama) echo tinyllama-1.1b ;; *) echo "lfm2-$1" ;; esac; }
+
 prepare() { # shape type -> path of the model file/dir
-    local shape=$1 type=$2 hf="$DIR/lfm2-$1-bf16"
+    local shape=$1 type=$2 name
+    name=$(preset_of "$1")
+    local hf="$DIR/$name-bf16"
     if [ ! -f "$hf/model.safetensors" ]; then
-        /usr/bin/python3 "$ROOT/tools/gen_model.py" --preset "lfm2-$shape" --seed 1 --out "$hf" >&2
+        /usr/bin/python3 "$ROOT/tools/gen_model.py" --preset "$name" --seed 1 --out "$hf" >&2
     fi
     case $type in
     mlx4 | mlx8)
-        local out="$DIR/lfm2-$shape-$type"
+        local out="$DIR/$name-$type"
         [ -d "$out" ] || "$BIN" quantize "$hf" "$out" --bits "${type#mlx}" >&2
         echo "$out" ;;
     *)
-        local out="$DIR/lfm2-$shape-$type.gguf"
+        local out="$DIR/$name-$type.gguf"
         [ -f "$out" ] || "$BIN" quantize "$hf" "$out" --format gguf --type "$type" >&2
         echo "$out" ;;
     esac
