@@ -154,10 +154,8 @@ enum engine_ev_kind {
     ENGINE_EV_START,          // admitted: n_prompt is known, tokens follow
     ENGINE_EV_TEXT,           // a piece of generated text
     ENGINE_EV_DONE,           // last event: code 0 (finish, usage) or an error (code, msg)
+    ENGINE_EV_LOGPROB,        // one generated token's log-probability (only with params.logprobs)
 };
-// One generated token's log-probability; only sent when params.logprobs is set (kept outside the
-// enum so front ends that never ask for it need no case for it).
-#define ENGINE_EV_LOGPROB ((enum engine_ev_kind)3)
 
 #define ENGINE_MAX_TOP_LOGPROBS 20
 #define ENGINE_MAX_CHOICES 64

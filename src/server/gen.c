@@ -18,9 +18,10 @@ static void gen_on_event(void *user, const struct engine_event *ev) {
     struct gen *g = user;
     double now = engine_now();
     pthread_mutex_lock(&g->mu);
-    // LOGPROB (outside the enum) only comes when the request asked for logprobs.
-    if (ev->kind == ENGINE_EV_LOGPROB && oai_logprob_record(&g->lp, ev)) engine_req_cancel(g->req);
     switch (ev->kind) {
+    case ENGINE_EV_LOGPROB: // only when the request asked for logprobs
+        if (oai_logprob_record(&g->lp, ev)) engine_req_cancel(g->req);
+        break;
     case ENGINE_EV_START:
         g->started = true;
         g->t_start = now;
