@@ -9,6 +9,7 @@
 #include "base/alloc.h"
 #include "engine/constrain.h"
 #include "engine/engine.h"
+#include "engine_collect.h"
 #include "format/json.h"
 
 #include <math.h>
@@ -373,43 +374,6 @@ static void test_property(void) {
 }
 
 // ---- the engine ----
-
-struct collect {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    char text[8192];
-    size_t len;
-    int done, code, n_gen, finish;
-};
-
-static void on_event(void *user, const struct engine_event *ev) {
-    struct collect *c = user;
-    pthread_mutex_lock(&c->mu);
-    if (ev->kind == ENGINE_EV_TEXT && c->len + ev->len < sizeof c->text) {
-        memcpy(c->text + c->len, ev->text, ev->len);
-        c->len += ev->len;
-        c->text[c->len] = 0;
-    } else if (ev->kind == ENGINE_EV_DONE) {
-        c->done = 1;
-        c->code = ev->code;
-        c->n_gen = ev->n_gen;
-        c->finish = ev->finish;
-        pthread_cond_broadcast(&c->cv);
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void collect_init(struct collect *c) {
-    memset(c, 0, sizeof *c);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-}
-
-static void collect_wait(struct collect *c) {
-    pthread_mutex_lock(&c->mu);
-    while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
-}
 
 static struct engine *start(const char *path, int parallel) {
     struct engine_opts o;

@@ -2,58 +2,12 @@
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "engine/engine.h"
+#include "engine_collect.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-struct collect {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    char text[8192];
-    size_t len;
-    int started, done, code, n_prompt, n_gen, pieces;
-    enum engine_finish finish;
-    char msg[512];
-};
-
-static void on_event(void *user, const struct engine_event *ev) {
-    struct collect *c = user;
-    pthread_mutex_lock(&c->mu);
-    if (ev->kind == ENGINE_EV_START) {
-        c->started = 1;
-        c->n_prompt = ev->n_prompt;
-    } else if (ev->kind == ENGINE_EV_TEXT) {
-        if (c->len + ev->len < sizeof c->text) {
-            memcpy(c->text + c->len, ev->text, ev->len);
-            c->len += ev->len;
-            c->text[c->len] = 0;
-        }
-        c->pieces++;
-    } else {
-        c->done = 1;
-        c->code = ev->code;
-        c->finish = ev->finish;
-        c->n_prompt = ev->n_prompt;
-        c->n_gen = ev->n_gen;
-        if (ev->msg) snprintf(c->msg, sizeof c->msg, "%s", ev->msg);
-        pthread_cond_broadcast(&c->cv);
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void collect_init(struct collect *c) {
-    memset(c, 0, sizeof *c);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-}
-
-static void collect_wait(struct collect *c) {
-    pthread_mutex_lock(&c->mu);
-    while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
-}
 
 // Submits and waits; returns the submit code.
 static int run(struct engine *e, const struct engine_params *p, struct collect *c) {

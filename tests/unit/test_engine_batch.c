@@ -4,6 +4,7 @@
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "engine/engine.h"
+#include "engine_collect.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -13,54 +14,11 @@
 
 #define ROUTER "models/lfm2-router"
 
-struct collect {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    char text[4096];
-    size_t len;
-    int done, code, n_prompt, n_gen, n_cached, n_lp;
-    double scores[8];
-    int n_scores;
-    float lp_sum;
-};
-
-static void on_event(void *user, const struct engine_event *ev) {
-    struct collect *c = user;
-    pthread_mutex_lock(&c->mu);
-    if (ev->kind == ENGINE_EV_TEXT) {
-        if (c->len + ev->len < sizeof c->text) {
-            memcpy(c->text + c->len, ev->text, ev->len);
-            c->len += ev->len;
-            c->text[c->len] = 0;
-        }
-    } else if (ev->kind == ENGINE_EV_LOGPROB) {
-        c->n_lp++;
-        c->lp_sum += ev->tok.logprob;
-        // the chosen greedy token is the most likely one
-        if (ev->n_top > 0 && ev->top[0].logprob > ev->tok.logprob + 1e-5f) c->code = -999;
-    } else if (ev->kind == ENGINE_EV_DONE) {
-        c->done = 1;
-        if (!c->code) c->code = ev->code;
-        c->n_prompt = ev->n_prompt;
-        c->n_gen = ev->n_gen;
-        c->n_cached = ev->n_cached;
-        c->n_scores = ev->n_scores;
-        for (int i = 0; i < ev->n_scores && i < 8; i++) c->scores[i] = ev->scores[i];
-        pthread_cond_broadcast(&c->cv);
-    }
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void collect_init(struct collect *c) {
-    memset(c, 0, sizeof *c);
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-}
-
-static void collect_wait(struct collect *c) {
-    pthread_mutex_lock(&c->mu);
-    while (!c->done) pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
+// Every request in this file is greedy: a logprob event for a token that is not the most likely
+// one fails the request (code -999).
+static void greedy_collect_init(struct collect *c) {
+    collect_init(c);
+    c->check_greedy = true;
 }
 
 static struct engine *start(int parallel, size_t prefix_bytes) {
@@ -103,7 +61,7 @@ static void test_batch_equals_alone(void) {
     for (int i = 0; i < NP; i++) {
         struct engine_params p;
         greedy(&p, prompts[i]);
-        collect_init(&alone[i]);
+        greedy_collect_init(&alone[i]);
         struct engine_req *r = NULL;
         struct lfmd_err_ctx err = {0};
         CHECK_EQ(engine_submit(e, &p, on_event, &alone[i], &r, &err), 0);
@@ -118,7 +76,7 @@ static void test_batch_equals_alone(void) {
     for (int i = 0; i < NP; i++) {
         struct engine_params p;
         greedy(&p, prompts[i]);
-        collect_init(&together[i]);
+        greedy_collect_init(&together[i]);
         struct lfmd_err_ctx err = {0};
         CHECK_EQ(engine_submit(e, &p, on_event, &together[i], &rs[i], &err), 0);
     }
@@ -151,7 +109,7 @@ static void test_prefix_cache(void) {
         p.sampling.temperature = 0;
         p.logprobs = true;
         p.top_logprobs = 3;
-        collect_init(c);
+        greedy_collect_init(c);
         struct engine_req *r = NULL;
         struct lfmd_err_ctx err = {0};
         CHECK_EQ(engine_submit(e, &p, on_event, c, &r, &err), 0);
@@ -173,7 +131,7 @@ static void test_prefix_cache(void) {
     p.n_msgs = 2;
     p.max_tokens = 16;
     p.sampling.temperature = 0;
-    collect_init(&c);
+    greedy_collect_init(&c);
     struct engine_req *r = NULL;
     struct lfmd_err_ctx err = {0};
     CHECK_EQ(engine_submit(e, &p, on_event, &c, &r, &err), 0);
@@ -201,7 +159,7 @@ static void score(struct engine *e, const char *prompt, size_t prefix, struct co
     p.cache_prefix_bytes = prefix;
     p.choices = routes;
     p.n_choices = 5;
-    collect_init(c);
+    greedy_collect_init(c);
     struct engine_req *r = NULL;
     struct lfmd_err_ctx err = {0};
     CHECK_EQ(engine_submit(e, &p, on_event, c, &r, &err), 0);
