@@ -213,11 +213,8 @@ int model_forward_batch(struct runner *r, struct seq *const *seqs, const int32_t
     int si = 0, ti = 0;
     while (si < n_seqs) {
         int nt = 0, nl = 0;
-        int first_seq = si;
-        const int32_t *chunk_tokens[LFMD_MAX_BATCH_TOKENS];
         int32_t flat[LFMD_MAX_BATCH_TOKENS];
-        (void)chunk_tokens;
-        int logit_seq[LFMD_MAX_BATCH_TOKENS];
+        int first_logit_seq = 0; // sequence of the chunk's first logits row
         while (si < n_seqs && nt < r->max_tok) {
             struct seq *s = seqs[si];
             int take = n_tok[si] - ti;
@@ -231,9 +228,8 @@ int model_forward_batch(struct runner *r, struct seq *const *seqs, const int32_t
             ti += take;
             if (ti == n_tok[si]) {
                 if (logits) {
-                    r->rows[nl] = nt - 1;
-                    logit_seq[nl] = si;
-                    nl++;
+                    if (nl == 0) first_logit_seq = si;
+                    r->rows[nl++] = nt - 1;
                 }
                 si++;
                 ti = 0;
@@ -241,11 +237,11 @@ int model_forward_batch(struct runner *r, struct seq *const *seqs, const int32_t
                 break; // chunk full
             }
         }
-        (void)first_seq;
         struct batch b = {.n_tok = nt, .tokens = flat, .seq = r->tok_seq, .pos = r->tok_pos,
                           .n_logits = nl, .logit_rows = r->rows};
-        // Logits rows go straight to each sequence's slot when they are consecutive.
-        float *out = logits ? logits + (size_t)(nl ? logit_seq[0] : 0) * c->n_vocab : NULL;
+        // The sequences finishing in this chunk are consecutive, so their logits rows go straight to
+        // their slots.
+        float *out = logits ? logits + (size_t)first_logit_seq * c->n_vocab : NULL;
         m->ops->forward(r, &b, out);
         // Advance positions after the pass (ops read tok_pos, not s->pos).
         for (int k = 0; k < nt; k++)
