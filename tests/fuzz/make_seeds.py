@@ -120,14 +120,45 @@ def main():
         put("fuzz_encode", "unicode", "\x02caf\u00e9 \u4f60\u597d \U0001f600 \u2581\u2581x".encode())
         put("fuzz_encode", "invalid-utf8", b"\x03\xff\xfe\xc3\x28\xe2\x82 \xf0\x9f\x98 end")
         put("fuzz_encode", "spaces", "\x00" + " " * 40 + "\t\t\r\n" * 5 + "a" * 50)
-        # OpenAI bodies (first byte odd = chat)
+        # OpenAI bodies (first byte odd = chat; '{' is odd, so completion bodies start with a space)
         put("fuzz_openai", "chat", '{"messages":[{"role":"system","content":"s"},{"role":"user",'
             '"content":[{"type":"text","text":"hi"},{"type":"text","text":"x"}]}],"max_tokens":8,'
             '"temperature":0.5,"top_p":0.9,"seed":1,"stop":["a","b"],"stream":true,'
             '"stream_options":{"include_usage":true},"model":"m","n":1}')
-        put("fuzz_openai", "completion", '{"prompt":"hello","max_tokens":4,"stop":"x","temperature":0}')
-        put("fuzz_openai", "completion-array", '{"prompt":["one"],"max_completion_tokens":2,"seed":-1}')
+        put("fuzz_openai", "completion", ' {"prompt":"hello","max_tokens":4,"stop":"x","temperature":0}')
+        put("fuzz_openai", "completion-array", ' {"prompt":["one"],"max_completion_tokens":2,"seed":-1}')
         put("fuzz_openai", "bad-types", '{"messages":"x","max_tokens":"8","temperature":9,"n":2}')
+        # Ollama bodies (first byte odd = /api/chat, even = /api/generate: '{' is odd, so the
+        # generate bodies start with a space)
+        put("fuzz_ollama", "chat", '{"model":"lfm2","messages":[{"role":"system","content":"s"},'
+            '{"role":"user","content":"hi","images":[]}],"stream":false,"keep_alive":"1h30m",'
+            '"options":{"temperature":0.5,"top_p":0.9,"top_k":40,"seed":7,"num_predict":8,'
+            '"repeat_penalty":1.1,"repeat_last_n":-1,"num_ctx":2048,"stop":["a","b"]}}')
+        put("fuzz_ollama", "generate", ' {"model":"m","prompt":"hello","system":"be brief","raw":false,'
+            '"stream":true,"keep_alive":300,"options":{"stop":"x","min_p":0.1},"suffix":""}')
+        put("fuzz_ollama", "generate-format", ' {"prompt":"p","format":{"type":"object","properties":'
+            '{"name":{"type":"string","maxLength":8},"n":{"type":"integer"}},"required":["name"]}}')
+        put("fuzz_ollama", "chat-format-json", '{"messages":[{"role":"user","content":"x"}],'
+            '"format":"json","keep_alive":"-1"}')
+        put("fuzz_ollama", "unload", ' {"model":"m","keep_alive":0}')
+        put("fuzz_ollama", "bad", '{"prompt":1,"options":{"top_p":2},"keep_alive":"5x","tools":[1]}')
+        # JSON-schema constraints: schema [SEP walk bytes]; walk ops 0 byte, 1 token, 2 mask, 3 check
+        walk = bytes([2, 0, 2, 1, 2, 2, 3, 0, 2, 3, 2, 5, 2, 7, 2, 0, 2, 0, 2, 0, 2, 0, 2, 0] * 4)
+        put("fuzz_schema", "object", b'{"type":"object","properties":{"name":{"type":"string",'
+            b'"minLength":1,"maxLength":12},"id":{"type":"integer"},"tags":{"type":"array","items":'
+            b'{"type":"string"},"maxItems":3},"ok":{"type":"boolean"}},"required":["name","id"]}'
+            + SEP + walk)
+        put("fuzz_schema", "enum-const", b'{"type":"object","properties":{"color":{"enum":["red",'
+            b'"green",1,null]},"k":{"const":{"a":[1,2]}},"v":{"type":["number","null"]}},'
+            b'"additionalProperties":{"type":"string"}}' + SEP + walk)
+        put("fuzz_schema", "json-object", b"null" + SEP + bytes([0, ord("{"), 0, ord('"'), 0, ord("a"),
+            0, ord('"'), 0, ord(":"), 0, ord("["), 0, ord("1"), 0, ord("]"), 0, ord("}"), 3, 0]))
+        put("fuzz_schema", "choices", b'["billing","bill","support","\u00e9t\u00e9"]' + SEP + walk)
+        put("fuzz_schema", "array-nested", b'{"type":"array","items":{"type":"array","items":'
+            b'{"type":"number"},"minItems":1},"minItems":2,"maxItems":4}' + SEP + walk)
+        put("fuzz_schema", "bytes-feed", b'{"type":"string","maxLength":4}' + SEP +
+            bytes([0, ord('"'), 0, 0xc3, 0, 0xa9, 0, ord("\\"), 0, ord("u"), 0, ord("0"), 0, ord("0"),
+                   0, ord("4"), 0, ord("1"), 0, ord('"'), 3, 0, 1, 7, 2, 0]))
         # stdio lines
         put("fuzz_stdio", "tasks",
             '{"requestId":"1","type":"completion","prompt":"hi","maxTokens":4,"temperature":0}\n'
