@@ -1,5 +1,6 @@
 // Kernel throughput at LFM2-1.2B shapes: decode matvec GB/s (weights streamed from DRAM: a set
-// of matrices larger than the LLC, visited in turn like a forward pass) and prefill matmul
+// of matrices larger than the LLC, visited in turn like a forward pass; LFMD_BENCH_DECODE_TOK=N
+// gives each decode product N tokens, as a continuous-batching step does) and prefill matmul
 // GFLOP/s (n_tok tokens). Rows are split across threads as the engine does; a spin barrier
 // separates products. Usage: bench_kernels [threads=2] [dtype ...]
 // SPDX-License-Identifier: MIT
@@ -55,7 +56,7 @@ static void *run(void *p) {
             int64_t n_out = W->shape[0], n_in = W->shape[1];
             // each thread prepares its token share, then computes its row share
             int t0 = w->n_tok * a->tid / w->nth, t1 = w->n_tok * (a->tid + 1) / w->nth;
-            kern_prepare_input(W->dtype, w->X, n_in, t0, t1, w->qx);
+            kern_prepare_input(W->dtype, w->X, n_in, w->n_tok, t0, t1, w->qx);
             barrier_wait(&w->bar);
             int64_t r0 = (n_out * a->tid / w->nth) & ~15, r1 = (n_out * (a->tid + 1) / w->nth) & ~15;
             if (a->tid == w->nth - 1) r1 = n_out;
@@ -163,7 +164,9 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < 8192 * (size_t)max_tok; i++) X[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
         size_t qb = kern_input_bytes(t, max_tok, 8192);
         void *qx = qb ? malloc(qb) : NULL;
-        struct work w = {.mats = mats, .n_mats = n_copies * 2, .n_tok = 1, .reps = 1, .nth = nth,
+        const char *dt_env = getenv("LFMD_BENCH_DECODE_TOK"); // tokens per decode product
+        int dec_tok = dt_env && atoi(dt_env) > 0 && atoi(dt_env) <= 64 ? atoi(dt_env) : 1;
+        struct work w = {.mats = mats, .n_mats = n_copies * 2, .n_tok = dec_tok, .reps = 1, .nth = nth,
                          .X = X, .qx = qx, .Y = Y};
         double best = 1e30;
         for (int rep = 0; rep < 5; rep++) {

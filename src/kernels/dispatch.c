@@ -115,11 +115,11 @@ size_t kern_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
     return (size_t)n_tok * (size_t)(n_in / QKX) * sizeof(struct block_qx);
 }
 
-void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0, int t1,
-                        void *qx) {
+void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int n_tok, int t0,
+                        int t1, void *qx) {
     if ((wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16) && qx && n_in % 32 == 0 &&
         active_isa() == ISA_AVX2 && use_amx()) {
-        kern_prepare_amx_bf16(X, n_in, t0, t1, qx);
+        kern_prepare_amx_bf16(wt, X, n_in, n_tok, t0, t1, qx);
         return;
     }
     if (!uses_qx(wt) || !qx) return;

@@ -148,12 +148,17 @@ void kern_matvec_avx512(const struct tensor *W, const float *X, const void *qx, 
 // weights against 3-part bf16 activations (qx from kern_prepare_amx_bf16, tile-blocked),
 // Q8_0/Q4_0 weights against the int8 activation blocks (struct block_qx). kern_amx_usable()
 // checks the CPU and requests the Linux tile-data permission once per process.
+// BF16 weights from KERN_AMX_FEW_MIN_TOK to KERN_AMX_MIN_TOK - 1 tokens use the few-token
+// orientation (weights as the A operand, one column per token).
 #define KERN_AMX_MIN_TOK 16
 #define KERN_AMX_MIN_TOK_F16 32 // F16 panels (hi + lo split) need more tokens to pay off
+#define KERN_AMX_FEW_MIN_TOK 4
 bool kern_amx_usable(void);
 bool kern_amx_supports(const struct tensor *W, int n_tok);
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in);
-void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx);
+// Fills the activation scratch for tokens [t0, t1) of an n_tok-token product with weights wt.
+void kern_prepare_amx_bf16(enum lfmd_dtype wt, const float *X, int64_t n_in, int n_tok, int t0,
+                           int t1, void *qx);
 void kern_matmul_amx(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                      int64_t ldy, int64_t r0, int64_t r1);
 

@@ -14,9 +14,11 @@
 // Computes only output rows r in [r0, r1) for all n_tok tokens (the caller splits rows across
 // threads). Some dtypes first convert X (e.g. to int8 blocks) once per product:
 // kern_input_bytes() tells the scratch size, kern_prepare_input() fills it for token rows
-// [t0, t1) (callers may split tokens across threads), and kern_matmul reads it as qx.
+// [t0, t1) of an n_tok-token product (callers may split tokens across threads; the layout may
+// depend on n_tok), and kern_matmul reads it as qx.
 size_t kern_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in);
-void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int t0, int t1, void *qx);
+void kern_prepare_input(enum lfmd_dtype wt, const float *X, int64_t n_in, int n_tok, int t0,
+                        int t1, void *qx);
 void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                  int64_t ldy, int64_t r0, int64_t r1);
 // Will kern_matmul read qx (quantized activations) for this product? When false, callers may

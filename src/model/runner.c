@@ -278,7 +278,7 @@ static void mm_rows(void *ctx, int ith, int nth) {
     void *qx = NULL;
     if (j->qx) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
-        kern_prepare_input(j->W->dtype, j->X, j->n_in, 0, j->n_tok, qx);
+        kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
     }
     kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, r0, r1);
 }

@@ -1,5 +1,6 @@
 // AMX prefill kernels (src/kernels/cpu/matmul_amx.c) against the scalar reference over random
-// shapes: odd n_out (AVX-512 row tails), n_tok 16..200 (partial token tiles), n_in past the
+// shapes: odd n_out (AVX-512 row tails), n_tok 4..15 (BF16 few-token orientation) and 16..200
+// (partial token tiles), n_in past the
 // n_in chunks, row ranges split like the runner does. BF16/F16 must match the exact product
 // to f32 rounding (2e-6 of sum|w*x|: 3-part bf16 activations); Q8_0/Q4_0 must match the
 // reference product on the int8-quantized activations to f32 rounding. Skipped when the CPU or
@@ -54,8 +55,8 @@ static int check_case_g(enum lfmd_dtype dt, int gs, enum lfmd_dtype sdt, int64_t
     CHECK(kern_matmul_uses_qx(&W, n_tok));
     void *qx = malloc(qb);
     // prepare in two token ranges (callers may split tokens across threads)
-    kern_prepare_input(dt, x, n_in, 0, n_tok / 3, qx);
-    kern_prepare_input(dt, x, n_in, n_tok / 3, n_tok, qx);
+    kern_prepare_input(dt, x, n_in, n_tok, 0, n_tok / 3, qx);
+    kern_prepare_input(dt, x, n_in, n_tok, n_tok / 3, n_tok, qx);
     int64_t ldy = n_out + 3;
     float *y = malloc(sizeof(float) * (size_t)(n_tok * ldy));
     float *yr = malloc(sizeof(float) * (size_t)(n_tok * ldy));
@@ -132,7 +133,7 @@ static void test_split(void) {
     float x[64];
     static uint16_t q[16 * 3 * 64]; // one token tile, two k-steps
     for (int i = 0; i < n_in; i++) x[i] = frand() * powf(2.0f, (float)(i % 40) - 20.0f);
-    kern_prepare_amx_bf16(x, n_in, 0, 1, q);
+    kern_prepare_amx_bf16(LFMD_DTYPE_BF16, x, n_in, 16, 0, 1, q);
     for (int i = 0; i < n_in; i++) {
         const uint16_t *p = q + (i / 32) * 3 * 512 + i % 32; // token 0: row 0 of each part
         double v = (double)bf16_to_f32(p[0]) + bf16_to_f32(p[512]) + bf16_to_f32(p[1024]);
@@ -164,6 +165,14 @@ int main(void) {
             CHECK(check_case(dts[d], n_out, n_in, n_tok) == 0);
         }
     }
+    // BF16, few tokens (weights as the A operand): every n_tok of the range, odd n_out, long
+    // and one-step rows, tokens prepared in two ranges
+    for (int n_tok = KERN_AMX_FEW_MIN_TOK; n_tok < KERN_AMX_MIN_TOK; n_tok++) {
+        CHECK(check_case(LFMD_DTYPE_BF16, 16, 32, n_tok) == 0);
+        int64_t n_out = (16 + (int64_t)(rnd() % 200)) | 1;
+        int64_t n_in = 32 * (1 + (int64_t)(rnd() % 150));
+        CHECK(check_case(LFMD_DTYPE_BF16, n_out, n_in, n_tok) == 0);
+    }
     // MLX affine types: every group size and scale dtype, chunk boundaries, tails
     const struct { enum lfmd_dtype t; int gs; enum lfmd_dtype sdt; } mx[6] = {
         {LFMD_DTYPE_MLX_Q4, 64, LFMD_DTYPE_BF16}, {LFMD_DTYPE_MLX_Q4, 32, LFMD_DTYPE_F16},
@@ -183,6 +192,10 @@ int main(void) {
     W.shape[1] = 128;
     CHECK(kern_amx_supports(&W, KERN_AMX_MIN_TOK));
     CHECK(!kern_amx_supports(&W, KERN_AMX_MIN_TOK - 1));
+    CHECK(!kern_amx_supports(&W, KERN_AMX_FEW_MIN_TOK)); // the few-token path is BF16 only
+    W.dtype = LFMD_DTYPE_BF16;
+    CHECK(kern_amx_supports(&W, KERN_AMX_FEW_MIN_TOK));
+    CHECK(!kern_amx_supports(&W, KERN_AMX_FEW_MIN_TOK - 1));
     W.dtype = LFMD_DTYPE_F16;
     CHECK(!kern_amx_supports(&W, KERN_AMX_MIN_TOK_F16 - 1));
     CHECK(kern_amx_supports(&W, KERN_AMX_MIN_TOK_F16));

@@ -146,7 +146,7 @@ static void test_prefill_chunks(void) {
         float *y = malloc(sizeof(float) * (size_t)(n_tok * n_out)), *yr = malloc(sizeof(float) * (size_t)(n_tok * n_out));
         size_t qb = kern_input_bytes(dts[d], n_tok, n_in);
         void *qx = qb ? malloc(qb) : NULL;
-        if (qx) kern_prepare_input(dts[d], x, n_in, 0, n_tok, qx);
+        if (qx) kern_prepare_input(dts[d], x, n_in, n_tok, 0, n_tok, qx);
         if (!kern_matmul_uses_qx(&W, n_tok)) {
             kern_matmul(&W, x, qx, n_tok, y, n_out, 0, 16);
             kern_matmul(&W, x, qx, n_tok, y, n_out, 16, n_out);

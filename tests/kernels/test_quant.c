@@ -211,8 +211,8 @@ static int check_product(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t
     CHECK(qb > 0);
     struct block_qx *qx = malloc(qb), *qr = malloc(qb);
     // prepare in two token ranges (callers may split tokens across threads)
-    kern_prepare_input(t, x, n_in, 0, n_tok / 2, qx);
-    kern_prepare_input(t, x, n_in, n_tok / 2, n_tok, qx);
+    kern_prepare_input(t, x, n_in, n_tok, 0, n_tok / 2, qx);
+    kern_prepare_input(t, x, n_in, n_tok, n_tok / 2, n_tok, qx);
     int64_t nb = n_in / QKX;
     for (int tk = 0; tk < n_tok; tk++) kern_quantize_x_ref(x + tk * n_in, n_in, qr + tk * nb);
     int bad = 0;

@@ -14,6 +14,12 @@
 //   AVX-512 scales by (weight d * activation d) into f32 accumulators, like the integer decode
 //   path. MLX Q8/Q4 (w = scale * q + bias per group, q unsigned): TDPBSUD on the unsigned
 //   codes, scaled by (group scale * activation d), plus group bias * block sum (block_qx.s).
+// - BF16 weights, few tokens (KERN_AMX_FEW_MIN_TOK <= n_tok < KERN_AMX_MIN_TOK, the continuous
+//   batching decode steps): the orientation flips. A = 16 weight rows x 32 bf16 loaded straight
+//   from W (row stride n_in * 2 bytes: no repacking, which is what made the panels above lose
+//   to AVX-512 below 16 tokens), B = the hi / mid / lo activation parts in the VNNI layout with
+//   one column per token, C = 16 weight rows x n_tok tokens; the three parts accumulate into
+//   the same C tile (x = hi + mid + lo along K), which is transposed once into Y at the end.
 // n_in is processed in chunks (outer loop) so the activation chunk stays in L2; partial sums
 // live in Y between chunks. Weight panels are on the stack (<= 130 KiB);
 // nothing allocates. Rows past the last multiple of 16 go to the AVX-512 tiled kernel.
@@ -58,6 +64,7 @@ enum {
     KCQ = 32,    // n_in chunk (32-blocks) of the int8 path
     CFG_BF16 = 1,
     CFG_INT8 = 2,
+    CFG_FEW = 16, // + n_tok: the few-token BF16 layout (B and C tiles n_tok columns wide)
 };
 
 struct tile_cfg {
@@ -84,6 +91,12 @@ static void set_cfg(int which) {
         c.colsb[4] = c.colsb[5] = 32; // 16 tokens x one 32-block of int8
         c.rows[6] = c.rows[7] = 8;    // 8 quads x 16 weight rows
     }
+    if (which > CFG_FEW) { // C tile 0 and B tiles 5-7: one 4-byte column per token
+        const int n_tok = which - CFG_FEW;
+        c.colsb[0] = c.colsb[5] = c.colsb[6] = c.colsb[7] = (uint16_t)(4 * n_tok);
+    }
+    // GCC does not treat ldtilecfg as a read of c and drops the stores above without this
+    __asm__ volatile("" : : "r"(&c) : "memory");
     _tile_loadconfig(&c);
     tl_cfg = which;
 }
@@ -99,7 +112,7 @@ AI __m512 bf16x16_f32(__m256i h) {
 // lo of 16 tokens x 32 bf16 at qx + ((tt * (n_in / 32) + s) * 3 + part) * 1024, token t % 16 in
 // row t % 16. x = hi + mid + lo exactly unless x is tiny enough for lo to underflow. Rows of
 // the last tile past n_tok are never written and only feed C rows that are never stored.
-void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx) {
+static void prepare_tiles(const float *X, int64_t n_in, int t0, int t1, void *qx) {
     const int64_t steps = n_in / 32;
     for (int t = t0; t < t1; t++) {
         const float *x = X + (int64_t)t * n_in;
@@ -118,6 +131,44 @@ void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *q
             _mm512_storeu_si512(d + 2048, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
         }
     }
+}
+
+// Few-token layout: for k-step s and part p (hi, mid, lo), a 16 x 64-byte B tile at
+// qx + (s * 3 + p) * 1024 whose row kk holds, in column t (4 bytes), token t's elements
+// 32 s + 2 kk and 32 s + 2 kk + 1. Columns past n_tok are never read (the tile is n_tok
+// columns wide), so token t's place does not depend on n_tok and callers may split tokens.
+static void prepare_few(const float *X, int64_t n_in, int t0, int t1, void *qx) {
+    const int64_t steps = n_in / 32;
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(64));
+    for (int t = t0; t < t1; t++) {
+        const float *x = X + (int64_t)t * n_in;
+        uint8_t *base = (uint8_t *)qx + t * 4;
+        for (int64_t s = 0; s < steps; s++) {
+            uint8_t *d = base + s * 3072;
+            __m512 v0 = _mm512_loadu_ps(x + s * 32), v1 = _mm512_loadu_ps(x + s * 32 + 16);
+            __m512i h = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+            v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(h)));
+            v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(h, 1)));
+            __m512i m = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+            v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(m)));
+            v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(m, 1)));
+            _mm512_i32scatter_epi32(d, rows, h, 1);
+            _mm512_i32scatter_epi32(d + 1024, rows, m, 1);
+            _mm512_i32scatter_epi32(d + 2048, rows, (__m512i)_mm512_cvtne2ps_pbh(v1, v0), 1);
+        }
+    }
+}
+
+static bool few_tokens(enum lfmd_dtype wt, int n_tok) {
+    return wt == LFMD_DTYPE_BF16 && n_tok >= KERN_AMX_FEW_MIN_TOK && n_tok < KERN_AMX_MIN_TOK;
+}
+
+void kern_prepare_amx_bf16(enum lfmd_dtype wt, const float *X, int64_t n_in, int n_tok, int t0,
+                           int t1, void *qx) {
+    if (few_tokens(wt, n_tok)) prepare_few(X, n_in, t0, t1, qx);
+    else prepare_tiles(X, n_in, t0, t1, qx);
 }
 
 // In-register transpose of a 16x16 matrix of dwords (r[n] = row n -> r[k] = column k).
@@ -324,6 +375,36 @@ static void matmul_bf16(const struct tensor *W, const void *qx, int n_tok, float
     }
 }
 
+// Few tokens: every 16-row tile of W streams once through tile 4 (A) while the activation
+// parts (B, from L2) stay put; C (16 rows x n_tok) is transposed into Y rows of 16 floats.
+static void matmul_bf16_few(const struct tensor *W, const void *qx, int n_tok, float *Y,
+                            int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t n_in = tensor_cols(W), steps = n_in / 32, lda = n_in * 2;
+    const uint8_t *xb = qx;
+    _Alignas(64) int32_t c[256];
+    set_cfg(CFG_FEW + n_tok);
+    for (int64_t r = r0; r + 16 <= r1; r += 16) {
+        const uint16_t *w = (const uint16_t *)W->data + r * n_in;
+        _tile_zero(0);
+        for (int64_t s = 0; s < steps; s++) {
+            _tile_loadd(4, w + s * 32, lda);
+            _tile_loadd(5, xb + s * 3072, 64);
+            _tile_loadd(6, xb + s * 3072 + 1024, 64);
+            _tile_loadd(7, xb + s * 3072 + 2048, 64);
+            _tile_dpbf16ps(0, 4, 5);
+            _tile_dpbf16ps(0, 4, 6);
+            _tile_dpbf16ps(0, 4, 7);
+        }
+        _tile_stored(0, c, 64);
+        MEMBAR();
+        __m512i v[16];
+#pragma GCC unroll 16
+        for (int n = 0; n < 16; n++) v[n] = _mm512_load_si512(c + 16 * n);
+        transpose16(v); // v[t] = column t = token t's 16 outputs
+        for (int t = 0; t < n_tok; t++) _mm512_storeu_si512(Y + t * ldy + r, v[t]);
+    }
+}
+
 // ---- Q8_0 / Q4_0 ----
 
 // Panel of the 16-row tile at r for blocks [kb0, kb0 + nbc): per block 8 quads x 16 rows of int8
@@ -499,6 +580,7 @@ static void matmul_int8(const struct tensor *W, const void *qx, int n_tok, float
 // ---- entry points ----
 
 bool kern_amx_supports(const struct tensor *W, int n_tok) {
+    if (few_tokens(W->dtype, n_tok)) return tensor_rows(W) >= 16 && tensor_cols(W) % 32 == 0;
     if (n_tok < KERN_AMX_MIN_TOK || tensor_rows(W) < 16) return false;
     int64_t n_in = tensor_cols(W);
     switch (W->dtype) {
@@ -517,7 +599,9 @@ bool kern_amx_supports(const struct tensor *W, int n_tok) {
 }
 
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
-    if (n_tok < KERN_AMX_MIN_TOK || n_in % 32 != 0) return 0;
+    if (n_in % 32 != 0) return 0;
+    if (few_tokens(wt, n_tok)) return (size_t)n_in / 32 * 3072;
+    if (n_tok < KERN_AMX_MIN_TOK) return 0;
     if (wt == LFMD_DTYPE_F16 && n_tok < KERN_AMX_MIN_TOK_F16) return 0;
     if (wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16)
         return (size_t)(n_tok + 15) / 16 * 16 * (size_t)n_in * 6;
@@ -527,7 +611,10 @@ size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
 void kern_matmul_amx(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                      int64_t ldy, int64_t r0, int64_t r1) {
     int64_t rend = r0 + (r1 - r0) / 16 * 16;
-    if (W->dtype == LFMD_DTYPE_BF16 || W->dtype == LFMD_DTYPE_F16) {
+    if (few_tokens(W->dtype, n_tok)) {
+        matmul_bf16_few(W, qx, n_tok, Y, ldy, r0, r1);
+        if (rend < r1) kern_matmul_tiled_avx512(W, X, n_tok, Y, ldy, rend, r1);
+    } else if (W->dtype == LFMD_DTYPE_BF16 || W->dtype == LFMD_DTYPE_F16) {
         matmul_bf16(W, qx, n_tok, Y, ldy, r0, r1);
         if (rend < r1) kern_matmul_tiled_avx512(W, X, n_tok, Y, ldy, rend, r1);
     } else {
@@ -551,8 +638,9 @@ bool kern_amx_usable(void) {
     return v;
 }
 #else
-void kern_prepare_amx_bf16(const float *X, int64_t n_in, int t0, int t1, void *qx) {
-    (void)X, (void)n_in, (void)t0, (void)t1, (void)qx;
+void kern_prepare_amx_bf16(enum lfmd_dtype wt, const float *X, int64_t n_in, int n_tok, int t0,
+                           int t1, void *qx) {
+    (void)wt, (void)X, (void)n_in, (void)n_tok, (void)t0, (void)t1, (void)qx;
 }
 bool kern_amx_supports(const struct tensor *W, int n_tok) {
     (void)W, (void)n_tok;
