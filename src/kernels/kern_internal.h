@@ -148,11 +148,14 @@ void kern_matvec_avx512(const struct tensor *W, const float *X, const void *qx, 
 // weights against 3-part bf16 activations (qx from kern_prepare_amx_bf16, tile-blocked),
 // Q8_0/Q4_0 weights against the int8 activation blocks (struct block_qx). kern_amx_usable()
 // checks the CPU and requests the Linux tile-data permission once per process.
-// BF16 weights from KERN_AMX_FEW_MIN_TOK to KERN_AMX_MIN_TOK - 1 tokens use the few-token
+// BF16 weights from KERN_AMX_FEW_MIN_TOK to KERN_AMX_FEW_MAX_TOK tokens use the few-token
 // orientation (weights as the A operand, one column per token).
 #define KERN_AMX_MIN_TOK 16
 #define KERN_AMX_MIN_TOK_F16 32 // F16 panels (hi + lo split) need more tokens to pay off
 #define KERN_AMX_FEW_MIN_TOK 4
+#ifndef KERN_AMX_FEW_MAX_TOK
+#define KERN_AMX_FEW_MAX_TOK 64
+#endif
 bool kern_amx_usable(void);
 bool kern_amx_supports(const struct tensor *W, int n_tok);
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in);

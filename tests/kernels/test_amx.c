@@ -1,5 +1,5 @@
 // AMX prefill kernels (src/kernels/cpu/matmul_amx.c) against the scalar reference over random
-// shapes: odd n_out (AVX-512 row tails), n_tok 4..15 (BF16 few-token orientation) and 16..200
+// shapes: odd n_out (AVX-512 row tails), n_tok 4..64 (BF16 few-token orientation) and 16..200
 // (partial token tiles), n_in past the
 // n_in chunks, row ranges split like the runner does. BF16/F16 must match the exact product
 // to f32 rounding (2e-6 of sum|w*x|: 3-part bf16 activations); Q8_0/Q4_0 must match the
@@ -133,7 +133,7 @@ static void test_split(void) {
     float x[64];
     static uint16_t q[16 * 3 * 64]; // one token tile, two k-steps
     for (int i = 0; i < n_in; i++) x[i] = frand() * powf(2.0f, (float)(i % 40) - 20.0f);
-    kern_prepare_amx_bf16(LFMD_DTYPE_BF16, x, n_in, 16, 0, 1, q);
+    kern_prepare_amx_bf16(LFMD_DTYPE_F16, x, n_in, 64, 0, 1, q); // the tile-blocked layout
     for (int i = 0; i < n_in; i++) {
         const uint16_t *p = q + (i / 32) * 3 * 512 + i % 32; // token 0: row 0 of each part
         double v = (double)bf16_to_f32(p[0]) + bf16_to_f32(p[512]) + bf16_to_f32(p[1024]);
@@ -167,7 +167,8 @@ int main(void) {
     }
     // BF16, few tokens (weights as the A operand): every n_tok of the range, odd n_out, long
     // and one-step rows, tokens prepared in two ranges
-    for (int n_tok = KERN_AMX_FEW_MIN_TOK; n_tok < KERN_AMX_MIN_TOK; n_tok++) {
+    for (int n_tok = KERN_AMX_FEW_MIN_TOK; n_tok <= KERN_AMX_FEW_MAX_TOK;
+         n_tok += n_tok < 20 ? 1 : 1 + (int)(rnd() % 7)) {
         CHECK(check_case(LFMD_DTYPE_BF16, 16, 32, n_tok) == 0);
         int64_t n_out = (16 + (int64_t)(rnd() % 200)) | 1;
         int64_t n_in = 32 * (1 + (int64_t)(rnd() % 150));

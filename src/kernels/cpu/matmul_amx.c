@@ -14,12 +14,13 @@
 //   AVX-512 scales by (weight d * activation d) into f32 accumulators, like the integer decode
 //   path. MLX Q8/Q4 (w = scale * q + bias per group, q unsigned): TDPBSUD on the unsigned
 //   codes, scaled by (group scale * activation d), plus group bias * block sum (block_qx.s).
-// - BF16 weights, few tokens (KERN_AMX_FEW_MIN_TOK <= n_tok < KERN_AMX_MIN_TOK, the continuous
+// - BF16 weights, few tokens (KERN_AMX_FEW_MIN_TOK..KERN_AMX_FEW_MAX_TOK, the continuous
 //   batching decode steps): the orientation flips. A = 16 weight rows x 32 bf16 loaded straight
 //   from W (row stride n_in * 2 bytes: no repacking, which is what made the panels above lose
-//   to AVX-512 below 16 tokens), B = the hi / mid / lo activation parts in the VNNI layout with
-//   one column per token, C = 16 weight rows x n_tok tokens; the three parts accumulate into
-//   the same C tile (x = hi + mid + lo along K), which is transposed once into Y at the end.
+//   to AVX-512 below 16 tokens), B = the hi / mid / lo activation parts of a group of 16 tokens
+//   in the VNNI layout, one column per token, C = 16 weight rows x 16 tokens (one C tile per
+//   group, up to 4); the three parts accumulate into the same C tile (x = hi + mid + lo along
+//   K), which is transposed once into Y at the end. Each weight byte is read once per product.
 // n_in is processed in chunks (outer loop) so the activation chunk stays in L2; partial sums
 // live in Y between chunks. Weight panels are on the stack (<= 130 KiB);
 // nothing allocates. Rows past the last multiple of 16 go to the AVX-512 tiled kernel.
@@ -64,7 +65,6 @@ enum {
     KCQ = 32,    // n_in chunk (32-blocks) of the int8 path
     CFG_BF16 = 1,
     CFG_INT8 = 2,
-    CFG_FEW = 16, // + n_tok: the few-token BF16 layout (B and C tiles n_tok columns wide)
 };
 
 struct tile_cfg {
@@ -90,10 +90,6 @@ static void set_cfg(int which) {
     if (which == CFG_INT8) {
         c.colsb[4] = c.colsb[5] = 32; // 16 tokens x one 32-block of int8
         c.rows[6] = c.rows[7] = 8;    // 8 quads x 16 weight rows
-    }
-    if (which > CFG_FEW) { // C tile 0 and B tiles 5-7: one 4-byte column per token
-        const int n_tok = which - CFG_FEW;
-        c.colsb[0] = c.colsb[5] = c.colsb[6] = c.colsb[7] = (uint16_t)(4 * n_tok);
     }
     // GCC does not treat ldtilecfg as a read of c and drops the stores above without this
     __asm__ volatile("" : : "r"(&c) : "memory");
@@ -133,18 +129,24 @@ static void prepare_tiles(const float *X, int64_t n_in, int t0, int t1, void *qx
     }
 }
 
-// Few-token layout: for k-step s and part p (hi, mid, lo), a 16 x 64-byte B tile at
-// qx + (s * 3 + p) * 1024 whose row kk holds, in column t (4 bytes), token t's elements
-// 32 s + 2 kk and 32 s + 2 kk + 1. Columns past n_tok are never read (the tile is n_tok
-// columns wide), so token t's place does not depend on n_tok and callers may split tokens.
-static void prepare_few(const float *X, int64_t n_in, int t0, int t1, void *qx) {
+// Few-token layout: for token group g (16 tokens), k-step s and part p (hi, mid, lo), a
+// 16 x 64-byte B tile at qx + ((g * steps + s) * 3 + p) * 1024 whose row kk holds, in column
+// t % 16 (4 bytes), token t's elements 32 s + 2 kk and 32 s + 2 kk + 1. Token t's place does
+// not depend on n_tok, so callers may split tokens; the call that ends at n_tok zeroes the
+// columns of the last group past n_tok (their C columns are computed, never stored).
+static void prepare_few(const float *X, int64_t n_in, int n_tok, int t0, int t1, void *qx) {
     const int64_t steps = n_in / 32;
+    if (t1 == n_tok && n_tok % 16) {
+        uint8_t *last = (uint8_t *)qx + (int64_t)(n_tok / 16) * steps * 3072;
+        for (int64_t i = 0; i < steps * 48; i++) // rows of all parts and steps
+            memset(last + i * 64 + (n_tok % 16) * 4, 0, (size_t)(16 - n_tok % 16) * 4);
+    }
     const __m512i rows = _mm512_mullo_epi32(
         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
         _mm512_set1_epi32(64));
     for (int t = t0; t < t1; t++) {
         const float *x = X + (int64_t)t * n_in;
-        uint8_t *base = (uint8_t *)qx + t * 4;
+        uint8_t *base = (uint8_t *)qx + (int64_t)(t / 16) * steps * 3072 + (t % 16) * 4;
         for (int64_t s = 0; s < steps; s++) {
             uint8_t *d = base + s * 3072;
             __m512 v0 = _mm512_loadu_ps(x + s * 32), v1 = _mm512_loadu_ps(x + s * 32 + 16);
@@ -162,12 +164,12 @@ static void prepare_few(const float *X, int64_t n_in, int t0, int t1, void *qx) 
 }
 
 static bool few_tokens(enum lfmd_dtype wt, int n_tok) {
-    return wt == LFMD_DTYPE_BF16 && n_tok >= KERN_AMX_FEW_MIN_TOK && n_tok < KERN_AMX_MIN_TOK;
+    return wt == LFMD_DTYPE_BF16 && n_tok >= KERN_AMX_FEW_MIN_TOK && n_tok <= KERN_AMX_FEW_MAX_TOK;
 }
 
 void kern_prepare_amx_bf16(enum lfmd_dtype wt, const float *X, int64_t n_in, int n_tok, int t0,
                            int t1, void *qx) {
-    if (few_tokens(wt, n_tok)) prepare_few(X, n_in, t0, t1, qx);
+    if (few_tokens(wt, n_tok)) prepare_few(X, n_in, n_tok, t0, t1, qx);
     else prepare_tiles(X, n_in, t0, t1, qx);
 }
 
@@ -376,32 +378,89 @@ static void matmul_bf16(const struct tensor *W, const void *qx, int n_tok, float
 }
 
 // Few tokens: every 16-row tile of W streams once through tile 4 (A) while the activation
-// parts (B, from L2) stay put; C (16 rows x n_tok) is transposed into Y rows of 16 floats.
+// parts (B, tiles 5-7, from L2) of each token group accumulate into that group's C tile (0-3);
+// each C tile (16 rows x 16 tokens) is transposed into Y rows of 16 floats.
+#define FEW_GROUP(g)                                                                           \
+    do {                                                                                       \
+        const uint8_t *b_ = xb + ((g) * steps + s) * 3072;                                      \
+        _tile_loadd(5, b_, 64);                                                                \
+        _tile_loadd(6, b_ + 1024, 64);                                                         \
+        _tile_loadd(7, b_ + 2048, 64);                                                         \
+        _tile_dpbf16ps(g, 4, 5);                                                               \
+        _tile_dpbf16ps(g, 4, 6);                                                               \
+        _tile_dpbf16ps(g, 4, 7);                                                               \
+    } while (0)
+
+#define FEW_STORE(g)                                                                           \
+    do {                                                                                       \
+        _tile_stored(g, c, 64);                                                                \
+        store_few(c, (g) * 16, n_tok, Y, ldy, r);                                              \
+    } while (0)
+
+static void store_few(const int32_t *c, int t0, int n_tok, float *Y, int64_t ldy, int64_t r) {
+    MEMBAR();
+    __m512i v[16];
+#pragma GCC unroll 16
+    for (int n = 0; n < 16; n++) v[n] = _mm512_load_si512(c + 16 * n);
+    transpose16(v); // v[i] = column i = token t0 + i's 16 outputs
+    for (int i = 0; i < 16 && t0 + i < n_tok; i++)
+        _mm512_storeu_si512(Y + (t0 + i) * ldy + r, v[i]);
+}
+
 static void matmul_bf16_few(const struct tensor *W, const void *qx, int n_tok, float *Y,
                             int64_t ldy, int64_t r0, int64_t r1) {
     const int64_t n_in = tensor_cols(W), steps = n_in / 32, lda = n_in * 2;
+    const int ng = (n_tok + 15) / 16;
     const uint8_t *xb = qx;
     _Alignas(64) int32_t c[256];
-    set_cfg(CFG_FEW + n_tok);
+    set_cfg(CFG_BF16);
+    if (ng == 1) { // one group: the parts go to separate C tiles (three independent chains)
+        _Alignas(64) int32_t c1[256], c2[256];
+        for (int64_t r = r0; r + 16 <= r1; r += 16) {
+            const uint16_t *w = (const uint16_t *)W->data + r * n_in;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            for (int64_t s = 0; s < steps; s++) {
+                const uint8_t *b = xb + s * 3072;
+                _tile_loadd(4, w + s * 32, lda);
+                _tile_loadd(5, b, 64);
+                _tile_loadd(6, b + 1024, 64);
+                _tile_loadd(7, b + 2048, 64);
+                _tile_dpbf16ps(0, 4, 5);
+                _tile_dpbf16ps(1, 4, 6);
+                _tile_dpbf16ps(2, 4, 7);
+            }
+            _tile_stored(0, c, 64);
+            _tile_stored(1, c1, 64);
+            _tile_stored(2, c2, 64);
+            MEMBAR();
+            for (int i = 0; i < 256; i += 16) // hi + (mid + lo)
+                _mm512_store_ps((float *)c + i,
+                                _mm512_add_ps(_mm512_load_ps((float *)c + i),
+                                              _mm512_add_ps(_mm512_load_ps((float *)c1 + i),
+                                                            _mm512_load_ps((float *)c2 + i))));
+            store_few(c, 0, n_tok, Y, ldy, r);
+        }
+        return;
+    }
     for (int64_t r = r0; r + 16 <= r1; r += 16) {
         const uint16_t *w = (const uint16_t *)W->data + r * n_in;
         _tile_zero(0);
+        if (ng > 1) _tile_zero(1);
+        if (ng > 2) _tile_zero(2);
+        if (ng > 3) _tile_zero(3);
         for (int64_t s = 0; s < steps; s++) {
             _tile_loadd(4, w + s * 32, lda);
-            _tile_loadd(5, xb + s * 3072, 64);
-            _tile_loadd(6, xb + s * 3072 + 1024, 64);
-            _tile_loadd(7, xb + s * 3072 + 2048, 64);
-            _tile_dpbf16ps(0, 4, 5);
-            _tile_dpbf16ps(0, 4, 6);
-            _tile_dpbf16ps(0, 4, 7);
+            FEW_GROUP(0);
+            if (ng > 1) FEW_GROUP(1);
+            if (ng > 2) FEW_GROUP(2);
+            if (ng > 3) FEW_GROUP(3);
         }
-        _tile_stored(0, c, 64);
-        MEMBAR();
-        __m512i v[16];
-#pragma GCC unroll 16
-        for (int n = 0; n < 16; n++) v[n] = _mm512_load_si512(c + 16 * n);
-        transpose16(v); // v[t] = column t = token t's 16 outputs
-        for (int t = 0; t < n_tok; t++) _mm512_storeu_si512(Y + t * ldy + r, v[t]);
+        FEW_STORE(0);
+        if (ng > 1) FEW_STORE(1);
+        if (ng > 2) FEW_STORE(2);
+        if (ng > 3) FEW_STORE(3);
     }
 }
 
@@ -600,7 +659,7 @@ bool kern_amx_supports(const struct tensor *W, int n_tok) {
 
 size_t kern_amx_input_bytes(enum lfmd_dtype wt, int n_tok, int64_t n_in) {
     if (n_in % 32 != 0) return 0;
-    if (few_tokens(wt, n_tok)) return (size_t)n_in / 32 * 3072;
+    if (few_tokens(wt, n_tok)) return (size_t)(n_tok + 15) / 16 * (size_t)n_in / 32 * 3072;
     if (n_tok < KERN_AMX_MIN_TOK) return 0;
     if (wt == LFMD_DTYPE_F16 && n_tok < KERN_AMX_MIN_TOK_F16) return 0;
     if (wt == LFMD_DTYPE_BF16 || wt == LFMD_DTYPE_F16)
