@@ -2,8 +2,9 @@
 # One-call CUDA check for the GPU machine: builds lfmd's CUDA backend with CMake
 # (-DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a), runs every CUDA kernel test against its CPU
 # twin, runs the golden models on the GPU (logits vs CPU f32 and HF, greedy tokens, chunked,
-# batched, two-stage split, memory limit, unload/reload), then times a 1.2B-shaped bf16 LFM2
-# (tools/gen_model.py --preset lfm2-1.2b) and the embedded router. Log: $OUT/cuda_check.log.
+# batched, two-stage split, 4-bit models, memory limit, unload/reload), then times a 1.2B-shaped
+# bf16 LFM2 (tools/gen_model.py --preset lfm2-1.2b; also with the previous bf16 matvec kernel),
+# its MLX q4 (group 64) and GGUF Q4_0 copies, and the embedded router. Log: $OUT/cuda_check.log.
 #
 #   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
 #                                    the device builds committed code, not others' edits in flight
@@ -52,7 +53,7 @@ command -v ninja >/dev/null && GEN="-G Ninja"
 t0=$(date +%s)
 cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release \
     > $OUT/cmake.log 2>&1 || { tail -30 $OUT/cmake.log; echo "CONFIGURE FAILED"; }
-cmake --build $B -j16 --target cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench 2>&1 | tail -15
+cmake --build $B -j16 --target cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
 run() { # name, timeout, command...
@@ -63,20 +64,27 @@ run() { # name, timeout, command...
     RES[$name]=$rc
     echo "== $name rc=$rc"
 }
-run kernels 120 $B/src/cuda_test_cuda_kernels
-run golden 240 $B/src/cuda_test_cuda_model
-# one bf16 product per GEMM (batches > 3 tokens): does it hold the 1e-2 logits target?
-LFMD_CUDA_FAST_GEMM=1 run golden_fast_gemm 240 $B/src/cuda_test_cuda_model
+run kernels 180 $B/src/cuda_test_cuda_kernels
+run golden 300 $B/src/cuda_test_cuda_model
+# the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine
+run engine 120 $B/src/cuda_test_cuda_engine
 M=/tmp/lfm2-1.2b
 t1=$(date +%s)
 python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
 echo "== generated $M in $(( $(date +%s) - t1 )) s: $(du -sh $M | cut -f1)"
+# 4-bit copies (MLX q4 group 64, GGUF Q4_0) of the same weights, kept 4-bit on the GPU
+$B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 &
+$B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf &
+$B/src/lfmd-cuda-bench --quantize bf16 $M $M-bf16.gguf &   # same bf16 weights + a GGUF vocabulary
+wait
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy' $LOG | head -1 > $OUT/greedy_1gpu.txt
-LFMD_CUDA_FAST_GEMM=1 run bench_fast_gemm 120 $B/src/lfmd-cuda-bench $M
-LFMD_CUDA_NO_PDL=1 run bench_no_pdl 120 $B/src/lfmd-cuda-bench $M
-# matvec blocks per SM (fewer leave room for the next kernel to start early under PDL)
-for b in 2 3 4; do LFMD_CUDA_MV_BLOCKS=$b run bench_mvb$b 120 $B/src/lfmd-cuda-bench $M; done
+# before/after in the same call: the previous bf16 matvec kernel
+LFMD_CUDA_MV_OLD=1 run bench_mv_old 120 $B/src/lfmd-cuda-bench $M
+LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
+run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
+# batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
+run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$NG" -ge 2 ]; then
     # Layer sharding over two physical GPUs: same greedy tokens as one GPU, and timings.
@@ -86,4 +94,4 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden golden_fast_gemm bench bench_fast_gemm bench_no_pdl bench_mvb2 bench_mvb3 bench_mvb4 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine bench bench_mv_old bench_mlx4 bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

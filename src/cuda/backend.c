@@ -9,10 +9,12 @@
 
 #include "base/alloc.h"
 #include "kernels.h"
+#include "kernels/kern_internal.h"
 #include "model/internal.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #define MAX_DEV 16
 #define MAX_GRAPHS 32
 #define WS_BYTES ((size_t)32 << 20)
+#define WT_ELEMS ((size_t)8 << 20)   // bf16 elements of a dequantized 4-bit weight tile
 #define STACK_MAX_T 64          // products of up to this many tokens stack hi | lo in one GEMM
 #define PROF_MAX 1024           // events per forward pass when profiling
 #define PROF_NAMES 32
@@ -147,9 +150,13 @@ int cuda_parse_devices(const char *devices, const char *split, struct cuda_opts 
 
 // ---- model ----
 
-struct cw {                     // a bf16 matrix on the device
+struct cw {                     // a matrix on the device: bf16 (d) or 4-bit (q4: q + sb)
     uint16_t *d;
     int64_t rows, cols;
+    bool q4;
+    uint32_t *q;                // [rows][cols / 8] code words
+    void *sb;                   // [rows][cols / gs] scale-bias pairs (sbk: CUK_SB_*)
+    int sbk, gs;
 };
 
 struct clayer {
@@ -176,7 +183,8 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl;
+    bool no_graphs, fast_gemm, pdl, no_q4;
+    bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
     size_t weight_bytes;
     // every device allocation of the model, for freeing
@@ -245,16 +253,187 @@ static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint1
     return rc;
 }
 
+// ---- 4-bit weights kept quantized ----
+
+int cuda_q4_format(const struct tensor *t, int *gs, int *sbk) {
+    int64_t cols = tensor_cols(t), rows = tensor_rows(t);
+    if (t->n_dims < 2 || cols % 32) return 0;
+    switch (t->dtype) {
+    case LFMD_DTYPE_MLX_Q4:
+        if (t->group_size % 32 || t->group_size > 128 || cols % t->group_size) return 0;
+        *gs = t->group_size;
+        *sbk = t->scale_dtype == LFMD_DTYPE_BF16 ? CUK_SB_BF16
+             : t->scale_dtype == LFMD_DTYPE_F16  ? CUK_SB_F16
+                                                 : CUK_SB_F32;
+        return 1;
+    case LFMD_DTYPE_Q4_0: {
+        // bias = -8 d: exact in f16 unless it overflows (then f32 pairs)
+        *gs = 32;
+        *sbk = CUK_SB_F16;
+        const struct block_q4_0 *b = t->data;
+        for (int64_t i = 0; i < rows * (cols / 32); i++)
+            if (!(fabsf(f16_to_f32(b[i].d)) * 8.0f <= 65504.0f)) {
+                *sbk = CUK_SB_F32;
+                break;
+            }
+        return 1;
+    }
+    case LFMD_DTYPE_Q4_1:
+        *gs = 32;
+        *sbk = CUK_SB_F16;
+        return 1;
+    case LFMD_DTYPE_Q4_K:
+        if (cols % 256) return 0;
+        *gs = 32;
+        *sbk = CUK_SB_F32;   // d * scale (f16 x 6 bits) is exact in f32
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void put_sb(void *sb, int sbk, int64_t g, float s, float b, uint16_t s16, uint16_t b16) {
+    if (sbk == CUK_SB_F32) {
+        ((float *)sb)[2 * g] = s;
+        ((float *)sb)[2 * g + 1] = b;
+    } else {
+        ((uint32_t *)sb)[g] = (uint32_t)s16 | (uint32_t)b16 << 16;
+    }
+}
+
+void cuda_q4_pack_row(const struct tensor *t, int64_t r, int sbk, uint32_t *codes, void *sb) {
+    int64_t K = tensor_cols(t);
+    if (t->dtype == LFMD_DTYPE_MLX_Q4) {
+        int64_t ng = K / t->group_size;
+        memcpy(codes, (const uint32_t *)t->data + r * (K / 8), (size_t)(K / 8) * 4);
+        for (int64_t g = 0; g < ng; g++) {
+            int64_t i = r * ng + g;
+            if (sbk == CUK_SB_F32)
+                put_sb(sb, sbk, g, kern_load_scalar(t->scale_dtype, t->scales, i),
+                       kern_load_scalar(t->scale_dtype, t->biases, i), 0, 0);
+            else
+                put_sb(sb, sbk, g, 0, 0, ((const uint16_t *)t->scales)[i], ((const uint16_t *)t->biases)[i]);
+        }
+        return;
+    }
+    memset(codes, 0, (size_t)(K / 8) * 4);
+#define PUTQ(e, v) (codes[(e) >> 3] |= (uint32_t)(v) << (((e) & 7) * 4))
+    const uint8_t *row = (const uint8_t *)t->data + (size_t)r * kern_row_bytes(t->dtype, K);
+    if (t->dtype == LFMD_DTYPE_Q4_0 || t->dtype == LFMD_DTYPE_Q4_1) {
+        bool q1 = t->dtype == LFMD_DTYPE_Q4_1;
+        for (int64_t i = 0; i < K / 32; i++) {
+            const uint8_t *qs;
+            uint16_t d16, b16;
+            float d, b;
+            if (q1) {
+                const struct block_q4_1 *blk = (const struct block_q4_1 *)row + i;
+                d16 = blk->d;
+                b16 = blk->m;
+                qs = blk->qs;
+                d = f16_to_f32(d16);
+                b = f16_to_f32(b16);
+            } else {
+                const struct block_q4_0 *blk = (const struct block_q4_0 *)row + i;
+                d16 = blk->d;
+                qs = blk->qs;
+                d = f16_to_f32(d16);
+                b = -8.0f * d;
+                b16 = f32_to_f16(b);
+            }
+            for (int j = 0; j < 16; j++) {
+                PUTQ(32 * i + j, qs[j] & 0xF);
+                PUTQ(32 * i + 16 + j, qs[j] >> 4);
+            }
+            put_sb(sb, sbk, i, d, b, d16, b16);
+        }
+    } else if (t->dtype == LFMD_DTYPE_Q4_K) {
+        for (int64_t i = 0; i < K / 256; i++) {
+            const struct block_q4_k *blk = (const struct block_q4_k *)row + i;
+            float d = f16_to_f32(blk->d), dmin = f16_to_f32(blk->dmin);
+            for (int j = 0; j < 4; j++) {
+                uint8_t sc, m;
+                kern_get_scale_min_k4(2 * j, blk->scales, &sc, &m);
+                put_sb(sb, sbk, 8 * i + 2 * j, d * sc, -(dmin * m), 0, 0);
+                kern_get_scale_min_k4(2 * j + 1, blk->scales, &sc, &m);
+                put_sb(sb, sbk, 8 * i + 2 * j + 1, d * sc, -(dmin * m), 0, 0);
+                const uint8_t *q = blk->qs + 32 * j;
+                for (int l = 0; l < 32; l++) {
+                    PUTQ(256 * i + 64 * j + l, q[l] & 0xF);
+                    PUTQ(256 * i + 64 * j + 32 + l, q[l] >> 4);
+                }
+            }
+        }
+    }
+#undef PUTQ
+}
+
+// Copies 4-bit weight t (cuda_q4_format) to device rows d, d + pitch, ... of out (pitch in rows),
+// packing chunks of rows on the host.
+static int fill_q4(struct cuda_model *cm, int si, const struct tensor *t, const struct cw *out, int64_t row0,
+                   int pitch, struct lfmd_err_ctx *err) {
+    int64_t rows = tensor_rows(t), K = out->cols;
+    size_t cb = (size_t)K / 2, sbb = (size_t)(K / out->gs) * (out->sbk == CUK_SB_F32 ? 8 : 4);
+    int64_t chunk = ((int64_t)4 << 20) / (int64_t)cb;
+    if (chunk < 1) chunk = 1;
+    uint32_t *codes = lfmd_malloc((size_t)chunk * cb, LFMD_MEM_SCRATCH);
+    uint8_t *sb = lfmd_malloc((size_t)chunk * sbb, LFMD_MEM_SCRATCH);
+    int rc = 0;
+    if (!codes || !sb) rc = lfmd_err_set(err, LFMD_ENOMEM, "no memory to pack %s", t->name);
+    for (int64_t r0 = 0; r0 < rows && !rc; r0 += chunk) {
+        int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
+        for (int64_t r = 0; r < nr; r++)
+            cuda_q4_pack_row(t, r0 + r, out->sbk, codes + (size_t)r * (cb / 4), sb + (size_t)r * sbb);
+        size_t drow = (size_t)(row0 + r0 * pitch);
+        cudaError_t e = cudaMemcpy2D((uint8_t *)out->q + drow * cb, cb * (size_t)pitch, codes, cb, cb, (size_t)nr,
+                                     cudaMemcpyHostToDevice);
+        if (e == cudaSuccess)
+            e = cudaMemcpy2D((uint8_t *)out->sb + drow * sbb, sbb * (size_t)pitch, sb, sbb, sbb, (size_t)nr,
+                             cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) rc = cu_err(err, e, "upload");
+    }
+    (void)cm;
+    (void)si;
+    lfmd_free(codes);
+    lfmd_free(sb);
+    return rc;
+}
+
 // Uploads n 2-D weights (same column count) as one bf16 matrix: stacked (t[0] rows, then t[1]
 // rows, ...) or, interleave, row-interleaved (row n i + j = row i of t[j]; equal row counts).
+// With q4_ok and every part in one 4-bit layout (cuda_q4_format: same group size and scale
+// kind), the matrix stays 4-bit on the device.
 static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, int n, bool interleave,
-                  struct cw *out, struct lfmd_err_ctx *err) {
-    out->rows = 0;
+                  bool q4_ok, struct cw *out, struct lfmd_err_ctx *err) {
+    memset(out, 0, sizeof *out);
     out->cols = tensor_cols(t[0]);
+    int gs = 0, sbk = 0;
+    bool q4 = q4_ok && !cm->no_q4 && cuda_q4_format(t[0], &gs, &sbk);
     for (int i = 0; i < n; i++) {
         if (tensor_cols(t[i]) != out->cols || (interleave && tensor_rows(t[i]) != tensor_rows(t[0])))
             return lfmd_err_set(err, LFMD_EFORMAT, "%s and %s: shapes differ", t[0]->name, t[i]->name);
         out->rows += tensor_rows(t[i]);
+        int g2, k2;
+        if (q4 && (!cuda_q4_format(t[i], &g2, &k2) || g2 != gs || k2 != sbk)) q4 = false;
+    }
+    if (q4) {
+        out->q4 = true;
+        out->gs = gs;
+        out->sbk = sbk;
+        size_t cbytes = (size_t)out->rows * (size_t)out->cols / 2;
+        size_t sbytes = (size_t)out->rows * (size_t)(out->cols / gs) * (sbk == CUK_SB_F32 ? 8 : 4);
+        void *d;
+        int rc = dalloc(&d, cbytes, cm->st[si].st, err);
+        if (rc || (rc = track(cm, si, d, cbytes, err))) return rc;
+        out->q = d;
+        if ((rc = dalloc(&d, sbytes, cm->st[si].st, err)) || (rc = track(cm, si, d, sbytes, err))) return rc;
+        out->sb = d;
+        cm->has_q4 = true;
+        int64_t r0 = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            rc = fill_q4(cm, si, t[i], out, interleave ? i : r0, interleave ? n : 1, err);
+            r0 += tensor_rows(t[i]);
+        }
+        return rc;
     }
     size_t bytes = (size_t)out->rows * (size_t)out->cols * 2;
     void *d;
@@ -272,8 +451,10 @@ static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, 
 
 static int up_mat(struct cuda_model *cm, int si, const struct tensor *t, struct cw *out,
                   struct lfmd_err_ctx *err) {
-    return up_cat(cm, si, &t, 1, false, out, err);
+    return up_cat(cm, si, &t, 1, false, true, out, err);
 }
+
+
 
 static int up_f32(struct cuda_model *cm, int si, const float *h, size_t n_f, float **out,
                   struct lfmd_err_ctx *err) {
@@ -325,9 +506,9 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
 #define OPT(name, dst) ((rc = up_vec(cm, si, layer_t(m, l, name), dst, err)))
     const struct tensor *ts[3];
 #define MAT2(n1, n3, dst) ((rc = need_t(m, l, n1, &ts[0], err)) || (rc = need_t(m, l, n3, &ts[1], err)) || \
-                           (rc = up_cat(cm, si, ts, 2, true, dst, err)))
+                           (rc = up_cat(cm, si, ts, 2, true, true, dst, err)))
 #define QKV(nq, nk, nv, dst) ((rc = need_t(m, l, nq, &ts[0], err)) || (rc = need_t(m, l, nk, &ts[1], err)) || \
-                              (rc = need_t(m, l, nv, &ts[2], err)) || (rc = up_cat(cm, si, ts, 3, false, dst, err)))
+                              (rc = need_t(m, l, nv, &ts[2], err)) || (rc = up_cat(cm, si, ts, 3, false, true, dst, err)))
     L->attn = cm->c.is_attn[l];
     if (lfm2) {
         if (VEC("operator_norm.weight", &L->n1) || VEC("ffn_norm.weight", &L->n2) ||
@@ -430,7 +611,9 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->no_graphs = o && o->no_graphs;
     cm->fast_gemm = o && o->fast_gemm;
     cm->pdl = !(o && o->no_pdl);
+    cm->no_q4 = o && o->no_q4;
     cuk_set_pdl(cm->pdl);
+    cuk_set_mv_old(o && o->mv_old);
     cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
@@ -603,6 +786,7 @@ struct graph_ent {
 struct scratch {
     float *x, *xn, *a, *b, *c, *part, *logits, *stk;
     uint16_t *xb;
+    uint16_t *wt;               // 4-bit weight rows dequantized to bf16 for cuBLAS (WT_ELEMS)
     int32_t *amax;              // greedy tokens of the logit rows
     unsigned *ticket;           // attention split counters [T * n_head], zero between launches
     void *ws;
@@ -688,7 +872,7 @@ void cuda_runner_free(struct cuda_runner *r) {
         cudaStreamSynchronize(st->st);
         if (sc->blas) cublasDestroy(sc->blas);
         void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d,
-                      sc->stk, sc->amax, sc->ticket};
+                      sc->stk, sc->amax, sc->ticket, sc->wt};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
@@ -746,6 +930,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             {&sc->meta_d, sc->meta_bytes},      {(void **)&sc->stk, 2 * stk_t * stk_n * 4},
             {(void **)&sc->amax, i == cm->n_stages - 1 ? T * sizeof(int32_t) : 0},
             {(void **)&sc->ticket, T * (size_t)c->n_head * sizeof(unsigned)},
+            {(void **)&sc->wt, cm->has_q4 && (int)T > CUK_MV_MAX_TOK ? WT_ELEMS * 2 : 0},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
             if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
@@ -797,11 +982,27 @@ void cuda_runner_sync(struct cuda_runner *r) {
 // through one product of 2T columns (the weights are read once) and are summed after; more
 // tokens take two products. SwiGLU through cuBLAS: the [T, N] product lands in sc->a, then
 // cuk_swiglu_pair writes Y.
+// 4-bit matrices take the matvec kernel up to CUK_MV_MAX_TOK tokens; beyond that their rows are
+// dequantized to bf16 in tiles of WT_ELEMS (sc->wt) and each tile goes through cuBLAS.
+static bool use_mv(const struct cuda_model *cm, const struct cw *W, int T) {
+    return W->q4 ? T <= CUK_MV_MAX_TOK : T <= cm->mv_max && W->cols % 8 == 0;
+}
+
+static void mv(const struct cw *W, const float *X, int T, float *Y, int64_t ldy, int mode, const float *nw,
+               const int32_t *rows, float eps, cudaStream_t s) {
+    if (W->q4) {
+        struct cuk_q4 q = {W->q, W->sb, W->sbk, W->gs};
+        cuk_matvec_q4(&q, (int)W->rows, (int)W->cols, X, T, Y, ldy, mode, nw, rows, eps, s);
+    } else {
+        cuk_matvec(W->d, (int)W->rows, (int)W->cols, X, T, Y, ldy, mode, nw, rows, eps, s);
+    }
+}
+
 static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const struct cw *W,
                const float *X, int T, float *Y, int64_t ldy, int mode) {
     int N = (int)W->rows, K = (int)W->cols;
-    if (T <= cm->mv_max && K % 8 == 0) {
-        cuk_matvec(W->d, N, K, X, T, Y, ldy, mode, NULL, NULL, 0.f, st->st);
+    if (use_mv(cm, W, T)) {
+        mv(W, X, T, Y, ldy, mode, NULL, NULL, 0.f, st->st);
         return;
     }
     float *out = Y, beta = mode == CUK_MV_ACC ? 1.0f : 0.0f;
@@ -810,22 +1011,33 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
         out = sc->a;
         ldo = N;
     }
-    const float one = 1.0f;
+    const float one = 1.0f, zero = 0.0f;
     uint16_t *lo = sc->xb + (size_t)T * K;
     if (cm->fast_gemm) cuk_to_bf16(X, (int64_t)T * K, sc->xb, st->st);
     else cuk_to_bf16_split(X, (int64_t)T * K, sc->xb, lo, st->st);
-    if (!cm->fast_gemm && T <= STACK_MAX_T && sc->stk) {
-        const float zero = 0.0f;
-        cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, 2 * T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
-                     CUDA_R_16BF, K, &zero, sc->stk, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        cuk_add_halves(sc->stk, T, N, out, ldo, mode == CUK_MV_ACC, st->st);
-    } else {
-        cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, sc->xb,
-                     CUDA_R_16BF, K, &beta, out, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-        if (!cm->fast_gemm)
-            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, T, K, &one, W->d, CUDA_R_16BF, K, lo,
-                         CUDA_R_16BF, K, &one, out, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    bool stacked = !cm->fast_gemm && T <= STACK_MAX_T && sc->stk;
+    int tile = W->q4 ? (int)(WT_ELEMS / (size_t)K) : N;
+    for (int r0 = 0; r0 < N; r0 += tile) {
+        int nr = N - r0 < tile ? N - r0 : tile;
+        const uint16_t *w = W->d;
+        if (W->q4) {
+            struct cuk_q4 q = {W->q, W->sb, W->sbk, W->gs};
+            cuk_q4_to_bf16(&q, K, r0, nr, sc->wt, st->st);
+            w = sc->wt;
+        }
+        if (stacked) {
+            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, 2 * T, K, &one, w, CUDA_R_16BF, K, sc->xb,
+                         CUDA_R_16BF, K, &zero, sc->stk + r0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        } else {
+            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K, sc->xb,
+                         CUDA_R_16BF, K, &beta, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            if (!cm->fast_gemm)
+                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K, lo,
+                             CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT);
+        }
     }
+    if (stacked) cuk_add_halves(sc->stk, T, N, out, ldo, mode == CUK_MV_ACC, st->st);
     if (mode == CUK_MV_SWIGLU) cuk_swiglu_pair(out, T, N / 2, Y, st->st);
 }
 
@@ -836,8 +1048,8 @@ static void norm_mm(struct cuda_model *cm, struct stage *st, struct scratch *sc,
                     int mode) {
     int K = (int)W->cols;
     float eps = cm->c.norm_eps;
-    if (T <= cm->mv_max && K % 8 == 0 && cuk_matvec_norm_fits(T, K)) {
-        cuk_matvec(W->d, (int)W->rows, K, x, T, Y, ldy, mode, nw, rows, eps, st->st);
+    if (use_mv(cm, W, T) && cuk_matvec_norm_fits(T, K)) {
+        mv(W, x, T, Y, ldy, mode, nw, rows, eps, st->st);
         return;
     }
     cuk_add_rmsnorm((float *)x, NULL, nw, rows, T, K, eps, sc->xn, st->st);
@@ -860,7 +1072,12 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
         if (!r->ev[0]) cudaEventCreate(&r->ev[0]);
         cudaEventRecord(r->ev[0], s);
     }
-    if (si == 0) cuk_embed(st->embed.d, sc->meta.tok, T, D, sc->x, s);
+    if (si == 0 && st->embed.q4) {
+        struct cuk_q4 q = {st->embed.q, st->embed.sb, st->embed.sbk, st->embed.gs};
+        cuk_embed_q4(&q, sc->meta.tok, T, D, sc->x, s);
+    } else if (si == 0) {
+        cuk_embed(st->embed.d, sc->meta.tok, T, D, sc->x, s);
+    }
     P("embed");
     for (int l = st->l0; l < st->l1; l++) {
         const struct clayer *L = &st->layers[l - st->l0];

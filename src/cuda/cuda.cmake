@@ -21,7 +21,8 @@ target_compile_options(lfmd_cuda PRIVATE "$<$<COMPILE_LANGUAGE:C>:${lfmd_cuda_cf
                        "$<$<COMPILE_LANGUAGE:CUDA>:-O3;-Xptxas=-warn-spills>")
 target_include_directories(lfmd_cuda PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include)
 # lfmd_tokenizer after lfmd_model: model/gguf_tokenizer.c calls into it (static link order).
-target_link_libraries(lfmd_cuda PUBLIC lfmd_model lfmd_tokenizer CUDA::cudart CUDA::cublas)
+# stdc++: the kernel launch stubs use guarded statics (C executables link this library too).
+target_link_libraries(lfmd_cuda PUBLIC lfmd_model lfmd_tokenizer CUDA::cudart CUDA::cublas stdc++)
 target_link_libraries(lfmd_engine PUBLIC lfmd_cuda)
 target_compile_definitions(lfmd_engine PUBLIC LFMD_HAVE_CUDA=1)
 
@@ -29,7 +30,7 @@ file(GLOB lfmd_cuda_tests CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/cuda/tes
 foreach(src ${lfmd_cuda_tests})
   get_filename_component(name ${src} NAME_WE)
   add_executable(cuda_${name} ${src})
-  target_link_libraries(cuda_${name} PRIVATE lfmd_cuda)
+  target_link_libraries(cuda_${name} PRIVATE lfmd_engine lfmd_cuda)
   target_include_directories(cuda_${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   target_compile_definitions(cuda_${name} PRIVATE LFMD_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   add_test(NAME cuda/${name} COMMAND cuda_${name} WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})

@@ -1,5 +1,5 @@
 // The CUDA backend: runs a model opened by src/model on one or more GPUs. Weights are uploaded
-// on first use (cuda_model_new) as bf16; layers may be split in contiguous ranges ("stages")
+// on first use (cuda_model_new) as bf16 or, for 4-bit layouts, kept 4-bit; layers may be split in contiguous ranges ("stages")
 // across devices, activations moving between them. Sequences keep their KV cache and conv state
 // on the device(s); forward passes take the same batches as model_forward_batch.
 // Invariants: a forward pass allocates nothing; every device allocation is counted against the
@@ -29,6 +29,8 @@ struct cuda_opts {
     int mv_max_tok;                 // largest token count using the matvec kernel (0 = 3, max 8)
     bool no_pdl;                    // plain launches (default: programmatic dependent launch)
     int mv_blocks;                  // matvec blocks per SM (0 = default; see cuk_set_mv_blocks)
+    bool no_q4;                     // dequantize 4-bit weights to bf16 at upload (A/B timing)
+    bool mv_old;                    // bf16 matvec through the previous kernel (A/B timing)
 };
 
 struct cuda_model;
@@ -51,7 +53,16 @@ void cuda_trim(void);
 // (cudaDeviceReset) so the process holds no GPU memory. The next cuda_model_new starts afresh.
 void cuda_shutdown(void);
 
-// Uploads m's weights (bf16; f32/f16/quantized are converted to bf16 at upload) to the stages.
+// 4-bit layouts kept quantized on the GPU: MLX q4 (group 32/64/128, any scale dtype), GGUF Q4_0,
+// Q4_1, Q4_K. Returns 1 and the device group size and scale-bias kind (CUK_SB_*, kernels.h)
+// when t can be packed, else 0.
+int cuda_q4_format(const struct tensor *t, int *gs, int *sbk);
+// Packs row r of t into the device layout (kernels.h, struct cuk_q4): codes [K / 8] words,
+// sb [K / gs] pairs of kind sbk (from cuda_q4_format).
+void cuda_q4_pack_row(const struct tensor *t, int64_t r, int sbk, uint32_t *codes, void *sb);
+
+// Uploads m's weights to the stages: bf16 as is, 4-bit layouts (cuda_q4_format) kept 4-bit,
+// everything else converted to bf16.
 // m must stay open while the cuda model lives. Layer range of stage i via cuda_stage_layers.
 LFMD_MUST_CHECK int cuda_model_new(const struct model *m, const struct cuda_opts *o,
                                    struct cuda_model **out, struct lfmd_err_ctx *err);

@@ -1,70 +1,14 @@
 // CUDA kernels of the GPU backend; each one mirrors a CPU op (see kernels.h) and accumulates in
 // f32. Invariant: launchers never synchronize and never allocate.
 // SPDX-License-Identifier: MIT
-#include "kernels.h"
+#include "kern_common.cuh"
 
-#include <cuda_runtime.h>
-#include <math.h>
-#include <stdint.h>
-
-#define WARP 32
-
-static __device__ __forceinline__ float bf2f(uint32_t h) { return __uint_as_float(h << 16); }
-
-static __device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// ---- programmatic dependent launch (PDL): a kernel may be scheduled while the one before it
-// in the stream drains; every kernel calls pdl_wait() before touching data an earlier kernel
-// produced or reads (it returns once that kernel has completed and its writes are visible), then
-// pdl_trigger() to let the next one start. Both are no-ops for plain launches. ----
-static __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-static __device__ __forceinline__ void pdl_trigger() {
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-}
-
-static bool g_pdl = true;
-static int g_mv_blocks;     // matvec blocks per SM (0: as many as fit)
+bool g_pdl = true;
+int g_mv_blocks;
+int g_mv_old;
 extern "C" void cuk_set_pdl(int on) { g_pdl = on != 0; }
 extern "C" void cuk_set_mv_blocks(int per_sm) { g_mv_blocks = per_sm > 0 ? per_sm : 0; }
-
-template <typename... P, typename... A>
-static void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, cudaStream_t s, A... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = g;
-    cfg.blockDim = b;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s;
-    cudaLaunchAttribute at[1];
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = g_pdl ? 1 : 0;
-    cudaLaunchKernelEx(&cfg, k, args...);
-}
-
-// Multiprocessor count of the current device (cached per device).
-static int n_sms(void) {
-    static int cache[64];
-    int d = 0;
-    cudaGetDevice(&d);
-    if (d < 0 || d >= 64) return 132;
-    if (!cache[d]) {
-        int n = 0;
-        cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, d);
-        cache[d] = n > 0 ? n : 132;
-    }
-    return cache[d];
-}
-
-#define PDL_ENTER() \
-    do {            \
-        pdl_wait(); \
-        pdl_trigger(); \
-    } while (0)
+extern "C" void cuk_set_mv_old(int on) { g_mv_old = on != 0; }
 
 // ---- embedding gather ----
 __global__ void k_embed(const uint16_t *E, const int32_t *tok, int D, float *X) {
@@ -439,25 +383,13 @@ extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
     return want > CUK_MAX_SPLIT ? CUK_MAX_SPLIT : want;
 }
 
-// ---- bf16 matrix-vector (decode): rows in groups of 8 / WPR per block (WPR warps share a
+// ---- previous bf16 matrix-vector kernel (A/B against matvec.cu; cuk_set_mv_old): rows in groups of 8 / WPR per block (WPR warps share a
 // row), blocks loop over groups (grid sized to whole waves of the chip). Each lane keeps U
 // 16-byte weight loads in flight (streamed past L1). The weights of the block's first group are
 // prefetched into L2 before waiting on the previous kernel (PDL). NORM: the block first builds
 // the RMS-normalized activations (op_rmsnorm with weight nw) in shared memory; otherwise they
 // are read from X through L1. Epilogue by mode: store, accumulate (residual add), or SwiGLU of
 // row pairs (2f: gate, 2f+1: up) into Y[t, f]. ----
-static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
-    uint4 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "l"(p));
-    return v;
-}
-
-static __device__ __forceinline__ void prefetch_l2(const void *p) {
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-
 template <int NT, bool SM>
 static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict__ X, int K, int c,
                                               float *acc) {
@@ -619,17 +551,11 @@ static void mv_any(const uint16_t *W, int N, int K, const float *X, int T, float
     }
 }
 
-extern "C" int cuk_matvec_norm_fits(int T, int K) { return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM; }
-
-extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
-                           int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+// The previous bf16 matvec (cuk_set_mv_old): kept for A/B timing against matvec.cu.
+void cuk_matvec_old(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
+                    const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
     if (nw) mv_any<true>(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
     else mv_any<false>(W, N, K, X, T, Y, ldy, mode, nullptr, nullptr, 0.f, s);
-}
-
-extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
-                                int64_t ldy, cuk_stream s) {
-    cuk_matvec(W, N, K, X, T, Y, ldy, CUK_MV_STORE, nullptr, nullptr, 0.f, s);
 }
 
 // ---- fused attention-input step: per (token, head) warp of a q|k|v product row: q heads get

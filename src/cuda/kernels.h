@@ -77,6 +77,27 @@ void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, flo
 void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
                 const float *nw, const int32_t *rows, float eps, cuk_stream s);
 int cuk_matvec_norm_fits(int T, int K);
+// 4-bit affine weights kept quantized on the device (MLX q4, GGUF Q4_0 / Q4_1 / Q4_K repacked at
+// upload by cuda_q4_pack_row): row r holds K / 8 uint32 code words (element e in bits
+// 4 (e % 8) of word e / 8, the MLX layout) and K / gs scale-bias pairs (sbk: CUK_SB_BF16 /
+// CUK_SB_F16: one uint32, scale in the low half, bias in the high half; CUK_SB_F32: float2);
+// w = scale * q + bias. K % 32 == 0, gs in {32, 64, 128}.
+enum { CUK_SB_BF16 = 0, CUK_SB_F16 = 1, CUK_SB_F32 = 2 };
+struct cuk_q4 {
+    const uint32_t *q;
+    const void *sb;
+    int sbk, gs;
+};
+// cuk_matvec over 4-bit weights (same modes, prologue and contract; T <= CUK_MV_MAX_TOK).
+void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                   int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s);
+// X[t, :] = row tok[t] of 4-bit E [V, D] (kern_get_row); D % 32 == 0.
+void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X, cuk_stream s);
+// out [n, K] = bf16(rows r0 .. r0 + n of W) (round to nearest even), for cuBLAS products.
+void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *out, cuk_stream s);
+// bf16 matvec through the previous kernel (one row slice per warp, block barrier per row
+// group), for A/B timing; default off.
+void cuk_set_mv_old(int on);
 // qkv: [T, (H + 2 KVH) hd] (q heads, k heads, v heads). q heads: optional RMSNorm (qn) + RoPE into
 // q [T, H hd]; k heads: optional RMSNorm (kn) + RoPE, stored in the cache; v heads stored
 // (op_rmsnorm + op_rope_* + op_kv_store in one launch).

@@ -814,6 +814,8 @@ static void emit_logprob(struct engine *e, struct engine_req *r, int32_t tok) {
     deliver(r, &ev);
 }
 
+static void req_accept(struct engine *e, struct engine_req *r, int32_t tok);
+
 // Samples the next token from the logits after the request's last fed token and handles EOS,
 // constraints, stop strings and length.
 static void req_sample(struct engine *e, struct engine_req *r, float *logits) {
@@ -822,7 +824,18 @@ static void req_sample(struct engine *e, struct engine_req *r, float *logits) {
         req_complete(e, r, 0, ENGINE_FINISH_STOP, NULL);
         return;
     }
-    int32_t tok = sampler_sample(&r->smp, logits, r->toks, r->n_toks);
+    req_accept(e, r, sampler_sample(&r->smp, logits, r->toks, r->n_toks));
+}
+
+// True when the request's next token is its logits' plain argmax and nothing else reads the
+// logits (forward_batch_greedy may then pick it on the device).
+static bool req_plain_greedy(const struct engine_req *r) {
+    return r->smp.p.temperature <= 0.0f && r->smp.p.repeat_penalty == 1.0f && !r->lp_row && !r->con &&
+           r->n_choices == 0;
+}
+
+// Takes sampled token tok: EOS, stop strings, constraint completion, length.
+static void req_accept(struct engine *e, struct engine_req *r, int32_t tok) {
     double now = engine_now();
     pthread_mutex_lock(&e->mu);
     if (r->n_gen == 0) hist_add(&e->st.ttft, now - r->t_submit);
@@ -986,9 +999,18 @@ static void engine_step(struct engine *e) {
         memcpy(e->logits + (size_t)(nb + i) * nv, ready[i]->ready_logits, nv * sizeof(float));
         ready[i]->ready_logits = NULL;
     }
+    // Steps of greedy decoding alone (no prompt completes, nothing reads logits) take the
+    // tokens picked by the model (forward_batch_greedy) instead of logits.
+    bool greedy = nb > 0 && n_ready == 0 && e->ops->forward_batch_greedy;
+    int32_t next[ENGINE_MAX_PARALLEL];
+    for (int i = 0; i < nb && greedy; i++)
+        if (who[i]->n_fed < who[i]->n_prompt ? who[i]->n_fed + nt[i] >= who[i]->n_prompt
+                                             : !req_plain_greedy(who[i]))
+            greedy = false;
     if (nb) {
         struct lfmd_err_ctx err = {0};
-        int rc = forward_many(e, seqs, tk, nt, nb, e->logits, &err);
+        int rc = greedy ? e->ops->forward_batch_greedy(e->runner, seqs, tk, nt, nb, next, &err)
+                        : forward_many(e, seqs, tk, nt, nb, e->logits, &err);
         if (rc) {
             for (int i = 0; i < nb; i++) req_complete(e, who[i], rc, ENGINE_FINISH_NONE, err.msg);
             nb = 0;
@@ -1018,7 +1040,8 @@ static void engine_step(struct engine *e) {
             }
             if (r->n_cached < r->n_prompt) pc_insert(&e->pc, r->toks, r->n_prompt, r->seq, row);
         }
-        req_sample(e, r, row);
+        if (greedy) req_accept(e, r, next[i]);
+        else req_sample(e, r, row);
     }
 }
 

@@ -77,6 +77,12 @@ struct engine_model_ops {
     // A token's decoded bytes on their own (no special tokens: empty). Borrowed from a table built
     // once per model; *len receives the byte count.
     const char *(*token_bytes)(void *model, int32_t id, size_t *len);
+    // Optional: as forward_batch, but next[i] receives sequence i's greedy token (the first
+    // maximum of its last-token logits, what sampler_argmax picks) and no logits come back (the
+    // CUDA backend picks them on the GPU). Used for steps in which every sequence samples
+    // greedily and needs no logits (engine_step).
+    int (*forward_batch_greedy)(void *runner, void *const *seqs, const int32_t *const *toks,
+                                const int *n, int n_seqs, int32_t *next, struct lfmd_err_ctx *err);
 };
 
 // The real model (src/model + src/tokenizer).

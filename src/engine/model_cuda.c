@@ -2,7 +2,9 @@
 // engine_model_real and runs sequences, runners and forward passes through src/cuda. Weights are
 // uploaded at open (the host pages are released right after); close frees every device
 // allocation and destroys the device contexts, so an idle-unloaded engine holds no GPU memory;
-// release_pages (idle trim) returns pooled device memory to the driver.
+// release_pages (idle trim) returns pooled device memory to the driver. Steps in which every
+// sequence decodes greedily take forward_batch_greedy (argmax on the GPU, only token ids come
+// back); the others copy logits to the host.
 // SPDX-License-Identifier: MIT
 #include "model_cuda.h"
 
@@ -14,6 +16,8 @@
 static const char *g_device, *g_split;
 static size_t g_gpu_limit;
 static bool g_cuda;
+static bool g_no_greedy;        // engine_cuda_set_gpu_greedy(false): logits to the host always
+static uint64_t g_greedy_steps; // forward_batch_greedy calls (engine thread only)
 
 #include "cuda/cuda.h"
 #include "model/model.h"
@@ -87,6 +91,23 @@ static int cu_forward(void *r, void *s, const int32_t *toks, int n, float *logit
     return cuda_forward(r, s, toks, n, logits, err);
 }
 
+static int cu_forward_batch(void *r, void *const *seqs, const int32_t *const *toks, const int *n, int n_seqs,
+                            float *logits, struct lfmd_err_ctx *err) {
+    return cuda_forward_batch(r, (struct cuda_seq *const *)seqs, toks, n, n_seqs, logits, err);
+}
+
+static int cu_forward_batch_greedy(void *r, void *const *seqs, const int32_t *const *toks, const int *n,
+                                   int n_seqs, int32_t *next, struct lfmd_err_ctx *err) {
+    g_greedy_steps++;
+    return cuda_forward_batch_greedy(r, (struct cuda_seq *const *)seqs, toks, n, n_seqs, next, err);
+}
+
+static int32_t cu_eot_id(void *h) { return engine_model_real.eot_id(((struct cuda_handle *)h)->real); }
+
+static const char *cu_token_bytes(void *h, int32_t id, size_t *len) {
+    return engine_model_real.token_bytes(((struct cuda_handle *)h)->real, id, len);
+}
+
 static void cu_release_pages(void *h) {
     struct cuda_handle *ch = h;
     engine_model_real.release_pages(ch->real);
@@ -133,11 +154,47 @@ static const struct engine_model_ops engine_model_cuda = {
     .dec_push = cu_dec_push,
     .dec_free = cu_dec_free,
     .is_eog = cu_is_eog,
+    .forward_batch = cu_forward_batch,
+    .forward_batch_greedy = cu_forward_batch_greedy,
+    .eot_id = cu_eot_id,
+    .token_bytes = cu_token_bytes,
 };
 
-const struct engine_model_ops *engine_cuda_ops(void) { return g_cuda ? &engine_model_cuda : NULL; }
+// Same ops without forward_batch_greedy: every step copies the logits to the host.
+static const struct engine_model_ops engine_model_cuda_logits = {
+    .name = "cuda",
+    .open = cu_open,
+    .close = cu_close,
+    .seq_bytes = cu_seq_bytes,
+    .seq_new = cu_seq_new,
+    .seq_free = cu_seq_free,
+    .seq_reset = cu_seq_reset,
+    .runner_new = cu_runner_new,
+    .runner_free = cu_runner_free,
+    .forward = cu_forward,
+    .release_pages = cu_release_pages,
+    .render_chat = cu_render_chat,
+    .encode = cu_encode,
+    .dec_new = cu_dec_new,
+    .dec_push = cu_dec_push,
+    .dec_free = cu_dec_free,
+    .is_eog = cu_is_eog,
+    .forward_batch = cu_forward_batch,
+    .eot_id = cu_eot_id,
+    .token_bytes = cu_token_bytes,
+};
+
+const struct engine_model_ops *engine_cuda_ops(void) {
+    if (!g_cuda) return NULL;
+    return g_no_greedy ? &engine_model_cuda_logits : &engine_model_cuda;
+}
+
+void engine_cuda_set_gpu_greedy(bool on) { g_no_greedy = !on; }
+uint64_t engine_cuda_greedy_steps(void) { return g_greedy_steps; }
 #else
 const struct engine_model_ops *engine_cuda_ops(void) { return NULL; }
+void engine_cuda_set_gpu_greedy(bool on) { (void)on; }
+uint64_t engine_cuda_greedy_steps(void) { return 0; }
 #endif
 
 int engine_cuda_configure(const char *device, const char *split, size_t gpu_memory_limit,

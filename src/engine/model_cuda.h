@@ -16,6 +16,11 @@ int engine_cuda_configure(const char *device, const char *split, size_t gpu_memo
                           struct lfmd_err_ctx *err);
 // The CUDA ops when a CUDA device was configured, else NULL.
 const struct engine_model_ops *engine_cuda_ops(void);
+// Greedy steps pick tokens on the GPU (forward_batch_greedy; default on). Off: the ops returned
+// by engine_cuda_ops afterwards copy logits to the host for every step (tests, A/B timing).
+void engine_cuda_set_gpu_greedy(bool on);
+// forward_batch_greedy calls so far (0 in builds without CUDA).
+uint64_t engine_cuda_greedy_steps(void);
 // The struct model inside a handle opened by engine_model_real.open (model_real.c).
 struct model *engine_real_model(void *handle);
 

@@ -1,10 +1,12 @@
-// lfmd-cuda-bench MODEL [ROUTER]: times the CUDA backend. Prints the device copy bandwidth
+// lfmd-cuda-bench MODEL [ROUTER]: times the CUDA backend (--quantize mlx4|q4_0 IN OUT writes a
+// 4-bit copy of a model first). Prints the device copy bandwidth
 // (bytes read + written), prefill tok/s (512-token prompt), decode tok/s at batch 1, 8, 64
 // (continuous batch, one token per sequence per step) with the bandwidth ceiling
 // (weight bytes / copy bandwidth), and, given ROUTER, the p50 latency of a 350-token prefill
 // plus logits. Times are host wall clock around synchronized passes, medians of repeats.
 // SPDX-License-Identifier: MIT
 #include "cuda/cuda.h"
+#include "model/quantize.h"
 
 #include <cuda_runtime.h>
 #include <stdbool.h>
@@ -105,10 +107,26 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: lfmd-cuda-bench MODEL [ROUTER]\n");
+        fprintf(stderr, "usage: lfmd-cuda-bench MODEL [ROUTER] | --quantize mlx4|q4_0 IN OUT\n");
         return 2;
     }
     struct lfmd_err_ctx err = {0};
+    if (!strcmp(argv[1], "--quantize") && argc == 5) {   // a 4-bit copy of IN for the q4 timings
+        struct quant_opts qo;
+        struct quant_stats qs;
+        quant_opts_default(&qo);
+        qo.bits = 4;
+        qo.group_size = 64;
+        if (strcmp(argv[2], "mlx4")) {
+            qo.format = QUANT_FMT_GGUF;
+            if (!quant_parse_type(argv[2], &qo.gguf_type)) FAIL("unknown type %s\n", argv[2]);
+        }
+        double t0 = now();
+        if (quantize_model(argv[3], argv[4], &qo, &qs, &err)) FAIL("quantize: %s\n", err.msg);
+        printf("quantized %s -> %s (%s) in %.1f s: %.1f MB\n", argv[3], argv[4], argv[2], now() - t0,
+               qs.out_bytes / 1e6);
+        return 0;
+    }
     struct model *m = NULL;
     if (model_open(argv[1], NULL, &m, &err)) FAIL("%s: %s\n", argv[1], err.msg);
     const struct model_config *c = model_get_config(m);
@@ -123,6 +141,8 @@ int main(int argc, char **argv) {
     o.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL;
     o.no_pdl = getenv("LFMD_CUDA_NO_PDL") != NULL;
     o.mv_blocks = getenv("LFMD_CUDA_MV_BLOCKS") ? atoi(getenv("LFMD_CUDA_MV_BLOCKS")) : 0;
+    o.mv_old = getenv("LFMD_CUDA_MV_OLD") != NULL;   // the previous bf16 matvec kernel
+    o.no_q4 = getenv("LFMD_CUDA_NO_Q4") != NULL;     // 4-bit weights dequantized to bf16 at upload
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
     double t0 = now();

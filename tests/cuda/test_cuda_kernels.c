@@ -1,9 +1,10 @@
-// Every CUDA kernel (src/cuda/kernels.cu) against its CPU twin (src/model/runner.c ops,
+// Every CUDA kernel (src/cuda/kernels.cu, matvec.cu) against its CPU twin (src/model/runner.c ops,
 // kern_matmul_ref, kern_get_row) over random shapes and fresh random inputs; outputs are
 // poisoned (NaN) before each launch so unwritten elements fail. Needs a CUDA device.
 // SPDX-License-Identifier: MIT
 #include "check.h"
 
+#include "cuda/cuda.h"
 #include "cuda/kernels.h"
 #include "model/internal.h"
 
@@ -511,6 +512,148 @@ static void t_matvec_modes(void) {
     }
 }
 
+// A random 4-bit tensor [N, K] of kind k (0: MLX q4 with group gs and scale dtype sdt, 1: Q4_0,
+// 2: Q4_1, 3: Q4_K) quantized from uniform floats by the CPU quantizers; *mem gets what to free.
+static struct tensor q4_tensor(int kind, int N, int K, int gs, enum lfmd_dtype sdt, void **mem) {
+    struct tensor w = {.name = "wq", .n_dims = 2, .shape = {N, K}};
+    float *src = malloc((size_t)K * 4);
+    if (kind == 0) {
+        size_t ss = sdt == LFMD_DTYPE_F32 ? 4 : 2, ng = (size_t)K / gs;
+        uint8_t *b = malloc((size_t)N * K / 2 + 2 * (size_t)N * ng * ss);
+        uint8_t *sc = b + (size_t)N * K / 2, *bi = sc + (size_t)N * ng * ss;
+        for (int r = 0; r < N; r++) {
+            fill(src, (size_t)K, (float)(0.5 + urand()));
+            CHECK(quantize_mlx_ref(src, K, 4, gs, sdt, (uint32_t *)(b + (size_t)r * K / 2), sc + (size_t)r * ng * ss,
+                                   bi + (size_t)r * ng * ss) == 0);
+        }
+        w.dtype = LFMD_DTYPE_MLX_Q4;
+        w.data = b;
+        w.scales = sc;
+        w.biases = bi;
+        w.scale_dtype = sdt;
+        w.group_size = gs;
+        w.bits = 4;
+        w.size_bytes = (size_t)N * K / 2;
+        *mem = b;
+    } else {
+        w.dtype = kind == 1 ? LFMD_DTYPE_Q4_0 : kind == 2 ? LFMD_DTYPE_Q4_1 : LFMD_DTYPE_Q4_K;
+        size_t rb = kern_row_bytes(w.dtype, K);
+        uint8_t *b = malloc((size_t)N * rb);
+        for (int r = 0; r < N; r++) {
+            fill(src, (size_t)K, (float)(0.5 + urand()));
+            CHECK(quantize_row_ref(w.dtype, src, b + (size_t)r * rb, K) == 0);
+        }
+        w.data = b;
+        w.size_bytes = (size_t)N * rb;
+        *mem = b;
+    }
+    free(src);
+    return w;
+}
+
+// 4-bit matvec (every mode, norm prologue, gathered rows) and the bf16 tile dequantizer vs
+// kern_matmul_ref / kern_get_row on the same quantized tensor.
+static void t_matvec_q4(void) {
+    for (int it = 0; it < 16; it++) {
+        int kind = it % 4, mode = (it / 4) % 3, norm = (it / 2) % 2, gather = norm && it >= 8;
+        int gs = kind == 0 ? 32 << irand(0, 2) : 32;
+        enum lfmd_dtype sdts[3] = {LFMD_DTYPE_BF16, LFMD_DTYPE_F16, LFMD_DTYPE_F32};
+        enum lfmd_dtype sdt = sdts[irand(0, 2)];
+        int unit = kind == 3 ? 256 : gs;
+        int K = unit * irand(1, kind == 3 ? 12 : 3072 / unit), T = irand(1, CUK_MV_MAX_TOK);
+        int N = 2 * irand(1, it % 5 == 0 ? 12000 : it % 5 == 1 ? 3000 : 400);
+        while (norm && !cuk_matvec_norm_fits(T, K)) T--;
+        if (T < 1) continue;
+        int R = gather ? T + 3 : T;
+        void *mem = NULL;
+        struct tensor w = q4_tensor(kind, N, K, gs, sdt, &mem);
+        int qgs = 0, sbk = 0;
+        CHECK(cuda_q4_format(&w, &qgs, &sbk) == 1);
+        size_t sbb = (size_t)(K / qgs) * (sbk == CUK_SB_F32 ? 8 : 4);
+        uint32_t *codes = malloc((size_t)N * K / 2);
+        uint8_t *sb = malloc((size_t)N * sbb);
+        for (int r = 0; r < N; r++) cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * K / 8, sb + (size_t)r * sbb);
+        float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4), *nw = malloc((size_t)K * 4);
+        float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4), *Ref = malloc((size_t)T * N * 4);
+        float *Y = malloc((size_t)T * N * 4);
+        int32_t rows[CUK_MV_MAX_TOK];
+        fill(X, (size_t)R * K, 2);
+        fill(nw, (size_t)K, 1);
+        fill(Y0, (size_t)T * N, 1);
+        for (int t = 0; t < T; t++) {
+            rows[t] = gather ? irand(0, R - 1) : t;
+            float *src = X + (size_t)rows[t] * K;
+            if (norm) op_rmsnorm(src, nw, 1, K, K, 1e-5f, Xn + (size_t)t * K, K);
+            else memcpy(Xn + (size_t)t * K, src, (size_t)K * 4);
+        }
+        kern_matmul_ref(&w, Xn, T, P, N, 0, N);
+        int ldy = mode == CUK_MV_SWIGLU ? N / 2 : N, nout = T * ldy;
+        for (int t = 0; t < T; t++)
+            for (int r = 0; r < ldy; r++) {
+                size_t o = (size_t)t * ldy + r;
+                if (mode == CUK_MV_STORE) Ref[o] = P[(size_t)t * N + r];
+                else if (mode == CUK_MV_ACC) Ref[o] = Y0[o] + P[(size_t)t * N + r];
+                else {
+                    float a = P[(size_t)t * N + 2 * r];
+                    Ref[o] = a / (1.0f + expf(-a)) * P[(size_t)t * N + 2 * r + 1];
+                }
+            }
+        void *dq = dup_d(codes, (size_t)N * K / 2), *dsb = dup_d(sb, (size_t)N * sbb);
+        void *dX = dup_d(X, (size_t)R * K * 4), *dn = dup_d(nw, (size_t)K * 4), *dr = dup_d(rows, sizeof rows);
+        void *dY = mode == CUK_MV_ACC ? dup_d(Y0, (size_t)nout * 4) : poison_d((size_t)nout * 4);
+        struct cuk_q4 q = {dq, dsb, sbk, qgs};
+        cuk_matvec_q4(&q, N, K, dX, T, dY, ldy, mode, norm ? dn : NULL, gather ? dr : NULL, 1e-5f, 0);
+        get(Y, dY, (size_t)nout * 4);
+        char what[96];
+        snprintf(what, sizeof what, "q4 matvec kind %d gs %d sbk %d mode %d norm %d (N %d K %d T %d)", kind, qgs, sbk,
+                 mode, norm, N, K, T);
+        expect(what, rel(Y, Ref, (size_t)nout), 3e-5);
+        // dequantized bf16 tile of rows [r0, r0 + n)
+        int r0 = irand(0, N - 1), n = irand(1, N - r0);
+        uint16_t *B = malloc((size_t)n * K * 2);
+        float *Bf = malloc((size_t)n * K * 4), *Rf = malloc((size_t)n * K * 4);
+        void *dB = poison_d((size_t)n * K * 2);
+        cuk_q4_to_bf16(&q, K, r0, n, dB, 0);
+        get(B, dB, (size_t)n * K * 2);
+        for (int r = 0; r < n; r++) kern_get_row(&w, r0 + r, Rf + (size_t)r * K);
+        for (size_t i = 0; i < (size_t)n * K; i++) Bf[i] = bf16_to_f32(B[i]);
+        expect("q4 -> bf16 tile", rel(Bf, Rf, (size_t)n * K), 4e-3);
+        // embedding gather of T random rows
+        int32_t tok[CUK_MV_MAX_TOK];
+        for (int t = 0; t < T; t++) tok[t] = irand(0, N - 1);
+        void *dt = dup_d(tok, sizeof tok), *dE = poison_d((size_t)T * K * 4);
+        float *Eg = malloc((size_t)T * K * 4), *Er = malloc((size_t)T * K * 4);
+        cuk_embed_q4(&q, dt, T, K, dE, 0);
+        get(Eg, dE, (size_t)T * K * 4);
+        for (int t = 0; t < T; t++) kern_get_row(&w, tok[t], Er + (size_t)t * K);
+        expect("q4 embed", rel(Eg, Er, (size_t)T * K), 1e-6);
+        free(Eg);
+        free(Er);
+        cudaFree(dt);
+        cudaFree(dE);
+        cudaFree(dB);
+        free(B);
+        free(Bf);
+        free(Rf);
+        cudaFree(dq);
+        cudaFree(dsb);
+        cudaFree(dX);
+        cudaFree(dn);
+        cudaFree(dr);
+        cudaFree(dY);
+        free(mem);
+        free(codes);
+        free(sb);
+        free(X);
+        free(Xn);
+        free(nw);
+        free(P);
+        free(Y0);
+        free(Ref);
+        free(Y);
+    }
+}
+
 // Fused q|k|v head norm + RoPE + KV store vs op_rmsnorm, op_rope_*, op_kv_store's layout.
 static void t_qkv_rope_store(void) {
     for (int it = 0; it < 6; it++) {
@@ -633,9 +776,11 @@ int main(void) {
         fprintf(stderr, "no CUDA device: skipped\n");
         return 77;
     }
-    for (int rep = 0; rep < 3; rep++) {
+    for (int rep = 0; rep < 4; rep++) {
         cuk_set_pdl(rep > 0);   // plain launches once, programmatic dependent launches after
+        cuk_set_mv_old(rep == 3);   // the previous bf16 matvec kernel (A/B timing) in the last round
         t_matvec();
+        t_matvec_q4();
         t_embed_bf16();
         t_rmsnorm();
         t_norm_rope();

@@ -3,7 +3,8 @@
 // the reference; 32 greedy tokens by incremental decoding identical to the reference; chunked
 // prefill, a continuous batch of three sequences, graph vs. direct launches, and a two-stage
 // layer split (on two GPUs when present, else two ranges on device 0) all agree with one
-// device. Then: the device memory limit refuses a sequence; after free + cuda_shutdown the
+// device. 4-bit models (golden models quantized to MLX q4 / GGUF Q4_0) kept 4-bit on
+// the GPU match the CPU reference kernels on the same weights. Then: the device memory limit refuses a sequence; after free + cuda_shutdown the
 // process holds no GPU memory (nvidia-smi) and a reload works.
 // SPDX-License-Identifier: MIT
 #include "check.h"
@@ -12,7 +13,9 @@
 #include "base/alloc.h"
 #include "cuda/cuda.h"
 #include "format/json.h"
+#include "kernels/kernels.h"
 #include "model/model.h"
+#include "model/quantize.h"
 
 #include <cuda_runtime.h>
 #include <dirent.h>
@@ -187,6 +190,104 @@ static void check_model(const char *dir, struct model *m) {
     json_doc_free(doc);
 }
 
+// 4-bit models: golden model dir quantized by quantize_model (MLX q4 group gs, or GGUF type);
+// GPU (weights kept 4-bit) vs the CPU reference kernels on the same quantized weights: last
+// logits of prompts of 1, 7 (matvec path) and 40 tokens (dequantized tiles + cuBLAS), then 32
+// greedy tokens by incremental decoding identical.
+static double worst_q4;
+static int q4_models, q4_greedy_ok, q4_greedy_cases;
+
+static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_dtype gt) {
+    char out[512];
+    const char *base = strrchr(dir, '/');
+    snprintf(out, sizeof out, "/tmp/lfmd-cuda-q4-%d-%s-%s%d%s", (int)getpid(), base ? base + 1 : dir,
+             fmt == QUANT_FMT_MLX ? "mlx" : lfmd_dtype_name(gt), gs, fmt == QUANT_FMT_GGUF ? ".gguf" : "");
+    struct quant_opts qo;
+    quant_opts_default(&qo);
+    qo.format = fmt;
+    qo.bits = 4;
+    qo.group_size = gs;
+    qo.gguf_type = gt;
+    struct quant_stats qs;
+    struct lfmd_err_ctx err = {0};
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
+    if (system(cmd)) {}
+    if (quantize_model(dir, out, &qo, &qs, &err)) {
+        fprintf(stderr, "quantize %s: %s\n", dir, err.msg);
+        CHECK(!"quantize");
+        return;
+    }
+    struct model *m = NULL;
+    if (model_open(out, NULL, &m, &err)) {
+        fprintf(stderr, "%s: %s\n", out, err.msg);
+        CHECK(!"q4 model opens");
+        return;
+    }
+    const struct model_config *c = model_get_config(m);
+    int V = c->n_vocab;
+    struct cuda_model *cm = NULL, *cmb = NULL;
+    struct cuda_opts o = {0}, ob = {.no_q4 = true};
+    CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
+    CHECK(cuda_model_new(m, &ob, &cmb, &err) == 0);
+    if (cm && cmb) {
+        fprintf(stderr, "%s: %zu device weight bytes kept 4-bit, %zu as bf16\n", out, cuda_model_weight_bytes(cm),
+                cuda_model_weight_bytes(cmb));
+        CHECK(cuda_model_weight_bytes(cm) < cuda_model_weight_bytes(cmb));
+    }
+    float *lg = malloc((size_t)V * 4), *cpu = malloc((size_t)V * 4);
+    int lens[3] = {1, 7, 40};
+    for (int k = 0; cm && k < 3; k++) {
+        int n = lens[k];
+        int32_t ids[64];
+        for (int i = 0; i < n; i++) ids[i] = 1 + (i * 7919 + k) % (V - 1);
+        struct runner *cr = NULL;
+        struct seq *cs = NULL;
+        kern_force_ref(true);
+        int rc = runner_new(m, 2, 128, &cr, &err);
+        if (!rc) rc = seq_new(m, n + 40, &cs, &err);
+        if (!rc) rc = model_forward(cr, cs, ids, n, cpu, &err);
+        CHECK(rc == 0);
+        struct cuda_seq *s = NULL;
+        CHECK(gpu_feed(cm, 512, n, ids, n, n + 40, lg, &s) == 0);
+        double e = rel_l2(lg, cpu, V);
+        fprintf(stderr, "  q4 %d tokens: gpu vs cpu ref %.3g\n", n, e);
+        CHECK(e < 1e-2);
+        if (e > worst_q4) worst_q4 = e;
+        struct cuda_runner *r = NULL;
+        CHECK(cuda_runner_new(cm, 16, &r, &err) == 0);
+        int mismatch = -1;
+        for (int g = 0; r && s && !rc && g < 32; g++) {
+            int32_t a = argmax(lg, V), b = argmax(cpu, V);
+            if (a != b) {
+                mismatch = g;
+                fprintf(stderr, "  q4 greedy differs at step %d: gpu %d (cpu logit %.5g) vs cpu %d (%.5g)\n", g, a,
+                        cpu[a], b, cpu[b]);
+                break;
+            }
+            if (cuda_forward(r, s, &a, 1, lg, &err) || model_forward(cr, cs, &a, 1, cpu, &err)) {
+                mismatch = g;
+                break;
+            }
+        }
+        kern_force_ref(false);
+        CHECK(mismatch < 0);
+        q4_greedy_ok += mismatch < 0;
+        q4_greedy_cases++;
+        cuda_runner_free(r);
+        cuda_seq_free(s);
+        runner_free(cr);
+        seq_free(cs);
+    }
+    free(lg);
+    free(cpu);
+    cuda_model_free(cm);
+    cuda_model_free(cmb);
+    model_close(m);
+    q4_models++;
+    if (system(cmd)) {}
+}
+
 static long gpu_mem_of_pid(void) {
     char cmd[200];
     snprintf(cmd, sizeof cmd, "nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null");
@@ -265,6 +366,15 @@ int main(void) {
         else model_close(m);
     }
     if (d) closedir(d);
+    // 4-bit: MLX q4 (group 32 / 64) and GGUF Q4_0, weights kept 4-bit on the GPU
+    check_q4("tests/golden/data/lfm2-gqa2", QUANT_FMT_MLX, 32, LFMD_DTYPE_Q4_0);
+    check_q4("tests/golden/data/lfm2-gqa4-ropeparams", QUANT_FMT_MLX, 64, LFMD_DTYPE_Q4_0);
+    check_q4("tests/golden/data/llama-gqa-tied", QUANT_FMT_MLX, 64, LFMD_DTYPE_Q4_0);
+    check_q4("tests/golden/data/llama-gqa-tied", QUANT_FMT_GGUF, 32, LFMD_DTYPE_Q4_0);
+    check_q4("tests/golden/data/lfm2-gqa2", QUANT_FMT_GGUF, 32, LFMD_DTYPE_Q4_0);
+    check_q4("tests/golden/data/lfm2-mha-legacy", QUANT_FMT_MLX, 32, LFMD_DTYPE_Q4_0);
+    fprintf(stderr, "%d q4 models: worst gpu-vs-cpu-ref %.3g, greedy identical in %d of %d\n", q4_models, worst_q4,
+            q4_greedy_ok, q4_greedy_cases);
     if (keep) check_lifecycle(keep);
     model_close(keep);
     fprintf(stderr, "%d golden models, %d cases, greedy identical in %d; worst gpu-vs-cpu %.3g, gpu-vs-HF %.3g\n",

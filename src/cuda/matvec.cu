@@ -1,0 +1,348 @@
+// Matrix-vector products for decode (up to CUK_MV_MAX_TOK tokens) over bf16 or 4-bit affine
+// weights, and the 4-bit -> bf16 tile dequantizer for cuBLAS products of larger batches.
+// Each warp owns R whole rows at a time (grid-stride over row groups): all of a lane's weight
+// loads for those rows (up to 8 x 16 bytes) are issued before any is used, the activations read
+// for one 16-byte chunk are shared by the R rows, and the warp finishes its rows with shuffles
+// alone: no block barrier outside the optional RMSNorm prologue. Accumulation is f32.
+// Invariant: launchers never synchronize and never allocate.
+// SPDX-License-Identifier: MIT
+#include "kern_common.cuh"
+
+#include <cuda_fp16.h>
+
+// 8 consecutive f32 activations at X + off (16-byte aligned); SM: shared memory, else via L1.
+template <bool SM>
+static __device__ __forceinline__ void ld_x8(const float *X, size_t off, float (&x)[8]) {
+    const float4 *p = reinterpret_cast<const float4 *>(X + off);
+    float4 a, b;
+    if (SM) {
+        a = p[0];
+        b = p[1];
+    } else {
+        a = __ldg(p);
+        b = __ldg(p + 1);
+    }
+    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+    x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+}
+
+static __device__ __forceinline__ float dot_bf16x8(uint4 w, const float (&x)[8]) {
+    return __uint_as_float(w.x << 16) * x[0] + __uint_as_float(w.x & 0xffff0000u) * x[1] +
+           __uint_as_float(w.y << 16) * x[2] + __uint_as_float(w.y & 0xffff0000u) * x[3] +
+           __uint_as_float(w.z << 16) * x[4] + __uint_as_float(w.z & 0xffff0000u) * x[5] +
+           __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
+}
+
+// The 8 4-bit codes of word w (element k in bits 4k..4k+3) as floats: each code is placed in
+// the low byte of 2^23 (0x4B000000) and 2^23 subtracted (exact).
+static __device__ __forceinline__ void q4_word(uint32_t w, float (&q)[8]) {
+    const uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu, m = 0x4B000000u;
+    const float M = 8388608.0f;
+    q[0] = __uint_as_float(__byte_perm(lo, m, 0x7440)) - M;
+    q[1] = __uint_as_float(__byte_perm(hi, m, 0x7440)) - M;
+    q[2] = __uint_as_float(__byte_perm(lo, m, 0x7441)) - M;
+    q[3] = __uint_as_float(__byte_perm(hi, m, 0x7441)) - M;
+    q[4] = __uint_as_float(__byte_perm(lo, m, 0x7442)) - M;
+    q[5] = __uint_as_float(__byte_perm(hi, m, 0x7442)) - M;
+    q[6] = __uint_as_float(__byte_perm(lo, m, 0x7443)) - M;
+    q[7] = __uint_as_float(__byte_perm(hi, m, 0x7443)) - M;
+}
+
+// Scale and bias of group g.
+static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g) {
+    if (sbk == CUK_SB_F32) return __ldg(reinterpret_cast<const float2 *>(sb) + g);
+    uint32_t v = __ldg(reinterpret_cast<const uint32_t *>(sb) + g);
+    if (sbk == CUK_SB_BF16) return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
+                       __half2float(__ushort_as_half((unsigned short)(v >> 16))));
+}
+
+// Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
+// 4-bit rows of n16 = K / 32 chunks (4 code words each), group g of a row = chunk >> cpg_sh.
+// A warp takes R rows per item; each lane loads chunks lane, lane + 32, ... (U = 8 / R per row
+// per iteration). NORM: the block first stages RMSNorm(X) (weight nw; token t reads X row
+// rows[t] when rows) in shared memory.
+template <int NT, int R, int WT, bool NORM>
+__global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, int K, int n16,
+                                              const void *__restrict__ sb, int sbk, int cpg_sh,
+                                              const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+                                              const float *__restrict__ nw, const int32_t *__restrict__ rows,
+                                              float eps) {
+    extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
+    __shared__ float red[8][NT];
+    constexpr int U = 8 / R;
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    const int items = (N + R - 1) / R, nwarp = gridDim.x * (blockDim.x / WARP);
+    const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
+    const int ng = n16 >> cpg_sh;          // groups per row (4-bit)
+    if (it0 < items) {                     // weights never depend on earlier kernels
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int row = min(it0 * R + r, N - 1);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (lane + WARP * u < n16) prefetch_l2(W + (size_t)row * n16 + lane + WARP * u);
+        }
+    }
+    pdl_wait();
+    pdl_trigger();
+    const float *Xa = X;
+    if (NORM) {
+        float ss[NT];
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
+            ss[t] = 0;
+            for (int i = threadIdx.x; i < K; i += blockDim.x) {
+                float v = xr[i];
+                xs[t * K + i] = v;
+                ss[t] += v * v;
+            }
+            ss[t] = warp_sum(ss[t]);
+            if (lane == 0) red[wi][t] = ss[t];
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float s = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) s += red[k][t];
+            float inv = 1.0f / sqrtf(s / K + eps);
+            for (int i = threadIdx.x; i < K; i += blockDim.x) xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
+        }
+        __syncthreads();
+        Xa = xs;
+    }
+    for (int it = it0; it < items; it += nwarp) {
+        const int r0 = it * R;
+        float acc[R][NT];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) acc[r][t] = 0.f;
+        for (int c0 = lane; c0 < n16; c0 += WARP * U) {
+            uint4 wv[R][U];
+            float2 sv[R][U];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const size_t row = (size_t)min(r0 + r, N - 1);
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int c = c0 + WARP * u;
+                    if (c < n16) {
+                        wv[r][u] = ld_stream(W + row * n16 + c);
+                        if (WT == 1) sv[r][u] = ld_sb(sb, sbk, row * ng + (c >> cpg_sh));
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + WARP * u;
+                if (c >= n16) continue;
+                if (WT == 0) {
+#pragma unroll
+                    for (int t = 0; t < NT; t++) {
+                        float x[8];
+                        ld_x8<NORM>(Xa, (size_t)t * K + 8 * (size_t)c, x);
+#pragma unroll
+                        for (int r = 0; r < R; r++) acc[r][t] += dot_bf16x8(wv[r][u], x);
+                    }
+                } else {
+                    float qd[R][NT], xsum[NT];
+#pragma unroll
+                    for (int t = 0; t < NT; t++) {
+                        xsum[t] = 0.f;
+#pragma unroll
+                        for (int r = 0; r < R; r++) qd[r][t] = 0.f;
+                    }
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+#pragma unroll
+                        for (int t = 0; t < NT; t++) {
+                            float x[8];
+                            ld_x8<NORM>(Xa, (size_t)t * K + 32 * (size_t)c + 8 * k, x);
+                            xsum[t] += ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+#pragma unroll
+                            for (int r = 0; r < R; r++) {
+                                const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
+                                                 : k == 2 ? wv[r][u].z : wv[r][u].w;
+                                float q[8];
+                                q4_word(w, q);
+                                qd[r][t] += q[0] * x[0] + q[1] * x[1] + q[2] * x[2] + q[3] * x[3] +
+                                            q[4] * x[4] + q[5] * x[5] + q[6] * x[6] + q[7] * x[7];
+                            }
+                        }
+                    }
+#pragma unroll
+                    for (int r = 0; r < R; r++)
+#pragma unroll
+                        for (int t = 0; t < NT; t++) acc[r][t] += sv[r][u].x * qd[r][t] + sv[r][u].y * xsum[t];
+                }
+            }
+        }
+        // every lane gets every sum; lane r * NT + t writes (row r0 + r, token t)
+        float mine = 0.f, other = 0.f;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                float v = warp_sum(acc[r][t]);
+                if (lane == r * NT + t) mine = v;
+                if (mode == CUK_MV_SWIGLU && (r & 1) && lane == (r - 1) * NT + t) other = v;
+            }
+        if (lane < R * NT) {
+            const int r = lane / NT, t = lane % NT, row = r0 + r;
+            if (mode == CUK_MV_SWIGLU) {
+                if (!(r & 1) && row + 1 < N) Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
+            } else if (row < N) {
+                float *y = Y + (size_t)t * ldy + row;
+                *y = mode == CUK_MV_ACC ? *y + mine : mine;
+            }
+        }
+    }
+}
+
+// Blocks of 256 threads: the row groups in whole waves of resident blocks (occupancy from the
+// runtime, cached per instantiation and shared-memory size; capped by cuk_set_mv_blocks).
+#define OCC_CACHE 256
+static struct { const void *k; size_t sm; int n; } g_occ[OCC_CACHE];
+static int g_n_occ;
+
+static int occupancy(const void *k, size_t sm) {
+    for (int i = 0; i < g_n_occ; i++)
+        if (g_occ[i].k == k && g_occ[i].sm == sm) return g_occ[i].n;
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k, 256, sm) != cudaSuccess || n < 1) {
+        cudaGetLastError();
+        n = 1;
+    }
+    if (g_n_occ < OCC_CACHE) g_occ[g_n_occ++] = {k, sm, n};
+    return n;
+}
+
+template <typename... P, typename... A>
+static void mv_go(void (*k)(P...), int items, size_t sm, cudaStream_t s, A... args) {
+    int per_sm = occupancy(reinterpret_cast<const void *>(k), sm);
+    if (g_mv_blocks && g_mv_blocks < per_sm) per_sm = g_mv_blocks;
+    int blocks = (items + 7) / 8, maxb = per_sm * n_sms(), waves = (blocks + maxb - 1) / maxb;
+    launch(k, dim3((unsigned)((blocks + waves - 1) / waves)), dim3(256), sm, s, args...);
+}
+
+template <int NT, int R, int WT>
+static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, float *Y,
+                 int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+    int n16 = WT ? K / 32 : K / 8, cpg_sh = 0;
+    while (WT && (32 << cpg_sh) < gs) cpg_sh++;
+    int items = (N + R - 1) / R;
+    const uint4 *w = static_cast<const uint4 *>(W);
+    if (nw)
+        mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb, sbk, cpg_sh, X,
+              Y, ldy, mode, nw, rows, eps);
+    else
+        mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode, nw, rows,
+              eps);
+}
+
+// Rows per warp: enough warps for the chip (about 16 per SM), at least 2 for SwiGLU pairs.
+// 4-bit rows carry 4x fewer bytes, so their warps take more rows (the activation chunk is then
+// shared by more rows); many tokens take fewer rows (registers).
+template <int NT, int WT>
+static void mv_t(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, float *Y,
+                 int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+    int want = 16 * n_sms();
+    int R = 1;
+    if (WT && NT <= 4 && N / 4 >= want) R = 4;
+    else if (WT && NT <= 4 && N / 2 >= want) R = 2;
+    if (mode == CUK_MV_SWIGLU && R < 2) R = 2;
+    if constexpr (WT == 1 && NT <= 4) {
+        if (R == 4) {
+            mv_r<NT, 4, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+            return;
+        }
+    }
+    if (R == 2) mv_r<NT, 2, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+    else mv_r<NT, 1, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+}
+
+template <int WT>
+static void mv_any(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, int T,
+                   float *Y, int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
+                   cudaStream_t s) {
+    switch (T) {
+    case 1: mv_t<1, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 2: mv_t<2, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 3: mv_t<3, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 4: mv_t<4, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 5: mv_t<5, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 6: mv_t<6, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    case 7: mv_t<7, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    default: mv_t<8, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
+    }
+}
+
+extern "C" int cuk_matvec_norm_fits(int T, int K) { return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM; }
+
+extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                           int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+    if (g_mv_old) cuk_matvec_old(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
+    else mv_any<0>(W, N, K, nullptr, 0, 0, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
+}
+
+extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
+                                int64_t ldy, cuk_stream s) {
+    cuk_matvec(W, N, K, X, T, Y, ldy, CUK_MV_STORE, nullptr, nullptr, 0.f, s);
+}
+
+extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                              int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+    mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
+}
+
+// ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into out [n, K]), one thread per code word ----
+__global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk, int gs, int K,
+                          int64_t r0, int64_t n, uint16_t *__restrict__ out) {
+    PDL_ENTER();
+    const int64_t wpr = K / 8, total = n * wpr;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i / wpr, w = i - r * wpr, row = r0 + r;
+        uint32_t code = q[row * wpr + w];
+        float2 p = ld_sb(sb, sbk, row * (K / gs) + (w * 8) / gs);
+        float f[8];
+        q4_word(code, f);
+        uint32_t b[8];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            uint32_t u = __float_as_uint(p.x * f[k] + p.y);
+            b[k] = (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64) : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        }
+        uint4 o = make_uint4(b[0] | (b[1] << 16), b[2] | (b[3] << 16), b[4] | (b[5] << 16), b[6] | (b[7] << 16));
+        reinterpret_cast<uint4 *>(out)[i] = o;
+    }
+}
+
+extern "C" void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *out, cuk_stream s) {
+    int64_t b = (n * (K / 8) + 255) / 256;
+    launch(k_q4_bf16, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, W->q, W->sb, W->sbk, W->gs, K, r0,
+           n, out);
+}
+
+// ---- 4-bit embedding gather: X[t, :] = row tok[t] of E (kern_get_row), one thread per word ----
+__global__ void k_embed_q4(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk, int gs,
+                           const int32_t *tok, int D, float *X) {
+    PDL_ENTER();
+    const int t = blockIdx.y, wpr = D / 8;
+    const int64_t row = tok[t];
+    for (int w = blockIdx.x * blockDim.x + threadIdx.x; w < wpr; w += gridDim.x * blockDim.x) {
+        float2 p = ld_sb(sb, sbk, row * (D / gs) + (w * 8) / gs);
+        float f[8];
+        q4_word(q[row * wpr + w], f);
+        float4 *o = reinterpret_cast<float4 *>(X + (size_t)t * D + 8 * (size_t)w);
+        o[0] = make_float4(p.x * f[0] + p.y, p.x * f[1] + p.y, p.x * f[2] + p.y, p.x * f[3] + p.y);
+        o[1] = make_float4(p.x * f[4] + p.y, p.x * f[5] + p.y, p.x * f[6] + p.y, p.x * f[7] + p.y);
+    }
+}
+
+extern "C" void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X, cuk_stream s) {
+    dim3 g((D / 8 + 255) / 256, T);
+    launch(k_embed_q4, g, dim3(256), 0, s, E->q, E->sb, E->sbk, E->gs, tok, D, X);
+}
