@@ -18,7 +18,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 if [ "${1:-}" = "--snapshot" ]; then
     rm -rf .cudasnap && mkdir -p .cudasnap
-    git archive HEAD CMakeLists.txt cmake src tests/CMakeLists.txt tests/check.h tests/cuda \
+    git archive HEAD CMakeLists.txt cmake src tests/CMakeLists.txt tests/check.h tests/golden_util.h \
+        tests/engine_collect.h tests/cuda \
         bench examples include | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
