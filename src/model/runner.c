@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 
 // ---- sequences ----
@@ -265,28 +266,51 @@ struct mm_job {
     int n_tok;
     float *Y;
     int64_t ldy, n_in, n_out;
+    int64_t chunk;          // rows per claim (a multiple of 16)
+    _Atomic int64_t next;   // first unclaimed row
 };
 
 // One pool dispatch per product: each thread quantizes the (few) activation rows into its own
-// region when the kernel wants them, then computes its share of output rows (multiples of 16).
+// region when the kernel wants them, then claims chunks of output rows (multiples of 16) until
+// none is left. Claiming instead of a fixed half per thread: a thread that gets less memory
+// bandwidth (or loses its core for a moment) takes fewer chunks, so the other one does not
+// spin at the end of every product (measured: ~25% of decode time spent waiting with halves).
 static void mm_rows(void *ctx, int ith, int nth) {
+    (void)nth;
     struct mm_job *j = ctx;
-    int64_t per = (j->n_out + nth - 1) / nth;
-    per = (per + 15) & ~(int64_t)15;
-    int64_t r0 = ith * per, r1 = r0 + per > j->n_out ? j->n_out : r0 + per;
-    if (r0 >= r1) return;
     void *qx = NULL;
     if (j->qx) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
         kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
     }
-    kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, r0, r1);
+    for (;;) {
+        int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+        if (r0 >= j->n_out) return;
+        int64_t r1 = r0 + j->chunk > j->n_out ? j->n_out : r0 + j->chunk;
+        kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, r0, r1);
+    }
+}
+
+// About 8 chunks per thread, at least 64 rows (16 when the matrix is small).
+static int64_t mm_chunk(int64_t n_out, int nth) {
+    int64_t c = n_out / ((int64_t)nth * 8);
+    c = (c + 15) & ~(int64_t)15;
+    if (c < 64) c = n_out >= 64 * nth ? 64 : 16;
+    return c;
+}
+
+static void mm_init(struct mm_job *j, struct runner *r, const struct tensor *W, const float *X,
+                    int n_tok, float *Y, int64_t ldy) {
+    j->W = W, j->X = X, j->n_tok = n_tok, j->Y = Y, j->ldy = ldy;
+    j->n_in = tensor_cols(W), j->n_out = tensor_rows(W), j->qx_bytes = r->qx_bytes;
+    j->qx = kern_matmul_uses_qx(W, n_tok) && kern_input_bytes(W->dtype, n_tok, j->n_in) ? r->qx : NULL;
+    j->chunk = mm_chunk(j->n_out, pool_threads(r->pool));
+    atomic_init(&j->next, 0);
 }
 
 void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy) {
-    struct mm_job j = {.W = W, .X = X, .n_tok = n_tok, .Y = Y, .ldy = ldy, .n_in = tensor_cols(W),
-                       .n_out = tensor_rows(W), .qx_bytes = r->qx_bytes};
-    if (kern_matmul_uses_qx(W, n_tok) && kern_input_bytes(W->dtype, n_tok, j.n_in)) j.qx = r->qx;
+    struct mm_job j;
+    mm_init(&j, r, W, X, n_tok, Y, ldy);
     pool_run(r->pool, mm_rows, &j);
 }
 
@@ -304,12 +328,7 @@ void op_matmul_multi(struct runner *r, int n, const struct tensor *const *W, con
                      float *const *Y, const int64_t *ldy) {
     struct mm_multi m = {.n = n};
     LFMD_ASSERT(n >= 1 && n <= 3);
-    for (int k = 0; k < n; k++) {
-        struct mm_job *j = &m.j[k];
-        *j = (struct mm_job){.W = W[k], .X = X, .n_tok = n_tok, .Y = Y[k], .ldy = ldy[k],
-                             .n_in = tensor_cols(W[k]), .n_out = tensor_rows(W[k]), .qx_bytes = r->qx_bytes};
-        if (kern_matmul_uses_qx(W[k], n_tok) && kern_input_bytes(W[k]->dtype, n_tok, j->n_in)) j->qx = r->qx;
-    }
+    for (int k = 0; k < n; k++) mm_init(&m.j[k], r, W[k], X, n_tok, Y[k], ldy[k]);
     pool_run(r->pool, mm_rows_multi, &m);
 }
 
