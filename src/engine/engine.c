@@ -167,6 +167,7 @@ void engine_opts_default(struct engine_opts *o) {
     o->idle_unload_s = 600;
     o->prefix_cache_bytes = (size_t)64 << 20;
     o->step_tokens = 256;
+    o->kv_type = "f16";
 }
 
 void engine_params_default(struct engine_params *p) {
@@ -354,6 +355,9 @@ int engine_submit(struct engine *e, const struct engine_params *p, engine_event_
     e->q_tail = r;
     e->q_len++;
     r->con = p->constraint; // owned from here on
+    // Under the same lock as the enqueue: the idle loop never sees a new keep_alive (0: unload
+    // now) without the request that carries it, so it cannot unload before serving it.
+    if (p->set_keep_alive) e->keep_alive_s = p->keep_alive_s;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
     *out = r;
@@ -438,6 +442,11 @@ static int do_load(struct engine *e, struct lfmd_err_ctx *err) {
     set_state(e, ENGINE_LOADING);
     double t0 = engine_now();
     int rc = e->ops->open(e->model_path, e->o.n_threads, &e->model, &e->info, err);
+    if (rc == 0 && e->o.kv_type && e->ops->set_kv_type &&
+        (rc = e->ops->set_kv_type(e->model, e->o.kv_type, err)) != 0) {
+        e->ops->close(e->model);
+        e->model = NULL;
+    }
     if (rc == 0) {
         size_t lb = (size_t)e->o.parallel * (size_t)e->info.n_vocab * sizeof(float);
         e->logits = lfmd_malloc(lb, LFMD_MEM_SCRATCH);

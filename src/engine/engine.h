@@ -66,6 +66,9 @@ struct engine_model_ops {
     void (*dec_free)(void *dec);
     // True for end-of-generation ids (EOS, <|im_end|>, ...).
     bool (*is_eog)(void *model, int32_t id);
+    // Optional: element type of the KV cache of sequences created from now on ("f16", "f32",
+    // "q8"); seq_bytes follows it. Backends without it keep their own (CUDA: f32 on the device).
+    int (*set_kv_type)(void *model, const char *name, struct lfmd_err_ctx *err);
     // One pass over several sequences (continuous batching): seqs[i] gets n[i] tokens; logits is
     // [n_seqs, n_vocab], each sequence's last-token logits. Any split gives identical results.
     int (*forward_batch)(void *runner, void *const *seqs, const int32_t *const *toks,
@@ -122,6 +125,7 @@ struct engine_opts {
     size_t memory_limit;      // 0 = unlimited (applied by engine_start)
     size_t prefix_cache_bytes;// prefix cache cap (default 64 MiB; 0 = off)
     int step_tokens;          // tokens per batched step: decode tokens + prefill chunks (256)
+    const char *kv_type;      // KV cache elements: "f16" (default), "f32" or "q8" (ops->set_kv_type)
 };
 void engine_opts_default(struct engine_opts *o);
 
@@ -153,6 +157,10 @@ struct engine_params {
     int top_logprobs;         // 0..LFMD_MAX_TOP_LOGPROBS
     // Constrained output: owned by the engine from a successful engine_submit (freed at DONE).
     struct engine_constraint *constraint;
+    // Ollama keep_alive: set_keep_alive applies keep_alive_s (engine_set_keep_alive's meaning)
+    // atomically with queueing this request.
+    bool set_keep_alive;
+    double keep_alive_s;
 };
 void engine_params_default(struct engine_params *p);
 

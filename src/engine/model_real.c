@@ -17,6 +17,7 @@ struct real_model {
     struct model *m;
     struct tokenizer *tok;
     const struct model_config *cfg;
+    struct seq_opts seq_opts; // KV cache element type of new sequences
     uint32_t *tb_off;         // token_bytes table: [n_vocab + 1] offsets into tb_data
     char *tb_data;
 };
@@ -48,6 +49,7 @@ static int real_open(const char *path, int n_threads, void **out, struct engine_
     int rc = model_open(path, &mo, &rm->m, err);
     if (rc) goto fail;
     rm->cfg = model_get_config(rm->m);
+    rm->seq_opts.kv_type = LFMD_DTYPE_F32;
     // The tokenizer lives in the model directory, or in a .gguf file's metadata.
     rc = model_tokenizer_load(path, &rm->tok, err);
     if (rc) goto fail;
@@ -72,13 +74,25 @@ fail:
 
 static size_t real_seq_bytes(void *h, int n_ctx) {
     struct real_model *rm = h;
-    return seq_state_bytes(rm->cfg, n_ctx);
+    return seq_state_bytes_kv(rm->cfg, n_ctx, rm->seq_opts.kv_type);
+}
+
+static int real_set_kv_type(void *h, const char *name, struct lfmd_err_ctx *err) {
+    struct real_model *rm = h;
+    enum lfmd_dtype t;
+    if (seq_kv_type_parse(name, &t))
+        return lfmd_err_set(err, LFMD_EINVAL, "kv type '%s': use f16, f32 or q8", name);
+    if (t == LFMD_DTYPE_Q8_0 && rm->cfg->head_dim % 32 != 0)
+        return lfmd_err_set(err, LFMD_EINVAL, "kv type q8 needs a head_dim that is a multiple of 32 "
+                            "(this model's is %d)", rm->cfg->head_dim);
+    rm->seq_opts.kv_type = t;
+    return 0;
 }
 
 static int real_seq_new(void *h, int n_ctx, void **out, struct lfmd_err_ctx *err) {
     struct real_model *rm = h;
     struct seq *s = NULL;
-    int rc = seq_new(rm->m, n_ctx, &s, err);
+    int rc = seq_new_ex(rm->m, n_ctx, &rm->seq_opts, &s, err);
     *out = s;
     return rc;
 }
@@ -258,6 +272,7 @@ const struct engine_model_ops engine_model_real = {
     .close = real_close,
     .seq_bytes = real_seq_bytes,
     .seq_new = real_seq_new,
+    .set_kv_type = real_set_kv_type,
     .seq_free = real_seq_free,
     .seq_reset = real_seq_reset,
     .runner_new = real_runner_new,

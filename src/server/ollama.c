@@ -456,8 +456,11 @@ static enum MHD_Result handle_gen(struct ollama_ctx *o, struct MHD_Connection *c
     engine_get_stats(o->e, &st);
     x->loads0 = st.loads;
     x->t_submit = engine_now();
-    // keep_alive applies from this request on; without one, back to --idle-unload.
-    engine_set_keep_alive(o->e, rq->keep_alive_set ? rq->keep_alive_s : NAN);
+    // keep_alive applies from this request on; without one, back to --idle-unload. It travels
+    // with the request: set separately, an idle engine could unload (keep_alive 0) before the
+    // request is queued, and the reload would then forget it.
+    rq->params.set_keep_alive = true;
+    rq->params.keep_alive_s = rq->keep_alive_set ? rq->keep_alive_s : NAN;
     bool stream = rq->stream;
     rc = gen_submit(g, o->e, &rq->params, &err);
     if (rc) constraint_free(rq->params.constraint); // the engine owns it only after success

@@ -1,6 +1,7 @@
 // Continuous batching, prefix cache and scoring on the real embedded router model: N concurrent
 // greedy streams give exactly the tokens each gives alone; cached prompts give identical outputs;
-// choice scores are identical cached or not and match a one-at-a-time computation.
+// choice scores are identical cached or not and match a one-at-a-time computation; the KV cache
+// types (--kv-type) size sequences as they should and serve.
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "engine/engine.h"
@@ -201,7 +202,65 @@ static void test_scoring(void) {
     engine_stop(e, 5);
 }
 
+// --kv-type: sequence sizes follow the type (f16 = half of f32's KV, q8 smaller still), a bad
+// name or a load-time refusal is a clean error, and the engine serves with each type.
+static void test_kv_types(void) {
+    const struct engine_model_ops *ops = engine_ops_for_path(ROUTER);
+    struct engine_model_info info;
+    struct lfmd_err_ctx err = {0};
+    void *m = NULL;
+    CHECK_EQ(ops->open(ROUTER, 1, &m, &info, &err), 0);
+    CHECK(ops->set_kv_type != NULL);
+    size_t b[3];
+    const char *names[3] = {"f32", "f16", "q8"};
+    for (int i = 0; i < 3; i++) {
+        int rc = ops->set_kv_type(m, names[i], &err);
+        if (i == 2 && rc) { // q8 needs head_dim % 32 == 0: refused with a message, else sized
+            CHECK(strstr(err.msg, "head_dim") != NULL);
+            b[2] = 0;
+            continue;
+        }
+        CHECK_EQ(rc, 0);
+        b[i] = ops->seq_bytes(m, 200) - ops->seq_bytes(m, 100); // KV of 100 tokens
+    }
+    CHECK(b[0] > 0 && b[1] * 2 == b[0]);
+    CHECK(b[2] == 0 || b[2] < b[1]);
+    CHECK(ops->set_kv_type(m, "f8", &err) != 0);
+    ops->close(m);
+
+    for (int i = 0; i < 2; i++) {
+        struct engine_opts o;
+        engine_opts_default(&o);
+        CHECK_STR(o.kv_type, "f16"); // the default
+        o.model_path = ROUTER;
+        o.ops = ops;
+        o.n_threads = 2;
+        o.preload = true;
+        o.kv_type = i == 0 ? "f32" : "bogus";
+        struct engine *e = NULL;
+        struct lfmd_err_ctx e2 = {0};
+        int rc = engine_start(&o, &e, &e2);
+        if (i == 1) {
+            CHECK(rc != 0 && strstr(e2.msg, "bogus") != NULL);
+            continue;
+        }
+        CHECK_EQ(rc, 0);
+        struct collect c;
+        greedy_collect_init(&c);
+        struct engine_params p;
+        greedy(&p, prompts[1]);
+        struct engine_req *r = NULL;
+        CHECK_EQ(engine_submit(e, &p, on_event, &c, &r, &err), 0);
+        collect_wait(&c);
+        engine_req_release(r);
+        CHECK_EQ(c.code, 0);
+        CHECK(c.n_gen > 0);
+        engine_stop(e, 5);
+    }
+}
+
 int main(void) {
+    test_kv_types();
     test_batch_equals_alone();
     test_prefix_cache();
     test_scoring();
