@@ -57,10 +57,11 @@ cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE
 cmake --build $B -j16 --target cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
-run() { # name, timeout, command...
+T0=$(date +%s)
+run() { # name, timeout, command... (stdout unbuffered: a killed run keeps its output)
     local name=$1 to=$2; shift 2
-    echo "== $name"
-    timeout "$to" "$@"
+    echo "== $name (at $(( $(date +%s) - T0 )) s)"
+    timeout "$to" stdbuf -oL "$@"
     local rc=$?
     RES[$name]=$rc
     echo "== $name rc=$rc"
@@ -74,16 +75,19 @@ t1=$(date +%s)
 python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
 echo "== generated $M in $(( $(date +%s) - t1 )) s: $(du -sh $M | cut -f1)"
 # 4-bit copies (MLX q4 group 64, GGUF Q4_0) of the same weights, kept 4-bit on the GPU
-$B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 &
-$B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf &
-$B/src/lfmd-cuda-bench --quantize bf16 $M $M-bf16.gguf &   # same bf16 weights + a GGUF vocabulary
-wait
+# (wait on the pids: a bare `wait` also waits for the tee of this script's output)
+$B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 & p1=$!
+$B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf & p2=$!
+$B/src/lfmd-cuda-bench --quantize bf16 $M $M-bf16.gguf & p3=$!   # same bf16 weights + a GGUF vocabulary
+wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # before/after in the same call: the previous bf16 matvec kernel
 LFMD_CUDA_MV_OLD=1 run bench_mv_old 120 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
+# attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs)
+for n in 2 4; do LFMD_CUDA_ATT_SPLITS=$n run bench_att$n 120 $B/src/lfmd-cuda-bench $M; done
 # batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
 run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
@@ -95,4 +99,4 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden engine bench bench_mv_old bench_mlx4 bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine bench bench_mv_old bench_mlx4 bench_q4_0 bench_att2 bench_att4 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -614,6 +614,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->no_q4 = o && o->no_q4;
     cuk_set_pdl(cm->pdl);
     cuk_set_mv_old(o && o->mv_old);
+    cuk_set_attn_splits(o ? o->att_splits : 0);
     cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
@@ -786,7 +787,7 @@ struct graph_ent {
 struct scratch {
     float *x, *xn, *a, *b, *c, *part, *logits, *stk;
     uint16_t *xb;
-    uint16_t *wt;               // 4-bit weight rows dequantized to bf16 for cuBLAS (WT_ELEMS)
+    uint16_t *wt;               // 4-bit weight rows dequantized for cuBLAS: hi | lo bf16 tiles
     int32_t *amax;              // greedy tokens of the logit rows
     unsigned *ticket;           // attention split counters [T * n_head], zero between launches
     void *ws;
@@ -930,7 +931,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             {&sc->meta_d, sc->meta_bytes},      {(void **)&sc->stk, 2 * stk_t * stk_n * 4},
             {(void **)&sc->amax, i == cm->n_stages - 1 ? T * sizeof(int32_t) : 0},
             {(void **)&sc->ticket, T * (size_t)c->n_head * sizeof(unsigned)},
-            {(void **)&sc->wt, cm->has_q4 && (int)T > CUK_MV_MAX_TOK ? WT_ELEMS * 2 : 0},
+            {(void **)&sc->wt, cm->has_q4 && (int)T > CUK_MV_MAX_TOK ? 2 * WT_ELEMS * 2 : 0},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
             if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
@@ -983,7 +984,8 @@ void cuda_runner_sync(struct cuda_runner *r) {
 // tokens take two products. SwiGLU through cuBLAS: the [T, N] product lands in sc->a, then
 // cuk_swiglu_pair writes Y.
 // 4-bit matrices take the matvec kernel up to CUK_MV_MAX_TOK tokens; beyond that their rows are
-// dequantized to bf16 in tiles of WT_ELEMS (sc->wt) and each tile goes through cuBLAS.
+// dequantized in tiles of WT_ELEMS rows x cols to bf16 hi + lo parts (sc->wt; lo skipped with
+// fast_gemm) and each tile goes through cuBLAS: W_hi (x_hi + x_lo) + W_lo x_hi.
 static bool use_mv(const struct cuda_model *cm, const struct cw *W, int T) {
     return W->q4 ? T <= CUK_MV_MAX_TOK : T <= cm->mv_max && W->cols % 8 == 0;
 }
@@ -1019,20 +1021,30 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
     int tile = W->q4 ? (int)(WT_ELEMS / (size_t)K) : N;
     for (int r0 = 0; r0 < N; r0 += tile) {
         int nr = N - r0 < tile ? N - r0 : tile;
-        const uint16_t *w = W->d;
+        const uint16_t *w = W->d, *wl = NULL;   // wl: 4-bit weights' bf16 remainder (w + wl)
         if (W->q4) {
             struct cuk_q4 q = {W->q, W->sb, W->sbk, W->gs};
-            cuk_q4_to_bf16(&q, K, r0, nr, sc->wt, st->st);
-            w = sc->wt;
+            uint16_t *hi = sc->wt, *lw = cm->fast_gemm ? NULL : sc->wt + WT_ELEMS;
+            cuk_q4_to_bf16(&q, K, r0, nr, hi, lw, st->st);
+            w = hi;
+            wl = lw;
         }
         if (stacked) {
             cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, 2 * T, K, &one, w, CUDA_R_16BF, K, sc->xb,
                          CUDA_R_16BF, K, &zero, sc->stk + r0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            if (wl)   // + W_lo x_hi (the W_lo x_lo term is below the precision kept)
+                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, wl, CUDA_R_16BF, K, sc->xb,
+                             CUDA_R_16BF, K, &one, sc->stk + r0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT);
         } else {
             cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K, sc->xb,
                          CUDA_R_16BF, K, &beta, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             if (!cm->fast_gemm)
                 cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K, lo,
+                             CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT);
+            if (wl)
+                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, wl, CUDA_R_16BF, K, sc->xb,
                              CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F,
                              CUBLAS_GEMM_DEFAULT);
         }

@@ -31,6 +31,7 @@ struct cuda_opts {
     int mv_blocks;                  // matvec blocks per SM (0 = default; see cuk_set_mv_blocks)
     bool no_q4;                     // dequantize 4-bit weights to bf16 at upload (A/B timing)
     bool mv_old;                    // bf16 matvec through the previous kernel (A/B timing)
+    int att_splits;                 // attention splits along the sequence (0 = by shape)
 };
 
 struct cuda_model;

@@ -376,7 +376,11 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
     if (!ticket) launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }
 
+static int g_att_splits;     // fixed attention split count (0: by shape)
+extern "C" void cuk_set_attn_splits(int n) { g_att_splits = n > 0 && n <= CUK_MAX_SPLIT ? n : 0; }
+
 extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
+    if (g_att_splits) return g_att_splits;
     int items = T * H;
     int want = (2 * n_sm + items - 1) / items;
     if (want < 4) want = 4;   // short per-warp chains even when the grid is already full

@@ -93,8 +93,10 @@ void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, 
                    int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s);
 // X[t, :] = row tok[t] of 4-bit E [V, D] (kern_get_row); D % 32 == 0.
 void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X, cuk_stream s);
-// out [n, K] = bf16(rows r0 .. r0 + n of W) (round to nearest even), for cuBLAS products.
-void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *out, cuk_stream s);
+// hi [n, K] = bf16(rows r0 .. r0 + n of W) (round to nearest even) and, when lo is non-NULL,
+// lo = bf16(W - hi) (hi + lo: ~16 mantissa bits), for cuBLAS products.
+void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *hi, uint16_t *lo,
+                    cuk_stream s);
 // bf16 matvec through the previous kernel (one row slice per warp, block barrier per row
 // group), for A/B timing; default off.
 void cuk_set_mv_old(int on);
@@ -124,6 +126,8 @@ void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s);
 void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo, cuk_stream s);
 // Picks the attention split count for T tokens of H heads on a GPU of n_sm multiprocessors.
 int cuk_attn_splits(int T, int H, int n_sm);
+// Fixes the split count (1 .. CUK_MAX_SPLIT; 0: by shape again), for A/B timing.
+void cuk_set_attn_splits(int n);
 
 #ifdef __cplusplus
 }

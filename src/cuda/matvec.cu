@@ -298,9 +298,15 @@ extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float 
     mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
 }
 
-// ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into out [n, K]), one thread per code word ----
+// ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into hi [n, K]; lo: the rounding remainder, so that
+// hi + lo carries ~16 mantissa bits), one thread per code word ----
+static __device__ __forceinline__ uint32_t f2bf(float f) {
+    uint32_t u = __float_as_uint(f);
+    return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64) : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 __global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk, int gs, int K,
-                          int64_t r0, int64_t n, uint16_t *__restrict__ out) {
+                          int64_t r0, int64_t n, uint16_t *__restrict__ hi, uint16_t *__restrict__ lo) {
     PDL_ENTER();
     const int64_t wpr = K / 8, total = n * wpr;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
@@ -309,21 +315,27 @@ __global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict
         float2 p = ld_sb(sb, sbk, row * (K / gs) + (w * 8) / gs);
         float f[8];
         q4_word(code, f);
-        uint32_t b[8];
+        uint32_t b[8], l[8];
 #pragma unroll
         for (int k = 0; k < 8; k++) {
-            uint32_t u = __float_as_uint(p.x * f[k] + p.y);
-            b[k] = (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64) : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+            float v = p.x * f[k] + p.y;
+            b[k] = f2bf(v);
+            float rem = v - __uint_as_float(b[k] << 16);
+            l[k] = isfinite(rem) ? f2bf(rem) : 0u;
         }
-        uint4 o = make_uint4(b[0] | (b[1] << 16), b[2] | (b[3] << 16), b[4] | (b[5] << 16), b[6] | (b[7] << 16));
-        reinterpret_cast<uint4 *>(out)[i] = o;
+        reinterpret_cast<uint4 *>(hi)[i] =
+            make_uint4(b[0] | (b[1] << 16), b[2] | (b[3] << 16), b[4] | (b[5] << 16), b[6] | (b[7] << 16));
+        if (lo)
+            reinterpret_cast<uint4 *>(lo)[i] =
+                make_uint4(l[0] | (l[1] << 16), l[2] | (l[3] << 16), l[4] | (l[5] << 16), l[6] | (l[7] << 16));
     }
 }
 
-extern "C" void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *out, cuk_stream s) {
+extern "C" void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *hi, uint16_t *lo,
+                               cuk_stream s) {
     int64_t b = (n * (K / 8) + 255) / 256;
     launch(k_q4_bf16, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, W->q, W->sb, W->sbk, W->gs, K, r0,
-           n, out);
+           n, hi, lo);
 }
 
 // ---- 4-bit embedding gather: X[t, :] = row tok[t] of E (kern_get_row), one thread per word ----

@@ -143,6 +143,7 @@ int main(int argc, char **argv) {
     o.mv_blocks = getenv("LFMD_CUDA_MV_BLOCKS") ? atoi(getenv("LFMD_CUDA_MV_BLOCKS")) : 0;
     o.mv_old = getenv("LFMD_CUDA_MV_OLD") != NULL;   // the previous bf16 matvec kernel
     o.no_q4 = getenv("LFMD_CUDA_NO_Q4") != NULL;     // 4-bit weights dequantized to bf16 at upload
+    o.att_splits = getenv("LFMD_CUDA_ATT_SPLITS") ? atoi(getenv("LFMD_CUDA_ATT_SPLITS")) : 0;
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
     double t0 = now();

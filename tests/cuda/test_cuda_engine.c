@@ -93,6 +93,8 @@ int main(int argc, char **argv) {
     if (n > MAX_REQ) n = MAX_REQ;
     struct lfmd_err_ctx err = {0};
     CHECK_EQ(engine_cuda_configure("cuda:0", NULL, 0, &err), 0);
+    engine_cuda_set_gpu_greedy(false);   // warm-up (driver, module loading), not compared
+    run(engine_ops_for_path(model), model, parallel, max_tokens, n < NPROMPT ? n : NPROMPT, 1);
     engine_cuda_set_gpu_greedy(true);
     uint64_t g0 = engine_cuda_greedy_steps();
     double a = run(engine_ops_for_path(model), model, parallel, max_tokens, n, 0);

@@ -610,14 +610,19 @@ static void t_matvec_q4(void) {
         expect(what, rel(Y, Ref, (size_t)nout), 3e-5);
         // dequantized bf16 tile of rows [r0, r0 + n)
         int r0 = irand(0, N - 1), n = irand(1, N - r0);
-        uint16_t *B = malloc((size_t)n * K * 2);
+        uint16_t *B = malloc((size_t)n * K * 2), *Bl = malloc((size_t)n * K * 2);
         float *Bf = malloc((size_t)n * K * 4), *Rf = malloc((size_t)n * K * 4);
-        void *dB = poison_d((size_t)n * K * 2);
-        cuk_q4_to_bf16(&q, K, r0, n, dB, 0);
+        void *dB = poison_d((size_t)n * K * 2), *dBl = poison_d((size_t)n * K * 2);
+        cuk_q4_to_bf16(&q, K, r0, n, dB, dBl, 0);
         get(B, dB, (size_t)n * K * 2);
+        get(Bl, dBl, (size_t)n * K * 2);
         for (int r = 0; r < n; r++) kern_get_row(&w, r0 + r, Rf + (size_t)r * K);
         for (size_t i = 0; i < (size_t)n * K; i++) Bf[i] = bf16_to_f32(B[i]);
         expect("q4 -> bf16 tile", rel(Bf, Rf, (size_t)n * K), 4e-3);
+        for (size_t i = 0; i < (size_t)n * K; i++) Bf[i] += bf16_to_f32(Bl[i]);
+        expect("q4 -> bf16 hi + lo tile", rel(Bf, Rf, (size_t)n * K), 2e-5);
+        free(Bl);
+        cudaFree(dBl);
         // embedding gather of T random rows
         int32_t tok[CUK_MV_MAX_TOK];
         for (int t = 0; t < T; t++) tok[t] = irand(0, N - 1);
