@@ -58,7 +58,8 @@ void cuda_shutdown(void);
 // Q4_1, Q4_K. Returns 1 and the device group size and scale-bias kind (CUK_SB_*, kernels.h)
 // when t can be packed, else 0.
 int cuda_q4_format(const struct tensor *t, int *gs, int *sbk);
-// Packs row r of t into the device layout (kernels.h, struct cuk_q4): codes [K / 8] words,
+// Packs row r of t into the device layout (kernels.h, struct cuk_q4; words permuted in blocks
+// of 128 for coalesced activation reads): codes [K / 8] words,
 // sb [K / gs] pairs of kind sbk (from cuda_q4_format).
 void cuda_q4_pack_row(const struct tensor *t, int64_t r, int sbk, uint32_t *codes, void *sb);
 

@@ -79,7 +79,8 @@ void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y
 int cuk_matvec_norm_fits(int T, int K);
 // 4-bit affine weights kept quantized on the device (MLX q4, GGUF Q4_0 / Q4_1 / Q4_K repacked at
 // upload by cuda_q4_pack_row): row r holds K / 8 uint32 code words (element e in bits
-// 4 (e % 8) of word e / 8, the MLX layout) and K / gs scale-bias pairs (sbk: CUK_SB_BF16 /
+// 4 (e % 8) of word e / 8, the MLX layout; words stored in blocks of 128, word 128 b + 32 k + j
+// at position 128 b + 4 j + k, a partial last block in order) and K / gs scale-bias pairs (sbk: CUK_SB_BF16 /
 // CUK_SB_F16: one uint32, scale in the low half, bias in the high half; CUK_SB_F32: float2);
 // w = scale * q + bias. K % 32 == 0, gs in {32, 64, 128}.
 enum { CUK_SB_BF16 = 0, CUK_SB_F16 = 1, CUK_SB_F32 = 2 };

@@ -58,7 +58,8 @@ static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g
 }
 
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
-// 4-bit rows of n16 = K / 32 chunks (4 code words each), group g of a row = chunk >> cpg_sh.
+// 4-bit rows of n16 = K / 32 chunks (4 code words each, in the storage order of
+// cuda_q4_pack_row), groups of 2^(cpg_sh + 2) words.
 // A warp takes R rows per item; each lane loads chunks lane, lane + 32, ... (U = 8 / R per row
 // per iteration). NORM: the block first stages RMSNorm(X) (weight nw; token t reads X row
 // rows[t] when rows) in shared memory.
@@ -75,6 +76,8 @@ __global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, 
     const int items = (N + R - 1) / R, nwarp = gridDim.x * (blockDim.x / WARP);
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh;          // groups per row (4-bit)
+    const int wsh = cpg_sh + 2;            // word -> group shift (4-bit)
+    const int nfull = n16 >> 5;            // full 128-word blocks per row (4-bit)
     if (it0 < items) {                     // weights never depend on earlier kernels
 #pragma unroll
         for (int r = 0; r < R; r++) {
@@ -122,17 +125,13 @@ __global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, 
             for (int t = 0; t < NT; t++) acc[r][t] = 0.f;
         for (int c0 = lane; c0 < n16; c0 += WARP * U) {
             uint4 wv[R][U];
-            float2 sv[R][U];
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const size_t row = (size_t)min(r0 + r, N - 1);
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
-                    if (c < n16) {
-                        wv[r][u] = ld_stream(W + row * n16 + c);
-                        if (WT == 1) sv[r][u] = ld_sb(sb, sbk, row * ng + (c >> cpg_sh));
-                    }
+                    if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
                 }
             }
 #pragma unroll
@@ -148,35 +147,31 @@ __global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, 
                         for (int r = 0; r < R; r++) acc[r][t] += dot_bf16x8(wv[r][u], x);
                     }
                 } else {
-                    float qd[R][NT], xsum[NT];
-#pragma unroll
-                    for (int t = 0; t < NT; t++) {
-                        xsum[t] = 0.f;
-#pragma unroll
-                        for (int r = 0; r < R; r++) qd[r][t] = 0.f;
-                    }
+                    // 16-byte chunk c holds words word(k) = 128 (c / 32) + c % 32 + 32 k of a
+                    // full 128-word block (cuda_q4_pack_row), else 4 c + k: for each k the lanes
+                    // of a warp read consecutive words, so their activations are contiguous.
+                    const bool full = (c >> 5) < nfull;
 #pragma unroll
                     for (int k = 0; k < 4; k++) {
+                        const int word = full ? ((c >> 5) << 7) + (c & 31) + 32 * k : 4 * c + k;
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
                             float x[8];
-                            ld_x8<NORM>(Xa, (size_t)t * K + 32 * (size_t)c + 8 * k, x);
-                            xsum[t] += ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+                            ld_x8<NORM>(Xa, (size_t)t * K + 8 * (size_t)word, x);
+                            const float xs = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
 #pragma unroll
                             for (int r = 0; r < R; r++) {
                                 const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
                                                  : k == 2 ? wv[r][u].z : wv[r][u].w;
+                                const float2 p = ld_sb(sb, sbk, (size_t)min(r0 + r, N - 1) * ng + (word >> wsh));
                                 float q[8];
                                 q4_word(w, q);
-                                qd[r][t] += q[0] * x[0] + q[1] * x[1] + q[2] * x[2] + q[3] * x[3] +
-                                            q[4] * x[4] + q[5] * x[5] + q[6] * x[6] + q[7] * x[7];
+                                const float qd = q[0] * x[0] + q[1] * x[1] + q[2] * x[2] + q[3] * x[3] +
+                                                 q[4] * x[4] + q[5] * x[5] + q[6] * x[6] + q[7] * x[7];
+                                acc[r][t] += p.x * qd + p.y * xs;
                             }
                         }
                     }
-#pragma unroll
-                    for (int r = 0; r < R; r++)
-#pragma unroll
-                        for (int t = 0; t < NT; t++) acc[r][t] += sv[r][u].x * qd[r][t] + sv[r][u].y * xsum[t];
                 }
             }
         }
@@ -300,6 +295,15 @@ extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float 
 
 // ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into hi [n, K]; lo: the rounding remainder, so that
 // hi + lo carries ~16 mantissa bits), one thread per code word ----
+// Storage position of word w of a 4-bit row of nw words (cuda_q4_pack_row): in a full block of
+// 128 words, word 128 b + 32 k + j sits at 128 b + 4 j + k; a partial last block keeps its order.
+static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
+    int64_t b = w >> 7;
+    if (b >= (nw >> 7)) return w;
+    int r = (int)(w & 127);
+    return (b << 7) + 4 * (r & 31) + (r >> 5);
+}
+
 static __device__ __forceinline__ uint32_t f2bf(float f) {
     uint32_t u = __float_as_uint(f);
     return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64) : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
@@ -311,7 +315,7 @@ __global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict
     const int64_t wpr = K / 8, total = n * wpr;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / wpr, w = i - r * wpr, row = r0 + r;
-        uint32_t code = q[row * wpr + w];
+        uint32_t code = q[row * wpr + q4_pos(w, wpr)];
         float2 p = ld_sb(sb, sbk, row * (K / gs) + (w * 8) / gs);
         float f[8];
         q4_word(code, f);
@@ -347,7 +351,7 @@ __global__ void k_embed_q4(const uint32_t *__restrict__ q, const void *__restric
     for (int w = blockIdx.x * blockDim.x + threadIdx.x; w < wpr; w += gridDim.x * blockDim.x) {
         float2 p = ld_sb(sb, sbk, row * (D / gs) + (w * 8) / gs);
         float f[8];
-        q4_word(q[row * wpr + w], f);
+        q4_word(q[row * wpr + q4_pos(w, wpr)], f);
         float4 *o = reinterpret_cast<float4 *>(X + (size_t)t * D + 8 * (size_t)w);
         o[0] = make_float4(p.x * f[0] + p.y, p.x * f[1] + p.y, p.x * f[2] + p.y, p.x * f[3] + p.y);
         o[1] = make_float4(p.x * f[4] + p.y, p.x * f[5] + p.y, p.x * f[6] + p.y, p.x * f[7] + p.y);
