@@ -2,6 +2,9 @@
 // Prompt tokens are pseudo-random ids (speed does not depend on their values). Each figure is the
 // median of --reps runs. Load time is model_open (lazy mmap) plus the first forward's page faults
 // are part of the first prefill run, which is why a warm-up run precedes the timed ones.
+// --streams N measures continuous batching at the model layer: N sequences are prefilled, then
+// every decode step is one model_forward_batch with one token per sequence (what the engine
+// runs for N concurrent greedy requests); decode tok/s is then the aggregate over the N.
 // SPDX-License-Identifier: MIT
 #include "app.h"
 #include "commands.h"
@@ -27,14 +30,17 @@ static double median(double *v, int n) {
 int cmd_bench(int argc, char **argv) {
     const char *model_arg = NULL;
     int n_prompt = 512, n_gen = 128, threads = app_threads_default(), reps = 3, batch_tokens = LFMD_MAX_BATCH_TOKENS;
+    int streams = 1;
     bool json = false, missing = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfmd bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-                   "                  [--batch-tokens 512] [--json]\n\n"
+                   "                  [--batch-tokens 512] [--streams N] [--json]\n\n"
                    "Measures prefill tok/s (a -p token prompt), decode tok/s (-n tokens one at a time\n"
                    "after it), model open time and peak RSS. Medians of -r runs after one warm-up.\n"
+                   "--streams N decodes N sequences together (one batched forward per step) and\n"
+                   "reports their aggregate decode tok/s.\n"
                    "--json prints one object with prefill_tok_s, decode_tok_s, load_ms, peak_rss_bytes.\n"
                    "Prompt ids are pseudo-random (speed does not depend on them). Run nothing else on\n"
                    "the machine while measuring; compare with llama.cpp via bench/compare.sh.\n"
@@ -47,6 +53,7 @@ int cmd_bench(int argc, char **argv) {
         else if ((v = app_opt(argc, argv, &i, "-t", &missing)) || (v = app_opt(argc, argv, &i, "--threads", &missing))) threads = atoi(v);
         else if ((v = app_opt(argc, argv, &i, "-r", &missing)) || (v = app_opt(argc, argv, &i, "--reps", &missing))) reps = atoi(v);
         else if ((v = app_opt(argc, argv, &i, "--batch-tokens", &missing))) batch_tokens = atoi(v);
+        else if ((v = app_opt(argc, argv, &i, "--streams", &missing))) streams = atoi(v);
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!missing) {
             fprintf(stderr, "lfmd bench: unknown option '%s'\n", argv[i]);
@@ -54,8 +61,8 @@ int cmd_bench(int argc, char **argv) {
         }
         if (missing) return 2;
     }
-    if (n_prompt < 1 || n_gen < 0 || reps < 1 || reps > 100) {
-        fprintf(stderr, "lfmd bench: need -p >= 1, -n >= 0, 1 <= -r <= 100\n");
+    if (n_prompt < 1 || n_gen < 0 || reps < 1 || reps > 100 || streams < 1 || streams > 64) {
+        fprintf(stderr, "lfmd bench: need -p >= 1, -n >= 0, 1 <= -r <= 100, 1 <= --streams <= 64\n");
         return 2;
     }
     const char *path = app_model_path(model_arg);
@@ -63,7 +70,7 @@ int cmd_bench(int argc, char **argv) {
     struct lfmd_err_ctx err = {0};
     struct model *m = NULL;
     struct runner *r = NULL;
-    struct seq *s = NULL;
+    struct seq *s = NULL, *ss[64] = {0};
     int32_t *ids = NULL;
     float *logits = NULL;
     double *pf = NULL, *dc = NULL;
@@ -73,8 +80,11 @@ int cmd_bench(int argc, char **argv) {
     double load_ms = app_now_ms() - t0;
     const struct model_config *c = model_get_config(m);
     if (runner_new(m, threads, batch_tokens, &r, &err) || seq_new(m, n_prompt + n_gen + 1, &s, &err)) goto fail;
+    for (int k = 1; k < streams; k++)
+        if (seq_new(m, n_prompt + n_gen + 1, &ss[k], &err)) goto fail;
+    ss[0] = s;
     ids = lfmd_malloc((size_t)n_prompt * sizeof *ids, LFMD_MEM_REQUEST);
-    logits = lfmd_malloc((size_t)c->n_vocab * sizeof *logits, LFMD_MEM_SCRATCH);
+    logits = lfmd_malloc((size_t)c->n_vocab * (size_t)streams * sizeof *logits, LFMD_MEM_SCRATCH);
     pf = calloc((size_t)reps, sizeof *pf);
     dc = calloc((size_t)reps, sizeof *dc);
     if (!ids || !logits || !pf || !dc) {
@@ -92,9 +102,23 @@ int cmd_bench(int argc, char **argv) {
         double a = app_now_ms();
         if (model_forward(r, s, ids, n_prompt, logits, &err)) goto fail;
         double b = app_now_ms();
+        for (int k = 1; k < streams; k++) { // the other streams start from the same prompt state
+            seq_reset(ss[k]);
+            if (model_forward(r, ss[k], ids, n_prompt, logits + (size_t)k * c->n_vocab, &err)) goto fail;
+        }
+        if (streams > 1) b = app_now_ms();
         for (int g = 0; g < n_gen; g++) {
-            int32_t id = sampler_argmax(logits, c->n_vocab);
-            if (model_forward(r, s, &id, 1, logits, &err)) goto fail;
+            int32_t id[64];
+            const int32_t *tp[64];
+            int one[64];
+            for (int k = 0; k < streams; k++) {
+                id[k] = sampler_argmax(logits + (size_t)k * c->n_vocab, c->n_vocab);
+                tp[k] = &id[k];
+                one[k] = 1;
+            }
+            if (streams == 1 ? model_forward(r, s, id, 1, logits, &err)
+                             : model_forward_batch(r, ss, tp, one, streams, logits, &err))
+                goto fail;
         }
         double e = app_now_ms();
         if (rep < 0) {
@@ -102,16 +126,16 @@ int cmd_bench(int argc, char **argv) {
             continue;
         }
         pf[rep] = n_prompt / ((b - a) / 1e3);
-        dc[rep] = n_gen ? n_gen / ((e - b) / 1e3) : 0;
+        dc[rep] = n_gen ? (double)n_gen * streams / ((e - b) / 1e3) : 0;
     }
     double pmed = median(pf, reps), dmed = median(dc, reps);
     size_t peak = app_peak_rss_bytes();
     double gbps = dmed * (double)model_weight_bytes(m) / 1e9;
     if (json) {
-        printf("{\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,"
+        printf("{\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"streams\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,"
                "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"load_ms\":%.2f,\"first_prefill_ms\":%.1f,"
                "\"peak_rss_bytes\":%zu,\"weight_bytes\":%zu,\"decode_weight_gb_s\":%.2f}\n",
-               path, model_dtype_desc(m), runner_threads(r), n_prompt, n_gen, reps, pmed, dmed, load_ms,
+               path, model_dtype_desc(m), runner_threads(r), streams, n_prompt, n_gen, reps, pmed, dmed, load_ms,
                first_ms, peak, model_weight_bytes(m), gbps);
     } else {
         printf("model         %s (%s, %.1f MiB of weights)\n", path, model_dtype_desc(m),
@@ -120,7 +144,12 @@ int cmd_bench(int argc, char **argv) {
         printf("load          %.2f ms (open; first %d-token prefill incl. page faults: %.1f ms)\n", load_ms,
                n_prompt, first_ms);
         printf("prefill       %.2f tok/s (pp%d, median of %d)\n", pmed, n_prompt, reps);
-        printf("decode        %.2f tok/s (tg%d, median of %d; %.2f GB/s of weights)\n", dmed, n_gen, reps, gbps);
+        if (streams > 1)
+            printf("decode        %.2f tok/s aggregate over %d streams (tg%d each, median of %d)\n", dmed,
+                   streams, n_gen, reps);
+        else
+            printf("decode        %.2f tok/s (tg%d, median of %d; %.2f GB/s of weights)\n", dmed, n_gen,
+                   reps, gbps);
         printf("peak RSS      %.1f MiB\n", peak / 1048576.0);
     }
     status = 0;
@@ -132,6 +161,7 @@ done:
     free(dc);
     lfmd_free(ids);
     lfmd_free(logits);
+    for (int k = 1; k < streams; k++) seq_free(ss[k]);
     seq_free(s);
     runner_free(r);
     model_close(m);

@@ -414,9 +414,52 @@ static void matmul_bf16_few(const struct tensor *W, const void *qx, int n_tok, f
     const uint8_t *xb = qx;
     _Alignas(64) int32_t c[256];
     set_cfg(CFG_BF16);
-    if (ng == 1) { // one group: the parts go to separate C tiles (three independent chains)
+    if (ng == 1) {
+        // Four row tiles at a time share each activation part: B (from L2, 3 KiB per k-step)
+        // is loaded once per 4 KiB of weights instead of once per KiB, which was the limit
+        // (perf: the step stalled on the B loads). A alternates between tiles 4 and 5; the
+        // repeated A loads of a step hit L1; each C tile's dots are four instructions apart.
+        // Measured (350M shape, 8 streams, noisy machine): 165 tok/s vs 150 with one row tile;
+        // software prefetch of the 64 row streams did not help (132-142).
+        int64_t r = r0;
+        for (; r + 64 <= r1; r += 64) {
+            const uint16_t *w0 = (const uint16_t *)W->data + r * n_in, *w1 = w0 + 16 * n_in;
+            const uint16_t *w2 = w1 + 16 * n_in, *w3 = w2 + 16 * n_in;
+            _tile_zero(0);
+            _tile_zero(1);
+            _tile_zero(2);
+            _tile_zero(3);
+            for (int64_t s = 0; s < steps; s++) {
+                const uint8_t *b = xb + s * 3072;
+#define FEW4_PART(bt, off)                                                                     \
+    do {                                                                                       \
+        _tile_loadd(bt, b + (off), 64);                                                        \
+        _tile_loadd(4, w0 + s * 32, lda);                                                      \
+        _tile_dpbf16ps(0, 4, bt);                                                              \
+        _tile_loadd(5, w1 + s * 32, lda);                                                      \
+        _tile_dpbf16ps(1, 5, bt);                                                              \
+        _tile_loadd(4, w2 + s * 32, lda);                                                      \
+        _tile_dpbf16ps(2, 4, bt);                                                              \
+        _tile_loadd(5, w3 + s * 32, lda);                                                      \
+        _tile_dpbf16ps(3, 5, bt);                                                              \
+    } while (0)
+                FEW4_PART(6, 0);
+                FEW4_PART(7, 1024);
+                FEW4_PART(6, 2048);
+#undef FEW4_PART
+            }
+            _tile_stored(0, c, 64);
+            store_few(c, 0, n_tok, Y, ldy, r);
+            _tile_stored(1, c, 64);
+            store_few(c, 0, n_tok, Y, ldy, r + 16);
+            _tile_stored(2, c, 64);
+            store_few(c, 0, n_tok, Y, ldy, r + 32);
+            _tile_stored(3, c, 64);
+            store_few(c, 0, n_tok, Y, ldy, r + 48);
+        }
+        // the last row tiles one at a time, the parts in separate C tiles
         _Alignas(64) int32_t c1[256], c2[256];
-        for (int64_t r = r0; r + 16 <= r1; r += 16) {
+        for (; r + 16 <= r1; r += 16) {
             const uint16_t *w = (const uint16_t *)W->data + r * n_in;
             _tile_zero(0);
             _tile_zero(1);
