@@ -54,9 +54,14 @@ static int check_case_g(enum lfmd_dtype dt, int gs, enum lfmd_dtype sdt, int64_t
     CHECK(qb > 0);
     CHECK(kern_matmul_uses_qx(&W, n_tok));
     void *qx = malloc(qb);
-    // prepare in two token ranges (callers may split tokens across threads)
-    kern_prepare_input(dt, x, n_in, n_tok, 0, n_tok / 3, qx);
-    kern_prepare_input(dt, x, n_in, n_tok, n_tok / 3, n_tok, qx);
+    // prepare in two token ranges (callers may split tokens across threads), or in one call as
+    // the runner does (even n_tok)
+    if (n_tok % 2) {
+        kern_prepare_input(dt, x, n_in, n_tok, 0, n_tok / 3, qx);
+        kern_prepare_input(dt, x, n_in, n_tok, n_tok / 3, n_tok, qx);
+    } else {
+        kern_prepare_input(dt, x, n_in, n_tok, 0, n_tok, qx);
+    }
     int64_t ldy = n_out + 3;
     float *y = malloc(sizeof(float) * (size_t)(n_tok * ldy));
     float *yr = malloc(sizeof(float) * (size_t)(n_tok * ldy));
