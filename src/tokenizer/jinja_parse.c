@@ -882,6 +882,7 @@ static struct jnode *parse_stmt(struct lex *l, const char *const *ends, int n_en
             if (!n) return NULL;
             n->d = target;
             n->a = parse_expr(l);
+            if (!n->a) return NULL; // "set a = , b": the error is already set
             if (is_op(l, ",")) { // set a = x, y  -> tuple
                 struct jnode *t = mk(l, JN_TUPLE);
                 if (!t) return NULL;
