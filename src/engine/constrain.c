@@ -873,6 +873,10 @@ static enum step step_num(const struct engine_constraint *c, struct frame *f, un
         if (digit) next = N_EXP;
         break;
     }
+    // A state that still needs a digit ('-', '.', 'e', 'e-') must leave room for it.
+    if ((next == N_MINUS || next == N_DOT || next == N_E || next == N_ESIGN) &&
+        f->n + 2 > MAX_NUM_BYTES)
+        next = 0xFF;
     if (next == 0xFF) return num_can_end(f) ? ST_END : ST_REJECT;
     f->st = next;
     f->n++;
