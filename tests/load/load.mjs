@@ -9,6 +9,8 @@
 //   drift    W warm-up then N sequential requests: RSS after minus RSS after warm-up (< 1 MiB).
 //   soak     --seconds S of mixed traffic from --clients C; RSS every second (--csv FILE);
 //            drift under 1 MiB (runs under 10 min) or under 1 MiB per hour (longer runs).
+//            --think-ms T: each client pauses T ms between requests (a light, long soak);
+//            --progress S: one JSON progress line on stderr every S seconds.
 //   idle     bare RSS (lazy, before the first request), loaded RSS, RSS after idle trim and
 //            after idle unload, then one more request must succeed.
 // Usage: node tests/load/load.mjs --scenario burst --clients 64 --requests 1000
@@ -185,16 +187,24 @@ async function idle(srv, pid) {
 // the RSS floor of the last tenth minus that of the second tenth (after warm-up), scaled per hour.
 async function soak(srv, pid, limit) {
   const secs = Number(args.seconds || 60), C = Number(args.clients || 8);
+  const think = Number(args['think-ms'] || 0), every = Number(args.progress || 0);
   const mix = (args.mix || 'chat,stream,completion,invalid,disconnect').split(',');
   const st = { ok: 0, rejected: 0, lost: 0, disconnects: 0, status: {}, bad: [] };
   const t0 = Date.now(), series = [];
   let n = 0, max = 0;
   const timer = setInterval(() => { const v = rss(pid); if (v > max) max = v; series.push([Math.round((Date.now() - t0) / 1000), v]); }, 1000);
-  const fast = setInterval(() => { const v = rss(pid); if (v > max) max = v; }, 10);
+  // The fast sampler catches peaks between requests; with think time the traffic is sparse, so it
+  // samples every 100 ms instead of 10 ms to keep the generator itself light.
+  const fast = setInterval(() => { const v = rss(pid); if (v > max) max = v; }, think ? 100 : 10);
+  const prog = every ? setInterval(() => process.stderr.write(JSON.stringify({ t: Math.round((Date.now() - t0) / 1000),
+    requests: n, ok: st.ok, errors: st.bad.length, lost: st.lost, rss: rss(pid), rss_max: max }) + '\n'), every * 1000) : null;
   await Promise.all(Array.from({ length: C }, async () => {
-    while (Date.now() - t0 < secs * 1000) await one(srv.url, mix[n++ % mix.length], st);
+    while (Date.now() - t0 < secs * 1000) {
+      await one(srv.url, mix[n++ % mix.length], st);
+      if (think) await sleep(think);
+    }
   }));
-  clearInterval(timer); clearInterval(fast);
+  clearInterval(timer); clearInterval(fast); if (prog) clearInterval(prog);
   // Windows of a tenth of the run (at least 3 samples). RSS swings with the requests in flight, so
   // each window is summarised by its floor (the minimum): a leak raises the floor, a burst does not.
   const k = Math.max(3, Math.floor(series.length / 10));
@@ -202,7 +212,9 @@ async function soak(srv, pid, limit) {
   const early = floor(series.slice(k, 2 * k)), late = floor(series.slice(-k));
   const perHour = (late - early) * 3600 / Math.max(1, secs * 0.8);
   if (args.csv) (await import('node:fs')).writeFileSync(args.csv, 'seconds,rss_bytes\n' + series.map((r) => r.join(',')).join('\n') + '\n');
-  return { scenario: 'soak', model: MODEL, seconds: secs, clients: C, requests: n, ok: st.ok, rejected_503: st.rejected, lost: st.lost,
+  return { scenario: 'soak', model: MODEL, seconds: secs, clients: C, think_ms: think, requests: n,
+    status: st.status, disconnects: st.disconnects,
+    rss_start: series.length ? series[0][1] : 0, rss_end: series.length ? series[series.length - 1][1] : 0, ok: st.ok, rejected_503: st.rejected, lost: st.lost,
     errors: st.bad.slice(0, 5), n_errors: st.bad.length, rss_max: max, memory_limit: limit, rss_early: Math.round(early), rss_late: Math.round(late),
     drift_bytes: Math.round(late - early), drift_per_hour_bytes: Math.round(perHour),
     // Runs under 10 minutes are dominated by heap warm-up: they check the absolute drift (< 1 MiB);
