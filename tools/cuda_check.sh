@@ -25,6 +25,8 @@ if [ "${1:-}" = "--snapshot" ]; then
     du -sh .cudasnap
     exit 0
 fi
+SWEEP=0
+[ "${1:-}" = "--sweep" ] && SWEEP=1   # build the bench only; time 4-bit / bf16 variants, ncu
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -66,6 +68,23 @@ run() { # name, timeout, command... (stdout unbuffered: a killed run keeps its o
     RES[$name]=$rc
     echo "== $name rc=$rc"
 }
+if [ $SWEEP = 1 ]; then
+    M=/tmp/lfm2-1.2b
+    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
+    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
+    for r in 4 2 1; do LFMD_CUDA_Q4_ROWS=$r run q4_rows$r 60 $B/src/lfmd-cuda-bench $M-mlx4; done
+    LFMD_CUDA_NO_NORM_FUSE=1 run q4_nofuse 60 $B/src/lfmd-cuda-bench $M-mlx4
+    run bf16 60 $B/src/lfmd-cuda-bench $M
+    LFMD_CUDA_NO_NORM_FUSE=1 run bf16_nofuse 60 $B/src/lfmd-cuda-bench $M
+    if command -v ncu >/dev/null; then
+        LFMD_CUDA_NO_GRAPHS=1 timeout 150 ncu --section SpeedOfLight --section Occupancy --section WarpStateStats \
+            --section LaunchStats -k regex:k_mv -s 200 -c 4 $B/src/lfmd-cuda-bench $M-mlx4 > $OUT/ncu.txt 2>&1
+        grep -E "k_mv|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\)|Achieved Occupancy|Registers|Stall|Warp Cycles|Issued Warp|Block Limit|Grid Size" $OUT/ncu.txt | head -120
+    else
+        echo "no ncu"
+    fi
+    exit 0
+fi
 run kernels 180 $B/src/cuda_test_cuda_kernels
 run golden 300 $B/src/cuda_test_cuda_model
 # the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine

@@ -183,7 +183,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl, no_q4;
+    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse;
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
     size_t weight_bytes;
@@ -633,6 +633,8 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cuk_set_pdl(cm->pdl);
     cuk_set_mv_old(o && o->mv_old);
     cuk_set_attn_splits(o ? o->att_splits : 0);
+    cuk_set_q4_rows(o ? o->q4_rows : 0);
+    cm->no_norm_fuse = o && o->no_norm_fuse;
     cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
@@ -1078,7 +1080,7 @@ static void norm_mm(struct cuda_model *cm, struct stage *st, struct scratch *sc,
                     int mode) {
     int K = (int)W->cols;
     float eps = cm->c.norm_eps;
-    if (use_mv(cm, W, T) && cuk_matvec_norm_fits(T, K)) {
+    if (use_mv(cm, W, T) && cuk_matvec_norm_fits(T, K) && !cm->no_norm_fuse) {
         mv(W, x, T, Y, ldy, mode, nw, rows, eps, st->st);
         return;
     }

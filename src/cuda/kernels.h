@@ -127,6 +127,8 @@ void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream s);
 void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo, cuk_stream s);
 // Picks the attention split count for T tokens of H heads on a GPU of n_sm multiprocessors.
 int cuk_attn_splits(int T, int H, int n_sm);
+// Rows per warp of the 4-bit matvec (1, 2 or 4; 0: by shape), for A/B timing.
+void cuk_set_q4_rows(int r);
 // Fixes the split count (1 .. CUK_MAX_SPLIT; 0: by shape again), for A/B timing.
 void cuk_set_attn_splits(int n);
 

@@ -144,6 +144,8 @@ int main(int argc, char **argv) {
     o.mv_old = getenv("LFMD_CUDA_MV_OLD") != NULL;   // the previous bf16 matvec kernel
     o.no_q4 = getenv("LFMD_CUDA_NO_Q4") != NULL;     // 4-bit weights dequantized to bf16 at upload
     o.att_splits = getenv("LFMD_CUDA_ATT_SPLITS") ? atoi(getenv("LFMD_CUDA_ATT_SPLITS")) : 0;
+    o.q4_rows = getenv("LFMD_CUDA_Q4_ROWS") ? atoi(getenv("LFMD_CUDA_Q4_ROWS")) : 0;
+    o.no_norm_fuse = getenv("LFMD_CUDA_NO_NORM_FUSE") != NULL;
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
     double t0 = now();
