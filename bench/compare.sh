@@ -2,7 +2,9 @@
 # lfmd vs llama.cpp (node-llama-cpp 3.21.1) on the same GGUF files, interleaved run by run, plus
 # lfmd on the MLX-layout equivalents. Random-weight LFM2 models are generated with
 # tools/gen_model.py and converted with `lfmd quantize` (cached in --dir).
-# Prints a markdown table of medians: prompt tok/s, decode tok/s, load ms, peak RSS.
+# Prints a markdown table of medians: prompt tok/s, decode tok/s, load ms, peak RSS. lfmd runs
+# twice per rep: mapping the file (the default) and with --no-mmap (weights read into huge-page
+# memory; load ms then includes reading the file).
 #
 #   bench/compare.sh [--shapes "350m 1.2b"] [--types "q4_0 q8_0 f16"] [--threads 2]
 #                    [--pp 512] [--tg 128] [--reps 3] [--dir /tmp/lfmd-compare] [--no-mlx]
@@ -57,9 +59,9 @@ prepare() { # shape type -> path of the model file/dir
     esac
 }
 
-lfmd_once() { # model -> "pp tg load_ms rss_mib"
+lfmd_once() { # model [extra flag] -> "pp tg load_ms rss_mib"
     local j
-    j=$("$BIN" bench -m "$1" -p "$PP" -n "$TG" -t "$THREADS" -r 1 --json 2>/dev/null | tail -1)
+    j=$("$BIN" bench -m "$1" -p "$PP" -n "$TG" -t "$THREADS" -r 1 --json ${2:-} 2>/dev/null | tail -1)
     echo "$(echo "$j" | jget prefill_tok_s) $(echo "$j" | jget decode_tok_s) $(echo "$j" | jget load_ms)" \
          "$(( $(echo "$j" | jget peak_rss_bytes) / 1048576 ))"
 }
@@ -84,14 +86,16 @@ echo "|---|---|---|---|---|---|"
 for shape in $SHAPES; do
     for type in $TYPES; do
         m=$(prepare "$shape" "$type")
-        a=$(mktemp) b=$(mktemp)
+        a=$(mktemp) b=$(mktemp) c=$(mktemp)
         for r in $(seq "$REPS"); do
             lfmd_once "$m" >>"$a"
+            lfmd_once "$m" --no-mmap >>"$c"
             llama_once "$m" >>"$b"
         done
         row "$shape $type" "lfmd" "$m" "$a"
+        row "$shape $type" "lfmd --no-mmap" "$m" "$c"
         row "$shape $type" "llama.cpp" "$m" "$b"
-        rm -f "$a" "$b"
+        rm -f "$a" "$b" "$c"
     done
     if [ "$MLX" = 1 ]; then
         for type in mlx4 mlx8; do

@@ -142,8 +142,12 @@ int main(int argc, char **argv) {
         // two base matrices, replicated by pointer-distinct copies to exceed the LLC
         struct tensor base[2];
         void *blobs[2][3];
-        if (make_matrix(t, 8192, 2048, &base[0], blobs[0]) ||
-            make_matrix(t, 2048, 8192, &base[1], blobs[1])) {
+        // LFMD_BENCH_FF=F, LFMD_BENCH_D=D: the pair F x D + D x F (default 8192 x 2048, the
+        // 1.2B FFN; 4608 x 1024 is the 350M one)
+        const char *fe = getenv("LFMD_BENCH_FF"), *de = getenv("LFMD_BENCH_D");
+        int64_t FF = fe && atoi(fe) >= 256 ? atoi(fe) : 8192, DD = de && atoi(de) >= 256 ? atoi(de) : 2048;
+        if (make_matrix(t, FF, DD, &base[0], blobs[0]) ||
+            make_matrix(t, DD, FF, &base[1], blobs[1])) {
             fprintf(stderr, "out of memory\n");
             return 1;
         }

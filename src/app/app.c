@@ -4,6 +4,7 @@
 #include "embedded.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "engine/model_cuda.h"
 #include "server/options.h"
 #include "base/pool.h"
@@ -133,6 +134,7 @@ int app_start_engine(const char *cmd, struct serve_config *c, void (*on_stop)(in
         return 2;
     }
     c->eng.ops = engine_ops_for_path(c->eng.model_path);
+    lfmd_io_set_copy_maps(c->no_mmap);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop;

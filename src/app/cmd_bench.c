@@ -10,6 +10,7 @@
 #include "commands.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "model/model.h"
 #include "sample/sampler.h"
 
@@ -36,11 +37,12 @@ int cmd_bench(int argc, char **argv) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfmd bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-                   "                  [--batch-tokens 512] [--streams N] [--json]\n\n"
+                   "                  [--batch-tokens 512] [--streams N] [--no-mmap] [--json]\n\n"
                    "Measures prefill tok/s (a -p token prompt), decode tok/s (-n tokens one at a time\n"
                    "after it), model open time and peak RSS. Medians of -r runs after one warm-up.\n"
                    "--streams N decodes N sequences together (one batched forward per step) and\n"
-                   "reports their aggregate decode tok/s.\n"
+                   "reports their aggregate decode tok/s. --no-mmap reads the weights into huge-page\n"
+                   "memory instead of mapping the file (load time then includes the read).\n"
                    "--json prints one object with prefill_tok_s, decode_tok_s, load_ms, peak_rss_bytes.\n"
                    "Prompt ids are pseudo-random (speed does not depend on them). Run nothing else on\n"
                    "the machine while measuring; compare with llama.cpp via bench/compare.sh.\n"
@@ -55,6 +57,7 @@ int cmd_bench(int argc, char **argv) {
         else if ((v = app_opt(argc, argv, &i, "--batch-tokens", &missing))) batch_tokens = atoi(v);
         else if ((v = app_opt(argc, argv, &i, "--streams", &missing))) streams = atoi(v);
         else if (!strcmp(argv[i], "--json")) json = true;
+        else if (!strcmp(argv[i], "--no-mmap")) lfmd_io_set_copy_maps(true);
         else if (!missing) {
             fprintf(stderr, "lfmd bench: unknown option '%s'\n", argv[i]);
             return 2;

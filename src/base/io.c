@@ -66,8 +66,42 @@ int lfmd_io_read_full(int fd, void *buf, size_t n) {
     return 0;
 }
 
+static _Atomic bool g_copy_maps;
+
+void lfmd_io_set_copy_maps(bool on) { atomic_store(&g_copy_maps, on); }
+bool lfmd_io_copy_maps(void) { return atomic_load(&g_copy_maps); }
+
+// An anonymous copy of the file at a 2 MiB-aligned address (huge pages need the alignment).
+static void *copy_map(int fd, size_t len) {
+    const size_t huge = (size_t)2 << 20;
+    if (len == 0 || len > SIZE_MAX - huge) {
+        errno = EINVAL;
+        return MAP_FAILED;
+    }
+    uint8_t *r = mmap(NULL, len + huge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) return MAP_FAILED;
+    uint8_t *a = (uint8_t *)(((uintptr_t)r + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (a > r) munmap(r, (size_t)(a - r));
+    if (a + len < r + len + huge) munmap(a + len, (size_t)(r + len + huge - (a + len)));
+    if (mprotect(a, len, PROT_READ | PROT_WRITE) != 0) goto fail;
+    (void)madvise(a, len, MADV_HUGEPAGE); // best effort: 4 KiB pages still work
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < ((size_t)64 << 20) ? len - off : ((size_t)64 << 20);
+        if (lfmd_io_pread_full(fd, a + off, n, (off_t)off) != 0) goto fail;
+        off += n;
+    }
+    if (mprotect(a, len, PROT_READ) != 0) goto fail;
+    return a;
+fail:;
+    int e = errno;
+    munmap(a, len);
+    errno = e;
+    return MAP_FAILED;
+}
+
 void *lfmd_io_mmap(int fd, size_t len) {
     if (inject()) return MAP_FAILED;
+    if (atomic_load(&g_copy_maps)) return copy_map(fd, len);
     return mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
 }
 

@@ -10,6 +10,7 @@
 #include "alloc.h"
 #include "err.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,7 +23,15 @@ int lfmd_io_pread_full(int fd, void *buf, size_t n, off_t off);
 // Reads exactly n bytes from the current position. 0, or -1 on error or early EOF.
 int lfmd_io_read_full(int fd, void *buf, size_t n);
 // Maps [0, len) of fd read-only and private. Returns the address or MAP_FAILED (errno set).
+// In copy mode (lfmd_io_set_copy_maps) the "map" is instead an anonymous, 2 MiB-aligned,
+// transparent-huge-page region filled with the file's bytes and made read-only: the same
+// contract for readers and munmap, but resident (RSS) from the start, never dropped by
+// MADV_DONTNEED callers (check lfmd_io_copy_maps first), and streamed through 2 MiB TLB entries
+// (measured: 30.8 vs 24.1 GB/s reading a 700 MB weights file with 2 threads).
 void *lfmd_io_mmap(int fd, size_t len);
+// Process-wide: maps made from now on are copies (see lfmd_io_mmap). Set before opening models.
+void lfmd_io_set_copy_maps(bool on);
+bool lfmd_io_copy_maps(void);
 
 // Reads a whole regular file of at most max bytes into a NUL-terminated buffer allocated in
 // category cat (free with lfmd_free). Errors: LFMD_ENOENT (missing), LFMD_EIO (unreadable, not a

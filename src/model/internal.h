@@ -45,6 +45,8 @@ struct model {
     void *w;                   // arch-specific bound weights (owned)
     size_t weight_bytes;
     size_t charged_bytes;      // weight bytes charged to the memory budget (LFMD_MEM_WEIGHTS)
+    bool maps_copied;          // files read into anonymous memory (lfmd_io_copy_maps at open):
+                               // their pages must never be dropped
     uint64_t n_params;
     char dtype_desc[32];
     float *rope_inv_freq;      // [head_dim/2]

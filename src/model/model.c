@@ -240,6 +240,7 @@ int model_open(const char *path, const struct model_open_opts *opts, struct mode
     struct model *m = lfmd_calloc(1, sizeof *m, LFMD_MEM_OTHER);
     if (!m) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
     int rc;
+    m->maps_copied = lfmd_io_copy_maps();
     m->path = lfmd_strdup(path, LFMD_MEM_OTHER);
     if (!m->path) {
         rc = lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
@@ -330,6 +331,7 @@ const struct tensor *model_tensor_at(const struct model *m, size_t i) {
 }
 
 void model_release_pages(struct model *m) {
+    if (m->maps_copied) return; // anonymous copies: MADV_DONTNEED would zero the weights
     if (m->gguf) model_release_gguf_pages(m);
     for (int f = 0; f < m->n_files; f++)
         madvise((void *)m->files[f]->map, m->files[f]->file_size, MADV_DONTNEED);

@@ -58,7 +58,8 @@ size_t model_weight_bytes(const struct model *m);
 uint64_t model_param_count(const struct model *m);
 // Describes dtypes ("bf16", "mlx-q4", "q4_0", "mixed") for display.
 const char *model_dtype_desc(const struct model *m);
-// Drops resident weight pages (madvise DONTNEED); they fault back in on next use.
+// Drops resident weight pages (madvise DONTNEED); they fault back in on next use. No-op for
+// weights read into memory (lfmd_io_set_copy_maps, --no-mmap): those stay until model_close.
 void model_release_pages(struct model *m);
 // Tensor lookup for tools (inspect); NULL if absent.
 size_t model_tensor_count(const struct model *m);

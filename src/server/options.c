@@ -37,6 +37,7 @@ static const struct opt opts[] = {
     {"keep-cache", K_BOOL, 0, 0, 0},
     {"prefix-cache", K_BYTES, 0, 0, 0},
     {"kv-type", K_STR, 0, 0, 0},
+    {"no-mmap", K_BOOL, 0, 0, 0},
     {"shutdown-timeout", K_DUR, 0, 0, 0},
     {"profile", K_STR, 0, 0, 0},
     {"queue", K_INT, 1, LFMD_MAX_QUEUE, 0},
@@ -134,6 +135,7 @@ int serve_config_set(struct serve_config *c, const char *name, const char *v, co
     else if (!strcmp(name, "preload")) c->eng.preload = b;
     else if (!strcmp(name, "keep-cache")) c->eng.keep_cache = b;
     else if (!strcmp(name, "prefix-cache")) c->eng.prefix_cache_bytes = bv;
+    else if (!strcmp(name, "no-mmap")) c->no_mmap = b;
     else if (!strcmp(name, "kv-type")) {
         if (strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "q8"))
             return lfmd_err_set(err, LFMD_EINVAL, "%s: '%s' is not a KV cache type (f16, f32, q8)",

@@ -16,6 +16,7 @@ struct serve_config {
     const char *device;          // --device cpu|cuda:N[,cuda:M] (NULL = cpu)
     const char *split;           // --split A,B: layers per device
     size_t gpu_memory_limit;     // --gpu-memory-limit (0 = none)
+    bool no_mmap;                // --no-mmap: read weights into huge-page memory (lfmd_io_mmap)
 };
 
 void serve_config_default(struct serve_config *c);
