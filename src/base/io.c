@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -71,6 +72,30 @@ static _Atomic bool g_copy_maps;
 void lfmd_io_set_copy_maps(bool on) { atomic_store(&g_copy_maps, on); }
 bool lfmd_io_copy_maps(void) { return atomic_load(&g_copy_maps); }
 
+// Readers of copy_map: each claims 64 MiB chunks until none is left (the time goes to zeroing
+// fresh huge pages and copying from the page cache, both of which spread over cores).
+struct copy_job {
+    int fd;
+    uint8_t *dst;
+    size_t len;
+    _Atomic size_t next;
+    _Atomic int failed;
+};
+
+static void *copy_worker(void *arg) {
+    struct copy_job *j = arg;
+    const size_t chunk = (size_t)64 << 20;
+    for (;;) {
+        size_t off = atomic_fetch_add(&j->next, chunk);
+        if (off >= j->len || atomic_load(&j->failed)) return NULL;
+        size_t n = j->len - off < chunk ? j->len - off : chunk;
+        if (lfmd_io_pread_full(j->fd, j->dst + off, n, (off_t)off) != 0) {
+            atomic_store(&j->failed, errno ? errno : EIO);
+            return NULL;
+        }
+    }
+}
+
 // An anonymous copy of the file at a 2 MiB-aligned address (huge pages need the alignment).
 static void *copy_map(int fd, size_t len) {
     const size_t huge = (size_t)2 << 20;
@@ -85,10 +110,17 @@ static void *copy_map(int fd, size_t len) {
     if (a + len < r + len + huge) munmap(a + len, (size_t)(r + len + huge - (a + len)));
     if (mprotect(a, len, PROT_READ | PROT_WRITE) != 0) goto fail;
     (void)madvise(a, len, MADV_HUGEPAGE); // best effort: 4 KiB pages still work
-    for (size_t off = 0; off < len;) {
-        size_t n = len - off < ((size_t)64 << 20) ? len - off : ((size_t)64 << 20);
-        if (lfmd_io_pread_full(fd, a + off, n, (off_t)off) != 0) goto fail;
-        off += n;
+    struct copy_job j = {.fd = fd, .dst = a, .len = len};
+    pthread_t th[3];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nth = ncpu > 4 ? 3 : ncpu > 1 ? (int)ncpu - 1 : 0, started = 0;
+    for (int i = 0; i < nth && len > ((size_t)64 << 20); i++, started++)
+        if (pthread_create(&th[i], NULL, copy_worker, &j) != 0) break;
+    copy_worker(&j);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    if (atomic_load(&j.failed)) {
+        errno = atomic_load(&j.failed);
+        goto fail;
     }
     if (mprotect(a, len, PROT_READ) != 0) goto fail;
     return a;
