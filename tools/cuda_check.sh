@@ -104,6 +104,8 @@ grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # before/after in the same call: the previous bf16 matvec kernel
 LFMD_CUDA_MV_OLD=1 run bench_mv_old 120 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
+# the RMSNorm as its own kernel instead of each 4-bit matvec block's prologue
+LFMD_CUDA_NO_NORM_FUSE=1 run bench_mlx4_nofuse 60 $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
 # 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
@@ -118,4 +120,4 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden engine bench bench_mv_old bench_mlx4 bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine bench bench_mv_old bench_mlx4 bench_mlx4_nofuse bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -238,19 +238,17 @@ static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, c
               eps);
 }
 
-// Rows per warp: enough warps for the chip (about 16 per SM), at least 2 for SwiGLU pairs.
-// 4-bit rows carry 4x fewer bytes, so their warps take more rows (the activation chunk is then
-// shared by more rows); many tokens take fewer rows (registers).
-static int g_q4_rows;       // cuk_set_q4_rows: rows per warp for 4-bit matrices (0: by shape)
+// Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing
+// each activation chunk) measured slower on H100 at batch 1 (1.2B shape: 815 and 656 tok/s
+// against 948 with one row): the kernel is latency-bound at 3 blocks per SM, and more rows
+// per warp make longer dependent chains per warp. cuk_set_q4_rows forces 2 or 4.
+static int g_q4_rows;       // cuk_set_q4_rows: rows per warp for 4-bit matrices (0: default)
 extern "C" void cuk_set_q4_rows(int r) { g_q4_rows = r == 1 || r == 2 || r == 4 ? r : 0; }
 
 template <int NT, int WT>
 static void mv_t(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, float *Y,
                  int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
-    int want = 16 * n_sms();
     int R = 1;
-    if (WT && NT <= 4 && N / 4 >= want) R = 4;
-    else if (WT && NT <= 4 && N / 2 >= want) R = 2;
     if (WT && g_q4_rows) R = NT <= 4 || g_q4_rows < 4 ? g_q4_rows : 2;
     if (mode == CUK_MV_SWIGLU && R < 2) R = 2;
     if constexpr (WT == 1 && NT <= 4) {
