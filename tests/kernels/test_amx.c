@@ -53,7 +53,9 @@ static int check_case_g(enum lfmd_dtype dt, int gs, enum lfmd_dtype sdt, int64_t
     size_t qb = kern_input_bytes(dt, n_tok, n_in);
     CHECK(qb > 0);
     CHECK(kern_matmul_uses_qx(&W, n_tok));
-    void *qx = malloc(qb);
+    // 16 bytes past a 64-byte boundary: the scratch of the runner is only 16-byte aligned
+    uint8_t *qx_raw = aligned_alloc(64, qb + 64 + 64 - (qb + 64) % 64);
+    void *qx = qx_raw + 16;
     // prepare in two token ranges (callers may split tokens across threads), or in one call as
     // the runner does (even n_tok)
     if (n_tok % 2) {
@@ -123,7 +125,7 @@ static int check_case_g(enum lfmd_dtype dt, int gs, enum lfmd_dtype sdt, int64_t
             (long long)n_out, (long long)n_in, n_tok, sqrt(e2 / (r2 + 1e-300)), bad ? " BAD" : "");
     if (q) free(xq);
     free(sc), free(bi);
-    free(ye), free(tail), free(wr), free(w), free(row), free(x), free(qx), free(y), free(yr);
+    free(ye), free(tail), free(wr), free(w), free(row), free(x), free(qx_raw), free(y), free(yr);
     return bad;
 }
 

@@ -203,7 +203,7 @@ static void prepare_few(const float *X, int64_t n_in, int n_tok, int t0, int t1,
                 for (int p = 0; p < 3; p++) {
                     transpose16(v[p]);
                     uint8_t *d = gbase + s * 3072 + p * 1024;
-                    for (int kk = 0; kk < 16; kk++) _mm512_store_si512(d + kk * 64, v[p][kk]);
+                    for (int kk = 0; kk < 16; kk++) _mm512_storeu_si512(d + kk * 64, v[p][kk]);
                 }
             }
             continue;
