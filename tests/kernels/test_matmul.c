@@ -131,6 +131,8 @@ static void test_matmul(void) {
             test_shape(dts[d], n_out, n_in, n_tok, &bad);
         }
         test_shape(dts[d], 37, 2048, 37, &bad);
+        test_shape(dts[d], 150, 96, 7, &bad); // few-token decode path: 64-row blocks, 3 + 3 + 1
+        test_shape(dts[d], 130, 64, 8, &bad);
         if (bad) fprintf(stderr, "dtype %s: %d mismatches\n", lfmd_dtype_name(dts[d]), bad);
         CHECK_EQ(bad, 0);
     }

@@ -297,6 +297,9 @@ static void test_products(void) {
             bad += check_product(types[i].t, types[i].gs, types[i].sdt, n_out, n_in, n_tok);
         }
         bad += check_product(types[i].t, types[i].gs, types[i].sdt, 35, 2048, 5);
+        // several 64-row blocks of the few-token decode path, token groups of 3 + a remainder
+        bad += check_product(types[i].t, types[i].gs, types[i].sdt, 150, 2 * blk, 8);
+        bad += check_product(types[i].t, types[i].gs, types[i].sdt, 70, blk, 12);
         CHECK_EQ(bad, 0);
     }
 }
