@@ -156,6 +156,10 @@ static void matvec_tokens(const struct tensor *W, const float *X, const void *qx
                           float *Y, int64_t ldy, int64_t r0, int64_t r1) {
     const int64_t n_in = tensor_cols(W);
     const size_t qrow = (size_t)(n_in / QKX) * sizeof(struct block_qx);
+    if (qx && kern_matvec_avx512_multi_supports(W, n_tok)) { // one pass over the weights
+        kern_matvec_avx512_multi(W, qx, n_tok, Y, ldy, r0, r1);
+        return;
+    }
     const int step = KERN_QUANT_PANEL_MIN_TOK - 1;
     for (int64_t r = r0; r < r1; r += KERN_MV_BLOCK_ROWS) {
         int64_t re = r + KERN_MV_BLOCK_ROWS < r1 ? r + KERN_MV_BLOCK_ROWS : r1;

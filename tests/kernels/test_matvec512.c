@@ -3,7 +3,8 @@
 // kern_matmul_ref on the dequantized int8 activations (the integer dots are exact, so only f32
 // summation order differs), F32/F16/BF16 against kern_matmul_ref on the f32 activations.
 // Random shapes: odd row counts, n_in with 1-3 leftover blocks past the 128-element steps,
-// 1-3 tokens, rows split unevenly into 3 calls (as threads would), Y with a padded stride.
+// 1-3 tokens, rows split unevenly into 3 calls (as threads would), Y with a padded stride; the
+// 1-8-token Q4_0/Q8_0 kernel bit-identical to one-token decodes.
 // Skips (passes) on CPUs without AVX-512 VNNI/VBMI; the dispatched path is covered there too.
 // SPDX-License-Identifier: MIT
 #include "check.h"
@@ -11,6 +12,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void) {
@@ -119,6 +121,34 @@ static int check(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t n_out, 
     return bad;
 }
 
+// kern_matvec_avx512_multi: every token's outputs are bit-identical to the one-token decode of
+// that token (odd row counts: the last row goes three tokens at a time; n_in with leftover
+// blocks). Returns the number of differing outputs.
+static int check_multi(enum lfmd_dtype t, int64_t n_out, int64_t n_in, int n_tok) {
+    float *src = malloc(sizeof(float) * (size_t)(n_out * n_in));
+    float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
+    for (int64_t i = 0; i < n_out * n_in; i++) src[i] = frand() * (i % 7 == 0 ? 4.0f : 1.0f);
+    for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = frand();
+    struct qt q;
+    make_tensor(&q, t, n_out, n_in, 32, 0, src);
+    int64_t nb = n_in / QKX, ldy = n_out + 1;
+    struct block_qx *qx = malloc(sizeof *qx * (size_t)(n_tok * nb));
+    for (int k = 0; k < n_tok; k++) kern_quantize_x_ref(x + k * n_in, n_in, qx + k * nb);
+    float *y = malloc(sizeof(float) * (size_t)(n_tok * ldy)), *y1 = malloc(sizeof(float) * (size_t)ldy);
+    CHECK(kern_matvec_avx512_multi_supports(&q.W, n_tok));
+    int64_t cut = (n_out / 3) | 1; // an odd split, as threads might get
+    kern_matvec_avx512_multi(&q.W, qx, n_tok, y, ldy, 0, cut);
+    kern_matvec_avx512_multi(&q.W, qx, n_tok, y, ldy, cut, n_out);
+    int bad = 0;
+    for (int k = 0; k < n_tok; k++) {
+        kern_matvec_avx512(&q.W, x + k * n_in, qx + k * nb, 1, y1, ldy, 0, n_out);
+        if (memcmp(y + k * ldy, y1, sizeof(float) * (size_t)n_out) != 0) bad++;
+    }
+    free(src), free(x), free(qx), free(y), free(y1);
+    free(q.data);
+    return bad;
+}
+
 int main(void) {
     if (!kern_matvec_avx512_usable()) {
         fprintf(stderr, "no AVX-512 VNNI/VBMI on this CPU (or compiler): skipped\n");
@@ -155,6 +185,18 @@ int main(void) {
             int n_tok = 1 + (int)(rnd() % 3);
             bad += check(t, gs, types[i].sdt, n_out, n_in, n_tok);
         }
+        CHECK_EQ(bad, 0);
+    }
+    for (int k = 0; k < 2; k++) {
+        enum lfmd_dtype t = k ? LFMD_DTYPE_Q8_0 : LFMD_DTYPE_Q4_0;
+        int bad = 0;
+        for (int n_tok = 1; n_tok <= 8; n_tok++) {
+            int64_t n_out = 1 + 2 * (rnd() % 40), n_in = 32 * (1 + (int64_t)(rnd() % 100));
+            bad += check_multi(t, n_out, n_in, n_tok);
+        }
+        bad += check_multi(t, 64, 8192, 8);
+        CHECK(!kern_matvec_avx512_multi_supports(&(struct tensor){.dtype = t, .n_dims = 2,
+                                                                  .shape = {4, 8224}}, 8));
         CHECK_EQ(bad, 0);
     }
     return check_done();

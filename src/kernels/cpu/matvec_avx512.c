@@ -49,6 +49,8 @@ AI void pf_ahead(const uint8_t *p, const int n) {
 
 enum {
     GQ = 128,                          // weights per step (4 activation blocks)
+    MV_MULTI_TOK = 8,                  // tokens of kern_matvec_avx512_multi
+    MV_MULTI_MAX_IN = 8192,            // its n_in (prepared x of 8 tokens on the stack: 192 KiB)
     MV_MAX_IN = 16384,                 // quantized n_in handled here (prepared x on the stack)
     MV_MAX_GROUPS = MV_MAX_IN / GQ,
     MV_MAX_TOK = KERN_QUANT_PANEL_MIN_TOK - 1,
@@ -466,6 +468,172 @@ AI void float_product(const int wk, const struct tensor *W, const float *X, int 
         }
 }
 
+// ---- several tokens (4..MV_MULTI_TOK) on GGUF Q4_0 / Q8_0: unpack each weight group once ----
+// Two rows per pass: their nibbles / bytes and block scales are unpacked into registers once per
+// 128-weight group and dotted with every token's prepared activations (the per-token decode
+// above redoes the unpack for each token, which made 8 tokens cost ~4x one). Each (row, token)
+// sum is formed exactly as rows_q4_0 / rows_q8_0 form it for that token alone (same group
+// order, same lane sums, same reduction), so results are bit-identical to decoding alone.
+
+AI void rows2_q4_0_multi(const int T, const uint8_t *w, size_t rb, const struct mv_q4g *xg,
+                         int64_t ng, int64_t gstride, const struct block_qx *x, int64_t nb,
+                         float out[2][MV_MULTI_TOK]) {
+    _Alignas(64) static const uint8_t inib[64] = {
+        2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17,
+        20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
+        38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53,
+        112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
+    const __m512i vnib = _mm512_load_si512(inib);
+    const __m512i vd = _mm512_setr_epi32(0, 0, 9 | 9 << 16, 9 | 9 << 16, 18 | 18 << 16,
+                                         18 | 18 << 16, 27 | 27 << 16, 27 | 27 << 16, 0, 0, 0, 0,
+                                         0, 0, 0, 0);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[2][MV_MULTI_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i lo[2], hi[2];
+        __m512 dw[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            const uint8_t *p = w + rb * (size_t)j + (size_t)g * 72;
+            if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
+            __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 8);
+            __m512i nib = _mm512_permutex2var_epi8(a, vnib, b);
+            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(vd, a)));
+            lo[j] = _mm512_and_si512(nib, m4);
+            hi[j] = _mm512_and_si512(_mm512_srli_epi16(nib, 4), m4);
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const struct mv_q4g *xt = xg + t * gstride + g;
+            const __m512i xlo = _mm512_load_si512(xt->lo), xhi = _mm512_load_si512(xt->hi);
+            const __m512i nc = _mm512_load_si512(xt->ncorr);
+            const __m512 dx = _mm512_load_ps(xt->dx);
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                __m512i sv = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(nc, lo[j], xlo), hi[j], xhi);
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sv), _mm512_mul_ps(dw[j], dx),
+                                            acc[j][t]);
+            }
+        }
+    }
+    for (int j = 0; j < 2; j++)
+        for (int t = 0; t < T; t++) {
+            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+            if (4 * ng < nb)
+                out[j][t] += tail_q4_0((const struct block_q4_0 *)(w + rb * (size_t)j), x + t * nb,
+                                       4 * ng, nb);
+        }
+}
+
+AI void rows2_q8_0_multi(const int T, const uint8_t *w, size_t rb, const struct mv_q8g *xg,
+                         int64_t ng, int64_t gstride, const struct block_qx *x, int64_t nb,
+                         float out[2][MV_MULTI_TOK]) {
+    _Alignas(64) static const uint8_t i01[64] = {
+        2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+        24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+        48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67};
+    _Alignas(64) static const uint8_t i23[64] = {
+        6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  16,  17,  18,  19,  20,  21,
+        22,  23,  24,  25,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,
+        96,  97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
+        112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
+    _Alignas(64) static const uint16_t idw[32] = {0,  0,  0,  0,  0,  0,  0,  0,  17, 17, 17,
+                                                  17, 17, 17, 17, 17, 34, 34, 34, 34, 34, 34,
+                                                  34, 34, 51, 51, 51, 51, 51, 51, 51, 51};
+    const __m512i v01 = _mm512_load_si512(i01), v23 = _mm512_load_si512(i23);
+    const __m512i vdw = _mm512_load_si512(idw), k80 = _mm512_set1_epi8((char)0x80);
+    __m512 acc[2][MV_MULTI_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i q01[2], q23[2];
+        __m512 d01[2], d23[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            const uint8_t *p = w + rb * (size_t)j + (size_t)g * 136;
+            if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
+            if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF + 64, _MM_HINT_T0);
+            __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
+            __m512i l2 = _mm512_loadu_si512(p + 72);
+            q01[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(l0, v01, l1), k80);
+            q23[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(l1, v23, l2), k80);
+            __m512i dd = _mm512_permutex2var_epi16(l0, vdw, l1);
+            d01[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
+            d23[j] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dd, 1));
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const struct mv_q8g *xt = xg + t * gstride + g;
+            const __m512i x01 = _mm512_load_si512(xt->x), x23 = _mm512_load_si512(xt->x + 64);
+            const __m512i n01 = _mm512_load_si512(xt->ncorr);
+            const __m512i n23 = _mm512_load_si512(xt->ncorr + 16);
+            const __m512 dx01 = _mm512_load_ps(xt->dx), dx23 = _mm512_load_ps(xt->dx + 16);
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                __m512i s01 = _mm512_dpbusd_epi32(n01, q01[j], x01);
+                __m512i s23 = _mm512_dpbusd_epi32(n23, q23[j], x23);
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01), _mm512_mul_ps(d01[j], dx01),
+                                            acc[j][t]);
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s23), _mm512_mul_ps(d23[j], dx23),
+                                            acc[j][t]);
+            }
+        }
+    }
+    for (int j = 0; j < 2; j++)
+        for (int t = 0; t < T; t++) {
+            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+            if (4 * ng < nb)
+                out[j][t] += tail_q8_0((const struct block_q8_0 *)(w + rb * (size_t)j), x + t * nb,
+                                       4 * ng, nb);
+        }
+}
+
+bool kern_matvec_avx512_multi_supports(const struct tensor *W, int n_tok) {
+    int64_t n_in = tensor_cols(W);
+    return n_tok >= 1 && n_tok <= MV_MULTI_TOK && n_in % QKX == 0 && n_in <= MV_MULTI_MAX_IN &&
+           (W->dtype == LFMD_DTYPE_Q4_0 || W->dtype == LFMD_DTYPE_Q8_0);
+}
+
+void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok, float *Y,
+                              int64_t ldy, int64_t r0, int64_t r1) {
+    const struct block_qx *q = qx;
+    const int64_t n_in = tensor_cols(W), nb = n_in / QKX, ng = nb / 4;
+    const size_t rb = kern_row_bytes(W->dtype, n_in);
+    const uint8_t *base = W->data;
+    const bool q4 = W->dtype == LFMD_DTYPE_Q4_0;
+    // prepared activations of every token (Q8_0: 384 bytes per group, Q4_0: 192)
+    _Alignas(64) struct mv_q8g prep[MV_MULTI_TOK * (MV_MULTI_MAX_IN / GQ)];
+    for (int t = 0; t < n_tok; t++) {
+        if (q4) prep_q4(q + t * nb, ng, (struct mv_q4g *)prep + t * ng);
+        else prep_q8(q + t * nb, ng, prep + t * ng);
+    }
+    float out[2][MV_MULTI_TOK];
+    int64_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        const uint8_t *w = base + rb * (size_t)r;
+#define MULTI(T)                                                                               \
+    case T:                                                                                    \
+        if (q4) rows2_q4_0_multi(T, w, rb, (const struct mv_q4g *)prep, ng, ng, q, nb, out);   \
+        else rows2_q8_0_multi(T, w, rb, prep, ng, ng, q, nb, out);                             \
+        break
+        switch (n_tok) {
+            MULTI(1); MULTI(2); MULTI(3); MULTI(4); MULTI(5); MULTI(6); MULTI(7); MULTI(8);
+        default: return;
+        }
+#undef MULTI
+        for (int t = 0; t < n_tok; t++) {
+            Y[t * ldy + r] = out[0][t];
+            Y[t * ldy + r + 1] = out[1][t];
+        }
+    }
+    if (r < r1) // the last odd row, three tokens at a time
+        for (int t = 0; t < n_tok; t += MV_MAX_TOK)
+            kern_matvec_avx512(W, NULL, q + t * nb, n_tok - t < MV_MAX_TOK ? n_tok - t : MV_MAX_TOK,
+                               Y + t * ldy, ldy, r, r1);
+}
+
 bool kern_matvec_avx512_supports(const struct tensor *W, int n_tok) {
     if (n_tok < 1 || n_tok > MV_MAX_TOK) return false;
     int64_t n_in = tensor_cols(W);
@@ -560,4 +728,12 @@ void kern_matvec_avx512(const struct tensor *W, const float *X, const void *qx, 
     kern_matmul_ref(W, X, n_tok, Y, ldy, r0, r1);
 }
 bool kern_matvec_avx512_usable(void) { return false; }
+bool kern_matvec_avx512_multi_supports(const struct tensor *W, int n_tok) {
+    (void)W, (void)n_tok;
+    return false;
+}
+void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok, float *Y,
+                              int64_t ldy, int64_t r0, int64_t r1) {
+    (void)W, (void)qx, (void)n_tok, (void)Y, (void)ldy, (void)r0, (void)r1;
+}
 #endif
