@@ -57,7 +57,8 @@ static int dalloc(void **p, size_t n, cudaStream_t s, struct lfmd_err_ctx *err) 
     *p = NULL;
     if (!n) return 0;
     if (g_limit && g_used + n > g_limit)
-        return lfmd_err_set(err, LFMD_EBUDGET, "GPU memory limit: %zu bytes used, %zu more requested, limit %zu",
+        return lfmd_err_set(err, LFMD_EBUDGET,
+                            "GPU memory limit: %zu bytes used, %zu more requested, limit %zu",
                             g_used, n, g_limit);
     cudaError_t e = cudaMallocAsync(p, n, s);
     if (e != cudaSuccess) {
@@ -116,19 +117,25 @@ int cuda_parse_devices(const char *devices, const char *split, struct cuda_opts 
     int n = 0;
     const char *p = devices && *devices ? devices : "cuda:0";
     while (*p) {
-        if (strncmp(p, "cuda", 4)) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': expected cuda[:N][,cuda:M...]", devices);
+        if (strncmp(p, "cuda", 4))
+            return lfmd_err_set(err, LFMD_EINVAL, "device '%s': expected cuda[:N][,cuda:M...]",
+                                devices);
         p += 4;
         long d = 0;
         if (*p == ':') {
             char *end;
             d = strtol(p + 1, &end, 10);
-            if (end == p + 1 || d < 0 || d >= MAX_DEV) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': bad index", devices);
+            if (end == p + 1 || d < 0 || d >= MAX_DEV)
+                return lfmd_err_set(err, LFMD_EINVAL, "device '%s': bad index", devices);
             p = end;
         }
-        if (n >= CUDA_MAX_STAGES) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': at most %d devices", devices, CUDA_MAX_STAGES);
+        if (n >= CUDA_MAX_STAGES)
+            return lfmd_err_set(err, LFMD_EINVAL, "device '%s': at most %d devices", devices,
+                                CUDA_MAX_STAGES);
         o->dev[n++] = (int)d;
         if (*p == ',') p++;
-        else if (*p) return lfmd_err_set(err, LFMD_EINVAL, "device '%s': unexpected '%c'", devices, *p);
+        else if (*p)
+            return lfmd_err_set(err, LFMD_EINVAL, "device '%s': unexpected '%c'", devices, *p);
     }
     o->n_dev = n;
     for (int i = 0; i < CUDA_MAX_STAGES; i++) o->split[i] = 0;
@@ -138,12 +145,17 @@ int cuda_parse_devices(const char *devices, const char *split, struct cuda_opts 
         while (*p) {
             char *end;
             long v = strtol(p, &end, 10);
-            if (end == p || v <= 0 || k >= n) return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': one positive number per device", split);
+            if (end == p || v <= 0 || k >= n)
+                return lfmd_err_set(err, LFMD_EINVAL,
+                                    "--split '%s': one positive number per device", split);
             o->split[k++] = (int)v;
             p = *end == ',' ? end + 1 : end;
-            if (*end && *end != ',') return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': bad number", split);
+            if (*end && *end != ',')
+                return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': bad number", split);
         }
-        if (k != n) return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': %d numbers for %d devices", split, k, n);
+        if (k != n)
+            return lfmd_err_set(err, LFMD_EINVAL, "--split '%s': %d numbers for %d devices", split,
+                                k, n);
     }
     return 0;
 }
@@ -162,7 +174,8 @@ struct cw {                     // a matrix on the device: bf16 (d) or 4-bit (q4
 struct clayer {
     bool attn;
     int slot;                   // index among this stage's attention (or conv) layers
-    struct cw qkv, o, w13, w2, in_proj, conv_out;   // qkv: q, k, v rows; w13: gate/up rows interleaved
+    struct cw qkv, o, w13, w2, in_proj,
+        conv_out; // qkv: q, k, v rows; w13: gate/up rows interleaved
     float *n1, *n2, *qn, *kn, *convw, *qkvb, *ob;
 };
 
@@ -224,9 +237,12 @@ static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint1
     size_t rb = (size_t)out->cols * 2;
     int rc;
     if (t->dtype == LFMD_DTYPE_BF16) {
-        CK(cudaMemcpy2DAsync(d, rb * (size_t)pitch, t->data, rb, rb, (size_t)out->rows, cudaMemcpyHostToDevice,
-                             cm->st[si].st), "upload");
-        return cudaStreamSynchronize(cm->st[si].st) == cudaSuccess ? 0 : cu_err(err, cudaGetLastError(), "upload");
+        CK(cudaMemcpy2DAsync(d, rb * (size_t)pitch, t->data, rb, rb, (size_t)out->rows,
+                             cudaMemcpyHostToDevice, cm->st[si].st),
+           "upload");
+        return cudaStreamSynchronize(cm->st[si].st) == cudaSuccess
+                   ? 0
+                   : cu_err(err, cudaGetLastError(), "upload");
     }
     rc = 0;
     int64_t chunk = ((int64_t)8 << 20) / (out->cols * 2);
@@ -244,8 +260,8 @@ static int fill_mat(struct cuda_model *cm, int si, const struct tensor *t, uint1
             kern_get_row(t, r0 + r, row);
             for (int64_t c = 0; c < out->cols; c++) buf[r * out->cols + c] = f32_to_bf16(row[c]);
         }
-        cudaError_t e = cudaMemcpy2D((uint16_t *)d + r0 * pitch * out->cols, rb * (size_t)pitch, buf, rb, rb,
-                                     (size_t)nr, cudaMemcpyHostToDevice);
+        cudaError_t e = cudaMemcpy2D((uint16_t *)d + r0 * pitch * out->cols, rb * (size_t)pitch,
+                                     buf, rb, rb, (size_t)nr, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) rc = cu_err(err, e, "upload");
     }
     lfmd_free(row);
@@ -319,7 +335,8 @@ void cuda_q4_pack_row(const struct tensor *t, int64_t r, int sbk, uint32_t *code
     }
 }
 
-static void pack_row_natural(const struct tensor *t, int64_t r, int sbk, uint32_t *codes, void *sb) {
+static void pack_row_natural(const struct tensor *t, int64_t r, int sbk, uint32_t *codes,
+                             void *sb) {
     int64_t K = tensor_cols(t);
     if (t->dtype == LFMD_DTYPE_MLX_Q4) {
         int64_t ng = K / t->group_size;
@@ -330,7 +347,8 @@ static void pack_row_natural(const struct tensor *t, int64_t r, int sbk, uint32_
                 put_sb(sb, sbk, g, kern_load_scalar(t->scale_dtype, t->scales, i),
                        kern_load_scalar(t->scale_dtype, t->biases, i), 0, 0);
             else
-                put_sb(sb, sbk, g, 0, 0, ((const uint16_t *)t->scales)[i], ((const uint16_t *)t->biases)[i]);
+                put_sb(sb, sbk, g, 0, 0, ((const uint16_t *)t->scales)[i],
+                       ((const uint16_t *)t->biases)[i]);
         }
         return;
     }
@@ -387,8 +405,8 @@ static void pack_row_natural(const struct tensor *t, int64_t r, int sbk, uint32_
 
 // Copies 4-bit weight t (cuda_q4_format) to device rows d, d + pitch, ... of out (pitch in rows),
 // packing chunks of rows on the host.
-static int fill_q4(struct cuda_model *cm, int si, const struct tensor *t, const struct cw *out, int64_t row0,
-                   int pitch, struct lfmd_err_ctx *err) {
+static int fill_q4(struct cuda_model *cm, int si, const struct tensor *t, const struct cw *out,
+                   int64_t row0, int pitch, struct lfmd_err_ctx *err) {
     int64_t rows = tensor_rows(t), K = out->cols;
     size_t cb = (size_t)K / 2, sbb = (size_t)(K / out->gs) * (out->sbk == CUK_SB_F32 ? 8 : 4);
     int64_t chunk = ((int64_t)4 << 20) / (int64_t)cb;
@@ -400,13 +418,14 @@ static int fill_q4(struct cuda_model *cm, int si, const struct tensor *t, const 
     for (int64_t r0 = 0; r0 < rows && !rc; r0 += chunk) {
         int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
         for (int64_t r = 0; r < nr; r++)
-            cuda_q4_pack_row(t, r0 + r, out->sbk, codes + (size_t)r * (cb / 4), sb + (size_t)r * sbb);
+            cuda_q4_pack_row(t, r0 + r, out->sbk, codes + (size_t)r * (cb / 4),
+                             sb + (size_t)r * sbb);
         size_t drow = (size_t)(row0 + r0 * pitch);
-        cudaError_t e = cudaMemcpy2D((uint8_t *)out->q + drow * cb, cb * (size_t)pitch, codes, cb, cb, (size_t)nr,
-                                     cudaMemcpyHostToDevice);
+        cudaError_t e = cudaMemcpy2D((uint8_t *)out->q + drow * cb, cb * (size_t)pitch, codes, cb,
+                                     cb, (size_t)nr, cudaMemcpyHostToDevice);
         if (e == cudaSuccess)
-            e = cudaMemcpy2D((uint8_t *)out->sb + drow * sbb, sbb * (size_t)pitch, sb, sbb, sbb, (size_t)nr,
-                             cudaMemcpyHostToDevice);
+            e = cudaMemcpy2D((uint8_t *)out->sb + drow * sbb, sbb * (size_t)pitch, sb, sbb, sbb,
+                             (size_t)nr, cudaMemcpyHostToDevice);
         if (e != cudaSuccess) rc = cu_err(err, e, "upload");
     }
     (void)cm;
@@ -420,15 +439,17 @@ static int fill_q4(struct cuda_model *cm, int si, const struct tensor *t, const 
 // rows, ...) or, interleave, row-interleaved (row n i + j = row i of t[j]; equal row counts).
 // With q4_ok and every part in one 4-bit layout (cuda_q4_format: same group size and scale
 // kind), the matrix stays 4-bit on the device.
-static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, int n, bool interleave,
-                  bool q4_ok, struct cw *out, struct lfmd_err_ctx *err) {
+static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, int n,
+                  bool interleave, bool q4_ok, struct cw *out, struct lfmd_err_ctx *err) {
     memset(out, 0, sizeof *out);
     out->cols = tensor_cols(t[0]);
     int gs = 0, sbk = 0;
     bool q4 = q4_ok && !cm->no_q4 && cuda_q4_format(t[0], &gs, &sbk);
     for (int i = 0; i < n; i++) {
-        if (tensor_cols(t[i]) != out->cols || (interleave && tensor_rows(t[i]) != tensor_rows(t[0])))
-            return lfmd_err_set(err, LFMD_EFORMAT, "%s and %s: shapes differ", t[0]->name, t[i]->name);
+        if (tensor_cols(t[i]) != out->cols ||
+            (interleave && tensor_rows(t[i]) != tensor_rows(t[0])))
+            return lfmd_err_set(err, LFMD_EFORMAT, "%s and %s: shapes differ", t[0]->name,
+                                t[i]->name);
         out->rows += tensor_rows(t[i]);
         int g2, k2;
         if (q4 && (!cuda_q4_format(t[i], &g2, &k2) || g2 != gs || k2 != sbk)) q4 = false;
@@ -443,7 +464,8 @@ static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, 
         int rc = dalloc(&d, cbytes, cm->st[si].st, err);
         if (rc || (rc = track(cm, si, d, cbytes, err))) return rc;
         out->q = d;
-        if ((rc = dalloc(&d, sbytes, cm->st[si].st, err)) || (rc = track(cm, si, d, sbytes, err))) return rc;
+        if ((rc = dalloc(&d, sbytes, cm->st[si].st, err)) || (rc = track(cm, si, d, sbytes, err)))
+            return rc;
         out->sb = d;
         cm->has_q4 = true;
         int64_t r0 = 0;
@@ -514,7 +536,8 @@ static int need_t(const struct model *m, int l, const char *suffix, const struct
     return 0;
 }
 
-static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, struct lfmd_err_ctx *err) {
+static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L,
+                    struct lfmd_err_ctx *err) {
     const struct model *m = cm->m;
     bool lfm2 = cm->c.arch == MODEL_ARCH_LFM2;
     const struct tensor *t;
@@ -523,10 +546,12 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
 #define VEC(name, dst) ((rc = need_t(m, l, name, &t, err)) || (rc = up_vec(cm, si, t, dst, err)))
 #define OPT(name, dst) ((rc = up_vec(cm, si, layer_t(m, l, name), dst, err)))
     const struct tensor *ts[3];
-#define MAT2(n1, n3, dst) ((rc = need_t(m, l, n1, &ts[0], err)) || (rc = need_t(m, l, n3, &ts[1], err)) || \
-                           (rc = up_cat(cm, si, ts, 2, true, true, dst, err)))
-#define QKV(nq, nk, nv, dst) ((rc = need_t(m, l, nq, &ts[0], err)) || (rc = need_t(m, l, nk, &ts[1], err)) || \
-                              (rc = need_t(m, l, nv, &ts[2], err)) || (rc = up_cat(cm, si, ts, 3, false, true, dst, err)))
+#define MAT2(n1, n3, dst)                                                                          \
+    ((rc = need_t(m, l, n1, &ts[0], err)) || (rc = need_t(m, l, n3, &ts[1], err)) ||               \
+     (rc = up_cat(cm, si, ts, 2, true, true, dst, err)))
+#define QKV(nq, nk, nv, dst)                                                                       \
+    ((rc = need_t(m, l, nq, &ts[0], err)) || (rc = need_t(m, l, nk, &ts[1], err)) ||               \
+     (rc = need_t(m, l, nv, &ts[2], err)) || (rc = up_cat(cm, si, ts, 3, false, true, dst, err)))
     L->attn = cm->c.is_attn[l];
     if (lfm2) {
         if (VEC("operator_norm.weight", &L->n1) || VEC("ffn_norm.weight", &L->n2) ||
@@ -534,24 +559,29 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
             MAT("feed_forward.w2.weight", &L->w2))
             return rc;
         if (L->attn) {
-            if (QKV("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", &L->qkv) ||
+            if (QKV("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                    &L->qkv) ||
                 MAT("self_attn.out_proj.weight", &L->o) ||
-                VEC("self_attn.q_layernorm.weight", &L->qn) || VEC("self_attn.k_layernorm.weight", &L->kn))
+                VEC("self_attn.q_layernorm.weight", &L->qn) ||
+                VEC("self_attn.k_layernorm.weight", &L->kn))
                 return rc;
         } else if (MAT("conv.in_proj.weight", &L->in_proj) || VEC("conv.conv.weight", &L->convw) ||
                    MAT("conv.out_proj.weight", &L->conv_out)) {
             return rc;
         }
     } else {
-        if (VEC("input_layernorm.weight", &L->n1) || VEC("post_attention_layernorm.weight", &L->n2) ||
-            QKV("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", &L->qkv) ||
+        if (VEC("input_layernorm.weight", &L->n1) ||
+            VEC("post_attention_layernorm.weight", &L->n2) ||
+            QKV("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                &L->qkv) ||
             MAT("self_attn.o_proj.weight", &L->o) ||
             MAT2("mlp.gate_proj.weight", "mlp.up_proj.weight", &L->w13) ||
             MAT("mlp.down_proj.weight", &L->w2))
             return rc;
         if (cm->m->llama.attn_bias) {
             // q|k|v biases as one vector (zeros where a bias is absent), added to the q|k|v product
-            const char *bn[3] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias"};
+            const char *bn[3] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias",
+                                 "self_attn.v_proj.bias"};
             size_t nb = (size_t)L->qkv.rows, off = 0;
             float *h = lfmd_calloc(nb, sizeof(float), LFMD_MEM_SCRATCH);
             if (!h) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
@@ -561,7 +591,8 @@ static int up_layer(struct cuda_model *cm, int si, int l, struct clayer *L, stru
                                    (size_t)cm->c.n_kv_head * cm->c.head_dim};
             if (part_rows[0] + part_rows[1] + part_rows[2] != nb) {
                 lfmd_free(h);
-                return lfmd_err_set(err, LFMD_EFORMAT, "layer %d: q|k|v rows do not match the config", l);
+                return lfmd_err_set(err, LFMD_EFORMAT,
+                                    "layer %d: q|k|v rows do not match the config", l);
             }
             for (int i = 0; i < 3; i++) {
                 const struct tensor *b = layer_t(m, l, bn[i]);
@@ -643,7 +674,8 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     if (cm->mv_max > CUK_MV_MAX_TOK) cm->mv_max = CUK_MV_MAX_TOK;
     int rc = 0;
     if (c->arch == MODEL_ARCH_LFM2 && (c->conv_L < 2 || c->conv_L > 9)) {
-        rc = lfmd_err_set(err, LFMD_ENOTSUP, "conv kernel size %d not supported on CUDA", c->conv_L);
+        rc =
+            lfmd_err_set(err, LFMD_ENOTSUP, "conv kernel size %d not supported on CUDA", c->conv_L);
         goto fail;
     }
     if (c->head_dim > CUK_MAX_HEAD_DIM || c->head_dim % 2) {
@@ -703,14 +735,16 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
         const struct tensor *emb = model_find(m, "model.embed_tokens.weight");
         if (i == 0 && (rc = up_mat(cm, i, emb, &st->embed, err))) goto fail;
         if (i == ns - 1) {
-            const struct tensor *fn = model_find(m, c->arch == MODEL_ARCH_LFM2 ? "model.embedding_norm.weight"
-                                                                                : "model.norm.weight");
+            const struct tensor *fn =
+                model_find(m, c->arch == MODEL_ARCH_LFM2 ? "model.embedding_norm.weight"
+                                                         : "model.norm.weight");
             if ((rc = up_vec(cm, i, fn, &st->final_norm, err))) goto fail;
             if (c->tied_embeddings && i == 0) {
                 st->lm_head = st->embed;
                 st->lm_shared = true;
             } else {
-                const struct tensor *lm = c->tied_embeddings ? emb : model_find(m, "lm_head.weight");
+                const struct tensor *lm =
+                    c->tied_embeddings ? emb : model_find(m, "lm_head.weight");
                 if ((rc = up_mat(cm, i, lm, &st->lm_head, err))) goto fail;
             }
         }
@@ -737,9 +771,9 @@ struct cuda_seq {
 
 size_t cuda_seq_bytes(const struct model_config *c, int n_ctx) {
     size_t kv = (size_t)c->n_attn_layers * 2 * (size_t)n_ctx * (size_t)c->n_kv_head * c->head_dim;
-    size_t conv = c->arch == MODEL_ARCH_LFM2
-                      ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd * (size_t)(c->conv_L - 1)
-                      : 0;
+    size_t conv = c->arch == MODEL_ARCH_LFM2 ? (size_t)(c->n_layer - c->n_attn_layers) * c->n_embd *
+                                                   (size_t)(c->conv_L - 1)
+                                             : 0;
     return (kv + conv) * sizeof(float);
 }
 
@@ -765,11 +799,13 @@ void cuda_seq_reset(struct cuda_seq *s) {
 
 int cuda_seq_pos(const struct cuda_seq *s) { return s->pos; }
 
-int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_seq **out, struct lfmd_err_ctx *err) {
+int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_seq **out,
+                 struct lfmd_err_ctx *err) {
     *out = NULL;
     const struct model_config *c = &cm->c;
     if (n_ctx < 1 || n_ctx > LFMD_MAX_CTX)
-        return lfmd_err_set(err, LFMD_EINVAL, "context size %d out of range [1, %d]", n_ctx, LFMD_MAX_CTX);
+        return lfmd_err_set(err, LFMD_EINVAL, "context size %d out of range [1, %d]", n_ctx,
+                            LFMD_MAX_CTX);
     struct cuda_seq *s = lfmd_calloc(1, sizeof *s, LFMD_MEM_KV);
     if (!s) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
     s->cm = cm;
@@ -874,10 +910,11 @@ void cuda_runner_profile_print(struct cuda_runner *r, FILE *f) {
     double tot = 0;
     int n = r->prof_passes ? r->prof_passes : 1;
     for (int k = 0; k < r->n_names; k++) tot += r->ms[k];
-    fprintf(f, "profile over %d passes: %.3f ms of kernel time per pass\n", r->prof_passes, tot / n);
+    fprintf(f, "profile over %d passes: %.3f ms of kernel time per pass\n", r->prof_passes,
+            tot / n);
     for (int k = 0; k < r->n_names; k++)
-        fprintf(f, "  %-14s %8.1f us/pass %5.1f%%  %6.1f launches/pass\n", r->names[k], 1e3 * r->ms[k] / n,
-                tot > 0 ? 100 * r->ms[k] / tot : 0, (double)r->calls[k] / n);
+        fprintf(f, "  %-14s %8.1f us/pass %5.1f%%  %6.1f launches/pass\n", r->names[k],
+                1e3 * r->ms[k] / n, tot > 0 ? 100 * r->ms[k] / tot : 0, (double)r->calls[k] / n);
 }
 
 void cuda_runner_free(struct cuda_runner *r) {
@@ -892,8 +929,8 @@ void cuda_runner_free(struct cuda_runner *r) {
         cudaSetDevice(st->dev);
         cudaStreamSynchronize(st->st);
         if (sc->blas) cublasDestroy(sc->blas);
-        void *ps[] = {sc->x, sc->xn, sc->a, sc->b, sc->c, sc->part, sc->logits, sc->xb, sc->ws, sc->meta_d,
-                      sc->stk, sc->amax, sc->ticket, sc->wt};
+        void *ps[] = {sc->x,  sc->xn, sc->a,      sc->b,   sc->c,    sc->part,   sc->logits,
+                      sc->xb, sc->ws, sc->meta_d, sc->stk, sc->amax, sc->ticket, sc->wt};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
@@ -908,7 +945,8 @@ void cuda_runner_free(struct cuda_runner *r) {
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
-int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out, struct lfmd_err_ctx *err) {
+int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,
+                    struct lfmd_err_ctx *err) {
     *out = NULL;
     const struct model_config *c = &cm->c;
     if (max_tokens < 1) max_tokens = 1;
@@ -979,7 +1017,8 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
     for (int i = 0; i < cm->n_stages; i++) {
         cudaSetDevice(cm->st[i].dev);
         if (r->sc[i].ticket)
-            cudaMemsetAsync(r->sc[i].ticket, 0, T * (size_t)c->n_head * sizeof(unsigned), cm->st[i].st);
+            cudaMemsetAsync(r->sc[i].ticket, 0, T * (size_t)c->n_head * sizeof(unsigned),
+                            cm->st[i].st);
         cudaStreamSynchronize(cm->st[i].st);
     }
     *out = r;
@@ -1010,8 +1049,8 @@ static bool use_mv(const struct cuda_model *cm, const struct cw *W, int T) {
     return W->q4 ? T <= CUK_MV_MAX_TOK : T <= cm->mv_max && W->cols % 8 == 0;
 }
 
-static void mv(const struct cw *W, const float *X, int T, float *Y, int64_t ldy, int mode, const float *nw,
-               const int32_t *rows, float eps, cudaStream_t s) {
+static void mv(const struct cw *W, const float *X, int T, float *Y, int64_t ldy, int mode,
+               const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
     if (W->q4) {
         struct cuk_q4 q = {W->q, W->sb, W->sbk, W->gs};
         cuk_matvec_q4(&q, (int)W->rows, (int)W->cols, X, T, Y, ldy, mode, nw, rows, eps, s);
@@ -1050,23 +1089,25 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
             wl = lw;
         }
         if (stacked) {
-            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, 2 * T, K, &one, w, CUDA_R_16BF, K, sc->xb,
-                         CUDA_R_16BF, K, &zero, sc->stk + r0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, 2 * T, K, &one, w, CUDA_R_16BF, K,
+                         sc->xb, CUDA_R_16BF, K, &zero, sc->stk + r0, CUDA_R_32F, N,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             if (wl)   // + W_lo x_hi (the W_lo x_lo term is below the precision kept)
-                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, wl, CUDA_R_16BF, K, sc->xb,
-                             CUDA_R_16BF, K, &one, sc->stk + r0, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT);
+                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, wl, CUDA_R_16BF, K,
+                             sc->xb, CUDA_R_16BF, K, &one, sc->stk + r0, CUDA_R_32F, N,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         } else {
-            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K, sc->xb,
-                         CUDA_R_16BF, K, &beta, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K,
+                         sc->xb, CUDA_R_16BF, K, &beta, out + r0, CUDA_R_32F, (int)ldo,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             if (!cm->fast_gemm)
-                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K, lo,
-                             CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT);
+                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, w, CUDA_R_16BF, K,
+                             lo, CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             if (wl)
-                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, wl, CUDA_R_16BF, K, sc->xb,
-                             CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo, CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT);
+                cublasGemmEx(sc->blas, CUBLAS_OP_T, CUBLAS_OP_N, nr, T, K, &one, wl, CUDA_R_16BF, K,
+                             sc->xb, CUDA_R_16BF, K, &one, out + r0, CUDA_R_32F, (int)ldo,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
         }
     }
     if (stacked) cuk_add_halves(sc->stk, T, N, out, ldo, mode == CUK_MV_ACC, st->st);
@@ -1076,8 +1117,8 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
 // mm of RMSNorm(x) (weight nw; token t reads x row rows[t] if rows): fused into the matvec when
 // it fits, else a norm kernel into sc->xn first.
 static void norm_mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const float *x,
-                    const float *nw, const int32_t *rows, const struct cw *W, int T, float *Y, int64_t ldy,
-                    int mode) {
+                    const float *nw, const int32_t *rows, const struct cw *W, int T, float *Y,
+                    int64_t ldy, int mode) {
     int K = (int)W->cols;
     float eps = cm->c.norm_eps;
     if (use_mv(cm, W, T) && cuk_matvec_norm_fits(T, K) && !cm->no_norm_fuse) {
@@ -1091,7 +1132,8 @@ static void norm_mm(struct cuda_model *cm, struct stage *st, struct scratch *sc,
 // One stage over T tokens. The residual stream sc->x is updated in place by the epilogues of
 // the output products (CUK_MV_ACC); norms are fused into the next product. Per layer at decode:
 // attention 7 launches (qkv, rope+store, attention, merge, o, gate|up+SwiGLU, down), conv 5.
-static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl, bool greedy) {
+static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, int T, int nl,
+                          bool greedy) {
 #define P(name) prof_mark(r, s, name)
     const struct model_config *c = &cm->c;
     struct stage *st = &cm->st[si];
@@ -1117,11 +1159,13 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
             norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->qkv, T, sc->a, qkvd, CUK_MV_STORE);
             if (L->qkvb) cuk_add_bias(sc->a, L->qkvb, T, qkvd, s);
             P("mm_qkv");
-            cuk_qkv_rope_store(sc->a, T, c->n_head, c->n_kv_head, hd, L->qn, L->kn, eps, sc->meta.pos,
-                               st->inv_freq, cm->interleaved, sc->meta.kv, sc->meta.nctx, L->slot, sc->b, s);
+            cuk_qkv_rope_store(sc->a, T, c->n_head, c->n_kv_head, hd, L->qn, L->kn, eps,
+                               sc->meta.pos, st->inv_freq, cm->interleaved, sc->meta.kv,
+                               sc->meta.nctx, L->slot, sc->b, s);
             P("rope_store");
-            cuk_attention(sc->b, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx, sc->meta.pos,
-                          L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->ticket, sc->c, s);
+            cuk_attention(sc->b, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx,
+                          sc->meta.pos, L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part,
+                          sc->ticket, sc->c, s);
             P("attention");
             mm(cm, st, sc, &L->o, sc->c, T, sc->x, D, CUK_MV_ACC);
             if (L->ob) cuk_add_bias(sc->x, L->ob, T, D, s);
@@ -1140,8 +1184,8 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
         P("mm_down");
     }
     if (si == cm->n_stages - 1 && nl > 0) {
-        norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits, c->n_vocab,
-                CUK_MV_STORE);
+        norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits,
+                c->n_vocab, CUK_MV_STORE);
         P("mm_lm_head");
         if (greedy) {
             cuk_argmax(sc->logits, nl, c->n_vocab, sc->amax, s);
@@ -1173,7 +1217,8 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
         memcpy(pos, r->pos, (size_t)T * sizeof *pos);
         memcpy(rows, r->rows, (size_t)nl * sizeof *rows);
         CK(cudaSetDevice(st->dev), "set device");
-        CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice, st->st), "metadata");
+        CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice, st->st),
+           "metadata");
     }
     if (cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64) {
         struct stage *st = &cm->st[0];
@@ -1198,7 +1243,8 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
                 fprintf(stderr, "lfmd: CUDA graph capture failed (%s); launching directly\n",
                         cudaGetErrorString(e));
             } else {
-                r->graphs[r->n_graphs++] = (struct graph_ent){.T = T, .nl = nl, .greedy = greedy, .exec = exec};
+                r->graphs[r->n_graphs++] =
+                    (struct graph_ent){.T = T, .nl = nl, .greedy = greedy, .exec = exec};
             }
         }
         if (exec) CK(cudaGraphLaunch(exec, st->st), "graph launch");
@@ -1211,7 +1257,8 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
             if (i + 1 < cm->n_stages) {
                 struct stage *nx = &cm->st[i + 1];
                 CK(cudaMemcpyPeerAsync(r->sc[i + 1].x, nx->dev, r->sc[i].x, st->dev,
-                                       (size_t)T * c->n_embd * sizeof(float), st->st), "activation copy");
+                                       (size_t)T * c->n_embd * sizeof(float), st->st),
+                   "activation copy");
                 CK(cudaStreamSynchronize(st->st), "stage");
             }
         }
@@ -1222,27 +1269,33 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
         CK(cudaMemcpyAsync(next, r->sc[cm->n_stages - 1].amax, (size_t)nl * sizeof(int32_t),
                            cudaMemcpyDeviceToHost, last->st), "tokens");
     else if (logits && nl)
-        CK(cudaMemcpyAsync(logits, r->sc[cm->n_stages - 1].logits, (size_t)nl * c->n_vocab * sizeof(float),
-                           cudaMemcpyDeviceToHost, last->st), "logits");
+        CK(cudaMemcpyAsync(logits, r->sc[cm->n_stages - 1].logits,
+                           (size_t)nl * c->n_vocab * sizeof(float), cudaMemcpyDeviceToHost,
+                           last->st),
+           "logits");
     CK(cudaStreamSynchronize(last->st), "forward");
     CK(cudaGetLastError(), "kernel launch");
     prof_collect(r);
     return 0;
 }
 
-static int forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
-                         const int *n_tok, int n_seqs, float *logits, int32_t *next, struct lfmd_err_ctx *err) {
+static int forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs,
+                         const int32_t *const *tokens, const int *n_tok, int n_seqs, float *logits,
+                         int32_t *next, struct lfmd_err_ctx *err) {
     struct cuda_model *cm = r->cm;
     const struct model_config *c = &cm->c;
     for (int i = 0; i < n_seqs; i++) {
-        if (seqs[i]->cm != cm) return lfmd_err_set(err, LFMD_EINVAL, "sequence belongs to another model");
+        if (seqs[i]->cm != cm)
+            return lfmd_err_set(err, LFMD_EINVAL, "sequence belongs to another model");
         if (n_tok[i] < 1) return lfmd_err_set(err, LFMD_EINVAL, "sequence %d: no tokens", i);
         if (seqs[i]->pos + n_tok[i] > seqs[i]->n_ctx)
-            return lfmd_err_set(err, LFMD_ETOOBIG, "sequence of %d tokens would exceed its context of %d",
+            return lfmd_err_set(err, LFMD_ETOOBIG,
+                                "sequence of %d tokens would exceed its context of %d",
                                 seqs[i]->pos + n_tok[i], seqs[i]->n_ctx);
         for (int t = 0; t < n_tok[i]; t++)
             if (tokens[i][t] < 0 || tokens[i][t] >= c->n_vocab)
-                return lfmd_err_set(err, LFMD_EINVAL, "token id %d out of range [0, %d)", tokens[i][t], c->n_vocab);
+                return lfmd_err_set(err, LFMD_EINVAL, "token id %d out of range [0, %d)",
+                                    tokens[i][t], c->n_vocab);
         for (int j = 0; j < i; j++)
             if (seqs[j] == seqs[i]) return lfmd_err_set(err, LFMD_EINVAL, "sequence listed twice");
     }
@@ -1278,22 +1331,25 @@ static int forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, co
         int rc = run_chunk(r, nt, out || nx ? nl : 0, out, nx, err);
         if (rc) return rc;
         for (int k = 0; k < nt; k++)
-            if (k == nt - 1 || r->tok_seq[k + 1] != r->tok_seq[k]) r->tok_seq[k]->pos = r->pos[k] + 1;
+            if (k == nt - 1 || r->tok_seq[k + 1] != r->tok_seq[k])
+                r->tok_seq[k]->pos = r->pos[k] + 1;
     }
     return 0;
 }
 
-int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
-                       const int *n_tok, int n_seqs, float *logits, struct lfmd_err_ctx *err) {
+int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *const *seqs,
+                       const int32_t *const *tokens, const int *n_tok, int n_seqs, float *logits,
+                       struct lfmd_err_ctx *err) {
     return forward_batch(r, seqs, tokens, n_tok, n_seqs, logits, NULL, err);
 }
 
-int cuda_forward_batch_greedy(struct cuda_runner *r, struct cuda_seq *const *seqs, const int32_t *const *tokens,
-                              const int *n_tok, int n_seqs, int32_t *next, struct lfmd_err_ctx *err) {
+int cuda_forward_batch_greedy(struct cuda_runner *r, struct cuda_seq *const *seqs,
+                              const int32_t *const *tokens, const int *n_tok, int n_seqs,
+                              int32_t *next, struct lfmd_err_ctx *err) {
     return forward_batch(r, seqs, tokens, n_tok, n_seqs, NULL, next, err);
 }
 
-int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens, int n_tok, float *logits,
-                 struct lfmd_err_ctx *err) {
+int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens, int n_tok,
+                 float *logits, struct lfmd_err_ctx *err) {
     return cuda_forward_batch(r, &s, &tokens, &n_tok, 1, logits, err);
 }

@@ -1,7 +1,8 @@
 // The CUDA backend: runs a model opened by src/model on one or more GPUs. Weights are uploaded
-// on first use (cuda_model_new) as bf16 or, for 4-bit layouts, kept 4-bit; layers may be split in contiguous ranges ("stages")
-// across devices, activations moving between them. Sequences keep their KV cache and conv state
-// on the device(s); forward passes take the same batches as model_forward_batch.
+// on first use (cuda_model_new) as bf16 or, for 4-bit layouts, kept 4-bit; layers may be split
+// in contiguous ranges ("stages") across devices, activations moving between them. Sequences
+// keep their KV cache and conv state on the device(s); forward passes take the same batches as
+// model_forward_batch.
 // Invariants: a forward pass allocates nothing; every device allocation is counted against the
 // device memory limit (cuda_set_limit); cuda_shutdown frees everything and destroys the contexts.
 // Not thread-safe: one thread (the engine thread) drives a model.
@@ -94,8 +95,8 @@ LFMD_MUST_CHECK int cuda_forward_batch(struct cuda_runner *r, struct cuda_seq *c
 // As cuda_forward_batch, but the logits stay on the device: next[i] = greedy (first argmax)
 // token of sequence i's last position, picked on the GPU inside the same graph replay.
 LFMD_MUST_CHECK int cuda_forward_batch_greedy(struct cuda_runner *r, struct cuda_seq *const *seqs,
-                                              const int32_t *const *tokens, const int *n_tok, int n_seqs,
-                                              int32_t *next, struct lfmd_err_ctx *err);
+                                              const int32_t *const *tokens, const int *n_tok,
+                                              int n_seqs, int32_t *next, struct lfmd_err_ctx *err);
 LFMD_MUST_CHECK int cuda_forward(struct cuda_runner *r, struct cuda_seq *s, const int32_t *tokens,
                                  int n_tok, float *logits, struct lfmd_err_ctx *err);
 // Profiling: while on, passes launch kernels one by one (no graphs) with an event after each

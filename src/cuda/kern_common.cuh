@@ -25,7 +25,9 @@ static __device__ __forceinline__ float warp_sum(float v) {
 // in the stream drains; every kernel calls pdl_wait() before touching data an earlier kernel
 // produced or reads (it returns once that kernel has completed and its writes are visible), then
 // pdl_trigger() to let the next one start. Both are no-ops for plain launches. ----
-static __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+static __device__ __forceinline__ void pdl_wait() {
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+}
 static __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
 }
@@ -83,7 +85,7 @@ static __device__ __forceinline__ void prefetch_l2(const void *p) {
 }
 
 // kernels.cu: the previous bf16 matvec (g_mv_old), same contract as cuk_matvec.
-void cuk_matvec_old(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
-                    const float *nw, const int32_t *rows, float eps, cudaStream_t s);
+void cuk_matvec_old(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                    int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s);
 
 #endif

@@ -19,15 +19,16 @@ __global__ void k_embed(const uint16_t *E, const int32_t *tok, int D, float *X) 
         X[(size_t)t * D + i] = bf2f(row[i]);
 }
 
-extern "C" void cuk_embed(const uint16_t *E, const int32_t *tok, int T, int D, float *X, cuk_stream s) {
+extern "C" void cuk_embed(const uint16_t *E, const int32_t *tok, int T, int D, float *X,
+                          cuk_stream s) {
     dim3 g((D + 255) / 256, T);
     launch(k_embed, dim3(g), dim3(256), 0, s, E, tok, D, X);
 }
 
 // ---- residual add + RMSNorm: one block per row (256 threads, block reduction) ----
-__global__ void __launch_bounds__(256) k_add_rmsnorm(float *__restrict__ x, const float *__restrict__ a,
-                                                     const float *__restrict__ w, const int32_t *rows,
-                                                     int n, float eps, float *__restrict__ out) {
+__global__ void __launch_bounds__(256)
+    k_add_rmsnorm(float *__restrict__ x, const float *__restrict__ a, const float *__restrict__ w,
+                  const int32_t *rows, int n, float eps, float *__restrict__ out) {
     PDL_ENTER();
     __shared__ float red[8];
     int r = blockIdx.x, lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
@@ -63,7 +64,8 @@ extern "C" void cuk_add_rmsnorm(float *x, const float *a, const float *w, const 
 
 __global__ void k_add(float *x, const float *a, int64_t n) {
     PDL_ENTER();
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
         x[i] += a[i];
 }
 
@@ -120,14 +122,17 @@ __global__ void k_norm_rope(float *x, int T, int n_heads, int hd, const float *w
 }
 
 extern "C" void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
-                              const int32_t *pos, const float *inv_freq, int interleaved, cuk_stream s) {
+                              const int32_t *pos, const float *inv_freq, int interleaved,
+                              cuk_stream s) {
     int items = T * n_heads;
-    launch(k_norm_rope, dim3((items + 7) / 8), dim3(256), 0, s, x, T, n_heads, hd, w, eps, pos, inv_freq, interleaved);
+    launch(k_norm_rope, dim3((items + 7) / 8), dim3(256), 0, s, x, T, n_heads, hd, w, eps, pos,
+           inv_freq, interleaved);
 }
 
 __global__ void k_swiglu(float *g, const float *u, int64_t n) {
     PDL_ENTER();
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         float a = g[i];
         g[i] = a / (1.0f + expf(-a)) * u[i];
     }
@@ -211,10 +216,11 @@ __global__ void k_shortconv_seq(const float *z, int T, int D, int K, const float
     }
 }
 
-extern "C" void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
-                              int slot, float *y, cuk_stream s) {
+extern "C" void cuk_shortconv(const float *z, int T, int D, int K, const float *wc,
+                              float *const *conv, int slot, float *y, cuk_stream s) {
     if (T <= CUK_CONV_SEQ_MAX_T) {
-        launch(k_shortconv_seq, dim3((D + 127) / 128), dim3(128), 0, s, z, T, D, K, wc, conv, slot, y);
+        launch(k_shortconv_seq, dim3((D + 127) / 128), dim3(128), 0, s, z, T, D, K, wc, conv, slot,
+               y);
         return;
     }
     dim3 g((D + 127) / 128, T);
@@ -248,7 +254,8 @@ extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, flo
 
 // Merges the n_split partials (m, l, acc[hd]) of one (token, head) into out (one warp; loads
 // bypass L1: partials of other blocks of the same kernel may have been written after it started).
-static __device__ void attn_merge_item(const float *part, int item, int hd, int n_split, float *out, int lane) {
+static __device__ void attn_merge_item(const float *part, int item, int hd, int n_split, float *out,
+                                       int lane) {
     const float *p = part + (size_t)item * n_split * (hd + 2);
     float M = -INFINITY;
     for (int s = 0; s < n_split; s++) M = fmaxf(M, __ldcg(p + (size_t)s * (hd + 2)));
@@ -371,9 +378,10 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
                               const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                               float *part, unsigned *ticket, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
-    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot, n_split, part,
-           ticket, out);
-    if (!ticket) launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
+    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
+           n_split, part, ticket, out);
+    if (!ticket)
+        launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }
 
 static int g_att_splits;     // fixed attention split count (0: by shape)
@@ -387,13 +395,14 @@ extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
     return want > CUK_MAX_SPLIT ? CUK_MAX_SPLIT : want;
 }
 
-// ---- previous bf16 matrix-vector kernel (A/B against matvec.cu; cuk_set_mv_old): rows in groups of 8 / WPR per block (WPR warps share a
-// row), blocks loop over groups (grid sized to whole waves of the chip). Each lane keeps U
-// 16-byte weight loads in flight (streamed past L1). The weights of the block's first group are
-// prefetched into L2 before waiting on the previous kernel (PDL). NORM: the block first builds
-// the RMS-normalized activations (op_rmsnorm with weight nw) in shared memory; otherwise they
-// are read from X through L1. Epilogue by mode: store, accumulate (residual add), or SwiGLU of
-// row pairs (2f: gate, 2f+1: up) into Y[t, f]. ----
+// ---- previous bf16 matrix-vector kernel (A/B against matvec.cu; cuk_set_mv_old): rows in
+// groups of 8 / WPR per block (WPR warps share a row), blocks loop over groups (grid sized to
+// whole waves of the chip). Each lane keeps U 16-byte weight loads in flight (streamed past
+// L1). The weights of the block's first group are prefetched into L2 before waiting on the
+// previous kernel (PDL). NORM: the block first builds the RMS-normalized activations
+// (op_rmsnorm with weight nw) in shared memory; otherwise they are read from X through L1.
+// Epilogue by mode: store, accumulate (residual add), or SwiGLU of row pairs (2f: gate, 2f+1:
+// up) into Y[t, f]. ----
 template <int NT, bool SM>
 static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict__ X, int K, int c,
                                               float *acc) {
@@ -419,10 +428,10 @@ static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict_
 }
 
 template <int NT, int U, int WPR, bool NORM>
-__global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, int N, int K,
-                                                   const float *__restrict__ X, float *Y, int64_t ldy,
-                                                   int mode, const float *__restrict__ nw,
-                                                   const int32_t *__restrict__ rows, float eps) {
+__global__ void __launch_bounds__(256)
+    k_matvec(const uint16_t *__restrict__ W, int N, int K, const float *__restrict__ X, float *Y,
+             int64_t ldy, int mode, const float *__restrict__ nw, const int32_t *__restrict__ rows,
+             float eps) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int RPB = 8 / WPR;
@@ -463,7 +472,8 @@ __global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, 
 #pragma unroll
             for (int k = 0; k < 8; k++) s += red[k][t];
             float inv = 1.0f / sqrtf(s / K + eps);
-            for (int i = threadIdx.x; i < K; i += blockDim.x) xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
+            for (int i = threadIdx.x; i < K; i += blockDim.x)
+                xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
         }
         __syncthreads();
         Xa = xs;
@@ -516,15 +526,16 @@ __global__ void __launch_bounds__(256) k_matvec(const uint16_t *__restrict__ W, 
 // an SM at the instantiation's register count, from ptxas -v: 40 registers at 1 token, 50 at 2,
 // at most 58 up to 8; fixed so that nothing is queried during graph capture).
 template <typename... P, typename... A>
-static void mv_go(void (*k)(P...), int rpb, int per_sm, int N, size_t sm, cudaStream_t s, A... args) {
+static void mv_go(void (*k)(P...), int rpb, int per_sm, int N, size_t sm, cudaStream_t s,
+                  A... args) {
     int groups = (N + rpb - 1) / rpb;
     int maxb = per_sm * n_sms(), waves = (groups + maxb - 1) / maxb;
     launch(k, dim3((unsigned)((groups + waves - 1) / waves)), dim3(256), sm, s, args...);
 }
 
 template <int NT, int U, bool NORM>
-static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y, int64_t ldy, int mode,
-                      const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y, int64_t ldy,
+                      int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
     // Enough warps for the chip: rows of small matrices are shared by several warps.
     int wpr = N >= 8192 ? 1 : N >= 4096 ? 2 : N >= 1024 ? 4 : 8;
     if (K < 1024) wpr = 1;
@@ -533,16 +544,24 @@ static void mv_launch(const uint16_t *W, int N, int K, const float *X, float *Y,
     int ps = NT == 1 ? 6 : NT == 2 ? 5 : 4;
     if (g_mv_blocks && g_mv_blocks < ps) ps = g_mv_blocks;   // room for the next kernel (PDL)
     switch (wpr) {
-    case 1: mv_go(k_matvec<NT, U, 1, NORM>, 8, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
-    case 2: mv_go(k_matvec<NT, U, 2, NORM>, 4, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
-    case 4: mv_go(k_matvec<NT, U, 4, NORM>, 2, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
-    default: mv_go(k_matvec<NT, U, 8, NORM>, 1, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps); break;
+    case 1:
+        mv_go(k_matvec<NT, U, 1, NORM>, 8, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps);
+        break;
+    case 2:
+        mv_go(k_matvec<NT, U, 2, NORM>, 4, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps);
+        break;
+    case 4:
+        mv_go(k_matvec<NT, U, 4, NORM>, 2, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps);
+        break;
+    default:
+        mv_go(k_matvec<NT, U, 8, NORM>, 1, ps, N, sm, s, W, N, K, X, Y, ldy, mode, nw, rows, eps);
+        break;
     }
 }
 
 template <bool NORM>
-static void mv_any(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
-                   const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+static void mv_any(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                   int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
     switch (T) {
     case 1: mv_launch<1, 8, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
     case 2: mv_launch<2, 8, NORM>(W, N, K, X, Y, ldy, mode, nw, rows, eps, s); break;
@@ -556,8 +575,8 @@ static void mv_any(const uint16_t *W, int N, int K, const float *X, int T, float
 }
 
 // The previous bf16 matvec (cuk_set_mv_old): kept for A/B timing against matvec.cu.
-void cuk_matvec_old(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
-                    const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+void cuk_matvec_old(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                    int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
     if (nw) mv_any<true>(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
     else mv_any<false>(W, N, K, X, T, Y, ldy, mode, nullptr, nullptr, 0.f, s);
 }
@@ -566,9 +585,9 @@ void cuk_matvec_old(const uint16_t *W, int N, int K, const float *X, int T, floa
 // the optional head RMSNorm + RoPE into q; k heads the same, stored into the KV cache at pos;
 // v heads are stored as they are (op_rmsnorm, op_rope_*, op_kv_store). ----
 __global__ void k_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn,
-                                 const float *kn, float eps, const int32_t *pos, const float *inv_freq,
-                                 int interleaved, float *const *kv, const int32_t *nctx, int slot,
-                                 float *q) {
+                                 const float *kn, float eps, const int32_t *pos,
+                                 const float *inv_freq, int interleaved, float *const *kv,
+                                 const int32_t *nctx, int slot, float *q) {
     __shared__ float sh[8][CUK_MAX_HEAD_DIM];
     PDL_ENTER();
     int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
@@ -611,19 +630,20 @@ __global__ void k_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd
 }
 
 extern "C" void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn,
-                                   const float *kn, float eps, const int32_t *pos, const float *inv_freq,
-                                   int interleaved, float *const *kv, const int32_t *nctx, int slot,
-                                   float *q, cuk_stream s) {
+                                   const float *kn, float eps, const int32_t *pos,
+                                   const float *inv_freq, int interleaved, float *const *kv,
+                                   const int32_t *nctx, int slot, float *q, cuk_stream s) {
     int items = T * (H + 2 * KVH);
-    launch(k_qkv_rope_store, dim3((items + 7) / 8), dim3(256), 0, s, qkv, T, H, KVH, hd, qn, kn, eps, pos,
-           inv_freq, interleaved, kv, nctx, slot, q);
+    launch(k_qkv_rope_store, dim3((items + 7) / 8), dim3(256), 0, s, qkv, T, H, KVH, hd, qn, kn,
+           eps, pos, inv_freq, interleaved, kv, nctx, slot, q);
 }
 
 // out[t, f] = silu(gu[t, 2f]) * gu[t, 2f + 1] (op_swiglu on a row-interleaved gate|up product).
 __global__ void k_swiglu_pair(const float *gu, int T, int F, float *out) {
     PDL_ENTER();
     int64_t n = (int64_t)T * F;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         float2 p = reinterpret_cast<const float2 *>(gu)[i];
         out[i] = p.x / (1.0f + expf(-p.x)) * p.y;
     }
@@ -687,7 +707,8 @@ extern "C" void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_
 __global__ void k_swiglu_cat(const float *gu, int T, int F, float *out) {
     PDL_ENTER();
     int64_t n = (int64_t)T * F;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / F, f = i - t * F;
         float a = gu[t * 2 * F + f];
         out[i] = a / (1.0f + expf(-a)) * gu[t * 2 * F + F + f];
@@ -703,24 +724,29 @@ extern "C" void cuk_swiglu_cat(const float *gu, int T, int F, float *out, cuk_st
 __global__ void k_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, int accum) {
     PDL_ENTER();
     int64_t n = (int64_t)T * N;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         int64_t t = i / N, r = i - t * N;
         float v = C[i] + C[n + i];
         Y[t * ldy + r] = accum ? Y[t * ldy + r] + v : v;
     }
 }
 
-extern "C" void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, int accum, cuk_stream s) {
+extern "C" void cuk_add_halves(const float *C, int T, int N, float *Y, int64_t ldy, int accum,
+                               cuk_stream s) {
     int64_t b = ((int64_t)T * N + 255) / 256;
-    launch(k_add_halves, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, C, T, N, Y, ldy, accum);
+    launch(k_add_halves, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, C, T, N, Y, ldy,
+           accum);
 }
 
 __global__ void k_to_bf16(const float *X, int64_t n, uint16_t *Xb) {
     PDL_ENTER();
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         uint32_t u = __float_as_uint(X[i]);
-        Xb[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 64)
-                                                 : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        Xb[i] = (u & 0x7fffffffu) > 0x7f800000u
+                    ? (uint16_t)((u >> 16) | 64)
+                    : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
     }
 }
 
@@ -733,20 +759,24 @@ extern "C" void cuk_to_bf16(const float *X, int64_t n, uint16_t *Xb, cuk_stream 
 // bits of the activations (the precise cuBLAS path).
 __global__ void k_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo) {
     PDL_ENTER();
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x) {
         float x = X[i];
         uint32_t u = __float_as_uint(x);
-        uint16_t h = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 64)
-                                                      : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+        uint16_t h = (u & 0x7fffffffu) > 0x7f800000u
+                         ? (uint16_t)((u >> 16) | 64)
+                         : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
         float r = x - __uint_as_float((uint32_t)h << 16);
         uint32_t v = __float_as_uint(r);
         hi[i] = h;
-        lo[i] = (v & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0
-                                                 : (uint16_t)((v + 0x7fffu + ((v >> 16) & 1u)) >> 16);
+        lo[i] = (v & 0x7fffffffu) > 0x7f800000u
+                    ? (uint16_t)0
+                    : (uint16_t)((v + 0x7fffu + ((v >> 16) & 1u)) >> 16);
     }
 }
 
-extern "C" void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo, cuk_stream s) {
+extern "C" void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint16_t *lo,
+                                  cuk_stream s) {
     int64_t b = (n + 255) / 256;
     launch(k_to_bf16_split, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, X, n, hi, lo);
 }

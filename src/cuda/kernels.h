@@ -50,7 +50,8 @@ void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float e
                    const int32_t *pos, const float *inv_freq, int interleaved, cuk_stream s);
 // g = silu(g) * u over n floats (op_swiglu).
 void cuk_swiglu(float *g, const float *u, int64_t n, cuk_stream s);
-// LFM2 short conv (lfm2.c conv_block); more than CUK_CONV_SEQ_MAX_T tokens: parallel over tokens: z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
+// LFM2 short conv (lfm2.c conv_block; more than CUK_CONV_SEQ_MAX_T tokens: parallel over
+// tokens): z [T, 3D] = (B, C, xx); y [T, D]; wc f32 [D, K];
 // the state of layer slot `slot` of token t's sequence is meta conv[t] + slot*D*(K-1); tokens
 // sharing a state block are one sequence in token order (they need not be adjacent). K <= 9.
 void cuk_shortconv(const float *z, int T, int D, int K, const float *wc, float *const *conv,
@@ -74,14 +75,15 @@ void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, flo
 // rows come in pairs (2f gate, 2f + 1 up; N even) and Y[t, f] = silu(gate) * up. nw non-NULL:
 // X is first RMS-normalized per token with weight nw [K] (op_rmsnorm; needs
 // cuk_matvec_norm_fits(T, K)), token t reading X row rows[t] when rows is non-NULL.
-void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy, int mode,
-                const float *nw, const int32_t *rows, float eps, cuk_stream s);
+void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s);
 int cuk_matvec_norm_fits(int T, int K);
 // 4-bit affine weights kept quantized on the device (MLX q4, GGUF Q4_0 / Q4_1 / Q4_K repacked at
 // upload by cuda_q4_pack_row): row r holds K / 8 uint32 code words (element e in bits
 // 4 (e % 8) of word e / 8, the MLX layout; words stored in blocks of 128, word 128 b + 32 k + j
-// at position 128 b + 4 j + k, a partial last block in order) and K / gs scale-bias pairs (sbk: CUK_SB_BF16 /
-// CUK_SB_F16: one uint32, scale in the low half, bias in the high half; CUK_SB_F32: float2);
+// at position 128 b + 4 j + k, a partial last block in order) and K / gs scale-bias pairs
+// (sbk: CUK_SB_BF16 / CUK_SB_F16: one uint32, scale in the low half, bias in the high half;
+// CUK_SB_F32: float2);
 // w = scale * q + bias. K % 32 == 0, gs in {32, 64, 128}.
 enum { CUK_SB_BF16 = 0, CUK_SB_F16 = 1, CUK_SB_F32 = 2 };
 struct cuk_q4 {
@@ -90,23 +92,25 @@ struct cuk_q4 {
     int sbk, gs;
 };
 // cuk_matvec over 4-bit weights (same modes, prologue and contract; T <= CUK_MV_MAX_TOK).
-void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
-                   int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s);
+void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y,
+                   int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
+                   cuk_stream s);
 // X[t, :] = row tok[t] of 4-bit E [V, D] (kern_get_row); D % 32 == 0.
 void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X, cuk_stream s);
 // hi [n, K] = bf16(rows r0 .. r0 + n of W) (round to nearest even) and, when lo is non-NULL,
 // lo = bf16(W - hi) (hi + lo: ~16 mantissa bits), for cuBLAS products.
-void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *hi, uint16_t *lo,
-                    cuk_stream s);
+void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *hi,
+                    uint16_t *lo, cuk_stream s);
 // bf16 matvec through the previous kernel (one row slice per warp, block barrier per row
 // group), for A/B timing; default off.
 void cuk_set_mv_old(int on);
 // qkv: [T, (H + 2 KVH) hd] (q heads, k heads, v heads). q heads: optional RMSNorm (qn) + RoPE into
 // q [T, H hd]; k heads: optional RMSNorm (kn) + RoPE, stored in the cache; v heads stored
 // (op_rmsnorm + op_rope_* + op_kv_store in one launch).
-void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn, const float *kn,
-                        float eps, const int32_t *pos, const float *inv_freq, int interleaved,
-                        float *const *kv, const int32_t *nctx, int slot, float *q, cuk_stream s);
+void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn,
+                        const float *kn, float eps, const int32_t *pos, const float *inv_freq,
+                        int interleaved, float *const *kv, const int32_t *nctx, int slot, float *q,
+                        cuk_stream s);
 // out[t, f] = silu(gu[t, 2f]) * gu[t, 2f + 1]; gu: [T, 2F] row-interleaved gate/up (op_swiglu).
 void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s);
 // out[r] = index of the first maximum of x[r, 0..V) (greedy), 0 when no element is > -inf.

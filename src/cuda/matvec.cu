@@ -52,7 +52,8 @@ static __device__ __forceinline__ void q4_word(uint32_t w, float (&q)[8]) {
 static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g) {
     if (sbk == CUK_SB_F32) return __ldg(reinterpret_cast<const float2 *>(sb) + g);
     uint32_t v = __ldg(reinterpret_cast<const uint32_t *>(sb) + g);
-    if (sbk == CUK_SB_BF16) return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    if (sbk == CUK_SB_BF16)
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
     return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
                        __half2float(__ushort_as_half((unsigned short)(v >> 16))));
 }
@@ -64,11 +65,10 @@ static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g
 // per iteration). NORM: the block first stages RMSNorm(X) (weight nw; token t reads X row
 // rows[t] when rows) in shared memory.
 template <int NT, int R, int WT, bool NORM>
-__global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, int K, int n16,
-                                              const void *__restrict__ sb, int sbk, int cpg_sh,
-                                              const float *__restrict__ X, float *Y, int64_t ldy, int mode,
-                                              const float *__restrict__ nw, const int32_t *__restrict__ rows,
-                                              float eps) {
+__global__ void __launch_bounds__(256)
+    k_mv(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb, int sbk,
+         int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+         const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
@@ -111,7 +111,8 @@ __global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, 
 #pragma unroll
             for (int k = 0; k < 8; k++) s += red[k][t];
             float inv = 1.0f / sqrtf(s / K + eps);
-            for (int i = threadIdx.x; i < K; i += blockDim.x) xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
+            for (int i = threadIdx.x; i < K; i += blockDim.x)
+                xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
         }
         __syncthreads();
         Xa = xs;
@@ -158,16 +159,19 @@ __global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, 
                         for (int t = 0; t < NT; t++) {
                             float x[8];
                             ld_x8<NORM>(Xa, (size_t)t * K + 8 * (size_t)word, x);
-                            const float xs = ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+                            const float xs =
+                                ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
 #pragma unroll
                             for (int r = 0; r < R; r++) {
                                 const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
                                                  : k == 2 ? wv[r][u].z : wv[r][u].w;
-                                const float2 p = ld_sb(sb, sbk, (size_t)min(r0 + r, N - 1) * ng + (word >> wsh));
+                                const float2 p =
+                                    ld_sb(sb, sbk, (size_t)min(r0 + r, N - 1) * ng + (word >> wsh));
                                 float q[8];
                                 q4_word(w, q);
-                                const float qd = q[0] * x[0] + q[1] * x[1] + q[2] * x[2] + q[3] * x[3] +
-                                                 q[4] * x[4] + q[5] * x[5] + q[6] * x[6] + q[7] * x[7];
+                                const float qd = q[0] * x[0] + q[1] * x[1] + q[2] * x[2] +
+                                                 q[3] * x[3] + q[4] * x[4] + q[5] * x[5] +
+                                                 q[6] * x[6] + q[7] * x[7];
                                 acc[r][t] += p.x * qd + p.y * xs;
                             }
                         }
@@ -188,7 +192,8 @@ __global__ void __launch_bounds__(256) k_mv(const uint4 *__restrict__ W, int N, 
         if (lane < R * NT) {
             const int r = lane / NT, t = lane % NT, row = r0 + r;
             if (mode == CUK_MV_SWIGLU) {
-                if (!(r & 1) && row + 1 < N) Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
+                if (!(r & 1) && row + 1 < N)
+                    Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
             } else if (row < N) {
                 float *y = Y + (size_t)t * ldy + row;
                 *y = mode == CUK_MV_ACC ? *y + mine : mine;
@@ -224,18 +229,19 @@ static void mv_go(void (*k)(P...), int items, size_t sm, cudaStream_t s, A... ar
 }
 
 template <int NT, int R, int WT>
-static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, float *Y,
-                 int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X,
+                 float *Y, int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
+                 cudaStream_t s) {
     int n16 = WT ? K / 32 : K / 8, cpg_sh = 0;
     while (WT && (32 << cpg_sh) < gs) cpg_sh++;
     int items = (N + R - 1) / R;
     const uint4 *w = static_cast<const uint4 *>(W);
     if (nw)
-        mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb, sbk, cpg_sh, X,
-              Y, ldy, mode, nw, rows, eps);
+        mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb,
+              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps);
     else
-        mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode, nw, rows,
-              eps);
+        mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
+              nw, rows, eps);
 }
 
 // Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing
@@ -246,8 +252,9 @@ static int g_q4_rows;       // cuk_set_q4_rows: rows per warp for 4-bit matrices
 extern "C" void cuk_set_q4_rows(int r) { g_q4_rows = r == 1 || r == 2 || r == 4 ? r : 0; }
 
 template <int NT, int WT>
-static void mv_t(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, float *Y,
-                 int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+static void mv_t(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X,
+                 float *Y, int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
+                 cudaStream_t s) {
     int R = 1;
     if (WT && g_q4_rows) R = NT <= 4 || g_q4_rows < 4 ? g_q4_rows : 2;
     if (mode == CUK_MV_SWIGLU && R < 2) R = 2;
@@ -262,9 +269,9 @@ static void mv_t(const void *W, int N, int K, const void *sb, int sbk, int gs, c
 }
 
 template <int WT>
-static void mv_any(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X, int T,
-                   float *Y, int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
-                   cudaStream_t s) {
+static void mv_any(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X,
+                   int T, float *Y, int64_t ldy, int mode, const float *nw, const int32_t *rows,
+                   float eps, cudaStream_t s) {
     switch (T) {
     case 1: mv_t<1, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
     case 2: mv_t<2, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s); break;
@@ -277,10 +284,13 @@ static void mv_any(const void *W, int N, int K, const void *sb, int sbk, int gs,
     }
 }
 
-extern "C" int cuk_matvec_norm_fits(int T, int K) { return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM; }
+extern "C" int cuk_matvec_norm_fits(int T, int K) {
+    return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM;
+}
 
-extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
-                           int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
+extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
+                           int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
+                           cuk_stream s) {
     if (g_mv_old) cuk_matvec_old(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
     else mv_any<0>(W, N, K, nullptr, 0, 0, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
 }
@@ -290,9 +300,11 @@ extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X,
     cuk_matvec(W, N, K, X, T, Y, ldy, CUK_MV_STORE, nullptr, nullptr, 0.f, s);
 }
 
-extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
-                              int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s) {
-    mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
+extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y,
+                              int64_t ldy, int mode, const float *nw, const int32_t *rows,
+                              float eps, cuk_stream s) {
+    mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps,
+              s);
 }
 
 // ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into hi [n, K]; lo: the rounding remainder, so that
@@ -308,14 +320,17 @@ static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
 
 static __device__ __forceinline__ uint32_t f2bf(float f) {
     uint32_t u = __float_as_uint(f);
-    return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64) : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64)
+                                           : ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-__global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk, int gs, int K,
-                          int64_t r0, int64_t n, uint16_t *__restrict__ hi, uint16_t *__restrict__ lo) {
+__global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk,
+                          int gs, int K, int64_t r0, int64_t n, uint16_t *__restrict__ hi,
+                          uint16_t *__restrict__ lo) {
     PDL_ENTER();
     const int64_t wpr = K / 8, total = n * wpr;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / wpr, w = i - r * wpr, row = r0 + r;
         uint32_t code = q[row * wpr + q4_pos(w, wpr)];
         float2 p = ld_sb(sb, sbk, row * (K / gs) + (w * 8) / gs);
@@ -329,24 +344,24 @@ __global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict
             float rem = v - __uint_as_float(b[k] << 16);
             l[k] = isfinite(rem) ? f2bf(rem) : 0u;
         }
-        reinterpret_cast<uint4 *>(hi)[i] =
-            make_uint4(b[0] | (b[1] << 16), b[2] | (b[3] << 16), b[4] | (b[5] << 16), b[6] | (b[7] << 16));
+        reinterpret_cast<uint4 *>(hi)[i] = make_uint4(b[0] | (b[1] << 16), b[2] | (b[3] << 16),
+                                                      b[4] | (b[5] << 16), b[6] | (b[7] << 16));
         if (lo)
-            reinterpret_cast<uint4 *>(lo)[i] =
-                make_uint4(l[0] | (l[1] << 16), l[2] | (l[3] << 16), l[4] | (l[5] << 16), l[6] | (l[7] << 16));
+            reinterpret_cast<uint4 *>(lo)[i] = make_uint4(l[0] | (l[1] << 16), l[2] | (l[3] << 16),
+                                                          l[4] | (l[5] << 16), l[6] | (l[7] << 16));
     }
 }
 
-extern "C" void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *hi, uint16_t *lo,
-                               cuk_stream s) {
+extern "C" void cuk_q4_to_bf16(const struct cuk_q4 *W, int K, int64_t r0, int64_t n, uint16_t *hi,
+                               uint16_t *lo, cuk_stream s) {
     int64_t b = (n * (K / 8) + 255) / 256;
-    launch(k_q4_bf16, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, W->q, W->sb, W->sbk, W->gs, K, r0,
-           n, hi, lo);
+    launch(k_q4_bf16, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, W->q, W->sb, W->sbk,
+           W->gs, K, r0, n, hi, lo);
 }
 
 // ---- 4-bit embedding gather: X[t, :] = row tok[t] of E (kern_get_row), one thread per word ----
-__global__ void k_embed_q4(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk, int gs,
-                           const int32_t *tok, int D, float *X) {
+__global__ void k_embed_q4(const uint32_t *__restrict__ q, const void *__restrict__ sb, int sbk,
+                           int gs, const int32_t *tok, int D, float *X) {
     PDL_ENTER();
     const int t = blockIdx.y, wpr = D / 8;
     const int64_t row = tok[t];
@@ -360,7 +375,8 @@ __global__ void k_embed_q4(const uint32_t *__restrict__ q, const void *__restric
     }
 }
 
-extern "C" void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X, cuk_stream s) {
+extern "C" void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X,
+                             cuk_stream s) {
     dim3 g((D / 8 + 255) / 256, T);
     launch(k_embed_q4, g, dim3(256), 0, s, E->q, E->sb, E->sbk, E->gs, tok, D, X);
 }

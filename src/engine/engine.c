@@ -839,8 +839,8 @@ static void req_sample(struct engine *e, struct engine_req *r, float *logits) {
 // True when the request's next token is its logits' plain argmax and nothing else reads the
 // logits (forward_batch_greedy may then pick it on the device).
 static bool req_plain_greedy(const struct engine_req *r) {
-    return r->smp.p.temperature <= 0.0f && r->smp.p.repeat_penalty == 1.0f && !r->lp_row && !r->con &&
-           r->n_choices == 0;
+    return r->smp.p.temperature <= 0.0f && r->smp.p.repeat_penalty == 1.0f && !r->lp_row &&
+           !r->con && r->n_choices == 0;
 }
 
 // Takes sampled token tok: EOS, stop strings, constraint completion, length.

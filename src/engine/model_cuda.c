@@ -91,18 +91,21 @@ static int cu_forward(void *r, void *s, const int32_t *toks, int n, float *logit
     return cuda_forward(r, s, toks, n, logits, err);
 }
 
-static int cu_forward_batch(void *r, void *const *seqs, const int32_t *const *toks, const int *n, int n_seqs,
-                            float *logits, struct lfmd_err_ctx *err) {
+static int cu_forward_batch(void *r, void *const *seqs, const int32_t *const *toks, const int *n,
+                            int n_seqs, float *logits, struct lfmd_err_ctx *err) {
     return cuda_forward_batch(r, (struct cuda_seq *const *)seqs, toks, n, n_seqs, logits, err);
 }
 
-static int cu_forward_batch_greedy(void *r, void *const *seqs, const int32_t *const *toks, const int *n,
-                                   int n_seqs, int32_t *next, struct lfmd_err_ctx *err) {
+static int cu_forward_batch_greedy(void *r, void *const *seqs, const int32_t *const *toks,
+                                   const int *n, int n_seqs, int32_t *next,
+                                   struct lfmd_err_ctx *err) {
     g_greedy_steps++;
     return cuda_forward_batch_greedy(r, (struct cuda_seq *const *)seqs, toks, n, n_seqs, next, err);
 }
 
-static int32_t cu_eot_id(void *h) { return engine_model_real.eot_id(((struct cuda_handle *)h)->real); }
+static int32_t cu_eot_id(void *h) {
+    return engine_model_real.eot_id(((struct cuda_handle *)h)->real);
+}
 
 static const char *cu_token_bytes(void *h, int32_t id, size_t *len) {
     return engine_model_real.token_bytes(((struct cuda_handle *)h)->real, id, len);
@@ -119,10 +122,10 @@ static int cu_render_chat(void *h, const struct engine_chat_msg *msgs, int n, st
     return engine_model_real.render_chat(((struct cuda_handle *)h)->real, msgs, n, out, err);
 }
 
-static int cu_encode(void *h, const char *text, size_t len, bool special, bool add_bos, int32_t *ids,
-                     int max, int *n_out, struct lfmd_err_ctx *err) {
-    return engine_model_real.encode(((struct cuda_handle *)h)->real, text, len, special, add_bos, ids,
-                                    max, n_out, err);
+static int cu_encode(void *h, const char *text, size_t len, bool special, bool add_bos,
+                     int32_t *ids, int max, int *n_out, struct lfmd_err_ctx *err) {
+    return engine_model_real.encode(((struct cuda_handle *)h)->real, text, len, special, add_bos,
+                                    ids, max, n_out, err);
 }
 
 static int cu_dec_new(void *h, void **dec, struct lfmd_err_ctx *err) {
@@ -133,7 +136,9 @@ static bool cu_is_eog(void *h, int32_t id) {
     return engine_model_real.is_eog(((struct cuda_handle *)h)->real, id);
 }
 
-static int cu_dec_push(void *d, int32_t id, struct buf *out) { return engine_model_real.dec_push(d, id, out); }
+static int cu_dec_push(void *d, int32_t id, struct buf *out) {
+    return engine_model_real.dec_push(d, id, out);
+}
 static void cu_dec_free(void *d) { engine_model_real.dec_free(d); }
 
 static const struct engine_model_ops engine_model_cuda = {
@@ -206,12 +211,13 @@ int engine_cuda_configure(const char *device, const char *split, size_t gpu_memo
         return 0;
     }
     if (strncmp(device, "cuda", 4))
-        return lfmd_err_set(err, LFMD_EINVAL, "--device '%s': expected cpu or cuda[:N][,cuda:M...]", device);
+        return lfmd_err_set(err, LFMD_EINVAL, "--device '%s': expected cpu or cuda[:N][,cuda:M...]",
+                            device);
 #ifndef LFMD_HAVE_CUDA
     (void)split;
     (void)gpu_memory_limit;
-    return lfmd_err_set(err, LFMD_ENOTSUP, "--device %s: this lfmd was built without CUDA (-DLFMD_CUDA=ON)",
-                        device);
+    return lfmd_err_set(err, LFMD_ENOTSUP,
+                        "--device %s: this lfmd was built without CUDA (-DLFMD_CUDA=ON)", device);
 #else
     struct cuda_opts o = {0};
     int rc = cuda_parse_devices(device, split, &o, err);

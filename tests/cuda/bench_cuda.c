@@ -54,7 +54,8 @@ static double copy_bw(void) {
 
 // greedy: tokens picked on the GPU (cuda_forward_batch_greedy, no logits copy) and fed back;
 // else logits copied to the host every step.
-static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool greedy, double *tok_s) {
+static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool greedy,
+                        double *tok_s) {
     struct lfmd_err_ctx err = {0};
     struct cuda_runner *r = NULL;
     struct cuda_seq **s = calloc((size_t)batch, sizeof *s);
@@ -89,7 +90,8 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
     if (getenv("LFMD_CUDA_PROFILE") && !greedy) {   // device time per kernel group (no graphs)
         cuda_runner_profile(r, true);
         for (int k = 0; k < 5; k++)
-            if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err)) FAIL("decode: %s\n", err.msg);
+            if (cuda_forward_batch(r, s, (const int32_t *const *)tp, one, batch, lg, &err))
+                FAIL("decode: %s\n", err.msg);
         printf("batch %d ", batch);
         cuda_runner_profile_print(r, stdout);
         cuda_runner_profile(r, false);
@@ -123,8 +125,8 @@ int main(int argc, char **argv) {
         }
         double t0 = now();
         if (quantize_model(argv[3], argv[4], &qo, &qs, &err)) FAIL("quantize: %s\n", err.msg);
-        printf("quantized %s -> %s (%s) in %.1f s: %.1f MB\n", argv[3], argv[4], argv[2], now() - t0,
-               qs.out_bytes / 1e6);
+        printf("quantized %s -> %s (%s) in %.1f s: %.1f MB\n", argv[3], argv[4], argv[2],
+               now() - t0, qs.out_bytes / 1e6);
         return 0;
     }
     struct model *m = NULL;
@@ -133,7 +135,8 @@ int main(int argc, char **argv) {
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     double bw = copy_bw();
-    printf("device: %s, %d SMs; device copy %.0f GB/s (read + write)\n", prop.name, prop.multiProcessorCount, bw / 1e9);
+    printf("device: %s, %d SMs; device copy %.0f GB/s (read + write)\n", prop.name,
+           prop.multiProcessorCount, bw / 1e9);
     struct cuda_opts o = {0};
     const char *env_mv = getenv("LFMD_CUDA_MV_MAX");
     if (env_mv) o.mv_max_tok = atoi(env_mv);
@@ -147,13 +150,15 @@ int main(int argc, char **argv) {
     o.q4_rows = getenv("LFMD_CUDA_Q4_ROWS") ? atoi(getenv("LFMD_CUDA_Q4_ROWS")) : 0;
     o.no_norm_fuse = getenv("LFMD_CUDA_NO_NORM_FUSE") != NULL;
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
-    if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err)) FAIL("%s\n", err.msg);
+    if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err))
+        FAIL("%s\n", err.msg);
     double t0 = now();
     struct cuda_model *cm = NULL;
     if (cuda_model_new(m, &o, &cm, &err)) FAIL("upload: %s\n", err.msg);
     size_t wb = cuda_model_weight_bytes(cm);
-    printf("model %s: %d layers, dim %d, ff %d, vocab %d; %.1f MB of weights on the GPU, upload %.2f s\n", argv[1],
-           c->n_layer, c->n_embd, c->n_ff, c->n_vocab, wb / 1e6, now() - t0);
+    printf("model %s: %d layers, dim %d, ff %d, vocab %d; %.1f MB of weights on the GPU, upload "
+           "%.2f s\n",
+           argv[1], c->n_layer, c->n_embd, c->n_ff, c->n_vocab, wb / 1e6, now() - t0);
     for (int i = 0; i < cuda_model_stages(cm); i++) {
         int d, l0, l1;
         cuda_stage_layers(cm, i, &d, &l0, &l1);
@@ -166,7 +171,8 @@ int main(int argc, char **argv) {
         float *lg = malloc((size_t)c->n_vocab * 4);
         int32_t ids[16];
         for (int i = 0; i < 16; i++) ids[i] = 1 + (i * 7919) % (c->n_vocab - 1);
-        if (cuda_runner_new(cm, 64, &r, &err) || cuda_seq_new(cm, 64, &s, &err)) FAIL("%s\n", err.msg);
+        if (cuda_runner_new(cm, 64, &r, &err) || cuda_seq_new(cm, 64, &s, &err))
+            FAIL("%s\n", err.msg);
         if (cuda_forward(r, s, ids, 16, lg, &err)) FAIL("greedy: %s\n", err.msg);
         printf("greedy 32:");
         for (int k = 0; k < 32; k++) {
@@ -188,7 +194,8 @@ int main(int argc, char **argv) {
             host_tok[k] = best;
             const int32_t *tp = &best;
             int one = 1;
-            if (cuda_forward_batch_greedy(r, &s, &tp, &one, 1, &nxt, &err)) FAIL("greedy: %s\n", err.msg);
+            if (cuda_forward_batch_greedy(r, &s, &tp, &one, 1, &nxt, &err))
+                FAIL("greedy: %s\n", err.msg);
             best = nxt;
         }
         cuda_seq_reset(s);
@@ -216,7 +223,8 @@ int main(int argc, char **argv) {
         int32_t ids[512];
         float *lg = malloc((size_t)c->n_vocab * 4);
         for (int i = 0; i < 512; i++) ids[i] = 1 + (i * 104729) % (c->n_vocab - 1);
-        if (cuda_runner_new(cm, 512, &r, &err) || cuda_seq_new(cm, 520, &s, &err)) FAIL("%s\n", err.msg);
+        if (cuda_runner_new(cm, 512, &r, &err) || cuda_seq_new(cm, 520, &s, &err))
+            FAIL("%s\n", err.msg);
         double ts[7];
         for (int k = 0; k < 8; k++) {
             cuda_seq_reset(s);
@@ -235,9 +243,11 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 3; i++) {
             double tps = 0;
             const char *how = gr ? "greedy on GPU" : "logits to host";
-            if (decode_bench(cm, c->n_vocab, batches[i], batches[i] == 1 ? 200 : 60, gr, &tps)) return 1;
+            if (decode_bench(cm, c->n_vocab, batches[i], batches[i] == 1 ? 200 : 60, gr, &tps))
+                return 1;
             if (batches[i] == 1)
-                printf("decode batch 1 (%s): %.1f tok/s (%.3f ms/token); ceiling %.1f tok/s -> %.1f%% of ceiling\n",
+                printf("decode batch 1 (%s): %.1f tok/s (%.3f ms/token); ceiling %.1f tok/s -> "
+                       "%.1f%% of ceiling\n",
                        how, tps, 1e3 / tps, ceil_tok, 100 * tps / ceil_tok);
             else
                 printf("decode batch %d (%s): %.0f tok/s\n", batches[i], how, tps);
@@ -252,7 +262,8 @@ int main(int argc, char **argv) {
         if (cuda_model_new(m, &o, &cm, &err)) FAIL("router upload: %s\n", err.msg);
         struct cuda_runner *r = NULL;
         struct cuda_seq *s = NULL;
-        if (cuda_runner_new(cm, 512, &r, &err) || cuda_seq_new(cm, 400, &s, &err)) FAIL("%s\n", err.msg);
+        if (cuda_runner_new(cm, 512, &r, &err) || cuda_seq_new(cm, 400, &s, &err))
+            FAIL("%s\n", err.msg);
         int32_t ids[350];
         float *lg = malloc((size_t)c->n_vocab * 4);
         for (int i = 0; i < 350; i++) ids[i] = 1 + (i * 7919) % (c->n_vocab - 1);
@@ -264,7 +275,8 @@ int main(int argc, char **argv) {
             if (k) ts[k - 1] = now() - a;
         }
         qsort(ts, 40, sizeof ts[0], cmp_d);
-        printf("router %s: 350-token prefill + logits p50 %.3f ms, p90 %.3f ms\n", argv[2], ts[20] * 1e3, ts[36] * 1e3);
+        printf("router %s: 350-token prefill + logits p50 %.3f ms, p90 %.3f ms\n", argv[2],
+               ts[20] * 1e3, ts[36] * 1e3);
         cuda_seq_free(s);
         cuda_runner_free(r);
         cuda_model_free(cm);

@@ -33,8 +33,8 @@ static const char *const prompts[] = {
 static struct collect res[3][MAX_REQ];
 
 // Runs n greedy requests on ops; fills res[k]; returns generated tokens per second.
-static double run(const struct engine_model_ops *ops, const char *model, int parallel, int max_tokens, int n,
-                  int k) {
+static double run(const struct engine_model_ops *ops, const char *model, int parallel,
+                  int max_tokens, int n, int k) {
     struct engine_opts o;
     engine_opts_default(&o);
     o.model_path = model;
@@ -75,9 +75,13 @@ static double run(const struct engine_model_ops *ops, const char *model, int par
     struct engine_stats st;
     engine_get_stats(e, &st);
     engine_stop(e, 5);
-    fprintf(stderr, "%s: %d requests x <= %d tokens, parallel %d: %ld tokens in %.3f s = %.0f tok/s (%llu steps)\n",
-            k == 0 ? "GPU greedy" : k == 1 ? "logits to host" : "CPU", n, max_tokens, parallel, gen, dt, gen / dt,
-            (unsigned long long)st.steps);
+    fprintf(stderr,
+            "%s: %d requests x <= %d tokens, parallel %d: %ld tokens in %.3f s = %.0f tok/s (%llu "
+            "steps)\n",
+            k == 0   ? "GPU greedy"
+            : k == 1 ? "logits to host"
+                     : "CPU",
+            n, max_tokens, parallel, gen, dt, gen / dt, (unsigned long long)st.steps);
     return gen / dt;
 }
 
@@ -102,18 +106,19 @@ int main(int argc, char **argv) {
     engine_cuda_set_gpu_greedy(false);
     double b = run(engine_ops_for_path(model), model, parallel, max_tokens, n, 1);
     uint64_t g2 = engine_cuda_greedy_steps();
-    fprintf(stderr, "greedy steps on the GPU: %llu (then %llu with logits to host)\n", (unsigned long long)(g1 - g0),
-            (unsigned long long)(g2 - g1));
+    fprintf(stderr, "greedy steps on the GPU: %llu (then %llu with logits to host)\n",
+            (unsigned long long)(g1 - g0), (unsigned long long)(g2 - g1));
     CHECK(g1 > g0);
     CHECK(g2 == g1);
     int same = 0;
     for (int i = 0; i < n; i++) {
         same += !strcmp(res[0][i].text, res[1][i].text) && res[0][i].n_gen == res[1][i].n_gen;
         if (strcmp(res[0][i].text, res[1][i].text))
-            fprintf(stderr, "request %d differs:\n  gpu greedy: %s\n  host:       %s\n", i, res[0][i].text,
-                    res[1][i].text);
+            fprintf(stderr, "request %d differs:\n  gpu greedy: %s\n  host:       %s\n", i,
+                    res[0][i].text, res[1][i].text);
     }
-    fprintf(stderr, "texts identical GPU greedy vs logits to host: %d of %d; speedup %.2fx\n", same, n, a / b);
+    fprintf(stderr, "texts identical GPU greedy vs logits to host: %d of %d; speedup %.2fx\n", same,
+            n, a / b);
     CHECK_EQ(same, n);
     if (argc <= 1) {   // the CPU engine on the same model and prompts (reported, not required)
         CHECK_EQ(engine_cuda_configure("cpu", NULL, 0, &err), 0);

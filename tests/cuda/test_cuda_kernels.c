@@ -70,13 +70,19 @@ static void t_matvec(void) {
         int N = irand(1, it % 4 == 1 ? 9000 : 700), K = 8 * irand(1, it % 3 ? 300 : 1200);
         int T = irand(1, CUK_MV_MAX_TOK);
         uint16_t *W = malloc((size_t)N * K * 2);
-        float *X = malloc((size_t)T * K * 4), *Y = malloc((size_t)T * N * 4), *R = malloc((size_t)T * N * 4);
+        float *X = malloc((size_t)T * K * 4), *Y = malloc((size_t)T * N * 4),
+              *R = malloc((size_t)T * N * 4);
         for (size_t i = 0; i < (size_t)N * K; i++) W[i] = f32_to_bf16((float)(urand() * 2 - 1));
         fill(X, (size_t)T * K, 1);
-        struct tensor w = {.name = "w", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {N, K}, .data = W,
+        struct tensor w = {.name = "w",
+                           .dtype = LFMD_DTYPE_BF16,
+                           .n_dims = 2,
+                           .shape = {N, K},
+                           .data = W,
                            .size_bytes = (size_t)N * K * 2};
         kern_matmul_ref(&w, X, T, R, N, 0, N);
-        void *dW = dup_d(W, (size_t)N * K * 2), *dX = dup_d(X, (size_t)T * K * 4), *dY = poison_d((size_t)T * N * 4);
+        void *dW = dup_d(W, (size_t)N * K * 2), *dX = dup_d(X, (size_t)T * K * 4),
+             *dY = poison_d((size_t)T * N * 4);
         cuk_matvec_bf16(dW, N, K, dX, T, dY, N, 0);
         get(Y, dY, (size_t)T * N * 4);
         expect("matvec", rel(Y, R, (size_t)T * N), 1e-5);
@@ -97,9 +103,11 @@ static void t_embed_bf16(void) {
     int32_t *tok = malloc((size_t)T * 4);
     for (int t = 0; t < T; t++) tok[t] = irand(0, V - 1);
     float *X = malloc((size_t)T * D * 4), *R = malloc((size_t)T * D * 4);
-    struct tensor e = {.name = "e", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {V, D}, .data = E};
+    struct tensor e = {
+        .name = "e", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {V, D}, .data = E};
     for (int t = 0; t < T; t++) kern_get_row(&e, tok[t], R + (size_t)t * D);
-    void *dE = dup_d(E, (size_t)V * D * 2), *dT = dup_d(tok, (size_t)T * 4), *dX = poison_d((size_t)T * D * 4);
+    void *dE = dup_d(E, (size_t)V * D * 2), *dT = dup_d(tok, (size_t)T * 4),
+         *dX = poison_d((size_t)T * D * 4);
     cuk_embed(dE, dT, T, D, dX, 0);
     get(X, dX, (size_t)T * D * 4);
     expect("embed", rel(X, R, (size_t)T * D), 1e-7);
@@ -129,8 +137,10 @@ static void t_rmsnorm(void) {
     for (int it = 0; it < 6; it++) {
         int R = irand(1, 40), n = irand(1, 3000);
         bool with_add = it & 1, with_rows = it >= 4;
-        float *x = malloc((size_t)R * n * 4), *a = malloc((size_t)R * n * 4), *w = malloc((size_t)n * 4);
-        float *o = malloc((size_t)R * n * 4), *ref = malloc((size_t)R * n * 4), *xr = malloc((size_t)R * n * 4);
+        float *x = malloc((size_t)R * n * 4), *a = malloc((size_t)R * n * 4),
+              *w = malloc((size_t)n * 4);
+        float *o = malloc((size_t)R * n * 4), *ref = malloc((size_t)R * n * 4),
+              *xr = malloc((size_t)R * n * 4);
         int32_t rows[40];
         int nr = with_rows ? irand(1, R) : R;
         for (int i = 0; i < nr; i++) rows[i] = with_rows ? irand(0, R - 1) : i;
@@ -141,7 +151,8 @@ static void t_rmsnorm(void) {
         if (with_add) op_add(xr, a, (size_t)R * n);
         for (int i = 0; i < nr; i++)
             op_rmsnorm(xr + (size_t)rows[i] * n, w, 1, n, n, 1e-5f, ref + (size_t)i * n, n);
-        float *dx = dup_d(x, (size_t)R * n * 4), *da = dup_d(a, (size_t)R * n * 4), *dw = dup_d(w, (size_t)n * 4);
+        float *dx = dup_d(x, (size_t)R * n * 4), *da = dup_d(a, (size_t)R * n * 4),
+              *dw = dup_d(w, (size_t)n * 4);
         int32_t *dr = dup_d(rows, sizeof rows);
         float *dout = poison_d((size_t)R * n * 4);
         cuk_add_rmsnorm(dx, with_add ? da : NULL, dw, with_rows ? dr : NULL, nr, n, 1e-5f, dout, 0);
@@ -176,7 +187,8 @@ static void t_norm_rope(void) {
         int T = irand(1, 20), H = irand(1, 12), hd = 2 * irand(1, CUK_MAX_HEAD_DIM / 2);
         bool inter = it & 1, norm = it & 2;
         size_t n = (size_t)T * H * hd;
-        float *x = malloc(n * 4), *ref = malloc(n * 4), *w = malloc((size_t)hd * 4), *inv = malloc((size_t)hd * 2);
+        float *x = malloc(n * 4), *ref = malloc(n * 4), *w = malloc((size_t)hd * 4),
+              *inv = malloc((size_t)hd * 2);
         int32_t *pos = malloc((size_t)T * 4);
         fill(x, n, 2);
         fill(w, (size_t)hd, 1);
@@ -189,7 +201,8 @@ static void t_norm_rope(void) {
             if (inter) op_rope_interleaved(r, H, hd, pos[t], inv);
             else op_rope_neox(r, H, hd, pos[t], inv);
         }
-        float *dx = dup_d(x, n * 4), *dw = dup_d(w, (size_t)hd * 4), *di = dup_d(inv, (size_t)hd * 2);
+        float *dx = dup_d(x, n * 4), *dw = dup_d(w, (size_t)hd * 4),
+              *di = dup_d(inv, (size_t)hd * 2);
         int32_t *dp = dup_d(pos, (size_t)T * 4);
         cuk_norm_rope(dx, T, H, hd, norm ? dw : NULL, 1e-5f, dp, di, inter, 0);
         get(x, dx, n * 4);
@@ -213,7 +226,7 @@ static void t_swiglu(void) {
     fill(u, n, 2);
     float *dg = dup_d(g, n * 4), *du = dup_d(u, n * 4);
     cuk_swiglu(dg, du, (int64_t)n, 0);
-    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];  // op_swiglu's formula
+    for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i]; // op_swiglu's formula
     get(o, dg, n * 4);
     expect("swiglu", rel(o, g, n), 1e-6);
     cudaFree(dg);
@@ -227,7 +240,8 @@ static void t_swiglu(void) {
 // order (two runs, or alternating), each with its own state block.
 static void t_shortconv(int T) {
     int D = irand(1, 700), K = irand(2, 5), H = K - 1, slot = irand(0, 2), S = 3;
-    float *z = malloc((size_t)T * 3 * D * 4), *wc = malloc((size_t)D * K * 4), *y = malloc((size_t)T * D * 4);
+    float *z = malloc((size_t)T * 3 * D * 4), *wc = malloc((size_t)D * K * 4),
+          *y = malloc((size_t)T * D * 4);
     float *ry = malloc((size_t)T * D * 4);
     size_t blk = (size_t)S * D * H;
     float *st[2] = {malloc(blk * 4), malloc(blk * 4)}, *rst[2] = {malloc(blk * 4), malloc(blk * 4)};
@@ -254,7 +268,8 @@ static void t_shortconv(int T) {
             ry[(size_t)t * D + k] = C[k] * acc;
         }
     }
-    float *dz = dup_d(z, (size_t)T * 3 * D * 4), *dwc = dup_d(wc, (size_t)D * K * 4), *dy = poison_d((size_t)T * D * 4);
+    float *dz = dup_d(z, (size_t)T * 3 * D * 4), *dwc = dup_d(wc, (size_t)D * K * 4),
+          *dy = poison_d((size_t)T * D * 4);
     float *ds[2] = {dup_d(st[0], blk * 4), dup_d(st[1], blk * 4)};
     float *ptrs[64];
     for (int t = 0; t < T; t++) ptrs[t] = ds[owner[t]];
@@ -283,7 +298,8 @@ static void t_shortconv(int T) {
 // op_attention), two sequences with different contexts, several split counts.
 static void t_attention(void) {
     for (int it = 0; it < 6; it++) {
-        int KVH = irand(1, 4), rep = irand(1, 4), H = KVH * rep, hd = 2 * irand(1, CUK_MAX_HEAD_DIM / 2);
+        int KVH = irand(1, 4), rep = irand(1, 4), H = KVH * rep,
+            hd = 2 * irand(1, CUK_MAX_HEAD_DIM / 2);
         if (it == 0) hd = 64;
         int kvd = KVH * hd, slot = irand(0, 1), nslots = 2;
         int nctx[2] = {irand(8, 700), irand(8, 300)}, past[2];
@@ -302,7 +318,8 @@ static void t_attention(void) {
             fill(cache[s], n, 1);
             dcache[s] = dup_d(cache[s], n * 4);
         }
-        float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvd * 4), *v = malloc((size_t)T * kvd * 4);
+        float *q = malloc((size_t)T * H * hd * 4), *k = malloc((size_t)T * kvd * 4),
+              *v = malloc((size_t)T * kvd * 4);
         fill(q, (size_t)T * H * hd, 1.5f);
         fill(k, (size_t)T * kvd, 1);
         fill(v, (size_t)T * kvd, 1);
@@ -342,7 +359,8 @@ static void t_attention(void) {
         }
         float **dp = dup_d(ptrs, sizeof ptrs);
         int32_t *dn = dup_d(nc, sizeof nc), *dpos = dup_d(pos, sizeof pos);
-        float *dq = dup_d(q, (size_t)T * H * hd * 4), *dk = dup_d(k, (size_t)T * kvd * 4), *dv = dup_d(v, (size_t)T * kvd * 4);
+        float *dq = dup_d(q, (size_t)T * H * hd * 4), *dk = dup_d(k, (size_t)T * kvd * 4),
+              *dv = dup_d(v, (size_t)T * kvd * 4);
         cuk_kv_store(dk, dv, T, kvd, dp, dn, dpos, slot, 0);
         float *part = poison_d((size_t)T * H * CUK_MAX_SPLIT * (hd + 2) * 4);
         float *dout = poison_d((size_t)T * H * hd * 4);
@@ -352,10 +370,11 @@ static void t_attention(void) {
         cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
         for (int si = 0; si < 6; si++) {   // merge kernel, then merged by the last split block
             cudaMemset(dout, 0xff, (size_t)T * H * hd * 4);
-            cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si % 3], part, si < 3 ? NULL : ticket,
-                          dout, 0);
+            cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si % 3], part,
+                          si < 3 ? NULL : ticket, dout, 0);
             get(out, dout, (size_t)T * H * hd * 4);
-            expect(si < 3 ? "attention" : "attention (merged in place)", rel(out, ref, (size_t)T * H * hd), 1e-5);
+            expect(si < 3 ? "attention" : "attention (merged in place)",
+                   rel(out, ref, (size_t)T * H * hd), 1e-5);
         }
         unsigned tk[8 * 16];
         get(tk, ticket, (size_t)T * H * sizeof(unsigned));
@@ -392,7 +411,8 @@ static void t_attention(void) {
 // Gate|up SwiGLU and the hi + lo half sum (the op_swiglu formula; plain sums).
 static void t_swiglu_cat_halves(void) {
     int T = irand(1, 9), F = irand(1, 3000), N = irand(1, 3000), ld = N + irand(0, 5);
-    float *gu = malloc((size_t)T * 2 * F * 4), *o = malloc((size_t)T * F * 4), *r = malloc((size_t)T * F * 4);
+    float *gu = malloc((size_t)T * 2 * F * 4), *o = malloc((size_t)T * F * 4),
+          *r = malloc((size_t)T * F * 4);
     fill(gu, (size_t)T * 2 * F, 6);
     for (int t = 0; t < T; t++)
         for (int f = 0; f < F; f++) {
@@ -403,10 +423,12 @@ static void t_swiglu_cat_halves(void) {
     cuk_swiglu_cat(dgu, T, F, dout, 0);
     get(o, dout, (size_t)T * F * 4);
     expect("swiglu_cat", rel(o, r, (size_t)T * F), 1e-6);
-    float *C = malloc((size_t)2 * T * N * 4), *Y = malloc((size_t)T * ld * 4), *R = malloc((size_t)T * N * 4);
+    float *C = malloc((size_t)2 * T * N * 4), *Y = malloc((size_t)T * ld * 4),
+          *R = malloc((size_t)T * N * 4);
     fill(C, (size_t)2 * T * N, 1);
     for (int t = 0; t < T; t++)
-        for (int n = 0; n < N; n++) R[(size_t)t * N + n] = C[(size_t)t * N + n] + C[(size_t)(T + t) * N + n];
+        for (int n = 0; n < N; n++)
+            R[(size_t)t * N + n] = C[(size_t)t * N + n] + C[(size_t)(T + t) * N + n];
     float *dC = dup_d(C, (size_t)2 * T * N * 4), *dY = poison_d((size_t)T * ld * 4);
     cuk_add_halves(dC, T, N, dY, ld, 0, 0);
     get(Y, dY, (size_t)T * ld * 4);
@@ -436,7 +458,8 @@ static void t_swiglu_cat_halves(void) {
 
 static void t_bias(void) {
     int T = irand(1, 10), n = irand(1, 2000);
-    float *y = malloc((size_t)T * n * 4), *b = malloc((size_t)n * 4), *o = malloc((size_t)T * n * 4);
+    float *y = malloc((size_t)T * n * 4), *b = malloc((size_t)n * 4),
+          *o = malloc((size_t)T * n * 4);
     fill(y, (size_t)T * n, 1);
     fill(b, (size_t)n, 1);
     float *dy = dup_d(y, (size_t)T * n * 4), *db = dup_d(b, (size_t)n * 4);
@@ -456,14 +479,17 @@ static void t_bias(void) {
 static void t_matvec_modes(void) {
     for (int it = 0; it < 12; it++) {
         int mode = it % 3, norm = (it / 3) % 2, gather = it >= 6 && norm;
-        int K = 8 * irand(1, 512), T = irand(1, CUK_MV_MAX_TOK), N = 2 * irand(1, it % 4 == 0 ? 4600 : 600);
+        int K = 8 * irand(1, 512), T = irand(1, CUK_MV_MAX_TOK),
+            N = 2 * irand(1, it % 4 == 0 ? 4600 : 600);
         while (norm && !cuk_matvec_norm_fits(T, K)) T--;
         if (T < 1) continue;
         int R = gather ? T + 3 : T;   // rows of x to gather from
         uint16_t *W = malloc((size_t)N * K * 2);
         for (size_t i = 0; i < (size_t)N * K; i++) W[i] = f32_to_bf16((float)(urand() * 2 - 1));
-        float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4), *nw = malloc((size_t)K * 4);
-        float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4), *Ref = malloc((size_t)T * N * 4);
+        float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4),
+              *nw = malloc((size_t)K * 4);
+        float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4),
+              *Ref = malloc((size_t)T * N * 4);
         float *Y = malloc((size_t)T * N * 4);
         int32_t rows[CUK_MV_MAX_TOK];
         fill(X, (size_t)R * K, 2);
@@ -475,7 +501,11 @@ static void t_matvec_modes(void) {
             if (norm) op_rmsnorm(src, nw, 1, K, K, 1e-5f, Xn + (size_t)t * K, K);
             else memcpy(Xn + (size_t)t * K, src, (size_t)K * 4);
         }
-        struct tensor w = {.name = "w", .dtype = LFMD_DTYPE_BF16, .n_dims = 2, .shape = {N, K}, .data = W,
+        struct tensor w = {.name = "w",
+                           .dtype = LFMD_DTYPE_BF16,
+                           .n_dims = 2,
+                           .shape = {N, K},
+                           .data = W,
                            .size_bytes = (size_t)N * K * 2};
         kern_matmul_ref(&w, Xn, T, P, N, 0, N);
         int ldy = mode == CUK_MV_SWIGLU ? N / 2 : N, nout = T * ldy;
@@ -489,7 +519,8 @@ static void t_matvec_modes(void) {
                     Ref[o] = a / (1.0f + expf(-a)) * P[(size_t)t * N + 2 * r + 1];
                 }
             }
-        void *dW = dup_d(W, (size_t)N * K * 2), *dX = dup_d(X, (size_t)R * K * 4), *dn = dup_d(nw, (size_t)K * 4);
+        void *dW = dup_d(W, (size_t)N * K * 2), *dX = dup_d(X, (size_t)R * K * 4),
+             *dn = dup_d(nw, (size_t)K * 4);
         void *dr = dup_d(rows, sizeof rows);
         void *dY = mode == CUK_MV_ACC ? dup_d(Y0, (size_t)nout * 4) : poison_d((size_t)nout * 4);
         cuk_matvec(dW, N, K, dX, T, dY, ldy, mode, norm ? dn : NULL, gather ? dr : NULL, 1e-5f, 0);
@@ -523,8 +554,8 @@ static struct tensor q4_tensor(int kind, int N, int K, int gs, enum lfmd_dtype s
         uint8_t *sc = b + (size_t)N * K / 2, *bi = sc + (size_t)N * ng * ss;
         for (int r = 0; r < N; r++) {
             fill(src, (size_t)K, (float)(0.5 + urand()));
-            CHECK(quantize_mlx_ref(src, K, 4, gs, sdt, (uint32_t *)(b + (size_t)r * K / 2), sc + (size_t)r * ng * ss,
-                                   bi + (size_t)r * ng * ss) == 0);
+            CHECK(quantize_mlx_ref(src, K, 4, gs, sdt, (uint32_t *)(b + (size_t)r * K / 2),
+                                   sc + (size_t)r * ng * ss, bi + (size_t)r * ng * ss) == 0);
         }
         w.dtype = LFMD_DTYPE_MLX_Q4;
         w.data = b;
@@ -572,9 +603,12 @@ static void t_matvec_q4(void) {
         size_t sbb = (size_t)(K / qgs) * (sbk == CUK_SB_F32 ? 8 : 4);
         uint32_t *codes = malloc((size_t)N * K / 2);
         uint8_t *sb = malloc((size_t)N * sbb);
-        for (int r = 0; r < N; r++) cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * K / 8, sb + (size_t)r * sbb);
-        float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4), *nw = malloc((size_t)K * 4);
-        float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4), *Ref = malloc((size_t)T * N * 4);
+        for (int r = 0; r < N; r++)
+            cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * K / 8, sb + (size_t)r * sbb);
+        float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4),
+              *nw = malloc((size_t)K * 4);
+        float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4),
+              *Ref = malloc((size_t)T * N * 4);
         float *Y = malloc((size_t)T * N * 4);
         int32_t rows[CUK_MV_MAX_TOK];
         fill(X, (size_t)R * K, 2);
@@ -599,13 +633,16 @@ static void t_matvec_q4(void) {
                 }
             }
         void *dq = dup_d(codes, (size_t)N * K / 2), *dsb = dup_d(sb, (size_t)N * sbb);
-        void *dX = dup_d(X, (size_t)R * K * 4), *dn = dup_d(nw, (size_t)K * 4), *dr = dup_d(rows, sizeof rows);
+        void *dX = dup_d(X, (size_t)R * K * 4), *dn = dup_d(nw, (size_t)K * 4),
+             *dr = dup_d(rows, sizeof rows);
         void *dY = mode == CUK_MV_ACC ? dup_d(Y0, (size_t)nout * 4) : poison_d((size_t)nout * 4);
         struct cuk_q4 q = {dq, dsb, sbk, qgs};
-        cuk_matvec_q4(&q, N, K, dX, T, dY, ldy, mode, norm ? dn : NULL, gather ? dr : NULL, 1e-5f, 0);
+        cuk_matvec_q4(&q, N, K, dX, T, dY, ldy, mode, norm ? dn : NULL, gather ? dr : NULL, 1e-5f,
+                      0);
         get(Y, dY, (size_t)nout * 4);
         char what[96];
-        snprintf(what, sizeof what, "q4 matvec kind %d gs %d sbk %d mode %d norm %d (N %d K %d T %d)", kind, qgs, sbk,
+        snprintf(what, sizeof what,
+                 "q4 matvec kind %d gs %d sbk %d mode %d norm %d (N %d K %d T %d)", kind, qgs, sbk,
                  mode, norm, N, K, T);
         expect(what, rel(Y, Ref, (size_t)nout), 3e-5);
         // dequantized bf16 tile of rows [r0, r0 + n)
@@ -668,8 +705,10 @@ static void t_qkv_rope_store(void) {
         int nctx = irand(T, 300);
         size_t nq = (size_t)T * per * hd, cn = (size_t)2 * 2 * nctx * kvd;
         float *qkv = malloc(nq * 4), *qw = malloc((size_t)hd * 4), *kw = malloc((size_t)hd * 4);
-        float *inv = malloc((size_t)hd * 2), *cache = malloc(cn * 4), *ref_q = malloc((size_t)T * H * hd * 4);
-        float *q = malloc((size_t)T * H * hd * 4), *back = malloc(cn * 4), *tmp = malloc((size_t)per * hd * 4);
+        float *inv = malloc((size_t)hd * 2), *cache = malloc(cn * 4),
+              *ref_q = malloc((size_t)T * H * hd * 4);
+        float *q = malloc((size_t)T * H * hd * 4), *back = malloc(cn * 4),
+              *tmp = malloc((size_t)per * hd * 4);
         int32_t pos[12], nc[12];
         fill(qkv, nq, 2);
         fill(qw, (size_t)hd, 1);
@@ -703,11 +742,13 @@ static void t_qkv_rope_store(void) {
         }
         float *ptrs[12];
         for (int t = 0; t < T; t++) ptrs[t] = dcache;
-        void *dqkv = dup_d(qkv, nq * 4), *dqw = dup_d(qw, (size_t)hd * 4), *dkw = dup_d(kw, (size_t)hd * 4);
-        void *dinv = dup_d(inv, (size_t)hd * 2), *dpos = dup_d(pos, sizeof pos), *dnc = dup_d(nc, sizeof nc);
+        void *dqkv = dup_d(qkv, nq * 4), *dqw = dup_d(qw, (size_t)hd * 4),
+             *dkw = dup_d(kw, (size_t)hd * 4);
+        void *dinv = dup_d(inv, (size_t)hd * 2), *dpos = dup_d(pos, sizeof pos),
+             *dnc = dup_d(nc, sizeof nc);
         void *dptr = dup_d(ptrs, sizeof ptrs), *dq = poison_d((size_t)T * H * hd * 4);
-        cuk_qkv_rope_store(dqkv, T, H, KVH, hd, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dpos, dinv, inter,
-                           dptr, dnc, slot, dq, 0);
+        cuk_qkv_rope_store(dqkv, T, H, KVH, hd, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dpos,
+                           dinv, inter, dptr, dnc, slot, dq, 0);
         get(q, dq, (size_t)T * H * hd * 4);
         expect("qkv rope q", rel(q, ref_q, (size_t)T * H * hd), 1e-5);
         get(back, dcache, cn * 4);
@@ -736,7 +777,8 @@ static void t_qkv_rope_store(void) {
 // Row-interleaved SwiGLU and the greedy argmax (the CPU scan: first strict maximum).
 static void t_swiglu_pair_argmax(void) {
     int T = irand(1, 9), F = irand(1, 3000);
-    float *gu = malloc((size_t)T * 2 * F * 4), *o = malloc((size_t)T * F * 4), *r = malloc((size_t)T * F * 4);
+    float *gu = malloc((size_t)T * 2 * F * 4), *o = malloc((size_t)T * F * 4),
+          *r = malloc((size_t)T * F * 4);
     fill(gu, (size_t)T * 2 * F, 6);
     for (int t = 0; t < T; t++)
         for (int f = 0; f < F; f++) {
@@ -783,7 +825,7 @@ int main(void) {
     }
     for (int rep = 0; rep < 4; rep++) {
         cuk_set_pdl(rep > 0);   // plain launches once, programmatic dependent launches after
-        cuk_set_mv_old(rep == 3);   // the previous bf16 matvec kernel (A/B timing) in the last round
+        cuk_set_mv_old(rep == 3); // the previous bf16 matvec kernel (A/B timing) in the last round
         t_matvec();
         t_matvec_q4();
         t_embed_bf16();

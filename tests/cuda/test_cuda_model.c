@@ -4,8 +4,9 @@
 // prefill, a continuous batch of three sequences, graph vs. direct launches, and a two-stage
 // layer split (on two GPUs when present, else two ranges on device 0) all agree with one
 // device. 4-bit models (golden models quantized to MLX q4 / GGUF Q4_0) kept 4-bit on
-// the GPU match the CPU reference kernels on the same weights. Then: the device memory limit refuses a sequence; after free + cuda_shutdown the
-// process holds no GPU memory (nvidia-smi) and a reload works.
+// the GPU match the CPU reference kernels on the same weights. Then: the device memory limit
+// refuses a sequence; after free + cuda_shutdown the process holds no GPU memory (nvidia-smi)
+// and a reload works.
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "golden_util.h"
@@ -36,8 +37,8 @@ static double worst_gpu_cpu, worst_gpu_ref;
 static int n_cases, greedy_ok;
 
 // Prefill in chunks of `chunk` tokens through a runner of max_tok tokens.
-static int gpu_feed(struct cuda_model *cm, int max_tok, int chunk, const int32_t *ids, int n, int n_ctx,
-                    float *lg, struct cuda_seq **keep) {
+static int gpu_feed(struct cuda_model *cm, int max_tok, int chunk, const int32_t *ids, int n,
+                    int n_ctx, float *lg, struct cuda_seq **keep) {
     struct lfmd_err_ctx err = {0};
     struct cuda_runner *r = NULL;
     struct cuda_seq *s = NULL;
@@ -67,10 +68,12 @@ static void check_model(const char *dir, struct model *m) {
     const struct model_config *c = model_get_config(m);
     int V = c->n_vocab;
     struct cuda_model *cm = NULL, *cm2 = NULL;
-    // LFMD_CUDA_FAST_GEMM / LFMD_CUDA_NO_PDL / LFMD_CUDA_MV_MAX: check those paths (tools/cuda_check.sh)
+    // LFMD_CUDA_FAST_GEMM / LFMD_CUDA_NO_PDL / LFMD_CUDA_MV_MAX: check those paths
+    // (tools/cuda_check.sh)
     struct cuda_opts o = {.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL,
                           .no_pdl = getenv("LFMD_CUDA_NO_PDL") != NULL,
-                          .mv_max_tok = getenv("LFMD_CUDA_MV_MAX") ? atoi(getenv("LFMD_CUDA_MV_MAX")) : 0};
+                          .mv_max_tok =
+                              getenv("LFMD_CUDA_MV_MAX") ? atoi(getenv("LFMD_CUDA_MV_MAX")) : 0};
     CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
     struct cuda_opts o2 = o;
     char devs[64];
@@ -84,12 +87,14 @@ static void check_model(const char *dir, struct model *m) {
     }
     const struct json *cases = json_get(json_root(doc), "cases");
     int32_t ids[4096];
-    float *lg = malloc((size_t)V * 4 * 4), *cpu = malloc((size_t)V * 4), *lg2 = malloc((size_t)V * 4);
+    float *lg = malloc((size_t)V * 4 * 4), *cpu = malloc((size_t)V * 4),
+          *lg2 = malloc((size_t)V * 4);
     for (size_t ci = 0; cases && ci < cases->len; ci++) {
         const struct json *cs = json_at(cases, ci);
         const struct json *pj = json_get(cs, "prompt_ids");
         int n = 0;
-        for (size_t i = 0; pj && i < pj->len && n < 4000; i++) ids[n++] = (int32_t)json_num(json_at(pj, i), -1);
+        for (size_t i = 0; pj && i < pj->len && n < 4000; i++)
+            ids[n++] = (int32_t)json_num(json_at(pj, i), -1);
         snprintf(path, sizeof path, "%s/%s", dir, json_str(json_get(cs, "logits"), "?"));
         size_t rl;
         float *ref = (float *)slurp(path, &rl);
@@ -107,8 +112,10 @@ static void check_model(const char *dir, struct model *m) {
         // GPU, whole prompt
         struct cuda_seq *s = NULL;
         CHECK(gpu_feed(cm, 512, n, ids, n, n + n_gen + 1, lg, &s) == 0);
-        double e_cpu = rel_l2(lg, cpu, V), e_ref = ref && rl == (size_t)V * 4 ? rel_l2(lg, ref, V) : INFINITY;
-        fprintf(stderr, "%s case %zu (%d tokens): gpu vs cpu f32 %.3g, gpu vs HF %.3g\n", dir, ci, n, e_cpu, e_ref);
+        double e_cpu = rel_l2(lg, cpu, V),
+               e_ref = ref && rl == (size_t)V * 4 ? rel_l2(lg, ref, V) : INFINITY;
+        fprintf(stderr, "%s case %zu (%d tokens): gpu vs cpu f32 %.3g, gpu vs HF %.3g\n", dir, ci,
+                n, e_cpu, e_ref);
         CHECK(e_cpu < 1e-2);
         CHECK(e_ref < 1e-2);
         if (e_cpu > worst_gpu_cpu) worst_gpu_cpu = e_cpu;
@@ -141,7 +148,9 @@ static void check_model(const char *dir, struct model *m) {
                 break;
             }
         }
-        if (mismatch >= 0) fprintf(stderr, "%s case %zu: greedy differs at step %d of %d\n", dir, ci, mismatch, n_gen);
+        if (mismatch >= 0)
+            fprintf(stderr, "%s case %zu: greedy differs at step %d of %d\n", dir, ci, mismatch,
+                    n_gen);
         CHECK(mismatch < 0);
         greedy_ok += mismatch < 0;
         cuda_runner_free(r);
@@ -161,7 +170,8 @@ static void check_model(const char *dir, struct model *m) {
                 int32_t nx[3], *nxp[3] = {&nx[0], &nx[1], &nx[2]};
                 int one[3] = {1, 1, 1};
                 for (int i = 0; i < 3; i++) nx[i] = argmax(lg + (size_t)i * V, V);
-                CHECK(cuda_forward_batch(br, bs, (const int32_t *const *)nxp, one, 3, lg, &err) == 0);
+                CHECK(cuda_forward_batch(br, bs, (const int32_t *const *)nxp, one, 3, lg, &err) ==
+                      0);
                 for (int i = 0; i < 3; i++) {
                     int32_t solo[4096];
                     memcpy(solo, tk[i], (size_t)nt[i] * 4);
@@ -171,7 +181,8 @@ static void check_model(const char *dir, struct model *m) {
                     CHECK(cuda_runner_new(cm, 16, &r1, &err) == 0);
                     if (r1 && s) CHECK(cuda_forward(r1, s, &nx[i], 1, lg2, &err) == 0);
                     double eb = rel_l2(lg + (size_t)i * V, lg2, V);
-                    if (!(eb < 1e-3)) fprintf(stderr, "batch seq %d differs from solo: %.3g\n", i, eb);
+                    if (!(eb < 1e-3))
+                        fprintf(stderr, "batch seq %d differs from solo: %.3g\n", i, eb);
                     CHECK(eb < 1e-3);
                     cuda_runner_free(r1);
                     cuda_seq_free(s);
@@ -200,8 +211,9 @@ static int q4_models, q4_greedy_ok, q4_greedy_cases;
 static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_dtype gt) {
     char out[512];
     const char *base = strrchr(dir, '/');
-    snprintf(out, sizeof out, "/tmp/lfmd-cuda-q4-%d-%s-%s%d%s", (int)getpid(), base ? base + 1 : dir,
-             fmt == QUANT_FMT_MLX ? "mlx" : lfmd_dtype_name(gt), gs, fmt == QUANT_FMT_GGUF ? ".gguf" : "");
+    snprintf(out, sizeof out, "/tmp/lfmd-cuda-q4-%d-%s-%s%d%s", (int)getpid(),
+             base ? base + 1 : dir, fmt == QUANT_FMT_MLX ? "mlx" : lfmd_dtype_name(gt), gs,
+             fmt == QUANT_FMT_GGUF ? ".gguf" : "");
     struct quant_opts qo;
     quant_opts_default(&qo);
     qo.format = fmt;
@@ -231,8 +243,8 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_d
     CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
     CHECK(cuda_model_new(m, &ob, &cmb, &err) == 0);
     if (cm && cmb) {
-        fprintf(stderr, "%s: %zu device weight bytes kept 4-bit, %zu as bf16\n", out, cuda_model_weight_bytes(cm),
-                cuda_model_weight_bytes(cmb));
+        fprintf(stderr, "%s: %zu device weight bytes kept 4-bit, %zu as bf16\n", out,
+                cuda_model_weight_bytes(cm), cuda_model_weight_bytes(cmb));
         CHECK(cuda_model_weight_bytes(cm) < cuda_model_weight_bytes(cmb));
     }
     float *lg = malloc((size_t)V * 4), *cpu = malloc((size_t)V * 4);
@@ -261,8 +273,10 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_d
             int32_t a = argmax(lg, V), b = argmax(cpu, V);
             if (a != b) {
                 mismatch = g;
-                fprintf(stderr, "  q4 greedy differs at step %d: gpu %d (cpu logit %.5g) vs cpu %d (%.5g)\n", g, a,
-                        cpu[a], b, cpu[b]);
+                fprintf(
+                    stderr,
+                    "  q4 greedy differs at step %d: gpu %d (cpu logit %.5g) vs cpu %d (%.5g)\n", g,
+                    a, cpu[a], b, cpu[b]);
                 break;
             }
             if (cuda_forward(r, s, &a, 1, lg, &err) || model_forward(cr, cs, &a, 1, cpu, &err)) {
@@ -290,7 +304,9 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_d
 
 static long gpu_mem_of_pid(void) {
     char cmd[200];
-    snprintf(cmd, sizeof cmd, "nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null");
+    snprintf(cmd, sizeof cmd,
+             "nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits "
+             "2>/dev/null");
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     char line[256];
@@ -322,7 +338,8 @@ static void check_lifecycle(struct model *m) {
     cuda_trim();
     cuda_shutdown();
     long after = gpu_mem_of_pid();
-    fprintf(stderr, "nvidia-smi MiB for this process: loaded %ld, after unload %ld\n", before, after);
+    fprintf(stderr, "nvidia-smi MiB for this process: loaded %ld, after unload %ld\n", before,
+            after);
     CHECK(after == 0);
     CHECK(cuda_mem_used() == 0);
     // reload on demand
@@ -373,11 +390,13 @@ int main(void) {
     check_q4("tests/golden/data/llama-gqa-tied", QUANT_FMT_GGUF, 32, LFMD_DTYPE_Q4_0);
     check_q4("tests/golden/data/lfm2-gqa2", QUANT_FMT_GGUF, 32, LFMD_DTYPE_Q4_0);
     check_q4("tests/golden/data/lfm2-mha-legacy", QUANT_FMT_MLX, 32, LFMD_DTYPE_Q4_0);
-    fprintf(stderr, "%d q4 models: worst gpu-vs-cpu-ref %.3g, greedy identical in %d of %d\n", q4_models, worst_q4,
-            q4_greedy_ok, q4_greedy_cases);
+    fprintf(stderr, "%d q4 models: worst gpu-vs-cpu-ref %.3g, greedy identical in %d of %d\n",
+            q4_models, worst_q4, q4_greedy_ok, q4_greedy_cases);
     if (keep) check_lifecycle(keep);
     model_close(keep);
-    fprintf(stderr, "%d golden models, %d cases, greedy identical in %d; worst gpu-vs-cpu %.3g, gpu-vs-HF %.3g\n",
+    fprintf(stderr,
+            "%d golden models, %d cases, greedy identical in %d; worst gpu-vs-cpu %.3g, gpu-vs-HF "
+            "%.3g\n",
             n_models, n_cases, greedy_ok, worst_gpu_cpu, worst_gpu_ref);
     CHECK(n_models > 0);
     return check_done();
