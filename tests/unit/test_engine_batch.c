@@ -5,10 +5,12 @@
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "engine/engine.h"
+#include "sample/sampler.h"
 #include "engine_collect.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,11 +24,31 @@ static void greedy_collect_init(struct collect *c) {
     c->check_greedy = true;
 }
 
-static struct engine *start(int parallel, size_t prefix_bytes) {
+// The real model's ops plus a forward_batch_greedy that picks each sequence's token with
+// sampler_argmax on its logits: the CUDA backend's greedy-step path (argmax on the device), run
+// on the CPU so that CI covers the engine side of it.
+static struct engine_model_ops greedy_ops;
+static _Atomic int greedy_calls;
+static int g_n_vocab;
+static int greedy_forward(void *r, void *const *seqs, const int32_t *const *toks, const int *n,
+                          int n_seqs, int32_t *next, struct lfmd_err_ctx *err) {
+    static float logits[16 * 65536];
+    if (n_seqs > 16 || g_n_vocab > 65536) return LFMD_EINVAL;
+    int rc = engine_model_real.forward_batch(r, seqs, toks, n, n_seqs, logits, err);
+    if (rc) return rc;
+    for (int i = 0; i < n_seqs; i++)
+        next[i] = sampler_argmax(logits + (size_t)i * (size_t)g_n_vocab, g_n_vocab);
+    atomic_fetch_add(&greedy_calls, 1);
+    return 0;
+}
+
+static struct engine *start(int parallel, size_t prefix_bytes);
+
+static struct engine *start_ops(int parallel, size_t prefix_bytes, const struct engine_model_ops *ops) {
     struct engine_opts o;
     engine_opts_default(&o);
     o.model_path = ROUTER;
-    o.ops = engine_ops_for_path(ROUTER);
+    o.ops = ops ? ops : engine_ops_for_path(ROUTER);
     o.n_ctx = 256;
     o.max_tokens = 24;
     o.n_threads = 2;
@@ -39,6 +61,10 @@ static struct engine *start(int parallel, size_t prefix_bytes) {
     if (rc) fprintf(stderr, "engine_start: %s\n", err.msg);
     CHECK_EQ(rc, 0);
     return e;
+}
+
+static struct engine *start(int parallel, size_t prefix_bytes) {
+    return start_ops(parallel, prefix_bytes, NULL);
 }
 
 static const char *const prompts[] = {
@@ -92,6 +118,31 @@ static void test_batch_equals_alone(void) {
     engine_get_stats(e, &st);
     // Batched: far fewer forward passes than tokens.
     CHECK(st.steps < st.gen_tokens);
+    engine_stop(e, 5);
+
+    // The same batch through forward_batch_greedy (tokens picked by the backend): same texts.
+    struct engine_model_info info;
+    struct lfmd_err_ctx err = {0};
+    void *m = NULL;
+    CHECK_EQ(engine_model_real.open(ROUTER, 1, &m, &info, &err), 0);
+    g_n_vocab = info.n_vocab;
+    engine_model_real.close(m);
+    greedy_ops = engine_model_real;
+    greedy_ops.forward_batch_greedy = greedy_forward;
+    e = start_ops(NP, 0, &greedy_ops);
+    for (int i = 0; i < NP; i++) {
+        struct engine_params p;
+        greedy(&p, prompts[i]);
+        greedy_collect_init(&together[i]);
+        CHECK_EQ(engine_submit(e, &p, on_event, &together[i], &rs[i], &err), 0);
+    }
+    for (int i = 0; i < NP; i++) {
+        collect_wait(&together[i]);
+        engine_req_release(rs[i]);
+        CHECK_EQ(together[i].code, 0);
+        CHECK_STR(together[i].text, alone[i].text);
+    }
+    CHECK(atomic_load(&greedy_calls) > 0); // the greedy-step path ran
     engine_stop(e, 5);
 }
 
