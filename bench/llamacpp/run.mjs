@@ -6,9 +6,12 @@
 //       every rep listed),
 //       peak_rss_mib (VmHWM of this process, node itself included)
 //   node run.mjs greedy MODEL.gguf --prompt-ids 1,2,3 [--n 32] [--threads N] [--probs FILE]
+//                       [--logits FILE]
 //       prints the greedy continuation ids (ignores EOS: generation never stops early) as
 //       "ids: a,b,c"; --probs writes the next-token probabilities at the last prompt position
-//       (f32 little-endian, n_vocab values, temperature 1, no truncation) for accuracy checks.
+//       (f32 little-endian, n_vocab values, temperature 1, no truncation) for accuracy checks;
+//       --logits FILE writes the logits up to one additive constant (f32, n_vocab values; see
+//       below).
 // SPDX-License-Identifier: MIT
 import fs from "node:fs";
 import {getLlama, LlamaLogLevel} from "node-llama-cpp";
@@ -89,17 +92,24 @@ if (cmd === "bench") {
     const prompt = arg("--prompt-ids", "1").split(",").map(Number);
     const n = Number(arg("--n", "32"));
     const probsPath = arg("--probs", null);
+    // node-llama-cpp exposes no raw logits, only the distribution it computes from them in float
+    // (exp(l - max) / sum). For --logits the distribution is taken at temperature 8: llama.cpp
+    // divides the logits by 8 exactly (a power of two) and nothing underflows, so 8 * ln p equals
+    // logit - (one constant for all tokens), to about 1e-6. Log-softmax of it is the log-softmax of
+    // the logits.
+    const logitsPath = arg("--logits", null);
+    const distTemp = logitsPath ? 8 : 1;
     const ctx = await model.createContext({contextSize: prompt.length + n + 16, threads: {ideal: threads, min: threads},
                                            sequences: 1, flashAttention: false});
     const seq = ctx.getSequence();
     const items = prompt.map((t, i) => i === prompt.length - 1
-        ? [t, {generateNext: {token: true, probabilities: !!probsPath, options: probsPath ? {temperature: 1, topK: 0, topP: 1, minP: 0} : {temperature: 0}}}]
+        ? [t, {generateNext: {token: true, probabilities: !!(probsPath || logitsPath), options: (probsPath || logitsPath) ? {temperature: distTemp, topK: 0, topP: 1, minP: 0} : {temperature: 0}}}]
         : t);
     // With temperature 1 the sampled token is random: take the argmax of the probabilities instead.
     const out = await seq.controlledEvaluate(items);
     const last = out[prompt.length - 1];
     let next = last.next.token;
-    if (probsPath) {
+    if (probsPath || logitsPath) {
         const p = new Float32Array(vocab);
         let best = -1;
         for (const [tok, pr] of last.next.probabilities) {
@@ -107,7 +117,17 @@ if (cmd === "bench") {
             if (best < 0 || pr > p[best]) best = tok;
         }
         next = best;
-        fs.writeFileSync(probsPath, Buffer.from(p.buffer));
+        if (logitsPath) {
+            const lg = p.map((x) => distTemp * Math.log(x));
+            fs.writeFileSync(logitsPath, Buffer.from(lg.buffer));
+            if (probsPath) { // temperature-1 distribution from the logits (float64 softmax)
+                const m = lg[best];
+                let sum = 0;
+                for (const x of lg) sum += Math.exp(x - m);
+                for (let i = 0; i < vocab; i++) p[i] = Math.exp(lg[i] - m) / sum;
+            }
+        }
+        if (probsPath) fs.writeFileSync(probsPath, Buffer.from(p.buffer));
     }
     const gen = [next];
     while (gen.length < n) {
