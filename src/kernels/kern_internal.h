@@ -141,7 +141,8 @@ void kern_matmul_quant_vnni(const struct tensor *W, const float *X, const void *
 // kern_matvec_avx512_supports(): dtype/shape handled (n_in <= 16384 for quantized types).
 bool kern_matvec_avx512_usable(void);
 bool kern_matvec_avx512_supports(const struct tensor *W, int n_tok);
-// Q4_0 / Q8_0 against up to 8 tokens' qx at once (each weight group unpacked once), n_in <= 8192;
+// Q4_0 / Q8_0 / MLX Q4 against up to 8 tokens' qx at once (each weight group unpacked once),
+// n_in <= 8192;
 // every token's result bit-identical to kern_matvec_avx512 on that token alone.
 bool kern_matvec_avx512_multi_supports(const struct tensor *W, int n_tok);
 void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok, float *Y,

@@ -4,7 +4,7 @@
 // summation order differs), F32/F16/BF16 against kern_matmul_ref on the f32 activations.
 // Random shapes: odd row counts, n_in with 1-3 leftover blocks past the 128-element steps,
 // 1-3 tokens, rows split unevenly into 3 calls (as threads would), Y with a padded stride; the
-// 1-8-token Q4_0/Q8_0 kernel bit-identical to one-token decodes.
+// 1-8-token Q4_0/Q8_0/MLX Q4 kernel bit-identical to one-token decodes.
 // Skips (passes) on CPUs without AVX-512 VNNI/VBMI; the dispatched path is covered there too.
 // SPDX-License-Identifier: MIT
 #include "check.h"
@@ -124,13 +124,14 @@ static int check(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t n_out, 
 // kern_matvec_avx512_multi: every token's outputs are bit-identical to the one-token decode of
 // that token (odd row counts: the last row goes three tokens at a time; n_in with leftover
 // blocks). Returns the number of differing outputs.
-static int check_multi(enum lfmd_dtype t, int64_t n_out, int64_t n_in, int n_tok) {
+static int check_multi(enum lfmd_dtype t, int gs, enum lfmd_dtype sdt, int64_t n_out, int64_t n_in,
+                       int n_tok) {
     float *src = malloc(sizeof(float) * (size_t)(n_out * n_in));
     float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
     for (int64_t i = 0; i < n_out * n_in; i++) src[i] = frand() * (i % 7 == 0 ? 4.0f : 1.0f);
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = frand();
     struct qt q;
-    make_tensor(&q, t, n_out, n_in, 32, 0, src);
+    make_tensor(&q, t, n_out, n_in, gs, sdt, src);
     int64_t nb = n_in / QKX, ldy = n_out + 1;
     struct block_qx *qx = malloc(sizeof *qx * (size_t)(n_tok * nb));
     for (int k = 0; k < n_tok; k++) kern_quantize_x_ref(x + k * n_in, n_in, qx + k * nb);
@@ -145,7 +146,7 @@ static int check_multi(enum lfmd_dtype t, int64_t n_out, int64_t n_in, int n_tok
         if (memcmp(y + k * ldy, y1, sizeof(float) * (size_t)n_out) != 0) bad++;
     }
     free(src), free(x), free(qx), free(y), free(y1);
-    free(q.data);
+    free(q.data), free(q.scales), free(q.biases);
     return bad;
 }
 
@@ -187,14 +188,18 @@ int main(void) {
         }
         CHECK_EQ(bad, 0);
     }
-    for (int k = 0; k < 2; k++) {
-        enum lfmd_dtype t = k ? LFMD_DTYPE_Q8_0 : LFMD_DTYPE_Q4_0;
-        int bad = 0;
+    const struct { enum lfmd_dtype t; int gs; enum lfmd_dtype sdt; } mt[5] = {
+        {LFMD_DTYPE_Q4_0, 32, 0}, {LFMD_DTYPE_Q8_0, 32, 0},
+        {LFMD_DTYPE_MLX_Q4, 64, LFMD_DTYPE_BF16}, {LFMD_DTYPE_MLX_Q4, 32, LFMD_DTYPE_F16},
+        {LFMD_DTYPE_MLX_Q4, 128, LFMD_DTYPE_F32}};
+    for (int k = 0; k < 5; k++) {
+        enum lfmd_dtype t = mt[k].t;
+        int bad = 0, unit = mt[k].gs > 32 ? mt[k].gs : 32;
         for (int n_tok = 1; n_tok <= 8; n_tok++) {
-            int64_t n_out = 1 + 2 * (rnd() % 40), n_in = 32 * (1 + (int64_t)(rnd() % 100));
-            bad += check_multi(t, n_out, n_in, n_tok);
+            int64_t n_out = 1 + 2 * (rnd() % 40), n_in = unit * (1 + (int64_t)(rnd() % (3200 / unit)));
+            bad += check_multi(t, mt[k].gs, mt[k].sdt, n_out, n_in, n_tok);
         }
-        bad += check_multi(t, 64, 8192, 8);
+        bad += check_multi(t, mt[k].gs, mt[k].sdt, 64, 8192, 8);
         CHECK(!kern_matvec_avx512_multi_supports(&(struct tensor){.dtype = t, .n_dims = 2,
                                                                   .shape = {4, 8224}}, 8));
         CHECK_EQ(bad, 0);

@@ -468,7 +468,7 @@ AI void float_product(const int wk, const struct tensor *W, const float *X, int 
         }
 }
 
-// ---- several tokens (4..MV_MULTI_TOK) on GGUF Q4_0 / Q8_0: unpack each weight group once ----
+// ---- several tokens (4..MV_MULTI_TOK) on GGUF Q4_0 / Q8_0, MLX Q4: unpack each group once ----
 // Two rows per pass: their nibbles / bytes and block scales are unpacked into registers once per
 // 128-weight group and dotted with every token's prepared activations (the per-token decode
 // above redoes the unpack for each token, which made 8 tokens cost ~4x one). Each (row, token)
@@ -590,10 +590,66 @@ AI void rows2_q8_0_multi(const int T, const uint8_t *w, size_t rb, const struct 
         }
 }
 
+AI void rows2_mlx4_multi(const int T, const struct tensor *W, int64_t r, const struct mv_m4g *xg,
+                        int64_t ng, int64_t gstride, const struct block_qx *x, int64_t nb,
+                        float out[2][MV_MULTI_TOK]) {
+    int64_t n_in = tensor_cols(W);
+    size_t rb = (size_t)n_in / 2;
+    const uint8_t *w = (const uint8_t *)W->data + rb * (size_t)r;
+    int gs = W->group_size, per = GQ / gs;
+    int64_t nsg = n_in / gs;
+    enum lfmd_dtype sdt = W->scale_dtype;
+    __m512i is = gs == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+                 : gs == 64 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                            : _mm512_setzero_si512();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[2][MV_MULTI_TOK];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        __m512i lo[2], hi[2];
+        __m512 sv[2], bv[2];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+            const uint8_t *p = w + rb * (size_t)j + (size_t)g * 64;
+            if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
+            __m512i v = _mm512_loadu_si512(p);
+            lo[j] = _mm512_and_si512(v, m4);
+            hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            int64_t si = (r + j) * nsg + g * per;
+            sv[j] = _mm512_permutexvar_ps(is, _mm512_castps128_ps512(
+                                                  load_scales(sdt, W->scales, si, per)));
+            bv[j] = _mm512_permutexvar_ps(is, _mm512_castps128_ps512(
+                                                  load_scales(sdt, W->biases, si, per)));
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            const struct mv_m4g *xt = xg + t * gstride + g;
+            const __m512i xe = _mm512_load_si512(xt->ev), xo = _mm512_load_si512(xt->od);
+            const __m512 dx = _mm512_load_ps(xt->dx), sx = _mm512_load_ps(xt->sx);
+#pragma GCC unroll 2
+            for (int j = 0; j < 2; j++) {
+                __m512i sd = _mm512_dpbusd_epi32(
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[j], xe), hi[j], xo);
+                acc[j][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sd), _mm512_mul_ps(sv[j], dx),
+                                            acc[j][t]);
+                acc[j][t] = _mm512_fmadd_ps(bv[j], sx, acc[j][t]);
+            }
+        }
+    }
+    for (int j = 0; j < 2; j++)
+        for (int t = 0; t < T; t++) {
+            out[j][t] = _mm512_reduce_add_ps(acc[j][t]);
+            if (4 * ng < nb) out[j][t] += tail_mlx(4, W, r + j, x + t * nb, 4 * ng, nb);
+        }
+}
+
 bool kern_matvec_avx512_multi_supports(const struct tensor *W, int n_tok) {
     int64_t n_in = tensor_cols(W);
+    if (W->dtype == LFMD_DTYPE_MLX_Q4 && !kern_matvec_avx512_supports(W, 1)) return false;
     return n_tok >= 1 && n_tok <= MV_MULTI_TOK && n_in % QKX == 0 && n_in <= MV_MULTI_MAX_IN &&
-           (W->dtype == LFMD_DTYPE_Q4_0 || W->dtype == LFMD_DTYPE_Q8_0);
+           (W->dtype == LFMD_DTYPE_Q4_0 || W->dtype == LFMD_DTYPE_Q8_0 ||
+            W->dtype == LFMD_DTYPE_MLX_Q4);
 }
 
 void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok, float *Y,
@@ -602,11 +658,12 @@ void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok,
     const int64_t n_in = tensor_cols(W), nb = n_in / QKX, ng = nb / 4;
     const size_t rb = kern_row_bytes(W->dtype, n_in);
     const uint8_t *base = W->data;
-    const bool q4 = W->dtype == LFMD_DTYPE_Q4_0;
-    // prepared activations of every token (Q8_0: 384 bytes per group, Q4_0: 192)
+    const bool q4 = W->dtype == LFMD_DTYPE_Q4_0, m4 = W->dtype == LFMD_DTYPE_MLX_Q4;
+    // prepared activations of every token (Q8_0: 384 bytes per group, Q4_0 / MLX Q4: 192)
     _Alignas(64) struct mv_q8g prep[MV_MULTI_TOK * (MV_MULTI_MAX_IN / GQ)];
     for (int t = 0; t < n_tok; t++) {
         if (q4) prep_q4(q + t * nb, ng, (struct mv_q4g *)prep + t * ng);
+        else if (m4) prep_m4(q + t * nb, ng, (struct mv_m4g *)prep + t * ng);
         else prep_q8(q + t * nb, ng, prep + t * ng);
     }
     float out[2][MV_MULTI_TOK];
@@ -616,6 +673,7 @@ void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok,
 #define MULTI(T)                                                                               \
     case T:                                                                                    \
         if (q4) rows2_q4_0_multi(T, w, rb, (const struct mv_q4g *)prep, ng, ng, q, nb, out);   \
+        else if (m4) rows2_mlx4_multi(T, W, r, (const struct mv_m4g *)prep, ng, ng, q, nb, out); \
         else rows2_q8_0_multi(T, w, rb, prep, ng, ng, q, nb, out);                             \
         break
         switch (n_tok) {
