@@ -4,6 +4,7 @@
 #include "commands.h"
 
 #include "base/alloc.h"
+#include "base/io.h"
 #include "base/buf.h"
 #include "model/gguf_tokenizer.h"
 #include "model/model.h"
@@ -32,6 +33,7 @@ static void run_usage(FILE *f) {
             "  -t, --threads N       compute threads (default: all cores)\n"
             "  --ctx N               context size (default: prompt + max tokens)\n"
             "  --chunk N             tokens per forward call when feeding the prompt (default: all)\n"
+            "  --no-mmap             read the weights into huge-page memory instead of mapping\n"
             "  --batch-tokens N      tokens per internal compute chunk (default 512, as the server)\n"
             "  --stats               print timings and resident memory to stderr\n\n"
             "Environment: LFMD_MODEL (default model), LFMD_THREADS, LFMD_CACHE_DIR (where the embedded\n"
@@ -74,6 +76,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(argv[i], "--chat")) chat = true;
         else if (!strcmp(argv[i], "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(argv[i], "--stats")) stats = true;
+        else if (!strcmp(argv[i], "--no-mmap")) lfmd_io_set_copy_maps(true);
         else if (!missing) {
             fprintf(stderr, "lfmd run: unknown option '%s'\n", argv[i]);
             return 2;
