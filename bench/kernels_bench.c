@@ -160,7 +160,8 @@ int main(int argc, char **argv) {
         for (int c = 0; c < n_copies * 2; c++) {
             mats[c] = base[c & 1];
             copies[c] = lfmd_malloc(base[c & 1].size_bytes, LFMD_MEM_OTHER);
-            if (getenv("LFMD_BENCH_THP") && copies[c]) // huge pages for the aligned interior
+            const char *thp = getenv("LFMD_BENCH_THP"); // =1: huge pages for the aligned interior
+            if (thp && atoi(thp) && copies[c])
                 madvise((void *)(((uintptr_t)copies[c] + 4095) & ~(uintptr_t)4095),
                         base[c & 1].size_bytes & ~(size_t)4095, MADV_HUGEPAGE);
             memcpy(copies[c], base[c & 1].data, base[c & 1].size_bytes);
