@@ -137,6 +137,11 @@ void *lfmd_io_mmap(int fd, size_t len) {
     return mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
 }
 
+void *lfmd_io_mmap_file(int fd, size_t len) {
+    if (inject()) return MAP_FAILED;
+    return mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+}
+
 int lfmd_io_read_file(const char *path, size_t max, enum lfmd_mem cat, char **out, size_t *len,
                       struct lfmd_err_ctx *err) {
     *out = NULL;

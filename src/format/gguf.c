@@ -300,7 +300,19 @@ static int parse(struct gguf *g, struct lfmd_err_ctx *err) {
     return 0;
 }
 
+static int open_impl(const char *path, bool meta_only, struct gguf **out,
+                     struct lfmd_err_ctx *err);
+
 int gguf_open(const char *path, struct gguf **out, struct lfmd_err_ctx *err) {
+    return open_impl(path, false, out, err);
+}
+
+int gguf_open_meta(const char *path, struct gguf **out, struct lfmd_err_ctx *err) {
+    return open_impl(path, true, out, err);
+}
+
+static int open_impl(const char *path, bool meta_only, struct gguf **out,
+                     struct lfmd_err_ctx *err) {
     *out = NULL;
     struct gguf *g = lfmd_calloc(1, sizeof *g, LFMD_MEM_OTHER);
     if (!g) return lfmd_err_set(err, LFMD_ENOMEM, "%s: out of memory", path);
@@ -328,7 +340,8 @@ int gguf_open(const char *path, struct gguf **out, struct lfmd_err_ctx *err) {
                           g->file_size);
         goto fail;
     }
-    void *map = lfmd_io_mmap(g->fd, g->file_size);
+    void *map = meta_only ? lfmd_io_mmap_file(g->fd, g->file_size)
+                          : lfmd_io_mmap(g->fd, g->file_size);
     if (map == MAP_FAILED) {
         rc = lfmd_err_set(err, LFMD_EIO, "%s: mmap failed: %s", path, strerror(errno));
         goto fail;

@@ -101,6 +101,9 @@ struct gguf {
 };
 
 LFMD_MUST_CHECK int gguf_open(const char *path, struct gguf **out, struct lfmd_err_ctx *err);
+// As gguf_open, but always maps the file lazily (never an in-memory copy, see lfmd_io_mmap): for
+// callers that read metadata only.
+LFMD_MUST_CHECK int gguf_open_meta(const char *path, struct gguf **out, struct lfmd_err_ctx *err);
 void gguf_close(struct gguf *g);
 
 const struct gguf_kv *gguf_find_kv(const struct gguf *g, const char *key);

@@ -54,7 +54,7 @@ static int num_array(const struct gguf *g, const char *key, size_t n, bool as_fl
 int gguf_load_tokenizer(const char *path, struct tokenizer **out, struct lfmd_err_ctx *err) {
     *out = NULL;
     struct gguf *g;
-    int rc = gguf_open(path, &g, err);
+    int rc = gguf_open_meta(path, &g, err); // metadata only: no copy of the weights (--no-mmap)
     if (rc) return rc;
     char **tokens = NULL, **merges = NULL;
     size_t n_tok = 0, n_merges = 0;
