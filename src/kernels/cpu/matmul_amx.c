@@ -1,6 +1,7 @@
 // AMX (Intel Advanced Matrix Extensions) matrix products for prefill and batches
-// (n_tok >= KERN_AMX_MIN_TOK) on CPUs with AMX-TILE/BF16/INT8 (Sapphire Rapids and later).
-// Orientation: one 16x16 f32/int32 C tile = 16 tokens (rows, = rows of Y) x 16 weight rows
+// (n_tok >= KERN_AMX_MIN_TOK; BF16 weights from KERN_AMX_FEW_MIN_TOK, see the last item) on CPUs
+// with AMX-TILE/BF16/INT8 (Sapphire Rapids and later).
+// Orientation (all but the few-token path): one 16x16 f32/int32 C tile = 16 tokens (rows, = rows of Y) x 16 weight rows
 // (columns, = 16 consecutive floats of a Y row); A = activations (16 tokens x K), B = weights
 // repacked into the VNNI layout (K/2 or K/4 rows of 16 weight rows x pairs/quads).
 // - BF16/F16 weights (TDPBF16PS): kern_prepare_amx_bf16 splits each f32 activation exactly
@@ -130,7 +131,8 @@ static void prepare_tiles(const float *X, int64_t n_in, int t0, int t1, void *qx
 }
 
 static bool few_tokens(enum lfmd_dtype wt, int n_tok) {
-    return wt == LFMD_DTYPE_BF16 && n_tok >= KERN_AMX_FEW_MIN_TOK && n_tok <= KERN_AMX_FEW_MAX_TOK;
+    return wt == LFMD_DTYPE_BF16 && n_tok >= KERN_AMX_FEW_MIN_TOK &&
+           n_tok <= KERN_AMX_FEW_MAX_TOK;
 }
 
 
