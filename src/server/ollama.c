@@ -540,8 +540,10 @@ static enum MHD_Result handle_tags(struct ollama_ctx *o, struct MHD_Connection *
 static enum MHD_Result handle_ps(struct ollama_ctx *o, struct MHD_Connection *c) {
     struct engine_stats st;
     engine_get_stats(o->e, &st);
+    // Listed until the unload has freed it: a client that waits for an empty list may then rely
+    // on the memory being gone (an UNLOADING model still holds its weights).
     bool loaded = st.state == ENGINE_READY || st.state == ENGINE_TRIMMED ||
-                  st.state == ENGINE_LOADING;
+                  st.state == ENGINE_LOADING || st.state == ENGINE_UNLOADING;
     struct buf b;
     buf_init(&b, 8192, LFMD_MEM_REQUEST);
     int rc = buf_puts(&b, "{\"models\":[");
