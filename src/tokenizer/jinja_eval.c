@@ -420,8 +420,12 @@ static bool is_num(const struct jval *v) {
 static double num(const struct jval *v) {
     return v->t == JT_FLOAT ? v->u.f : v->t == JT_INT ? (double)v->u.i : v->t == JT_BOOL ? v->u.b : 0;
 }
+// double -> int64, saturating (the cast is undefined outside int64 and for NaN).
+static int64_t i64_of(double d) {
+    return d != d ? 0 : d >= 0x1p63 ? INT64_MAX : d < -0x1p63 ? INT64_MIN : (int64_t)d;
+}
 static int64_t inum(const struct jval *v) {
-    return v->t == JT_INT ? v->u.i : v->t == JT_BOOL ? v->u.b : (int64_t)num(v);
+    return v->t == JT_INT ? v->u.i : v->t == JT_BOOL ? v->u.b : i64_of(num(v));
 }
 
 static bool jv_eq(const struct jval *a, const struct jval *b) {
@@ -1120,11 +1124,12 @@ static int arith(struct ctx *c, const struct jnode *n, int op, const struct jval
     }
     bool flt = a->t == JT_FLOAT || b->t == JT_FLOAT;
     double x = num(a), y = num(b);
-    int64_t i = inum(a), j = inum(b);
+    int64_t i = inum(a), j = inum(b), iv;
+    // Integer results outside int64 become floats (Python has big ints; signed overflow is UB).
     switch (op) {
-    case '+': *out = flt ? vfloat(x + y) : vint(i + j); return 0;
-    case '-': *out = flt ? vfloat(x - y) : vint(i - j); return 0;
-    case '*': *out = flt ? vfloat(x * y) : vint(i * j); return 0;
+    case '+': *out = flt || __builtin_add_overflow(i, j, &iv) ? vfloat(x + y) : vint(iv); return 0;
+    case '-': *out = flt || __builtin_sub_overflow(i, j, &iv) ? vfloat(x - y) : vint(iv); return 0;
+    case '*': *out = flt || __builtin_mul_overflow(i, j, &iv) ? vfloat(x * y) : vint(iv); return 0;
     case '/':
         if (y == 0) return fail(c, n, LFMD_EINVAL, "division by zero", NULL);
         *out = vfloat(x / y);
@@ -1132,7 +1137,7 @@ static int arith(struct ctx *c, const struct jnode *n, int op, const struct jval
     case 'F':
     case '%':
         if (y == 0) return fail(c, n, LFMD_EINVAL, "division by zero", NULL);
-        if (flt) {
+        if (flt || (i == INT64_MIN && j == -1)) {
             double q = floor(x / y);
             *out = op == 'F' ? vfloat(q) : vfloat(x - q * y);
         } else {
@@ -1146,9 +1151,11 @@ static int arith(struct ctx *c, const struct jnode *n, int op, const struct jval
         return 0;
     case 'P':
         if (!flt && j >= 0) {
-            int64_t r = 1;
-            for (int64_t k = 0; k < j && k < 64; k++) r *= i;
-            *out = vint(r);
+            int64_t p = 1;
+            bool ovf = false;
+            for (int64_t k = 0; k < j && k < 64 && !ovf; k++)
+                ovf = __builtin_mul_overflow(p, i, &p);
+            *out = ovf ? vfloat(pow(x, y)) : vint(p);
         } else {
             *out = vfloat(pow(x, y));
         }
@@ -1272,7 +1279,7 @@ static int eval(struct ctx *c, const struct jnode *n, struct jval *out) {
     case JN_NEG:
         TRY(eval(c, n->a, &a));
         if (a.t == JT_FLOAT) *out = vfloat(-a.u.f);
-        else if (is_num(&a)) *out = vint(-inum(&a));
+        else if (is_num(&a)) *out = inum(&a) == INT64_MIN ? vfloat(0x1p63) : vint(-inum(&a));
         else return fail(c, n, LFMD_EINVAL, "bad operand for unary -", NULL);
         return 0;
     case JN_COND:
@@ -1434,7 +1441,8 @@ static int apply_filter(struct ctx *c, const struct jnode *n, int id, const stru
     switch (id) {
     case F_ABS:
         if (!is_num(v)) return fail(c, n, LFMD_EINVAL, "abs needs a number", NULL);
-        *out = v->t == JT_FLOAT ? vfloat(fabs(v->u.f)) : vint(llabs(inum(v)));
+        *out = v->t == JT_FLOAT ? vfloat(fabs(v->u.f))
+               : inum(v) == INT64_MIN ? vfloat(0x1p63) : vint(llabs(inum(v)));
         return 0;
     case F_CAPITALIZE:
     case F_LOWER:
@@ -1509,7 +1517,7 @@ static int apply_filter(struct ctx *c, const struct jnode *n, int id, const stru
             d = strtod(tmp, &end);
             if (end == tmp) d = a0 ? num(a0) : 0;
         } else if (a0) d = num(a0);
-        *out = id == F_FLOAT ? vfloat(d) : vint((int64_t)d);
+        *out = id == F_FLOAT ? vfloat(d) : vint(i64_of(d));
         return 0;
     }
     case F_INDENT: {
