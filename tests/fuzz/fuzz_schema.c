@@ -27,14 +27,14 @@
 enum { V_BYTES = 256, V_EOG = 256, V_SPECIAL = 257 };
 
 static const char *const frags[] = {
-    "{\"", "\":", "\",\"", "\"}", "}", "]", "[", "true", "false", "null", "na", "name", "\"name\":\"",
-    "\": \"", ", ", "1", "12", "0.", "e-", "E+", "-0", "1e5", "re", "red", "green", "\\u00", "\\u",
-    "\\n", "\\\"", "\\\\", "\xc3\xa9", "\xc3", "\xa9", "\xe2\x82", "\xac", "\xf0\x9f\x98\x80",
-    "\"a\":", "bb", "ok\"", "x y", "   ", "\n", "\t", "[1]", "7,", "-", "\"\"", "{}", "[]", "\":[",
-    "],\"", "},{", "\"re", "\"id\":", "\"type\":\"", "0", "00", ".5", "1.", "[\"", "\"]", "{\"a\":1}",
-    "{\"name\":\"billing\",\"id\":42,\"tags\":[\"x\",\"y\"]}", "\"service\":\"billing\",",
-    "                                        ", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-    "true,false,null,1,2,3,\"s\"]"};
+    "{\"", "\":", "\",\"", "\"}", "}", "]", "[", "true", "false", "null", "na", "name",
+    "\"name\":\"", "\": \"", ", ", "1", "12", "0.", "e-", "E+", "-0", "1e5", "re", "red", "green",
+    "\\u00", "\\u", "\\n", "\\\"", "\\\\", "\xc3\xa9", "\xc3", "\xa9", "\xe2\x82", "\xac",
+    "\xf0\x9f\x98\x80", "\"a\":", "bb", "ok\"", "x y", "   ", "\n", "\t", "[1]", "7,", "-", "\"\"",
+    "{}", "[]", "\":[", "],\"", "},{", "\"re", "\"id\":", "\"type\":\"", "0", "00", ".5", "1.",
+    "[\"", "\"]", "{\"a\":1}", "{\"name\":\"billing\",\"id\":42,\"tags\":[\"x\",\"y\"]}",
+    "\"service\":\"billing\",", "                                        ",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "true,false,null,1,2,3,\"s\"]"};
 
 static struct {
     int n;
