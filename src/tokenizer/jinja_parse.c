@@ -79,8 +79,11 @@ struct lex {
     bool in_expr;   // inside {{ }} (T_END means }})
     bool strip_after; // the closing tag had '-'
     int rc;
+    int depth;        // expression nesting (parse_unary), bounded by JINJA_MAX_NESTING
     struct scan sc;
 };
+
+#define JINJA_MAX_NESTING 200 // deeper expressions fail (the parser recurses per level)
 
 static int lex_fail(struct lex *l, int code, const char *fmt, const char *what) {
     if (!l->rc) {
@@ -558,7 +561,7 @@ static struct jnode *parse_filters(struct lex *l, struct jnode *n) {
     return n;
 }
 
-static struct jnode *parse_unary(struct lex *l) {
+static struct jnode *parse_unary_1(struct lex *l) {
     if (accept_op(l, "-")) {
         struct jnode *n = mk(l, JN_NEG);
         if (n) n->a = parse_unary(l);
@@ -567,6 +570,18 @@ static struct jnode *parse_unary(struct lex *l) {
     if (accept_op(l, "+")) return parse_unary(l);
     struct jnode *n = parse_postfix(l, parse_primary(l));
     return parse_filters(l, n);
+}
+
+// Every nested expression ('(', '[', '{', call arguments, unary signs) comes through here.
+static struct jnode *parse_unary(struct lex *l) {
+    if (l->depth >= JINJA_MAX_NESTING) {
+        lex_fail(l, LFMD_EFORMAT, "expression nested too deeply", NULL);
+        return NULL;
+    }
+    l->depth++;
+    struct jnode *n = parse_unary_1(l);
+    l->depth--;
+    return n;
 }
 
 static struct jnode *bin(struct lex *l, int op, struct jnode *a, struct jnode *b) {
