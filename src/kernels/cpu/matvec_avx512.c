@@ -166,19 +166,37 @@ static float tail_q4_0(const struct block_q4_0 *b, const struct block_qx *x, int
     return s;
 }
 
-AI void rows_q4_0(const int R, const uint8_t *w, size_t rb, const struct mv_q4g *xg, int64_t ng,
-                  const struct block_qx *x, int64_t nb, float *out) {
+// Unpacking one row's 128-weight group (4 blocks, 72 bytes at p): the low and high nibbles as
+// bytes, and the 4 block scales spread over 16 lanes (4 per block). The one-token and the
+// multi-token kernels share it, so their per-token sums are formed identically.
+struct q4_consts {
+    __m512i nib, d, m4;
+};
+AI struct q4_consts q4_consts_init(void) {
     _Alignas(64) static const uint8_t inib[64] = {
         2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17,
         20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
         38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53,
         // block 3 (bytes 56..71) from the second load (offset 8): 64 + 48 + j
         112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
-    const __m512i vnib = _mm512_load_si512(inib);
-    const __m512i vd = _mm512_setr_epi32(0, 0, 9 | 9 << 16, 9 | 9 << 16, 18 | 18 << 16,
-                                         18 | 18 << 16, 27 | 27 << 16, 27 | 27 << 16, 0, 0, 0, 0,
-                                         0, 0, 0, 0);
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    return (struct q4_consts){
+        .nib = _mm512_load_si512(inib),
+        .d = _mm512_setr_epi32(0, 0, 9 | 9 << 16, 9 | 9 << 16, 18 | 18 << 16, 18 | 18 << 16,
+                               27 | 27 << 16, 27 | 27 << 16, 0, 0, 0, 0, 0, 0, 0, 0),
+        .m4 = _mm512_set1_epi8(0x0F)};
+}
+AI void unpack_q4_0(const struct q4_consts *k, const uint8_t *p, __m512i *lo, __m512i *hi,
+                    __m512 *dw) {
+    __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 8);
+    __m512i nib = _mm512_permutex2var_epi8(a, k->nib, b);
+    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(k->d, a)));
+    *lo = _mm512_and_si512(nib, k->m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), k->m4);
+}
+
+AI void rows_q4_0(const int R, const uint8_t *w, size_t rb, const struct mv_q4g *xg, int64_t ng,
+                  const struct block_qx *x, int64_t nb, float *out) {
+    const struct q4_consts k = q4_consts_init();
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int j = 0; j < R; j++) acc[j] = _mm512_setzero_ps();
@@ -192,11 +210,9 @@ AI void rows_q4_0(const int R, const uint8_t *w, size_t rb, const struct mv_q4g 
         for (int j = 0; j < R; j++) {
             const uint8_t *p = w + rb * (size_t)j + (size_t)g * 72;
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
-            __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 8);
-            __m512i nib = _mm512_permutex2var_epi8(a, vnib, b);
-            __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(vd, a)));
-            __m512i lo = _mm512_and_si512(nib, m4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(nib, 4), m4);
+            __m512i lo, hi;
+            __m512 dw;
+            unpack_q4_0(&k, p, &lo, &hi, &dw);
             __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(nc, lo, xlo), hi, xhi);
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, dx), acc[j]);
         }
@@ -222,11 +238,16 @@ static float tail_q8_0(const struct block_q8_0 *b, const struct block_qx *x, int
     return s;
 }
 
-AI void rows_q8_0(const int R, const uint8_t *w, size_t rb, const struct mv_q8g *xg, int64_t ng,
-                  const struct block_qx *x, int64_t nb, float *out) {
-    // loads: L0 = bytes [0,64), L1 = [64,128), L2 = [72,136)
-    // blocks 0,1 = bytes 2..33, 36..67 of (L0|L1): index = byte offset
-    // blocks 2,3 = bytes 70..101 (L1: byte - 64), 104..135 (L2: 64 + byte - 72)
+// Unpacking one row's 128-weight group (4 blocks, 136 bytes at p): blocks 0-1 and 2-3 as bytes
+// offset by 128 (fed to vpdpbusd as unsigned; the prepared ncorr undoes it), and the block scales spread
+// 8 lanes per block. Shared by the one-token and the multi-token kernels.
+// Loads: L0 = bytes [0,64), L1 = [64,128), L2 = [72,136); blocks 0,1 = bytes 2..33, 36..67 of
+// (L0|L1): index = byte offset; blocks 2,3 = bytes 70..101 (L1: byte - 64), 104..135 (L2: 64 +
+// byte - 72); d_k at byte 34k = word 17k.
+struct q8_consts {
+    __m512i i01, i23, idw, k80;
+};
+AI struct q8_consts q8_consts_init(void) {
     _Alignas(64) static const uint8_t i01[64] = {
         2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
         24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
@@ -236,12 +257,26 @@ AI void rows_q8_0(const int R, const uint8_t *w, size_t rb, const struct mv_q8g 
         22,  23,  24,  25,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,
         96,  97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
         112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
-    // d_k at byte 34k = word 17k, 8 lanes each
     _Alignas(64) static const uint16_t idw[32] = {0,  0,  0,  0,  0,  0,  0,  0,  17, 17, 17,
                                                   17, 17, 17, 17, 17, 34, 34, 34, 34, 34, 34,
                                                   34, 34, 51, 51, 51, 51, 51, 51, 51, 51};
-    const __m512i v01 = _mm512_load_si512(i01), v23 = _mm512_load_si512(i23);
-    const __m512i vdw = _mm512_load_si512(idw), k80 = _mm512_set1_epi8((char)0x80);
+    return (struct q8_consts){.i01 = _mm512_load_si512(i01), .i23 = _mm512_load_si512(i23),
+                              .idw = _mm512_load_si512(idw), .k80 = _mm512_set1_epi8((char)0x80)};
+}
+AI void unpack_q8_0(const struct q8_consts *k, const uint8_t *p, __m512i *q01, __m512i *q23,
+                    __m512 *d01, __m512 *d23) {
+    __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
+    __m512i l2 = _mm512_loadu_si512(p + 72);
+    *q01 = _mm512_xor_si512(_mm512_permutex2var_epi8(l0, k->i01, l1), k->k80);
+    *q23 = _mm512_xor_si512(_mm512_permutex2var_epi8(l1, k->i23, l2), k->k80);
+    __m512i dd = _mm512_permutex2var_epi16(l0, k->idw, l1);
+    *d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
+    *d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dd, 1));
+}
+
+AI void rows_q8_0(const int R, const uint8_t *w, size_t rb, const struct mv_q8g *xg, int64_t ng,
+                  const struct block_qx *x, int64_t nb, float *out) {
+    const struct q8_consts k = q8_consts_init();
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int j = 0; j < R; j++) acc[j] = _mm512_setzero_ps();
@@ -257,13 +292,9 @@ AI void rows_q8_0(const int R, const uint8_t *w, size_t rb, const struct mv_q8g 
             const uint8_t *p = w + rb * (size_t)j + (size_t)g * 136;
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF + 64, _MM_HINT_T0);
-            __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
-            __m512i l2 = _mm512_loadu_si512(p + 72);
-            __m512i q01 = _mm512_xor_si512(_mm512_permutex2var_epi8(l0, v01, l1), k80);
-            __m512i q23 = _mm512_xor_si512(_mm512_permutex2var_epi8(l1, v23, l2), k80);
-            __m512i dd = _mm512_permutex2var_epi16(l0, vdw, l1);
-            __m512 d01 = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
-            __m512 d23 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dd, 1));
+            __m512i q01, q23;
+            __m512 d01, d23;
+            unpack_q8_0(&k, p, &q01, &q23, &d01, &d23);
             __m512i s01 = _mm512_dpbusd_epi32(n01, q01, x01);
             __m512i s23 = _mm512_dpbusd_epi32(n23, q23, x23);
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s01), _mm512_mul_ps(d01, dx01), acc[j]);
@@ -310,6 +341,29 @@ static float tail_mlx(int bits, const struct tensor *W, int64_t r, const struct 
     return s;
 }
 
+// Lane l of an MLX Q4 group covers elements 8l..8l+7: the index of its scale within the group's
+// 128 elements for group size gs (32, 64 or 128).
+AI __m512i mlx4_scale_lanes(int gs) {
+    return gs == 32   ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
+           : gs == 64 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+                      : _mm512_setzero_si512();
+}
+
+// Unpacking one row's 128-weight MLX Q4 group (64 bytes at p, scale/bias index si): even / odd
+// elements (low / high nibbles) as bytes and the group scales and biases spread over the lanes
+// (is: lane -> scale index). Shared by the one-token and the multi-token kernels.
+AI void unpack_mlx4(const struct tensor *W, const uint8_t *p, int64_t si, int per, __m512i is,
+                    __m512i *lo, __m512i *hi, __m512 *sv, __m512 *bv) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512i v = _mm512_loadu_si512(p);
+    *lo = _mm512_and_si512(v, m4);
+    *hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+    *sv = _mm512_permutexvar_ps(
+        is, _mm512_castps128_ps512(load_scales(W->scale_dtype, W->scales, si, per)));
+    *bv = _mm512_permutexvar_ps(
+        is, _mm512_castps128_ps512(load_scales(W->scale_dtype, W->biases, si, per)));
+}
+
 AI void rows_mlx4(const int R, const struct tensor *W, int64_t r, const struct mv_m4g *xg,
                   int64_t ng, const struct block_qx *x, int64_t nb, float *out) {
     int64_t n_in = tensor_cols(W);
@@ -317,12 +371,7 @@ AI void rows_mlx4(const int R, const struct tensor *W, int64_t r, const struct m
     const uint8_t *w = (const uint8_t *)W->data + rb * (size_t)r;
     int gs = W->group_size, per = GQ / gs; // scale values per 128 elements (1, 2 or 4)
     int64_t nsg = n_in / gs;
-    enum lfmd_dtype sdt = W->scale_dtype;
-    // lane l covers elements 8l..8l+7 of the group: scale index 8l / gs
-    __m512i is = gs == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                 : gs == 64 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-                            : _mm512_setzero_si512();
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i is = mlx4_scale_lanes(gs);
     __m512 acc[4];
 #pragma GCC unroll 4
     for (int j = 0; j < R; j++) acc[j] = _mm512_setzero_ps();
@@ -335,16 +384,11 @@ AI void rows_mlx4(const int R, const struct tensor *W, int64_t r, const struct m
         for (int j = 0; j < R; j++) {
             const uint8_t *p = w + rb * (size_t)j + (size_t)g * 64;
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
-            __m512i v = _mm512_loadu_si512(p);
-            __m512i lo = _mm512_and_si512(v, m4);
-            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            __m512i lo, hi;
+            __m512 sv, bv;
+            unpack_mlx4(W, p, (r + j) * nsg + g * per, per, is, &lo, &hi, &sv, &bv);
             __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe),
                                             hi, xo);
-            int64_t si = (r + j) * nsg + g * per;
-            __m512 sv = _mm512_permutexvar_ps(is, _mm512_castps128_ps512(
-                                                      load_scales(sdt, W->scales, si, per)));
-            __m512 bv = _mm512_permutexvar_ps(is, _mm512_castps128_ps512(
-                                                      load_scales(sdt, W->biases, si, per)));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(sv, dx), acc[j]);
             acc[j] = _mm512_fmadd_ps(bv, sx, acc[j]);
         }
@@ -487,16 +531,7 @@ AI void float_product(const int wk, const struct tensor *W, const float *X, int 
 AI void rows2_q4_0_multi(const int T, const uint8_t *w, size_t rb, const struct mv_q4g *xg,
                          int64_t ng, int64_t gstride, const struct block_qx *x, int64_t nb,
                          float out[2][MV_MULTI_TOK]) {
-    _Alignas(64) static const uint8_t inib[64] = {
-        2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17,
-        20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,
-        38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52, 53,
-        112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
-    const __m512i vnib = _mm512_load_si512(inib);
-    const __m512i vd = _mm512_setr_epi32(0, 0, 9 | 9 << 16, 9 | 9 << 16, 18 | 18 << 16,
-                                         18 | 18 << 16, 27 | 27 << 16, 27 | 27 << 16, 0, 0, 0, 0,
-                                         0, 0, 0, 0);
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const struct q4_consts k = q4_consts_init();
     __m512 acc[2][MV_MULTI_TOK];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
@@ -507,11 +542,7 @@ AI void rows2_q4_0_multi(const int T, const uint8_t *w, size_t rb, const struct 
         for (int j = 0; j < 2; j++) {
             const uint8_t *p = w + rb * (size_t)j + (size_t)g * 72;
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
-            __m512i a = _mm512_loadu_si512(p), b = _mm512_loadu_si512(p + 8);
-            __m512i nib = _mm512_permutex2var_epi8(a, vnib, b);
-            dw[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(vd, a)));
-            lo[j] = _mm512_and_si512(nib, m4);
-            hi[j] = _mm512_and_si512(_mm512_srli_epi16(nib, 4), m4);
+            unpack_q4_0(&k, p, &lo[j], &hi[j], &dw[j]);
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
@@ -539,20 +570,7 @@ AI void rows2_q4_0_multi(const int T, const uint8_t *w, size_t rb, const struct 
 AI void rows2_q8_0_multi(const int T, const uint8_t *w, size_t rb, const struct mv_q8g *xg,
                          int64_t ng, int64_t gstride, const struct block_qx *x, int64_t nb,
                          float out[2][MV_MULTI_TOK]) {
-    _Alignas(64) static const uint8_t i01[64] = {
-        2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-        24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
-        48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67};
-    _Alignas(64) static const uint8_t i23[64] = {
-        6,   7,   8,   9,   10,  11,  12,  13,  14,  15,  16,  17,  18,  19,  20,  21,
-        22,  23,  24,  25,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,
-        96,  97,  98,  99,  100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111,
-        112, 113, 114, 115, 116, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 127};
-    _Alignas(64) static const uint16_t idw[32] = {0,  0,  0,  0,  0,  0,  0,  0,  17, 17, 17,
-                                                  17, 17, 17, 17, 17, 34, 34, 34, 34, 34, 34,
-                                                  34, 34, 51, 51, 51, 51, 51, 51, 51, 51};
-    const __m512i v01 = _mm512_load_si512(i01), v23 = _mm512_load_si512(i23);
-    const __m512i vdw = _mm512_load_si512(idw), k80 = _mm512_set1_epi8((char)0x80);
+    const struct q8_consts k = q8_consts_init();
     __m512 acc[2][MV_MULTI_TOK];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
@@ -564,13 +582,7 @@ AI void rows2_q8_0_multi(const int T, const uint8_t *w, size_t rb, const struct 
             const uint8_t *p = w + rb * (size_t)j + (size_t)g * 136;
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF + 64, _MM_HINT_T0);
-            __m512i l0 = _mm512_loadu_si512(p), l1 = _mm512_loadu_si512(p + 64);
-            __m512i l2 = _mm512_loadu_si512(p + 72);
-            q01[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(l0, v01, l1), k80);
-            q23[j] = _mm512_xor_si512(_mm512_permutex2var_epi8(l1, v23, l2), k80);
-            __m512i dd = _mm512_permutex2var_epi16(l0, vdw, l1);
-            d01[j] = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
-            d23[j] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(dd, 1));
+            unpack_q8_0(&k, p, &q01[j], &q23[j], &d01[j], &d23[j]);
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
@@ -607,11 +619,7 @@ AI void rows2_mlx4_multi(const int T, const struct tensor *W, int64_t r, const s
     const uint8_t *w = (const uint8_t *)W->data + rb * (size_t)r;
     int gs = W->group_size, per = GQ / gs;
     int64_t nsg = n_in / gs;
-    enum lfmd_dtype sdt = W->scale_dtype;
-    __m512i is = gs == 32 ? _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3)
-                 : gs == 64 ? _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
-                            : _mm512_setzero_si512();
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i is = mlx4_scale_lanes(gs);
     __m512 acc[2][MV_MULTI_TOK];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) acc[0][t] = acc[1][t] = _mm512_setzero_ps();
@@ -622,14 +630,7 @@ AI void rows2_mlx4_multi(const int T, const struct tensor *W, int64_t r, const s
         for (int j = 0; j < 2; j++) {
             const uint8_t *p = w + rb * (size_t)j + (size_t)g * 64;
             if (MV_NEAR) _mm_prefetch((const char *)p + MV_PF, _MM_HINT_T0);
-            __m512i v = _mm512_loadu_si512(p);
-            lo[j] = _mm512_and_si512(v, m4);
-            hi[j] = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            int64_t si = (r + j) * nsg + g * per;
-            sv[j] = _mm512_permutexvar_ps(is, _mm512_castps128_ps512(
-                                                  load_scales(sdt, W->scales, si, per)));
-            bv[j] = _mm512_permutexvar_ps(is, _mm512_castps128_ps512(
-                                                  load_scales(sdt, W->biases, si, per)));
+            unpack_mlx4(W, p, (r + j) * nsg + g * per, per, is, &lo[j], &hi[j], &sv[j], &bv[j]);
         }
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) {
