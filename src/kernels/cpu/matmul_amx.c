@@ -104,6 +104,18 @@ AI __m512 bf16x16_f32(__m256i h) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// x (32 floats) = hi + mid + lo, each 32 bf16 (pairs in element order): 24 significant bits.
+AI void split3(const float *x, __m512i *h, __m512i *m, __m512i *l) {
+    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    *h = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+    v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(*h)));
+    v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(*h, 1)));
+    *m = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+    v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(*m)));
+    v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(*m, 1)));
+    *l = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
+}
+
 // Tile-blocked layout, so every A tile is one contiguous KiB (row strides that are multiples of
 // 4 KiB thrash L1 sets): for token tile tt = t / 16 and k-step s (32 elements), parts hi, mid,
 // lo of 16 tokens x 32 bf16 at qx + ((tt * (n_in / 32) + s) * 3 + part) * 1024, token t % 16 in
@@ -116,16 +128,11 @@ static void prepare_tiles(const float *X, int64_t n_in, int t0, int t1, void *qx
         uint8_t *base = (uint8_t *)qx + (int64_t)(t / 16) * steps * 3072 + (t % 16) * 64;
         for (int64_t s = 0; s < steps; s++) {
             uint8_t *d = base + s * 3072;
-            __m512 v0 = _mm512_loadu_ps(x + s * 32), v1 = _mm512_loadu_ps(x + s * 32 + 16);
-            __m512i h = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-            v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(h)));
-            v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(h, 1)));
-            __m512i m = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-            v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(m)));
-            v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(m, 1)));
+            __m512i h, m, l;
+            split3(x + s * 32, &h, &m, &l);
             _mm512_storeu_si512(d, h);
             _mm512_storeu_si512(d + 1024, m);
-            _mm512_storeu_si512(d + 2048, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+            _mm512_storeu_si512(d + 2048, l);
         }
     }
 }
@@ -174,16 +181,6 @@ AI void transpose16(__m512i r[16]) {
 // A call that covers a whole group transposes 16 token vectors per part and step and writes
 // whole 64-byte rows; otherwise each token's vector is scattered into its column (measured:
 // the scatters took ~9% of an 8-token decode step).
-AI void split3(const float *x, __m512i *h, __m512i *m, __m512i *l) {
-    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-    *h = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-    v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(*h)));
-    v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(*h, 1)));
-    *m = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-    v0 = _mm512_sub_ps(v0, bf16x16_f32(_mm512_castsi512_si256(*m)));
-    v1 = _mm512_sub_ps(v1, bf16x16_f32(_mm512_extracti64x4_epi64(*m, 1)));
-    *l = (__m512i)_mm512_cvtne2ps_pbh(v1, v0);
-}
 
 static void prepare_few(const float *X, int64_t n_in, int n_tok, int t0, int t1, void *qx) {
     const int64_t steps = n_in / 32;
