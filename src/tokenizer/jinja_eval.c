@@ -243,10 +243,16 @@ static int put_float(struct buf *b, double f) {
     return buf_puts(b, out);
 }
 
-static int put_repr(struct buf *b, const struct jval *v);
+// Values can nest without bound at run time ({% set ns.x = [ns.x] %} in a loop) and a namespace
+// can hold itself, so every walker over values carries a depth and fails past MAX_VALUE_DEPTH
+// instead of overflowing the stack.
+#define MAX_VALUE_DEPTH 128
 
-static int put_str(struct buf *b, const struct jval *v) {
+static int put_repr(struct buf *b, const struct jval *v, int depth);
+
+static int put_str(struct buf *b, const struct jval *v, int depth) {
     char tmp[32];
+    if (depth > MAX_VALUE_DEPTH) return LFMD_ETOOBIG;
     switch (v->t) {
     case JT_UNDEF: return 0;
     case JT_NONE: return buf_puts(b, "None");
@@ -260,7 +266,7 @@ static int put_str(struct buf *b, const struct jval *v) {
         TRY(buf_putc(b, '['));
         for (size_t i = 0; i < v->u.l->n; i++) {
             if (i) TRY(buf_puts(b, ", "));
-            TRY(put_repr(b, &v->u.l->v[i]));
+            TRY(put_repr(b, &v->u.l->v[i], depth + 1));
         }
         return buf_putc(b, ']');
     }
@@ -268,9 +274,9 @@ static int put_str(struct buf *b, const struct jval *v) {
         TRY(buf_putc(b, '{'));
         for (size_t i = 0; i < v->u.d->n; i++) {
             if (i) TRY(buf_puts(b, ", "));
-            TRY(put_repr(b, &v->u.d->k[i]));
+            TRY(put_repr(b, &v->u.d->k[i], depth + 1));
             TRY(buf_puts(b, ": "));
-            TRY(put_repr(b, &v->u.d->v[i]));
+            TRY(put_repr(b, &v->u.d->v[i], depth + 1));
         }
         return buf_putc(b, '}');
     }
@@ -279,8 +285,8 @@ static int put_str(struct buf *b, const struct jval *v) {
     }
 }
 
-static int put_repr(struct buf *b, const struct jval *v) {
-    if (v->t != JT_STR) return put_str(b, v);
+static int put_repr(struct buf *b, const struct jval *v, int depth) {
+    if (v->t != JT_STR) return put_str(b, v, depth);
     bool sq = memchr(v->u.s.p, '\'', v->u.s.n) != NULL, dq = memchr(v->u.s.p, '"', v->u.s.n) != NULL;
     char q = sq && !dq ? '"' : '\'';
     TRY(buf_putc(b, q));
@@ -337,6 +343,7 @@ static int put_indent(struct buf *b, int indent, int level) {
 // json.dumps(v, ensure_ascii=False, indent=indent) (indent < 0: none).
 static int put_json(struct buf *b, const struct jval *v, int indent, int level) {
     char tmp[32];
+    if (level > MAX_VALUE_DEPTH) return LFMD_ETOOBIG;
     switch (v->t) {
     case JT_UNDEF:
     case JT_NONE: return buf_puts(b, "null");
@@ -381,7 +388,7 @@ static int to_string(struct ctx *c, const struct jval *v, struct jval *out) {
     }
     struct buf b;
     buf_init(&b, c->out->max_bytes, LFMD_MEM_REQUEST);
-    int rc = put_str(&b, v);
+    int rc = put_str(&b, v, 0);
     char *p = rc ? NULL : jarena_alloc(c->ar, b.len + 1);
     if (!rc && !p) rc = LFMD_ENOMEM;
     if (!rc && b.len) memcpy(p, b.data, b.len);
@@ -428,7 +435,8 @@ static int64_t inum(const struct jval *v) {
     return v->t == JT_INT ? v->u.i : v->t == JT_BOOL ? v->u.b : i64_of(num(v));
 }
 
-static bool jv_eq(const struct jval *a, const struct jval *b) {
+static bool jv_eq_d(const struct jval *a, const struct jval *b, int depth) {
+    if (depth > MAX_VALUE_DEPTH) return false; // too deep to compare (Python raises); not equal
     if (is_num(a) && is_num(b)) {
         if (a->t != JT_FLOAT && b->t != JT_FLOAT) return inum(a) == inum(b);
         return num(a) == num(b);
@@ -439,20 +447,24 @@ static bool jv_eq(const struct jval *a, const struct jval *b) {
     case JT_NONE: return true;
     case JT_STR: return a->u.s.n == b->u.s.n && !memcmp(a->u.s.p, b->u.s.p, a->u.s.n);
     case JT_LIST:
+        if (a->u.l == b->u.l) return true;
         if (a->u.l->n != b->u.l->n) return false;
         for (size_t i = 0; i < a->u.l->n; i++)
-            if (!jv_eq(&a->u.l->v[i], &b->u.l->v[i])) return false;
+            if (!jv_eq_d(&a->u.l->v[i], &b->u.l->v[i], depth + 1)) return false;
         return true;
     case JT_DICT:
+        if (a->u.d == b->u.d) return true;
         if (a->u.d->n != b->u.d->n) return false;
         for (size_t i = 0; i < a->u.d->n; i++) {
             const struct jval *o = dict_get(b->u.d, a->u.d->k[i].u.s.p, a->u.d->k[i].u.s.n);
-            if (!o || !jv_eq(&a->u.d->v[i], o)) return false;
+            if (!o || !jv_eq_d(&a->u.d->v[i], o, depth + 1)) return false;
         }
         return true;
     default: return a->u.m == b->u.m;
     }
 }
+
+static bool jv_eq(const struct jval *a, const struct jval *b) { return jv_eq_d(a, b, 0); }
 
 // -1, 0, 1; *ok false when the types do not order.
 static int jv_cmp(const struct jval *a, const struct jval *b, bool *ok) {
@@ -911,7 +923,7 @@ static int call(struct ctx *c, const struct jnode *n, const struct jval *f, cons
         int rc = 0;
         for (size_t i = 0; !rc && i < l->n; i++) {
             if (i) rc = buf_append(&b, s->u.s.p, s->u.s.n);
-            if (!rc) rc = put_str(&b, &l->v[i]);
+            if (!rc) rc = put_str(&b, &l->v[i], 0);
         }
         if (!rc) rc = buf_to_val(c, &b, out);
         buf_fini(&b);
@@ -1085,8 +1097,8 @@ static int arith(struct ctx *c, const struct jnode *n, int op, const struct jval
     if (op == '~') {
         struct buf o;
         buf_init(&o, c->out->max_bytes, LFMD_MEM_REQUEST);
-        int rc = put_str(&o, a);
-        if (!rc) rc = put_str(&o, b);
+        int rc = put_str(&o, a, 0);
+        if (!rc) rc = put_str(&o, b, 0);
         if (!rc) rc = buf_to_val(c, &o, out);
         buf_fini(&o);
         return rc;
@@ -1569,10 +1581,10 @@ static int apply_filter(struct ctx *c, const struct jnode *n, int id, const stru
         buf_init(&b, c->out->max_bytes, LFMD_MEM_REQUEST);
         int rc = 0;
         for (size_t i = 0; !rc && i < l->n; i++) {
-            if (i && sep) rc = put_str(&b, sep);
+            if (i && sep) rc = put_str(&b, sep, 0);
             struct jval x = l->v[i];
             if (!rc && attr && attr->t == JT_STR) rc = attr_path(c, n, &l->v[i], attr, &x);
-            if (!rc) rc = put_str(&b, &x);
+            if (!rc) rc = put_str(&b, &x, 0);
         }
         if (!rc) rc = buf_to_val(c, &b, out);
         buf_fini(&b);
@@ -1854,7 +1866,7 @@ static int exec_body(struct ctx *c, const struct jnode *n) {
         case JN_TEXT: rc = buf_append(c->out, n->s, n->n); break;
         case JN_OUT:
             rc = eval(c, n->a, &v);
-            if (!rc) rc = put_str(c->out, &v);
+            if (!rc) rc = put_str(c->out, &v, 0);
             break;
         case JN_IF: {
             // c is either an elif (a lone JN_IF) or the else body; a lone if as the whole else

@@ -79,11 +79,11 @@ struct lex {
     bool in_expr;   // inside {{ }} (T_END means }})
     bool strip_after; // the closing tag had '-'
     int rc;
-    int depth;        // expression nesting (parse_unary), bounded by JINJA_MAX_NESTING
+    int depth;        // expression + statement nesting, bounded by JINJA_MAX_NESTING
     struct scan sc;
 };
 
-#define JINJA_MAX_NESTING 200 // deeper expressions fail (the parser recurses per level)
+#define JINJA_MAX_NESTING 200 // deeper nesting fails (the parser recurses per level)
 
 static int lex_fail(struct lex *l, int code, const char *fmt, const char *what) {
     if (!l->rc) {
@@ -827,8 +827,8 @@ static struct jnode *parse_target(struct lex *l) {
 
 // Parses one statement tag whose keyword is the current token. Returns the node or NULL (check
 // l->rc). Sets *ended when the keyword is one of `ends`.
-static struct jnode *parse_stmt(struct lex *l, const char *const *ends, int n_ends,
-                                const char **ended) {
+static struct jnode *parse_stmt_1(struct lex *l, const char *const *ends, int n_ends,
+                                  const char **ended) {
     for (int i = 0; i < n_ends; i++) {
         if (is_kw(l, ends[i])) {
             *ended = ends[i];
@@ -965,6 +965,21 @@ static struct jnode *parse_stmt(struct lex *l, const char *const *ends, int n_en
     snprintf(what, sizeof what, "{%% %.*s %%}", (int)(l->n > 40 ? 40 : l->n), l->s);
     lex_fail(l, LFMD_ENOTSUP, "unsupported construct: ", what);
     return NULL;
+}
+
+// Block statements nest through parse_body -> parse_stmt; the depth they add shares the
+// expression bound, so no template can recurse the parser (or the evaluator, which follows the
+// tree) deeper than JINJA_MAX_NESTING levels.
+static struct jnode *parse_stmt(struct lex *l, const char *const *ends, int n_ends,
+                                const char **ended) {
+    if (l->depth >= JINJA_MAX_NESTING) {
+        lex_fail(l, LFMD_EFORMAT, "statements nested too deeply", NULL);
+        return NULL;
+    }
+    l->depth++;
+    struct jnode *n = parse_stmt_1(l, ends, n_ends, ended);
+    l->depth--;
+    return n;
 }
 
 static struct jnode *parse_body(struct lex *l, const char *const *ends, int n_ends,

@@ -366,6 +366,52 @@ static void expect_render(const char *tmpl, const char *kwargs, const char *want
     lfmd_free(got);
 }
 
+// Nesting that would recurse without bound fails cleanly: block statements (parser), values
+// built at run time, and a namespace that holds itself (printing, tojson, equality).
+static char *repeat3(const char *a, int n, const char *mid, const char *b) {
+    size_t la = strlen(a), lm = strlen(mid), lb = strlen(b);
+    char *s = lfmd_malloc((la + lb) * (size_t)n + lm + 1, LFMD_MEM_OTHER);
+    char *p = s;
+    for (int i = 0; i < n; i++, p += la) memcpy(p, a, la);
+    memcpy(p, mid, lm);
+    p += lm;
+    for (int i = 0; i < n; i++, p += lb) memcpy(p, b, lb);
+    *p = 0;
+    return s;
+}
+
+static void expect_render_fails(const char *tmpl, const char *needle) {
+    char *got = NULL;
+    struct lfmd_err_ctx err = {0};
+    int rc = render(tmpl, "[]", NULL, &got, &err);
+    CHECK(rc != 0);
+    if (!rc) fprintf(stderr, "  rendered instead of failing: %.80s\n", got);
+    else if (needle) CHECK(strstr(err.msg, needle) != NULL);
+    lfmd_free(got);
+}
+
+static void test_template_nesting(void) {
+    char *ok = repeat3("{% if true %}", 150, "x", "{% endif %}");
+    expect_render(ok, NULL, "x");
+    lfmd_free(ok);
+    char *deep = repeat3("{% if true %}", 5000, "x", "{% endif %}");
+    expect_render_fails(deep, "nested too deeply");
+    lfmd_free(deep);
+    char *deepfor = repeat3("{% for i in [1] %}", 5000, "x", "{% endfor %}");
+    expect_render_fails(deepfor, "nested too deeply");
+    lfmd_free(deepfor);
+    expect_render_fails("{% set ns = namespace(x=[]) %}{% for i in range(5000) %}"
+                        "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}", NULL);
+    expect_render_fails("{% set ns = namespace(x=[]) %}{% for i in range(5000) %}"
+                        "{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x|tojson }}", NULL);
+    expect_render_fails("{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns }}", NULL);
+    // Equality: the same object is equal to itself; two distinct cycles compare false.
+    expect_render("{% set ns = namespace(a=1) %}{% set ns.a = ns %}{{ ns == ns }}", NULL, "True");
+    expect_render("{% set p = namespace(a=1) %}{% set q = namespace(a=1) %}{% set p.a = q %}"
+                  "{% set q.a = p %}{{ p == q }}|{{ [1, [2]] == [1, [2]] }}",
+                  NULL, "False|True");
+}
+
 static void test_templates(void) {
     // Expected strings below were produced by Python Jinja2 3.1 with trim_blocks/lstrip_blocks.
     expect_render("{{ bos_token }}{% for m in messages %}[{{ m.role|upper }}]{{ m['content']|trim }}"
@@ -418,6 +464,7 @@ int main(void) {
     test_from_arrays("llama2", "llama", NULL, true);
     test_threads();
     test_templates();
+    test_template_nesting();
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) return 1;
     return check_done();
