@@ -2,7 +2,8 @@
 # One-call CUDA check for the GPU machine: builds lfmd's CUDA backend with CMake
 # (-DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a), runs every CUDA kernel test against its CPU
 # twin, runs the golden models on the GPU (logits vs CPU f32 and HF, greedy tokens, chunked,
-# batched, two-stage split, 4-bit models, memory limit, unload/reload), then times a 1.2B-shaped
+# batched, two-stage split, 4-bit models, memory limit, unload/reload), `lfmd serve --device
+# cuda:0` over HTTP against a CPU server (chat, route, idle unload), then times a 1.2B-shaped
 # bf16 LFM2 (tools/gen_model.py --preset lfm2-1.2b; also with the previous bf16 matvec kernel),
 # its MLX q4 (group 64) and GGUF Q4_0 copies, and the embedded router. Log: $OUT/cuda_check.log.
 #
@@ -56,7 +57,9 @@ command -v ninja >/dev/null && GEN="-G Ninja"
 t0=$(date +%s)
 cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release \
     > $OUT/cmake.log 2>&1 || { tail -30 $OUT/cmake.log; echo "CONFIGURE FAILED"; }
-cmake --build $B -j16 --target cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench 2>&1 | tail -15
+TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench lfmd"
+[ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
+cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
 T0=$(date +%s)
@@ -89,6 +92,147 @@ run kernels 180 $B/src/cuda_test_cuda_kernels
 run golden 300 $B/src/cuda_test_cuda_model
 # the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine
 run engine 120 $B/src/cuda_test_cuda_engine
+# lfmd serve --device cuda:0 over HTTP: a generated 350M-shaped LFM2 (random weights, the router's
+# tokenizer) and the embedded router, each against a CPU server on the same model (greedy chat
+# text, route); idle unload leaves no GPU memory for the process; the next request succeeds.
+M350=/tmp/lfm2-350m-v4096
+python3 tools/gen_model.py --preset lfm2-350m --vocab 4096 --seed 5 --out $M350 --jobs 8 \
+    > $OUT/gen350.log 2>&1 && cp models/lfm2-router/tokenizer.json models/lfm2-router/tokenizer_config.json $M350/
+cat > /tmp/serve_check.py <<'PY'
+# lfmd serve on the GPU vs the CPU over HTTP (tools/cuda_check.sh): argv BIN MODEL NAME [MODEL NAME...].
+# For each model: a GPU server and a CPU server (--kv-type f32) answer one greedy
+# /v1/chat/completions and one /v1/route; both must be 200 with the same text and route. On the
+# first model the GPU server is then left idle until it unloads: nvidia-smi must list no memory
+# for its pid (it listed some while loaded), then the same request must succeed again.
+import json, os, re, subprocess, sys, threading, time, urllib.request
+
+BIN = sys.argv[1]
+GPU = os.environ.get("SERVE_CHECK_DEVICE", "cuda:0")  # (cpu: dry run of the script)
+PAIRS = list(zip(sys.argv[2::2], sys.argv[3::2]))
+CHAT = {"model": "m", "max_tokens": 24, "temperature": 0,
+        "messages": [{"role": "user", "content": "Write one sentence about graphics cards."}]}
+ROUTE = {"input": "my card was charged twice, please refund the second payment"}
+fails = []
+
+
+def start(model, device, extra):
+    args = [BIN, "serve", "-m", model, "--port", "0", "--device", device, "--idle-trim", "0",
+            "--kv-type", "f32"] + extra
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = []
+    port = None
+    t_end = time.time() + 60
+    while time.time() < t_end:
+        line = p.stderr.readline()
+        if not line:
+            break
+        log.append(line)
+        m = re.search(r"listening on http://[\d.]+:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    threading.Thread(target=lambda: [log.append(l) for l in p.stderr], daemon=True).start()
+    if port is None:
+        p.kill()
+        raise SystemExit("server did not start: " + "".join(log[-20:]))
+    return p, "http://127.0.0.1:%d" % port, log
+
+
+def post(url, path, body):
+    req = urllib.request.Request(url + path, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    t0 = time.time()
+    try:
+        with urllib.request.urlopen(req, timeout=300) as r:
+            return r.status, json.loads(r.read()), time.time() - t0
+    except urllib.error.HTTPError as e:
+        return e.code, {"error": e.read().decode(errors="replace")}, time.time() - t0
+
+
+def get(url, path):
+    with urllib.request.urlopen(url + path, timeout=30) as r:
+        return r.read().decode()
+
+
+def gpu_mib(pid):
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                              "--format=csv,noheader,nounits"], capture_output=True,
+                             text=True).stdout
+    except OSError:
+        return -1
+    mib = 0
+    for line in out.splitlines():
+        f = [x.strip() for x in line.split(",")]
+        if len(f) == 2 and f[0] == str(pid):
+            mib += int(f[1]) if f[1].isdigit() else 0
+    return mib
+
+
+def check(cond, what):
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        fails.append(what)
+
+
+def ask(url, tag):
+    st, chat, dt = post(url, "/v1/chat/completions", CHAT)
+    text = chat["choices"][0]["message"]["content"] if st == 200 else None
+    print("%s chat: %d in %.3f s: %r" % (tag, st, dt, text), flush=True)
+    st2, route, dt2 = post(url, "/v1/route", ROUTE)
+    print("%s route: %d in %.3f s: %s" % (tag, st2, dt2, json.dumps(route)[:300]), flush=True)
+    return st, text, st2, route
+
+
+for i, (model, name) in enumerate(PAIRS):
+    g, gurl, glog = start(model, GPU, ["--idle-unload", "4s"])
+    st, gtext, rst, groute = ask(gurl, name + " gpu")
+    loaded = gpu_mib(g.pid)
+    check(st == 200 and rst == 200, "%s: GPU server answers chat and route with 200" % name)
+    print("%s: nvidia-smi MiB for the GPU server while loaded: %d" % (name, loaded))
+    c, curl, clog = start(model, "cpu", ["--idle-unload", "0"])
+    cst, ctext, crst, croute = ask(curl, name + " cpu")
+    c.terminate()
+    c.wait()
+    check(cst == 200 and crst == 200, "%s: CPU server answers chat and route with 200" % name)
+    check(gtext is not None and gtext == ctext, "%s: greedy chat text GPU == CPU" % name)
+    if rst == 200 and crst == 200:
+        gs, cs = groute.get("scores", {}), croute.get("scores", {})
+        diff = max([abs(gs[k] - cs.get(k, 9)) for k in gs] or [9])
+        check(groute.get("route") == croute.get("route") and diff < 1e-3,
+              "%s: route GPU == CPU (%s vs %s, max score difference %.2e)"
+              % (name, groute.get("route"), croute.get("route"), diff))
+    if i == 0:
+        # idle unload: the model goes, and with it every byte of device memory of the process
+        t0 = time.time()
+        unloads, mib = 0, -1
+        while time.time() - t0 < 40:
+            time.sleep(1)
+            m = re.search(r"^lfmd_model_unloads_total (\d+)", get(gurl, "/metrics"), re.M)
+            unloads = int(m.group(1)) if m else 0
+            if unloads >= 1:
+                time.sleep(0.5)
+                mib = gpu_mib(g.pid)
+                if mib == 0:
+                    break
+        print("%s: after idle unload (%.1f s): unloads %d, nvidia-smi MiB %d"
+              % (name, time.time() - t0, unloads, mib))
+        check(loaded > 0 and unloads >= 1 and mib == 0,
+              "%s: idle unload leaves no GPU memory for the process (loaded: %d MiB)" % (name, loaded))
+        st3, text3, _, _ = ask(gurl, name + " gpu after unload")
+        check(st3 == 200 and text3 == gtext, "%s: request after unload: 200, same text" % name)
+    g.terminate()
+    try:
+        g.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        g.kill()
+        check(False, "%s: GPU server stops on SIGTERM" % name)
+    if fails:
+        print("".join(glog[-15:]))
+print("serve check: %d failure(s)" % len(fails))
+sys.exit(1 if fails else 0)
+PY
+run serve 240 python3 -u /tmp/serve_check.py $B/src/lfmd $M350 gen350m models/lfm2-router router
 M=/tmp/lfm2-1.2b
 t1=$(date +%s)
 python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
@@ -120,4 +264,4 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden engine bench bench_mv_old bench_mlx4 bench_mlx4_nofuse bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine serve bench bench_mv_old bench_mlx4 bench_mlx4_nofuse bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
