@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Fuzz campaigns on a borrowed many-core machine that has no clang (the GPU machine: 16 cores).
-# The libFuzzer binaries are built here (scripts/fuzz.sh's build-fuzz/, ASan+UBSan), packed with
+# The libFuzzer binaries are built here (from HEAD in build-fuzzfarm-src/, a git worktree, into
+# build-fuzzfarm/; ASan+UBSan as scripts/fuzz.sh builds them), packed with
 # the shared libraries they need, and run there as parallel libFuzzer workers (-jobs/-workers,
 # one shared corpus directory per target, reloaded by every worker), started and stopped around
 # whatever else the call does.
 #
-#   scripts/fuzz_farm.sh pack [TARGET...]          (here) build + pack into .fuzzfarm/ (ignored;
-#                                                  name it in the device call's `carry`)
+#   scripts/fuzz_farm.sh pack [--corpus DIR] [TARGET...]
+#                                                  (here) build + pack into .fuzzfarm/ (ignored;
+#                                                  name it in the device call's `carry`); DIR/TARGET
+#                                                  (an earlier segment's corpus) travels too
 #   scripts/fuzz_farm.sh start SECONDS PLAN        (there) start workers in the background and
 #                                                  return; PLAN is "target:workers ..." e.g.
 #                                                  "fuzz_gguf:3 fuzz_stdio:4"
@@ -31,10 +34,20 @@ cmd=${1:?usage: scripts/fuzz_farm.sh pack|start|stop|run ...}
 shift
 
 pack() {
+    local from=
+    if [ "${1:-}" = --corpus ]; then from=$2; shift 2; fi
     local targets=${*:-$(cd "$ROOT/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//')}
-    local B=${FUZZ_BUILD:-$ROOT/build-fuzz}
+    # Built from HEAD in a worktree of its own, not from the working tree (others' edits in
+    # flight must not reach a campaign); checkout there touches only changed files.
+    local S=${FUZZ_FARM_SRC:-$ROOT/build-fuzzfarm-src}
+    local B=${FUZZ_BUILD:-$ROOT/build-fuzzfarm}
+    if [ ! -d "$S/.git" ] && [ ! -f "$S/.git" ]; then
+        git -C "$ROOT" worktree add --detach "$S" HEAD >/dev/null 2>&1 || exit 1
+    else
+        git -C "$S" checkout -q --detach "$(git -C "$ROOT" rev-parse HEAD)" || exit 1
+    fi
     if [ ! -f "$B/CMakeCache.txt" ]; then
-        CC=clang cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLFMD_FUZZ=ON \
+        CC=clang cmake -S "$S" -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLFMD_FUZZ=ON \
             -DLFMD_SANITIZE=address,undefined -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" \
             >/dev/null || exit 1
     fi
@@ -49,8 +62,13 @@ pack() {
         grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libgcc_s)\.so' |
         while read -r l; do cp -L "$l" "$F/lib/"; done
     tar -cJf "$F/pack.tar.xz" -C "$F" bin lib && rm -rf "$F/bin" "$F/lib"
+    if [ -n "$from" ]; then
+        for t in $targets; do
+            [ -d "$from/$t" ] && mkdir -p "$F/corpus/$t" && cp "$from/$t"/* "$F/corpus/$t/"
+        done
+    fi
     git -C "$ROOT" rev-parse --short HEAD >"$F/commit"
-    echo "packed $(echo "$targets" | wc -w) targets at $(cat "$F/commit") (working tree: $(git -C "$ROOT" status --short -- src tests | wc -l) changed files): $(du -h "$F/pack.tar.xz" | cut -f1)"
+    echo "packed $(echo "$targets" | wc -w) targets built from $(cat "$F/commit"): $(du -h "$F/pack.tar.xz" | cut -f1)"
 }
 
 start() {
@@ -72,6 +90,8 @@ start() {
             continue
         fi
         mkdir -p "$W/corpus/$t" "$W/crashes/$t" "$W/logs/$t"
+        # A corpus carried from an earlier segment (pack --corpus DIR) continues the campaign.
+        [ -d "$F/corpus/$t" ] && cp -n "$F/corpus/$t"/* "$W/corpus/$t/" 2>/dev/null
         local runs=$(((${RUNS:-10000000} + n - 1) / n))
         # -jobs=N -workers=N: N independent processes on the same corpus dir (new inputs are
         # written there and reloaded by the others); each writes fuzz-K.log in its cwd.
