@@ -39,7 +39,7 @@ pack() {
     local targets=${*:-$(cd "$ROOT/tests/fuzz" && ls fuzz_*.c | sed 's/\.c$//')}
     # Built from HEAD in a worktree of its own, not from the working tree (others' edits in
     # flight must not reach a campaign); checkout there touches only changed files.
-    local S=${FUZZ_FARM_SRC:-$ROOT/build-fuzzfarm-src}
+    local S=${FUZZ_FARM_SRC:-$ROOT/../lfmd-fuzzfarm-src}
     local B=${FUZZ_BUILD:-$ROOT/build-fuzzfarm}
     if [ ! -d "$S/.git" ] && [ ! -f "$S/.git" ]; then
         git -C "$ROOT" worktree add --detach "$S" HEAD >/dev/null 2>&1 || exit 1
@@ -62,10 +62,11 @@ pack() {
         grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libgcc_s)\.so' |
         while read -r l; do cp -L "$l" "$F/lib/"; done
     tar -cJf "$F/pack.tar.xz" -C "$F" bin lib && rm -rf "$F/bin" "$F/lib"
-    if [ -n "$from" ]; then
-        for t in $targets; do
-            [ -d "$from/$t" ] && mkdir -p "$F/corpus/$t" && cp "$from/$t"/* "$F/corpus/$t/"
-        done
+    if [ -n "$from" ]; then # one archive: the transfer limit counts each small file as a block
+        local have=
+        for t in $targets; do [ -d "$from/$t" ] && have="$have $t"; done
+        # shellcheck disable=SC2086
+        [ -n "$have" ] && tar -cJf "$F/corpus.tar.xz" -C "$from" $have
     fi
     git -C "$ROOT" rev-parse --short HEAD >"$F/commit"
     echo "packed $(echo "$targets" | wc -w) targets built from $(cat "$F/commit"): $(du -h "$F/pack.tar.xz" | cut -f1)"
@@ -91,7 +92,7 @@ start() {
         fi
         mkdir -p "$W/corpus/$t" "$W/crashes/$t" "$W/logs/$t"
         # A corpus carried from an earlier segment (pack --corpus DIR) continues the campaign.
-        [ -d "$F/corpus/$t" ] && cp -n "$F/corpus/$t"/* "$W/corpus/$t/" 2>/dev/null
+        [ -f "$F/corpus.tar.xz" ] && tar -xJf "$F/corpus.tar.xz" -C "$W/corpus" "$t" 2>/dev/null
         local runs=$(((${RUNS:-10000000} + n - 1) / n))
         # -jobs=N -workers=N: N independent processes on the same corpus dir (new inputs are
         # written there and reloaded by the others); each writes fuzz-K.log in its cwd.
