@@ -245,11 +245,18 @@ $B/src/lfmd-cuda-bench --quantize bf16 $M $M-bf16.gguf & p3=$!   # same bf16 wei
 wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
-# before/after in the same call: the previous bf16 matvec kernel
-LFMD_CUDA_MV_OLD=1 run bench_mv_old 120 $B/src/lfmd-cuda-bench $M
+# A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
+# defaults again (spread), no tail prefetch, prefetch caps, the previous attention loop
+Q="env LFMD_CUDA_QUICK=1"
+run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
+run ab_no_prefetch 60 $Q LFMD_CUDA_NO_PREFETCH=1 $B/src/lfmd-cuda-bench $M
+run ab_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M
+run ab_prefetch16 60 $Q LFMD_CUDA_PREFETCH_MB=16 $B/src/lfmd-cuda-bench $M
+run ab_att_old 60 $Q LFMD_CUDA_ATT_OLD=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
-# the RMSNorm as its own kernel instead of each 4-bit matvec block's prologue
-LFMD_CUDA_NO_NORM_FUSE=1 run bench_mlx4_nofuse 60 $B/src/lfmd-cuda-bench $M-mlx4
+# the 4-bit matvec with f32 activations (previous default) and without the prefetch
+run ab_mlx4_no_q8 60 $Q LFMD_CUDA_NO_Q8=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_no_prefetch 60 $Q LFMD_CUDA_NO_PREFETCH=1 $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
 # 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
@@ -264,4 +271,6 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-for k in kernels golden engine serve bench bench_mv_old bench_mlx4 bench_mlx4_nofuse bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
+for k in kernels golden engine serve bench ab_default ab_no_prefetch ab_prefetch4 ab_prefetch16 ab_att_old \
+    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_no_prefetch bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -196,7 +196,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse;
+    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch;
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
     size_t weight_bytes;
@@ -665,7 +665,11 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cuk_set_mv_old(o && o->mv_old);
     cuk_set_attn_splits(o ? o->att_splits : 0);
     cuk_set_q4_rows(o ? o->q4_rows : 0);
+    cuk_set_q4_q8(!(o && o->no_q8));
+    cuk_set_attn_old(o && o->attn_old);
+    cuk_set_mv_prefetch(o && o->prefetch_mb > 0 ? (size_t)o->prefetch_mb << 20 : (size_t)8 << 20);
     cm->no_norm_fuse = o && o->no_norm_fuse;
+    cm->no_prefetch = o && o->no_prefetch;
     cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
@@ -1059,6 +1063,23 @@ static void mv(const struct cw *W, const float *X, int T, float *Y, int64_t ldy,
     }
 }
 
+// The next product's weights for the matvec tail prefetch (cuk_mv_prefetch_next); NULL: none.
+static void pf_set(const struct cuda_model *cm, const struct cw *W) {
+    if (!W || !W->rows || cm->no_prefetch) {
+        cuk_mv_prefetch_next(NULL, 0);
+        return;
+    }
+    size_t n = (size_t)W->rows * (size_t)W->cols;
+    if (W->q4) cuk_mv_prefetch_next(W->q, n / 2);
+    else cuk_mv_prefetch_next(W->d, n * 2);
+}
+
+// The first product of layer l of stage st (its attention or conv input).
+static const struct cw *first_w(const struct stage *st, int l) {
+    const struct clayer *L = &st->layers[l - st->l0];
+    return L->attn ? &L->qkv : &L->in_proj;
+}
+
 static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, const struct cw *W,
                const float *X, int T, float *Y, int64_t ldy, int mode) {
     int N = (int)W->rows, K = (int)W->cols;
@@ -1066,6 +1087,7 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
         mv(W, X, T, Y, ldy, mode, NULL, NULL, 0.f, st->st);
         return;
     }
+    cuk_mv_prefetch_next(NULL, 0);   // cuBLAS products take no prefetch hint
     float *out = Y, beta = mode == CUK_MV_ACC ? 1.0f : 0.0f;
     int64_t ldo = ldy;
     if (mode == CUK_MV_SWIGLU) {
@@ -1156,6 +1178,7 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
     for (int l = st->l0; l < st->l1; l++) {
         const struct clayer *L = &st->layers[l - st->l0];
         if (L->attn) {
+            pf_set(cm, &L->o);
             norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->qkv, T, sc->a, qkvd, CUK_MV_STORE);
             if (L->qkvb) cuk_add_bias(sc->a, L->qkvb, T, qkvd, s);
             P("mm_qkv");
@@ -1167,23 +1190,31 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
                           sc->meta.pos, L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part,
                           sc->ticket, sc->c, s);
             P("attention");
+            pf_set(cm, &L->w13);
             mm(cm, st, sc, &L->o, sc->c, T, sc->x, D, CUK_MV_ACC);
             if (L->ob) cuk_add_bias(sc->x, L->ob, T, D, s);
             P("mm_o");
         } else {
+            pf_set(cm, &L->conv_out);
             norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->in_proj, T, sc->a, 3 * D, CUK_MV_STORE);
             P("mm_in_proj");
             cuk_shortconv(sc->a, T, D, c->conv_L, L->convw, sc->meta.conv, L->slot, sc->c, s);
             P("shortconv");
+            pf_set(cm, &L->w13);
             mm(cm, st, sc, &L->conv_out, sc->c, T, sc->x, D, CUK_MV_ACC);
             P("mm_conv_out");
         }
+        pf_set(cm, &L->w2);
         norm_mm(cm, st, sc, sc->x, L->n2, NULL, &L->w13, T, sc->b, c->n_ff, CUK_MV_SWIGLU);
         P("mm_gate_up");
+        bool last = si == cm->n_stages - 1 && nl > 0;
+        pf_set(cm, l + 1 < st->l1 ? first_w(st, l + 1) : last ? &st->lm_head : NULL);
         mm(cm, st, sc, &L->w2, sc->b, T, sc->x, D, CUK_MV_ACC);
         P("mm_down");
     }
     if (si == cm->n_stages - 1 && nl > 0) {
+        // the next step starts with stage 0's first layer (same device when single-stage)
+        pf_set(cm, cm->n_stages == 1 && st->l1 > st->l0 ? first_w(st, st->l0) : NULL);
         norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits,
                 c->n_vocab, CUK_MV_STORE);
         P("mm_lm_head");

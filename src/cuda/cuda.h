@@ -35,6 +35,10 @@ struct cuda_opts {
     int att_splits;                 // attention splits along the sequence (0 = by shape)
     int q4_rows;                    // rows per warp of the 4-bit matvec (0 = by shape; 1, 2, 4)
     bool no_norm_fuse;              // RMSNorm as its own kernel, not in the matvec prologue
+    bool no_prefetch;               // no L2 prefetch of the next product's weights (A/B)
+    int prefetch_mb;                // cap of that prefetch in MiB (0: 8)
+    bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
+    bool attn_old;                  // attention through the previous inner loop (A/B timing)
 };
 
 struct cuda_model;

@@ -58,6 +58,17 @@ static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g
                        __half2float(__ushort_as_half((unsigned short)(v >> 16))));
 }
 
+// Tail prefetch: once a warp has finished its rows, it asks L2 for its share of the first
+// pf_lines 128-byte lines of the next product's weights (cuk_mv_prefetch_next), so that DRAM
+// keeps streaming through this kernel's tail, the launch gap and the small kernels between the
+// two products, and the next product starts on lines already in L2.
+static __device__ __forceinline__ void prefetch_next(const char *pf, unsigned pf_lines, int gw,
+                                                     int nwarp, int lane) {
+    if (!pf) return;
+    for (size_t i = (size_t)gw * WARP + lane; i < pf_lines; i += (size_t)nwarp * WARP)
+        prefetch_l2(pf + i * 128);
+}
+
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
 // 4-bit rows of n16 = K / 32 chunks (4 code words each, in the storage order of
 // cuda_q4_pack_row), groups of 2^(cpg_sh + 2) words.
@@ -68,7 +79,8 @@ template <int NT, int R, int WT, bool NORM>
 __global__ void __launch_bounds__(256)
     k_mv(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb, int sbk,
          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
-         const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps) {
+         const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
+         const char *__restrict__ pf, unsigned pf_lines) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
@@ -200,6 +212,178 @@ __global__ void __launch_bounds__(256)
             }
         }
     }
+    prefetch_next(pf, pf_lines, it0, nwarp, lane);
+}
+
+// ---- 4-bit weights x int8 activations (llama.cpp-style): every block first quantizes the
+// (optionally RMS-normalized) activations of its NT tokens into shared memory, one entry per
+// 8-element word: the codes of elements 0, 2, 4, 6 and of 1, 3, 5, 7 as int8 x 4 (the byte order
+// of the weight word's low and high nibbles), the word's scale d = amax / 127 and d * sum(q).
+// A weight word then costs two __dp4a: sum_j w_j x_j ~ scale * d * dot(q_w, q_x) +
+// bias * d * sum(q_x), i.e. exactly W x' for x' = d q_x (cuk_q8_quantize_ref is the host twin).
+// Warp layout, rows per warp, prefetches and epilogues as k_mv (WT 1). ----
+static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
+    return (uint32_t)(a & 0xff) | ((uint32_t)(b & 0xff) << 8) | ((uint32_t)(c & 0xff) << 16) |
+           ((uint32_t)(d & 0xff) << 24);
+}
+
+template <int NT, int R, bool NORM>
+__global__ void __launch_bounds__(256)
+    k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
+           int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
+           const char *__restrict__ pf, unsigned pf_lines) {
+    extern __shared__ uint4 xq[];          // [NT][K / 8] quantized activation words
+    __shared__ float red[8][NT];
+    constexpr int U = 8 / R;
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    const int items = (N + R - 1) / R, nwarp = gridDim.x * (blockDim.x / WARP);
+    const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
+    const int ng = n16 >> cpg_sh, wsh = cpg_sh + 2, nfull = n16 >> 5, nw8 = K / 8;
+    if (it0 < items) {
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            int row = min(it0 * R + r, N - 1);
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (lane + WARP * u < n16) prefetch_l2(W + (size_t)row * n16 + lane + WARP * u);
+        }
+    }
+    pdl_wait();
+    pdl_trigger();
+    float inv[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) inv[t] = 1.0f;
+    if (NORM) {
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
+            float ss = 0;
+            for (int i = threadIdx.x; i < K; i += blockDim.x) {
+                float v = xr[i];
+                ss += v * v;
+            }
+            ss = warp_sum(ss);
+            if (lane == 0) red[wi][t] = ss;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float sum = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) sum += red[k][t];
+            inv[t] = 1.0f / sqrtf(sum / K + eps);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float *xr = X + (size_t)(NORM && rows ? rows[t] : t) * K;
+        for (int i = threadIdx.x; i < nw8; i += blockDim.x) {
+            float x[8];
+            const float4 a = *reinterpret_cast<const float4 *>(xr + 8 * i);
+            const float4 b = *reinterpret_cast<const float4 *>(xr + 8 * i + 4);
+            x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+            x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+            float amax = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (NORM) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
+                amax = fmaxf(amax, fabsf(x[j]));
+            }
+            const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            int q[8], sq = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                q[j] = __float2int_rn(x[j] * id);
+                sq += q[j];
+            }
+            xq[t * nw8 + i] =
+                make_uint4(pack4(q[0], q[2], q[4], q[6]), pack4(q[1], q[3], q[5], q[7]),
+                           __float_as_uint(d), __float_as_uint(d * (float)sq));
+        }
+    }
+    __syncthreads();
+    for (int it = it0; it < items; it += nwarp) {
+        const int r0 = it * R;
+        float acc[R][NT];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) acc[r][t] = 0.f;
+        for (int c0 = lane; c0 < n16; c0 += WARP * U) {
+            uint4 wv[R][U];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const size_t row = (size_t)min(r0 + r, N - 1);
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int c = c0 + WARP * u;
+                    if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + WARP * u;
+                if (c >= n16) continue;
+                const bool full = (c >> 5) < nfull;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const int word = full ? ((c >> 5) << 7) + (c & 31) + 32 * k : 4 * c + k;
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
+                                         : k == 2 ? wv[r][u].z : wv[r][u].w;
+                        const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
+                        const float2 p =
+                            ld_sb(sb, sbk, (size_t)min(r0 + r, N - 1) * ng + (word >> wsh));
+#pragma unroll
+                        for (int t = 0; t < NT; t++) {
+                            const uint4 a = xq[t * nw8 + word];
+                            const int dot = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
+                            acc[r][t] += p.x * (__uint_as_float(a.z) * (float)dot) +
+                                         p.y * __uint_as_float(a.w);
+                        }
+                    }
+                }
+            }
+        }
+        float mine = 0.f, other = 0.f;
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) {
+                float v = warp_sum(acc[r][t]);
+                if (lane == r * NT + t) mine = v;
+                if (mode == CUK_MV_SWIGLU && (r & 1) && lane == (r - 1) * NT + t) other = v;
+            }
+        if (lane < R * NT) {
+            const int r = lane / NT, t = lane % NT, row = r0 + r;
+            if (mode == CUK_MV_SWIGLU) {
+                if (!(r & 1) && row + 1 < N)
+                    Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
+            } else if (row < N) {
+                float *y = Y + (size_t)t * ldy + row;
+                *y = mode == CUK_MV_ACC ? *y + mine : mine;
+            }
+        }
+    }
+    prefetch_next(pf, pf_lines, it0, nwarp, lane);
+}
+
+// The next product's weights for the tail prefetch (cuk_mv_prefetch_next; consumed by the next
+// matvec launch) and the cap in bytes (cuk_set_mv_prefetch).
+static const char *g_pf;
+static unsigned g_pf_lines;
+static size_t g_pf_max = (size_t)8 << 20;
+extern "C" void cuk_set_mv_prefetch(size_t bytes) { g_pf_max = bytes; }
+extern "C" void cuk_mv_prefetch_next(const void *w, size_t bytes) {
+    if (bytes > g_pf_max) bytes = g_pf_max;
+    g_pf = w && bytes >= 128 ? static_cast<const char *>(w) : nullptr;
+    g_pf_lines = g_pf ? (unsigned)(bytes / 128) : 0;
+}
+static void pf_clear(void) {
+    g_pf = nullptr;
+    g_pf_lines = 0;
 }
 
 // Blocks of 256 threads: the row groups in whole waves of resident blocks (occupancy from the
@@ -236,12 +420,14 @@ static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, c
     while (WT && (32 << cpg_sh) < gs) cpg_sh++;
     int items = (N + R - 1) / R;
     const uint4 *w = static_cast<const uint4 *>(W);
+    const char *pf = g_pf;
+    unsigned pfl = g_pf_lines;
     if (nw)
         mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb,
-              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps);
+              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl);
     else
         mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
-              nw, rows, eps);
+              nw, rows, eps, pf, pfl);
 }
 
 // Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing
@@ -284,6 +470,37 @@ static void mv_any(const void *W, int N, int K, const void *sb, int sbk, int gs,
     }
 }
 
+// int8-activation 4-bit path (k_mvq8): on by default for up to CUK_MV_Q8_MAX_TOK tokens when
+// the quantized activations fit CUK_MV_Q8_SMEM; cuk_set_q4_q8(0) keeps f32 activations.
+static int g_q8 = 1;
+extern "C" void cuk_set_q4_q8(int on) { g_q8 = on != 0; }
+extern "C" int cuk_matvec_q8_used(int T, int K) {
+    return g_q8 && T <= CUK_MV_Q8_MAX_TOK && (size_t)T * K * 2 <= CUK_MV_Q8_SMEM;
+}
+
+template <int NT, int R>
+static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float *Y, int64_t ldy,
+                   int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+    int n16 = K / 32, cpg_sh = 0;
+    while ((32 << cpg_sh) < Wq->gs) cpg_sh++;
+    int items = (N + R - 1) / R;
+    const uint4 *w = static_cast<const uint4 *>(static_cast<const void *>(Wq->q));
+    size_t sm = (size_t)NT * K * 2;
+    if (nw)
+        mv_go(k_mvq8<NT, R, true>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
+              mode, nw, rows, eps, g_pf, g_pf_lines);
+    else
+        mv_go(k_mvq8<NT, R, false>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
+              mode, nw, rows, eps, g_pf, g_pf_lines);
+}
+
+template <int NT>
+static void mvq8_t(const struct cuk_q4 *Wq, int N, int K, const float *X, float *Y, int64_t ldy,
+                   int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+    if (mode == CUK_MV_SWIGLU) mvq8_r<NT, 2>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
+    else mvq8_r<NT, 1>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
+}
+
 extern "C" int cuk_matvec_norm_fits(int T, int K) {
     return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM;
 }
@@ -293,6 +510,7 @@ extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int 
                            cuk_stream s) {
     if (g_mv_old) cuk_matvec_old(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
     else mv_any<0>(W, N, K, nullptr, 0, 0, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
+    pf_clear();
 }
 
 extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
@@ -303,8 +521,18 @@ extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X,
 extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y,
                               int64_t ldy, int mode, const float *nw, const int32_t *rows,
                               float eps, cuk_stream s) {
-    mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps,
-              s);
+    const int32_t *rw = nw ? rows : nullptr;
+    if (cuk_matvec_q8_used(T, K)) {
+        switch (T) {
+        case 1: mvq8_t<1>(W, N, K, X, Y, ldy, mode, nw, rw, eps, s); break;
+        case 2: mvq8_t<2>(W, N, K, X, Y, ldy, mode, nw, rw, eps, s); break;
+        case 3: mvq8_t<3>(W, N, K, X, Y, ldy, mode, nw, rw, eps, s); break;
+        default: mvq8_t<4>(W, N, K, X, Y, ldy, mode, nw, rw, eps, s); break;
+        }
+    } else {
+        mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, rw, eps, s);
+    }
+    pf_clear();
 }
 
 // ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into hi [n, K]; lo: the rounding remainder, so that

@@ -149,6 +149,11 @@ int main(int argc, char **argv) {
     o.att_splits = getenv("LFMD_CUDA_ATT_SPLITS") ? atoi(getenv("LFMD_CUDA_ATT_SPLITS")) : 0;
     o.q4_rows = getenv("LFMD_CUDA_Q4_ROWS") ? atoi(getenv("LFMD_CUDA_Q4_ROWS")) : 0;
     o.no_norm_fuse = getenv("LFMD_CUDA_NO_NORM_FUSE") != NULL;
+    o.no_prefetch = getenv("LFMD_CUDA_NO_PREFETCH") != NULL;   // no tail prefetch of next weights
+    o.prefetch_mb = getenv("LFMD_CUDA_PREFETCH_MB") ? atoi(getenv("LFMD_CUDA_PREFETCH_MB")) : 0;
+    o.no_q8 = getenv("LFMD_CUDA_NO_Q8") != NULL;      // 4-bit matvec with f32 activations
+    o.attn_old = getenv("LFMD_CUDA_ATT_OLD") != NULL; // the previous attention inner loop
+    bool quick = getenv("LFMD_CUDA_QUICK") != NULL;   // decode batch 1 only (A/B sweeps)
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err))
         FAIL("%s\n", err.msg);
@@ -217,7 +222,7 @@ int main(int argc, char **argv) {
         free(lg);
     }
     // prefill 512 tokens
-    {
+    if (!quick) {
         struct cuda_runner *r = NULL;
         struct cuda_seq *s = NULL;
         int32_t ids[512];
@@ -239,8 +244,8 @@ int main(int argc, char **argv) {
         free(lg);
     }
     int batches[3] = {1, 8, 64};
-    for (int gr = 0; gr < 2; gr++)
-        for (int i = 0; i < 3; i++) {
+    for (int gr = quick ? 1 : 0; gr < 2; gr++)
+        for (int i = 0; i < (quick ? 1 : 3); i++) {
             double tps = 0;
             const char *how = gr ? "greedy on GPU" : "logits to host";
             if (decode_bench(cm, c->n_vocab, batches[i], batches[i] == 1 ? 200 : 60, gr, &tps))
@@ -256,7 +261,7 @@ int main(int argc, char **argv) {
     cuda_model_free(cm);
     model_close(m);
     cuda_shutdown();
-    if (argc > 2) {
+    if (argc > 2 && !quick) {
         if (model_open(argv[2], NULL, &m, &err)) FAIL("%s: %s\n", argv[2], err.msg);
         c = model_get_config(m);
         if (cuda_model_new(m, &o, &cm, &err)) FAIL("router upload: %s\n", err.msg);

@@ -204,9 +204,13 @@ static void check_model(const char *dir, struct model *m) {
 // 4-bit models: golden model dir quantized by quantize_model (MLX q4 group gs, or GGUF type);
 // GPU (weights kept 4-bit) vs the CPU reference kernels on the same quantized weights: last
 // logits of prompts of 1, 7 (matvec path) and 40 tokens (dequantized tiles + cuBLAS), then 32
-// greedy tokens by incremental decoding identical.
-static double worst_q4;
-static int q4_models, q4_greedy_ok, q4_greedy_cases;
+// greedy tokens by incremental decoding identical. Run twice: with f32 activations (no_q8: the
+// exact path, every check above) and with the default int8 activations of the decode matvec
+// (up to CUK_MV_Q8_MAX_TOK tokens): logits within 1e-2 (CHECKed); its greedy tokens against the
+// f32 reference are counted and the first divergence printed, not CHECKed (a near-tie may flip
+// under activation rounding).
+static double worst_q4, worst_q4_q8;
+static int q4_models, q4_greedy_ok, q4_greedy_cases, q8_greedy_ok, q8_greedy_cases;
 
 static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_dtype gt) {
     char out[512];
@@ -239,64 +243,75 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_d
     const struct model_config *c = model_get_config(m);
     int V = c->n_vocab;
     struct cuda_model *cm = NULL, *cmb = NULL;
-    struct cuda_opts o = {0}, ob = {.no_q4 = true};
-    CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
-    CHECK(cuda_model_new(m, &ob, &cmb, &err) == 0);
-    if (cm && cmb) {
-        fprintf(stderr, "%s: %zu device weight bytes kept 4-bit, %zu as bf16\n", out,
-                cuda_model_weight_bytes(cm), cuda_model_weight_bytes(cmb));
-        CHECK(cuda_model_weight_bytes(cm) < cuda_model_weight_bytes(cmb));
-    }
-    float *lg = malloc((size_t)V * 4), *cpu = malloc((size_t)V * 4);
-    int lens[3] = {1, 7, 40};
-    for (int k = 0; cm && k < 3; k++) {
-        int n = lens[k];
-        int32_t ids[64];
-        for (int i = 0; i < n; i++) ids[i] = 1 + (i * 7919 + k) % (V - 1);
-        struct runner *cr = NULL;
-        struct seq *cs = NULL;
-        kern_force_ref(true);
-        int rc = runner_new(m, 2, 128, &cr, &err);
-        if (!rc) rc = seq_new(m, n + 40, &cs, &err);
-        if (!rc) rc = model_forward(cr, cs, ids, n, cpu, &err);
-        CHECK(rc == 0);
-        struct cuda_seq *s = NULL;
-        CHECK(gpu_feed(cm, 512, n, ids, n, n + 40, lg, &s) == 0);
-        double e = rel_l2(lg, cpu, V);
-        fprintf(stderr, "  q4 %d tokens: gpu vs cpu ref %.3g\n", n, e);
-        CHECK(e < 1e-2);
-        if (e > worst_q4) worst_q4 = e;
-        struct cuda_runner *r = NULL;
-        CHECK(cuda_runner_new(cm, 16, &r, &err) == 0);
-        int mismatch = -1;
-        for (int g = 0; r && s && !rc && g < 32; g++) {
-            int32_t a = argmax(lg, V), b = argmax(cpu, V);
-            if (a != b) {
-                mismatch = g;
-                fprintf(
-                    stderr,
-                    "  q4 greedy differs at step %d: gpu %d (cpu logit %.5g) vs cpu %d (%.5g)\n", g,
-                    a, cpu[a], b, cpu[b]);
-                break;
-            }
-            if (cuda_forward(r, s, &a, 1, lg, &err) || model_forward(cr, cs, &a, 1, cpu, &err)) {
-                mismatch = g;
-                break;
-            }
+    for (int q8 = 0; q8 < 2; q8++) {
+        struct cuda_opts o = {.no_q8 = !q8}, ob = {.no_q4 = true};
+        fprintf(stderr, "  %s activations\n", q8 ? "int8" : "f32");
+        CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
+        CHECK(cuda_model_new(m, &ob, &cmb, &err) == 0);
+        if (cm && cmb) {
+            fprintf(stderr, "%s: %zu device weight bytes kept 4-bit, %zu as bf16\n", out,
+                    cuda_model_weight_bytes(cm), cuda_model_weight_bytes(cmb));
+            CHECK(cuda_model_weight_bytes(cm) < cuda_model_weight_bytes(cmb));
         }
-        kern_force_ref(false);
-        CHECK(mismatch < 0);
-        q4_greedy_ok += mismatch < 0;
-        q4_greedy_cases++;
-        cuda_runner_free(r);
-        cuda_seq_free(s);
-        runner_free(cr);
-        seq_free(cs);
+        float *lg = malloc((size_t)V * 4), *cpu = malloc((size_t)V * 4);
+        int lens[3] = {1, 7, 40};
+        for (int k = 0; cm && k < 3; k++) {
+            int n = lens[k];
+            int32_t ids[64];
+            for (int i = 0; i < n; i++) ids[i] = 1 + (i * 7919 + k) % (V - 1);
+            struct runner *cr = NULL;
+            struct seq *cs = NULL;
+            kern_force_ref(true);
+            int rc = runner_new(m, 2, 128, &cr, &err);
+            if (!rc) rc = seq_new(m, n + 40, &cs, &err);
+            if (!rc) rc = model_forward(cr, cs, ids, n, cpu, &err);
+            CHECK(rc == 0);
+            struct cuda_seq *s = NULL;
+            CHECK(gpu_feed(cm, 512, n, ids, n, n + 40, lg, &s) == 0);
+            double e = rel_l2(lg, cpu, V);
+            fprintf(stderr, "  q4 %d tokens: gpu vs cpu ref %.3g\n", n, e);
+            CHECK(e < 1e-2);
+            if (!q8 && e > worst_q4) worst_q4 = e;
+            if (q8 && e > worst_q4_q8) worst_q4_q8 = e;
+            struct cuda_runner *r = NULL;
+            CHECK(cuda_runner_new(cm, 16, &r, &err) == 0);
+            int mismatch = -1;
+            for (int g = 0; r && s && !rc && g < 32; g++) {
+                int32_t a = argmax(lg, V), b = argmax(cpu, V);
+                if (a != b) {
+                    mismatch = g;
+                    fprintf(stderr,
+                            "  q4 greedy differs at step %d: gpu %d (cpu logit %.5g) vs cpu %d "
+                            "(%.5g)\n",
+                            g, a, cpu[a], b, cpu[b]);
+                    break;
+                }
+                if (cuda_forward(r, s, &a, 1, lg, &err) ||
+                    model_forward(cr, cs, &a, 1, cpu, &err)) {
+                    mismatch = g;
+                    break;
+                }
+            }
+            kern_force_ref(false);
+            if (q8) {
+                q8_greedy_ok += mismatch < 0;
+                q8_greedy_cases++;
+            } else {
+                CHECK(mismatch < 0);
+                q4_greedy_ok += mismatch < 0;
+                q4_greedy_cases++;
+            }
+            cuda_runner_free(r);
+            cuda_seq_free(s);
+            runner_free(cr);
+            seq_free(cs);
+        }
+        free(lg);
+        free(cpu);
+        cuda_model_free(cm);
+        cuda_model_free(cmb);
+        cm = cmb = NULL;
     }
-    free(lg);
-    free(cpu);
-    cuda_model_free(cm);
-    cuda_model_free(cmb);
     model_close(m);
     q4_models++;
     if (system(cmd)) {}
@@ -392,6 +407,8 @@ int main(void) {
     check_q4("tests/golden/data/lfm2-mha-legacy", QUANT_FMT_MLX, 32, LFMD_DTYPE_Q4_0);
     fprintf(stderr, "%d q4 models: worst gpu-vs-cpu-ref %.3g, greedy identical in %d of %d\n",
             q4_models, worst_q4, q4_greedy_ok, q4_greedy_cases);
+    fprintf(stderr, "  int8 activations: worst gpu-vs-cpu-ref %.3g, greedy identical in %d of %d\n",
+            worst_q4_q8, q8_greedy_ok, q8_greedy_cases);
     if (keep) check_lifecycle(keep);
     model_close(keep);
     fprintf(stderr,
