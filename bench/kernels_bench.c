@@ -155,6 +155,14 @@ int main(int argc, char **argv) {
         size_t per = base[0].size_bytes + base[1].size_bytes;
         int n_copies = (int)((1100u << 20) / per) + 1;
         if (n_copies > 256) n_copies = 256;
+        // LFMD_BENCH_COPIES=N: only N copies, each visited repeatedly so that as many bytes are
+        // read (N = 1 with a small FF x D: a cache-resident matrix, the kernel's compute limit)
+        const char *ce = getenv("LFMD_BENCH_COPIES");
+        int reps = 1;
+        if (ce && atoi(ce) >= 1 && atoi(ce) < n_copies) {
+            reps = (n_copies + atoi(ce) - 1) / atoi(ce);
+            n_copies = atoi(ce);
+        }
         struct tensor *mats = calloc((size_t)n_copies * 2, sizeof *mats);
         uint8_t **copies = calloc((size_t)n_copies * 2, sizeof *copies);
         for (int c = 0; c < n_copies * 2; c++) {
@@ -166,6 +174,9 @@ int main(int argc, char **argv) {
                         base[c & 1].size_bytes & ~(size_t)4095, MADV_HUGEPAGE);
             memcpy(copies[c], base[c & 1].data, base[c & 1].size_bytes);
             mats[c].data = copies[c];
+            // LFMD_BENCH_REPACK=1: the load-time layout of --no-mmap (kern_repack, Q4_0)
+            const char *rp = getenv("LFMD_BENCH_REPACK");
+            if (rp && atoi(rp) && kern_repack(&mats[c])) return 1;
         }
         int max_tok = 512;
         float *X = malloc(sizeof(float) * 8192 * (size_t)max_tok);
@@ -175,26 +186,27 @@ int main(int argc, char **argv) {
         void *qx = qb ? malloc(qb) : NULL;
         const char *dt_env = getenv("LFMD_BENCH_DECODE_TOK"); // tokens per decode product
         int dec_tok = dt_env && atoi(dt_env) > 0 && atoi(dt_env) <= 64 ? atoi(dt_env) : 1;
-        struct work w = {.mats = mats, .n_mats = n_copies * 2, .n_tok = dec_tok, .reps = 1, .nth = nth,
+        struct work w = {.mats = mats, .n_mats = n_copies * 2, .n_tok = dec_tok, .reps = reps, .nth = nth,
                          .X = X, .qx = qx, .Y = Y};
         double best = 1e30;
         for (int rep = 0; rep < 5; rep++) {
             double s = timed(&w);
             if (s < best) best = s;
         }
-        double bytes = (double)per * n_copies;
+        double bytes = (double)per * n_copies * reps;
         double gbs = bytes / best / 1e9;
         // prefill
         w.n_mats = 2;
+        w.reps = 1;
         w.n_tok = max_tok;
         double bestp = 1e30;
         for (int rep = 0; rep < 3; rep++) {
             double s = timed(&w);
             if (s < bestp) bestp = s;
         }
-        double flops = 2.0 * 2 * 8192 * 2048 * (double)max_tok;
+        double flops = 2.0 * 2 * (double)FF * (double)DD * (double)max_tok;
         printf("%-7s decode %6.2f GB/s (%.3f ms per 2048x8192)   prefill %6.1f GFLOP/s\n", name,
-               gbs, best / (2.0 * n_copies) * 1e3, flops / bestp / 1e9);
+               gbs, best / (2.0 * n_copies * reps) * 1e3, flops / bestp / 1e9);
         fflush(stdout);
         for (int c = 0; c < n_copies * 2; c++) lfmd_free(copies[c]);
         for (int i = 0; i < 2; i++)

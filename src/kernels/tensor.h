@@ -39,6 +39,14 @@ struct tensor {
     enum lfmd_dtype scale_dtype; // F16, BF16 or F32
     int group_size;
     int bits;
+    // Byte layout of data: KERN_LAYOUT_PLAIN (0, what the file holds) unless kern_repack()
+    // rewrote the bytes in place (kernels.h); only the kernels read anything else.
+    int layout;
+};
+
+enum kern_layout {
+    KERN_LAYOUT_PLAIN = 0,
+    KERN_LAYOUT_Q4_0_X16, // GGUF Q4_0, 16 rows interleaved per block (kernels.h)
 };
 
 static inline int64_t tensor_rows(const struct tensor *t) {

@@ -5,11 +5,14 @@
 
 #include "base/alloc.h"
 #include "base/io.h"
+#include "format/gguf.h"
 #include "format/safetensors.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -328,6 +331,35 @@ const char *model_dtype_desc(const struct model *m) { return m->dtype_desc; }
 size_t model_tensor_count(const struct model *m) { return m->n_tensors; }
 const struct tensor *model_tensor_at(const struct model *m, size_t i) {
     return i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+
+int model_repack_cpu(struct model *m, struct lfmd_err_ctx *err) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    if (!m->maps_copied || !m->gguf || atomic_load(&m->repacked)) return 0;
+    pthread_mutex_lock(&mu);
+    int rc = 0;
+    if (!atomic_load(&m->repacked)) {
+        // the copy is read-only once read: writable for the rewrite (the whole mapping, so its
+        // huge pages are not split)
+        uint8_t *map = (uint8_t *)(uintptr_t)m->gguf->map;
+        if (mprotect(map, m->gguf->file_size, PROT_READ | PROT_WRITE) != 0) {
+            rc = lfmd_err_set(err, LFMD_EIO, "%s: mprotect: %s", m->path, strerror(errno));
+        } else {
+            for (size_t i = 0; i < m->n_tensors && !rc; i++) {
+                struct tensor *t = &m->tensors[i];
+                const struct tensor *same = NULL; // another view of the same bytes
+                for (size_t j = 0; j < i; j++)
+                    if (m->tensors[j].data == t->data) same = &m->tensors[j];
+                if (same) t->layout = same->layout;
+                else if (kern_repack_supported(t) && (rc = kern_repack(t)))
+                    rc = lfmd_err_set(err, rc, "%s: repacking %s", m->path, t->name);
+            }
+            mprotect(map, m->gguf->file_size, PROT_READ);
+        }
+        if (!rc) atomic_store(&m->repacked, true);
+    }
+    pthread_mutex_unlock(&mu);
+    return rc;
 }
 
 void model_release_pages(struct model *m) {

@@ -130,6 +130,8 @@ int runner_new(const struct model *m, int n_threads, int max_tokens, struct runn
     const struct model_config *c = &m->cfg;
     if (max_tokens < 1) max_tokens = 1;
     if (max_tokens > LFMD_MAX_BATCH_TOKENS) max_tokens = LFMD_MAX_BATCH_TOKENS;
+    int rp = model_repack_cpu((struct model *)m, err); // the one write to the model
+    if (rp) return rp;
     struct runner *r = lfmd_calloc(1, sizeof *r, LFMD_MEM_SCRATCH);
     if (!r) return lfmd_err_set(err, LFMD_EBUDGET, "no memory for the runner");
     r->m = m;
