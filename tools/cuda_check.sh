@@ -246,13 +246,15 @@ wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
-# defaults again (spread), no tail prefetch, prefetch caps, the previous attention loop
+# defaults again (spread), no tail prefetch, prefetch caps, the previous attention loop, the
+# short conv as its own kernel
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
 run ab_no_prefetch 60 $Q LFMD_CUDA_NO_PREFETCH=1 $B/src/lfmd-cuda-bench $M
 run ab_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M
 run ab_prefetch16 60 $Q LFMD_CUDA_PREFETCH_MB=16 $B/src/lfmd-cuda-bench $M
 run ab_att_old 60 $Q LFMD_CUDA_ATT_OLD=1 $B/src/lfmd-cuda-bench $M
+run ab_no_conv_fuse 60 $Q LFMD_CUDA_NO_CONV_FUSE=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 # the 4-bit matvec with f32 activations (previous default) and without the prefetch
 run ab_mlx4_no_q8 60 $Q LFMD_CUDA_NO_Q8=1 $B/src/lfmd-cuda-bench $M-mlx4
@@ -272,5 +274,5 @@ if [ "$NG" -ge 2 ]; then
 fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
-for k in kernels golden engine serve bench ab_default ab_no_prefetch ab_prefetch4 ab_prefetch16 ab_att_old \
+for k in kernels golden engine serve bench ab_default ab_no_prefetch ab_prefetch4 ab_prefetch16 ab_att_old ab_no_conv_fuse \
     bench_mlx4 ab_mlx4_no_q8 ab_mlx4_no_prefetch bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

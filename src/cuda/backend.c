@@ -196,7 +196,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch;
+    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse;
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
     size_t weight_bytes;
@@ -670,6 +670,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cuk_set_mv_prefetch(o && o->prefetch_mb > 0 ? (size_t)o->prefetch_mb << 20 : (size_t)8 << 20);
     cm->no_norm_fuse = o && o->no_norm_fuse;
     cm->no_prefetch = o && o->no_prefetch;
+    cm->no_conv_fuse = o && o->no_conv_fuse;
     cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
@@ -1196,10 +1197,25 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
             P("mm_o");
         } else {
             pf_set(cm, &L->conv_out);
-            norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->in_proj, T, sc->a, 3 * D, CUK_MV_STORE);
-            P("mm_in_proj");
-            cuk_shortconv(sc->a, T, D, c->conv_L, L->convw, sc->meta.conv, L->slot, sc->c, s);
-            P("shortconv");
+            const struct cw *Wi = &L->in_proj;
+            if (!cm->no_conv_fuse && !cm->no_norm_fuse && use_mv(cm, Wi, T) &&
+                cuk_matvec_norm_fits(T, D) && T <= CUK_CONV_SEQ_MAX_T) {
+                // in_proj (normalized in its prologue) and the short conv in one launch
+                struct cuk_conv cv = {L->convw, sc->meta.conv, L->slot, c->conv_L};
+                if (Wi->q4) {
+                    struct cuk_q4 q = {Wi->q, Wi->sb, Wi->sbk, Wi->gs};
+                    cuk_matvec_q4_conv(&q, 3 * D, D, sc->x, T, sc->c, D, L->n1, NULL, eps, &cv,
+                                       s);
+                } else {
+                    cuk_matvec_conv(Wi->d, 3 * D, D, sc->x, T, sc->c, D, L->n1, NULL, eps, &cv, s);
+                }
+                P("mm_in_proj_conv");
+            } else {
+                norm_mm(cm, st, sc, sc->x, L->n1, NULL, Wi, T, sc->a, 3 * D, CUK_MV_STORE);
+                P("mm_in_proj");
+                cuk_shortconv(sc->a, T, D, c->conv_L, L->convw, sc->meta.conv, L->slot, sc->c, s);
+                P("shortconv");
+            }
             pf_set(cm, &L->w13);
             mm(cm, st, sc, &L->conv_out, sc->c, T, sc->x, D, CUK_MV_ACC);
             P("mm_conv_out");

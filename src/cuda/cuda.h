@@ -39,6 +39,7 @@ struct cuda_opts {
     int prefetch_mb;                // cap of that prefetch in MiB (0: 8)
     bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
     bool attn_old;                  // attention through the previous inner loop (A/B timing)
+    bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
 };
 
 struct cuda_model;

@@ -24,7 +24,15 @@ typedef struct CUstream_st *cuk_stream;
 #define CUK_MV_Q8_SMEM 40960    // bytes of quantized activations (2 K per token) it may stage
 
 // Matrix-vector epilogues.
-enum { CUK_MV_STORE = 0, CUK_MV_ACC = 1, CUK_MV_SWIGLU = 2 };
+enum { CUK_MV_STORE = 0, CUK_MV_ACC = 1, CUK_MV_SWIGLU = 2, CUK_MV_CONV = 3 };
+
+// LFM2 short conv fused into the in_proj product (CUK_MV_CONV): weights wc f32 [D, L], token t's
+// state of layer slot `slot` at conv[t] + slot * D * (L - 1) (cuk_shortconv's layout).
+struct cuk_conv {
+    const float *wc;
+    float *const *conv;
+    int slot, L;
+};
 
 // Per-token metadata of a batch on the device (one contiguous block, uploaded once per pass).
 struct cuk_meta {
@@ -81,6 +89,13 @@ void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, flo
 void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
                 int mode, const float *nw, const int32_t *rows, float eps, cuk_stream s);
 int cuk_matvec_norm_fits(int T, int K);
+// in_proj product + LFM2 short conv in one launch: W [3D, D] (rows B, C, x), N = 3D; a warp
+// computes rows i, D + i, 2D + i of channel i and then runs cuk_shortconv's decode loop for it
+// (tokens in order, state updated in place): Y [T, D] (ldy) = cuk_shortconv(W X). Same
+// prologue contract as cuk_matvec; T <= CUK_MV_MAX_TOK.
+void cuk_matvec_conv(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,
+                     const float *nw, const int32_t *rows, float eps, const struct cuk_conv *cv,
+                     cuk_stream s);
 // 4-bit affine weights kept quantized on the device (MLX q4, GGUF Q4_0 / Q4_1 / Q4_K repacked at
 // upload by cuda_q4_pack_row): row r holds K / 8 uint32 code words (element e in bits
 // 4 (e % 8) of word e / 8, the MLX layout; words stored in blocks of 128, word 128 b + 32 k + j
@@ -98,6 +113,10 @@ struct cuk_q4 {
 void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y,
                    int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
                    cuk_stream s);
+// cuk_matvec_conv over 4-bit weights.
+void cuk_matvec_q4_conv(const struct cuk_q4 *W, int N, int K, const float *X, int T, float *Y,
+                        int64_t ldy, const float *nw, const int32_t *rows, float eps,
+                        const struct cuk_conv *cv, cuk_stream s);
 // Up to CUK_MV_Q8_MAX_TOK tokens (when cuk_matvec_q8_used(T, K)) the 4-bit matvec quantizes the
 // (normalized) activations of each 8-element word to int8 (d = amax / 127, q = rint(x / d), as
 // the host twin in tests/cuda/test_cuda_kernels.c) and computes W x' for x' = d q with __dp4a:

@@ -69,6 +69,69 @@ static __device__ __forceinline__ void prefetch_next(const char *pf, unsigned pf
         prefetch_l2(pf + i * 128);
 }
 
+// Row r of item `it`: R consecutive rows, or (R == 3: CUK_MV_CONV) rows it, it + N / 3,
+// it + 2 N / 3 (the B, C and x rows of channel it of an LFM2 in_proj).
+template <int R>
+static __device__ __forceinline__ size_t mv_row(int it, int r, int N) {
+    if (R == 3) return (size_t)it + (size_t)r * (N / 3);
+    return (size_t)min(it * R + r, N - 1);
+}
+
+template <int R>
+static __device__ __forceinline__ int mv_items(int N) {
+    return R == 3 ? N / 3 : (N + R - 1) / R;
+}
+
+// Epilogue of item `it` (acc: this lane's partial sums). STORE / ACC / SWIGLU: lane r * NT + t
+// writes (row, token t). CONV: lane 0 runs the LFM2 short conv of channel `it` over the tokens
+// in order (k_shortconv_seq's loop: tokens sharing a state block are one sequence in order),
+// updating each token's state and writing Y[t, it] = C * conv(B * x).
+template <int NT, int R>
+static __device__ __forceinline__ void mv_epilogue(float (&acc)[R][NT], int lane, int it, int N,
+                                                   float *Y, int64_t ldy, int mode,
+                                                   const struct cuk_conv &cv) {
+    if (R == 3) {
+        float v[3][NT];
+#pragma unroll
+        for (int r = 0; r < 3; r++)
+#pragma unroll
+            for (int t = 0; t < NT; t++) v[r][t] = warp_sum(acc[r][t]);
+        if (lane) return;
+        const int D = N / 3, H = cv.L - 1;
+        const float *wk = cv.wc + (size_t)it * cv.L;
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float *sk = cv.conv[t] + (size_t)cv.slot * D * H + (size_t)it * H;
+            const float bx = v[0][t] * v[2][t];
+            float a = wk[H] * bx;
+            for (int j = 0; j < H; j++) a += wk[j] * sk[j];
+            for (int j = 0; j + 1 < H; j++) sk[j] = sk[j + 1];
+            sk[H - 1] = bx;
+            Y[(size_t)t * ldy + it] = v[1][t] * a;
+        }
+        return;
+    }
+    float mine = 0.f, other = 0.f;
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float v = warp_sum(acc[r][t]);
+            if (lane == r * NT + t) mine = v;
+            if (mode == CUK_MV_SWIGLU && (r & 1) && lane == (r - 1) * NT + t) other = v;
+        }
+    if (lane < R * NT) {
+        const int r = lane / NT, t = lane % NT, row = it * R + r;
+        if (mode == CUK_MV_SWIGLU) {
+            if (!(r & 1) && row + 1 < N)
+                Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
+        } else if (row < N) {
+            float *y = Y + (size_t)t * ldy + row;
+            *y = mode == CUK_MV_ACC ? *y + mine : mine;
+        }
+    }
+}
+
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
 // 4-bit rows of n16 = K / 32 chunks (4 code words each, in the storage order of
 // cuda_q4_pack_row), groups of 2^(cpg_sh + 2) words.
@@ -80,12 +143,12 @@ __global__ void __launch_bounds__(256)
     k_mv(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb, int sbk,
          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
          const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-         const char *__restrict__ pf, unsigned pf_lines) {
+         const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
-    const int items = (N + R - 1) / R, nwarp = gridDim.x * (blockDim.x / WARP);
+    const int items = mv_items<R>(N), nwarp = gridDim.x * (blockDim.x / WARP);
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh;          // groups per row (4-bit)
     const int wsh = cpg_sh + 2;            // word -> group shift (4-bit)
@@ -93,10 +156,10 @@ __global__ void __launch_bounds__(256)
     if (it0 < items) {                     // weights never depend on earlier kernels
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            int row = min(it0 * R + r, N - 1);
+            const size_t row = mv_row<R>(it0, r, N);
 #pragma unroll
             for (int u = 0; u < U; u++)
-                if (lane + WARP * u < n16) prefetch_l2(W + (size_t)row * n16 + lane + WARP * u);
+                if (lane + WARP * u < n16) prefetch_l2(W + row * n16 + lane + WARP * u);
         }
     }
     pdl_wait();
@@ -130,7 +193,6 @@ __global__ void __launch_bounds__(256)
         Xa = xs;
     }
     for (int it = it0; it < items; it += nwarp) {
-        const int r0 = it * R;
         float acc[R][NT];
 #pragma unroll
         for (int r = 0; r < R; r++)
@@ -140,7 +202,7 @@ __global__ void __launch_bounds__(256)
             uint4 wv[R][U];
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                const size_t row = (size_t)min(r0 + r, N - 1);
+                const size_t row = mv_row<R>(it, r, N);
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
@@ -178,7 +240,7 @@ __global__ void __launch_bounds__(256)
                                 const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
                                                  : k == 2 ? wv[r][u].z : wv[r][u].w;
                                 const float2 p =
-                                    ld_sb(sb, sbk, (size_t)min(r0 + r, N - 1) * ng + (word >> wsh));
+                                    ld_sb(sb, sbk, mv_row<R>(it, r, N) * ng + (word >> wsh));
                                 float q[8];
                                 q4_word(w, q);
                                 const float qd = q[0] * x[0] + q[1] * x[1] + q[2] * x[2] +
@@ -191,26 +253,7 @@ __global__ void __launch_bounds__(256)
                 }
             }
         }
-        // every lane gets every sum; lane r * NT + t writes (row r0 + r, token t)
-        float mine = 0.f, other = 0.f;
-#pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                float v = warp_sum(acc[r][t]);
-                if (lane == r * NT + t) mine = v;
-                if (mode == CUK_MV_SWIGLU && (r & 1) && lane == (r - 1) * NT + t) other = v;
-            }
-        if (lane < R * NT) {
-            const int r = lane / NT, t = lane % NT, row = r0 + r;
-            if (mode == CUK_MV_SWIGLU) {
-                if (!(r & 1) && row + 1 < N)
-                    Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
-            } else if (row < N) {
-                float *y = Y + (size_t)t * ldy + row;
-                *y = mode == CUK_MV_ACC ? *y + mine : mine;
-            }
-        }
+        mv_epilogue<NT, R>(acc, lane, it, N, Y, ldy, mode, cv);
     }
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
@@ -232,21 +275,21 @@ __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
            int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
            const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-           const char *__restrict__ pf, unsigned pf_lines) {
+           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv) {
     extern __shared__ uint4 xq[];          // [NT][K / 8] quantized activation words
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
-    const int items = (N + R - 1) / R, nwarp = gridDim.x * (blockDim.x / WARP);
+    const int items = mv_items<R>(N), nwarp = gridDim.x * (blockDim.x / WARP);
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh, wsh = cpg_sh + 2, nfull = n16 >> 5, nw8 = K / 8;
     if (it0 < items) {
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            int row = min(it0 * R + r, N - 1);
+            const size_t row = mv_row<R>(it0, r, N);
 #pragma unroll
             for (int u = 0; u < U; u++)
-                if (lane + WARP * u < n16) prefetch_l2(W + (size_t)row * n16 + lane + WARP * u);
+                if (lane + WARP * u < n16) prefetch_l2(W + row * n16 + lane + WARP * u);
         }
     }
     pdl_wait();
@@ -304,7 +347,6 @@ __global__ void __launch_bounds__(256)
     }
     __syncthreads();
     for (int it = it0; it < items; it += nwarp) {
-        const int r0 = it * R;
         float acc[R][NT];
 #pragma unroll
         for (int r = 0; r < R; r++)
@@ -314,7 +356,7 @@ __global__ void __launch_bounds__(256)
             uint4 wv[R][U];
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                const size_t row = (size_t)min(r0 + r, N - 1);
+                const size_t row = mv_row<R>(it, r, N);
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
@@ -335,7 +377,7 @@ __global__ void __launch_bounds__(256)
                                          : k == 2 ? wv[r][u].z : wv[r][u].w;
                         const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
                         const float2 p =
-                            ld_sb(sb, sbk, (size_t)min(r0 + r, N - 1) * ng + (word >> wsh));
+                            ld_sb(sb, sbk, mv_row<R>(it, r, N) * ng + (word >> wsh));
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
                             const uint4 a = xq[t * nw8 + word];
@@ -347,25 +389,7 @@ __global__ void __launch_bounds__(256)
                 }
             }
         }
-        float mine = 0.f, other = 0.f;
-#pragma unroll
-        for (int r = 0; r < R; r++)
-#pragma unroll
-            for (int t = 0; t < NT; t++) {
-                float v = warp_sum(acc[r][t]);
-                if (lane == r * NT + t) mine = v;
-                if (mode == CUK_MV_SWIGLU && (r & 1) && lane == (r - 1) * NT + t) other = v;
-            }
-        if (lane < R * NT) {
-            const int r = lane / NT, t = lane % NT, row = r0 + r;
-            if (mode == CUK_MV_SWIGLU) {
-                if (!(r & 1) && row + 1 < N)
-                    Y[(size_t)t * ldy + row / 2] = mine / (1.0f + expf(-mine)) * other;
-            } else if (row < N) {
-                float *y = Y + (size_t)t * ldy + row;
-                *y = mode == CUK_MV_ACC ? *y + mine : mine;
-            }
-        }
+        mv_epilogue<NT, R>(acc, lane, it, N, Y, ldy, mode, cv);
     }
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
@@ -374,6 +398,7 @@ __global__ void __launch_bounds__(256)
 // matvec launch) and the cap in bytes (cuk_set_mv_prefetch).
 static const char *g_pf;
 static unsigned g_pf_lines;
+static struct cuk_conv g_conv;   // CUK_MV_CONV arguments (cuk_matvec_conv, cuk_matvec_q4_conv)
 static size_t g_pf_max = (size_t)8 << 20;
 extern "C" void cuk_set_mv_prefetch(size_t bytes) { g_pf_max = bytes; }
 extern "C" void cuk_mv_prefetch_next(const void *w, size_t bytes) {
@@ -418,16 +443,17 @@ static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, c
                  cudaStream_t s) {
     int n16 = WT ? K / 32 : K / 8, cpg_sh = 0;
     while (WT && (32 << cpg_sh) < gs) cpg_sh++;
-    int items = (N + R - 1) / R;
+    int items = R == 3 ? N / 3 : (N + R - 1) / R;
     const uint4 *w = static_cast<const uint4 *>(W);
     const char *pf = g_pf;
     unsigned pfl = g_pf_lines;
+    const struct cuk_conv cv = g_conv;
     if (nw)
         mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb,
-              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl);
+              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl, cv);
     else
         mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
-              nw, rows, eps, pf, pfl);
+              nw, rows, eps, pf, pfl, cv);
 }
 
 // Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing
@@ -444,6 +470,10 @@ static void mv_t(const void *W, int N, int K, const void *sb, int sbk, int gs, c
     int R = 1;
     if (WT && g_q4_rows) R = NT <= 4 || g_q4_rows < 4 ? g_q4_rows : 2;
     if (mode == CUK_MV_SWIGLU && R < 2) R = 2;
+    if (mode == CUK_MV_CONV) {
+        mv_r<NT, 3, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+        return;
+    }
     if constexpr (WT == 1 && NT <= 4) {
         if (R == 4) {
             mv_r<NT, 4, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
@@ -483,21 +513,22 @@ static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
                    int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
     int n16 = K / 32, cpg_sh = 0;
     while ((32 << cpg_sh) < Wq->gs) cpg_sh++;
-    int items = (N + R - 1) / R;
+    int items = R == 3 ? N / 3 : (N + R - 1) / R;
     const uint4 *w = static_cast<const uint4 *>(static_cast<const void *>(Wq->q));
     size_t sm = (size_t)NT * K * 2;
     if (nw)
         mv_go(k_mvq8<NT, R, true>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
     else
         mv_go(k_mvq8<NT, R, false>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
 }
 
 template <int NT>
 static void mvq8_t(const struct cuk_q4 *Wq, int N, int K, const float *X, float *Y, int64_t ldy,
                    int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
-    if (mode == CUK_MV_SWIGLU) mvq8_r<NT, 2>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
+    if (mode == CUK_MV_CONV) mvq8_r<NT, 3>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
+    else if (mode == CUK_MV_SWIGLU) mvq8_r<NT, 2>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
     else mvq8_r<NT, 1>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
 }
 
@@ -508,7 +539,8 @@ extern "C" int cuk_matvec_norm_fits(int T, int K) {
 extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
                            int64_t ldy, int mode, const float *nw, const int32_t *rows, float eps,
                            cuk_stream s) {
-    if (g_mv_old) cuk_matvec_old(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
+    if (g_mv_old && mode != CUK_MV_CONV)
+        cuk_matvec_old(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
     else mv_any<0>(W, N, K, nullptr, 0, 0, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
     pf_clear();
 }
@@ -533,6 +565,22 @@ extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float 
         mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, rw, eps, s);
     }
     pf_clear();
+}
+
+extern "C" void cuk_matvec_conv(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
+                                int64_t ldy, const float *nw, const int32_t *rows, float eps,
+                                const struct cuk_conv *cv, cuk_stream s) {
+    g_conv = *cv;
+    cuk_matvec(W, N, K, X, T, Y, ldy, CUK_MV_CONV, nw, rows, eps, s);
+    g_conv = cuk_conv{};
+}
+
+extern "C" void cuk_matvec_q4_conv(const struct cuk_q4 *W, int N, int K, const float *X, int T,
+                                   float *Y, int64_t ldy, const float *nw, const int32_t *rows,
+                                   float eps, const struct cuk_conv *cv, cuk_stream s) {
+    g_conv = *cv;
+    cuk_matvec_q4(W, N, K, X, T, Y, ldy, CUK_MV_CONV, nw, rows, eps, s);
+    g_conv = cuk_conv{};
 }
 
 // ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into hi [n, K]; lo: the rounding remainder, so that

@@ -739,6 +739,127 @@ static void t_matvec_q4(void) {
     }
 }
 
+// in_proj product + short conv in one launch (cuk_matvec_conv, cuk_matvec_q4_conv) vs
+// op_rmsnorm + kern_matmul_ref (on the int8 activations of the q8 path when it is taken) + the
+// CPU conv loop (as t_shortconv): outputs and both sequences' states.
+static void t_matvec_conv(void) {
+    for (int it = 0; it < 8; it++) {
+        int q4 = it % 2, norm = it < 6, gs = 32 << irand(0, 1);
+        int D = q4 ? gs * irand(1, 1536 / gs) : 8 * irand(1, 300), N = 3 * D;
+        int T = irand(1, CUK_MV_MAX_TOK), L = irand(2, 4), H = L - 1, slot = irand(0, 1), S = 2;
+        while (norm && !cuk_matvec_norm_fits(T, D)) T--;
+        if (T < 1) continue;
+        const bool q8 = q4 && cuk_matvec_q8_used(T, D);
+        void *mem = NULL;
+        struct tensor w;
+        uint32_t *codes = NULL;
+        uint8_t *sbh = NULL;
+        uint16_t *Wb = NULL;
+        int qgs = 0, sbk = 0;
+        size_t sbb = 0;
+        if (q4) {
+            w = q4_tensor(0, N, D, gs, LFMD_DTYPE_BF16, &mem);
+            CHECK(cuda_q4_format(&w, &qgs, &sbk) == 1);
+            sbb = (size_t)(D / qgs) * (sbk == CUK_SB_F32 ? 8 : 4);
+            codes = malloc((size_t)N * D / 2);
+            sbh = malloc((size_t)N * sbb);
+            for (int r = 0; r < N; r++)
+                cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * D / 8, sbh + (size_t)r * sbb);
+        } else {
+            Wb = malloc((size_t)N * D * 2);
+            for (size_t i = 0; i < (size_t)N * D; i++)
+                Wb[i] = f32_to_bf16((float)(urand() * 2 - 1));
+            w = (struct tensor){.name = "w", .dtype = LFMD_DTYPE_BF16, .n_dims = 2,
+                                .shape = {N, D}, .data = Wb, .size_bytes = (size_t)N * D * 2};
+        }
+        float *X = malloc((size_t)T * D * 4), *Xn = malloc((size_t)T * D * 4),
+              *nw = malloc((size_t)D * 4), *wc = malloc((size_t)D * L * 4);
+        float *z = malloc((size_t)T * N * 4), *ry = malloc((size_t)T * D * 4),
+              *y = malloc((size_t)T * D * 4);
+        size_t blk = (size_t)S * D * H;
+        float *st[2] = {malloc(blk * 4), malloc(blk * 4)};
+        float *rst[2] = {malloc(blk * 4), malloc(blk * 4)};
+        fill(X, (size_t)T * D, 2);
+        fill(nw, (size_t)D, 1);
+        fill(wc, (size_t)D * L, 1);
+        for (int q = 0; q < 2; q++) {
+            fill(st[q], blk, 1);
+            memcpy(rst[q], st[q], blk * 4);
+        }
+        int owner[CUK_MV_MAX_TOK], inter = irand(0, 1);
+        for (int t = 0; t < T; t++) owner[t] = inter ? t % 2 : t < T / 2 ? 0 : 1;
+        for (int t = 0; t < T; t++) {
+            if (norm) op_rmsnorm(X + (size_t)t * D, nw, 1, D, D, 1e-5f, Xn + (size_t)t * D, D);
+            else memcpy(Xn + (size_t)t * D, X + (size_t)t * D, (size_t)D * 4);
+            if (q8) q8_words_ref(Xn + (size_t)t * D, D, Xn + (size_t)t * D);
+        }
+        kern_matmul_ref(&w, Xn, T, z, N, 0, N);
+        for (int t = 0; t < T; t++) {   // the CPU conv loop, tokens in order
+            const float *B = z + (size_t)t * N, *C = B + D, *xx = B + 2 * D;
+            float *stt = rst[owner[t]] + (size_t)slot * D * H;
+            for (int k = 0; k < D; k++) {
+                float bx = B[k] * xx[k];
+                const float *wk = wc + (size_t)k * L;
+                float *sk = stt + (size_t)k * H;
+                float acc = wk[H] * bx;
+                for (int j = 0; j < H; j++) acc += wk[j] * sk[j];
+                for (int j = 0; j + 1 < H; j++) sk[j] = sk[j + 1];
+                sk[H - 1] = bx;
+                ry[(size_t)t * D + k] = C[k] * acc;
+            }
+        }
+        float *dX = dup_d(X, (size_t)T * D * 4), *dn = dup_d(nw, (size_t)D * 4),
+              *dwc = dup_d(wc, (size_t)D * L * 4), *dy = poison_d((size_t)T * D * 4);
+        float *ds[2] = {dup_d(st[0], blk * 4), dup_d(st[1], blk * 4)};
+        float *ptrs[CUK_MV_MAX_TOK];
+        for (int t = 0; t < T; t++) ptrs[t] = ds[owner[t]];
+        float **dptr = dup_d(ptrs, (size_t)T * sizeof(float *));
+        struct cuk_conv cv = {dwc, dptr, slot, L};
+        void *dq = NULL, *dsb = NULL, *dW = NULL;
+        if (q4) {
+            dq = dup_d(codes, (size_t)N * D / 2);
+            dsb = dup_d(sbh, (size_t)N * sbb);
+            struct cuk_q4 q = {dq, dsb, sbk, qgs};
+            cuk_matvec_q4_conv(&q, N, D, dX, T, dy, D, norm ? dn : NULL, NULL, 1e-5f, &cv, 0);
+        } else {
+            dW = dup_d(Wb, (size_t)N * D * 2);
+            cuk_matvec_conv(dW, N, D, dX, T, dy, D, norm ? dn : NULL, NULL, 1e-5f, &cv, 0);
+        }
+        get(y, dy, (size_t)T * D * 4);
+        char what[96];
+        snprintf(what, sizeof what, "matvec + conv%s%s (D %d T %d L %d)", q4 ? " q4" : "",
+                 q8 ? " int8 act" : "", D, T, L);
+        double tol = q8 && norm ? 5e-4 : 2e-5;   // q8 + norm: an activation may round to the
+        expect(what, rel(y, ry, (size_t)T * D), tol);   // neighbouring int8 code (see t_matvec_q4)
+        for (int q = 0; q < 2; q++) {
+            get(st[q], ds[q], blk * 4);
+            expect("matvec + conv state", rel(st[q], rst[q], blk), tol);
+            cudaFree(ds[q]);
+            free(st[q]);
+            free(rst[q]);
+        }
+        cudaFree(dX);
+        cudaFree(dn);
+        cudaFree(dwc);
+        cudaFree(dy);
+        cudaFree(dptr);
+        cudaFree(dq);
+        cudaFree(dsb);
+        cudaFree(dW);
+        free(mem);
+        free(codes);
+        free(sbh);
+        free(Wb);
+        free(X);
+        free(Xn);
+        free(nw);
+        free(wc);
+        free(z);
+        free(ry);
+        free(y);
+    }
+}
+
 // Fused q|k|v head norm + RoPE + KV store vs op_rmsnorm, op_rope_*, op_kv_store's layout.
 static void t_qkv_rope_store(void) {
     for (int it = 0; it < 6; it++) {
@@ -880,6 +1001,7 @@ int main(void) {
         t_shortconv(irand(1, CUK_CONV_SEQ_MAX_T));       // one launch, tokens in order
         t_shortconv(irand(CUK_CONV_SEQ_MAX_T + 1, 30));  // parallel over tokens + state kernel
         t_matvec_modes();
+        t_matvec_conv();
         t_qkv_rope_store();
         t_swiglu_pair_argmax();
         t_attention();
