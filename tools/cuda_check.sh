@@ -21,7 +21,7 @@ if [ "${1:-}" = "--snapshot" ]; then
     rm -rf .cudasnap && mkdir -p .cudasnap
     git archive HEAD CMakeLists.txt cmake src tests/CMakeLists.txt tests/check.h tests/golden_util.h \
         tests/engine_collect.h tests/cuda \
-        bench examples include | tar -x -C .cudasnap
+        bench examples include models | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
     exit 0
@@ -93,7 +93,8 @@ run golden 300 $B/src/cuda_test_cuda_model
 # the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine
 run engine 120 $B/src/cuda_test_cuda_engine
 # lfmd serve --device cuda:0 over HTTP: a generated 350M-shaped LFM2 (random weights, the router's
-# tokenizer) and the embedded router, each against a CPU server on the same model (greedy chat
+# tokenizer) and the embedded router (no -m: the 8-bit copy built into lfmd), each against a CPU
+# server on the same model (greedy chat
 # text, route); idle unload leaves no GPU memory for the process; the next request succeeds.
 M350=/tmp/lfm2-350m-v4096
 python3 tools/gen_model.py --preset lfm2-350m --vocab 4096 --seed 5 --out $M350 --jobs 8 \
@@ -116,8 +117,8 @@ fails = []
 
 
 def start(model, device, extra):
-    args = [BIN, "serve", "-m", model, "--port", "0", "--device", device, "--idle-trim", "0",
-            "--kv-type", "f32"] + extra
+    args = [BIN, "serve"] + (["-m", model] if model != "-" else []) + [
+        "--port", "0", "--device", device, "--idle-trim", "0", "--kv-type", "f32"] + extra
     p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = []
     port = None
@@ -232,7 +233,7 @@ for i, (model, name) in enumerate(PAIRS):
 print("serve check: %d failure(s)" % len(fails))
 sys.exit(1 if fails else 0)
 PY
-run serve 240 python3 -u /tmp/serve_check.py $B/src/lfmd $M350 gen350m models/lfm2-router router
+run serve 240 python3 -u /tmp/serve_check.py $B/src/lfmd $M350 gen350m - embedded-router
 M=/tmp/lfm2-1.2b
 t1=$(date +%s)
 python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1 || tail -5 $OUT/gen.log
