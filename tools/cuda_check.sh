@@ -21,7 +21,7 @@ if [ "${1:-}" = "--snapshot" ]; then
     rm -rf .cudasnap && mkdir -p .cudasnap
     git archive HEAD CMakeLists.txt cmake src tests/CMakeLists.txt tests/check.h tests/golden_util.h \
         tests/engine_collect.h tests/cuda \
-        bench examples include models | tar -x -C .cudasnap
+        bench examples include | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
     exit 0
@@ -34,6 +34,9 @@ LOG=$OUT/cuda_check.log
 exec > >(tee "$LOG") 2>&1
 SRC=$ROOT
 [ -d .cudasnap/src ] && SRC=$ROOT/.cudasnap
+# the build embeds models/lfm2-router: take it from the tree that travelled (tracked files; the
+# snapshot leaves it out to keep the upload under its size limit)
+[ -d .cudasnap/src ] && [ ! -d .cudasnap/models ] && cp -r models .cudasnap/
 echo "== source: $SRC"
 nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader || true
 nvcc --version | tail -1
