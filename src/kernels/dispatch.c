@@ -179,7 +179,7 @@ bool kern_matmul_uses_qx(const struct tensor *W, int n_tok) {
     return n_tok < KERN_QUANT_PANEL_MIN_TOK && kern_quant_avx2_supports(W);
 }
 
-// ---- KERN_LAYOUT_Q4_0_X16 (kern_repack) ----
+// ---- x16 layouts (kern_repack) ----
 
 // LFMD_REPACK=0 keeps every tensor in the file's layout (A/B measurements).
 static _Atomic int g_repack = -1;
@@ -195,16 +195,18 @@ static bool use_repack(void) {
 
 bool kern_repack_supported(const struct tensor *W) {
     int64_t n_in = tensor_cols(W);
-    return use_repack() && W->dtype == LFMD_DTYPE_Q4_0 && W->n_dims == 2 &&
+    return use_repack() && (W->dtype == LFMD_DTYPE_Q4_0 || W->dtype == LFMD_DTYPE_Q8_0) &&
+           W->n_dims == 2 &&
            tensor_rows(W) % 16 == 0 && n_in % 64 == 0 && n_in <= 16384 &&
            active_isa() == ISA_AVX2 && use_mv512();
 }
 
-// Scratch of the fallback: up to 64 plain rows (16 at n_in 16384: 147 KiB), on the stack.
-#define X16_SCRATCH (160 * 1024)
+// Scratch of the fallback: up to 64 plain rows (16 at n_in 16384: 147 / 279 KiB for Q4_0 /
+// Q8_0), on the stack.
+#define X16_SCRATCH (280 * 1024)
 
 // A repacked matrix on any path but the x16 decode kernel: its 16-row groups are unpacked into
-// plain Q4_0 rows on the stack, and the plain path runs on that view (same results as on the
+// plain rows on the stack, and the plain path runs on that view (same results as on the
 // original bytes).
 static void x16_fallback(const struct tensor *W, const float *X, const void *qx, int n_tok,
                          float *Y, int64_t ldy, int64_t r0, int64_t r1) {
@@ -215,7 +217,7 @@ static void x16_fallback(const struct tensor *W, const float *X, const void *qx,
     for (int64_t g0 = r0 & ~(int64_t)15; g0 < r1; g0 += step) {
         int64_t g1 = g0 + step < tensor_rows(W) ? g0 + step : tensor_rows(W);
         for (int64_t g = g0; g < g1; g += 16)
-            kern_q4x16_unpack_group_fast(W, g / 16, buf + rb * (size_t)(g - g0));
+            kern_x16_unpack_group_fast(W, g / 16, buf + rb * (size_t)(g - g0));
         struct tensor v = *W;
         v.layout = KERN_LAYOUT_PLAIN;
         v.data = buf;
@@ -231,12 +233,12 @@ static void x16_matmul(const struct tensor *W, const float *X, const void *qx, i
     if (qx && active_isa() == ISA_AVX2 && use_mv512() && n_tok <= KERN_MV_TOKENS_MAX &&
         !(use_amx() && kern_amx_supports(W, n_tok)) && r0 % 16 == 0 &&
         (r1 % 16 == 0 || r1 == tensor_rows(W))) {
-        // qx holds block_qx rows here (kern_prepare_input for Q4_0 below the AMX range)
+        // qx holds block_qx rows here (kern_prepare_input for Q4_0 / Q8_0 below the AMX range)
         const size_t qrow = (size_t)(tensor_cols(W) / QKX) * sizeof(struct block_qx);
         for (int t = 0; t < n_tok; t += KERN_X16_MAX_TOK)
-            kern_matvec_q4x16(W, (const uint8_t *)qx + (size_t)t * qrow,
-                              n_tok - t < KERN_X16_MAX_TOK ? n_tok - t : KERN_X16_MAX_TOK,
-                              Y + (int64_t)t * ldy, ldy, r0, r1);
+            kern_matvec_x16(W, (const uint8_t *)qx + (size_t)t * qrow,
+                            n_tok - t < KERN_X16_MAX_TOK ? n_tok - t : KERN_X16_MAX_TOK,
+                            Y + (int64_t)t * ldy, ldy, r0, r1);
         return;
     }
     x16_fallback(W, X, qx, n_tok, Y, ldy, r0, r1);
@@ -245,7 +247,7 @@ static void x16_matmul(const struct tensor *W, const float *X, const void *qx, i
 void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_tok, float *Y,
                  int64_t ldy, int64_t r0, int64_t r1) {
     if (r1 <= r0 || n_tok <= 0) return;
-    if (W->layout == KERN_LAYOUT_Q4_0_X16) {
+    if (W->layout != KERN_LAYOUT_PLAIN) {
         x16_matmul(W, X, qx, n_tok, Y, ldy, r0, r1);
         return;
     }
@@ -289,9 +291,9 @@ void kern_matmul(const struct tensor *W, const float *X, const void *qx, int n_t
 }
 
 void kern_get_row(const struct tensor *W, int64_t r, float *out) {
-    if (W->layout == KERN_LAYOUT_Q4_0_X16) {
-        _Alignas(64) uint8_t row[16384 / QK4_0 * sizeof(struct block_q4_0)];
-        kern_q4x16_unpack_row(W, r, row);
+    if (W->layout != KERN_LAYOUT_PLAIN) {
+        _Alignas(64) uint8_t row[16384 / QK8_0 * sizeof(struct block_q8_0)];
+        kern_x16_unpack_row(W, r, row);
         struct tensor v = *W;
         v.layout = KERN_LAYOUT_PLAIN;
         v.data = row;

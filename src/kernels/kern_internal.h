@@ -149,17 +149,21 @@ void kern_matvec_avx512_multi(const struct tensor *W, const void *qx, int n_tok,
                               int64_t ldy, int64_t r0, int64_t r1);
 void kern_matvec_avx512(const struct tensor *W, const float *X, const void *qx, int n_tok,
                         float *Y, int64_t ldy, int64_t r0, int64_t r1);
-// KERN_LAYOUT_Q4_0_X16 weights (cpu/q4x16_avx512.c): 1..KERN_X16_MAX_TOK tokens' block_qx,
+// x16-layout weights (kernels.h; cpu/q4x16_avx512.c): 1..KERN_X16_MAX_TOK tokens' block_qx,
 // r0 and r1 multiples of 16, n_in <= 16384; needs kern_matvec_avx512_usable().
 #define KERN_X16_MAX_TOK 8
-void kern_matvec_q4x16(const struct tensor *W, const void *qx, int n_tok, float *Y, int64_t ldy,
-                       int64_t r0, int64_t r1);
-// kern_q4x16_unpack_group (kernels.h) with AVX-512 moves; same bytes.
-void kern_q4x16_unpack_group_fast(const struct tensor *W, int64_t g, void *out);
-// 16 plain Q4_0 rows of nb blocks (row stride rb) -> one group of the x16 layout at dst
+void kern_matvec_x16(const struct tensor *W, const void *qx, int n_tok, float *Y, int64_t ldy,
+                     int64_t r0, int64_t r1);
+// qs bytes per block of an x16 dtype (Q4_0: 16, Q8_0: 32).
+int kern_x16_qs_bytes(enum lfmd_dtype t);
+// kern_x16_unpack_group (kernels.h) with AVX-512 moves; same bytes.
+void kern_x16_unpack_group_fast(const struct tensor *W, int64_t g, void *out);
+// 16 plain rows of nb blocks of dtype t (row stride rb) -> one group of the x16 layout at dst
 // (reference, and the AVX-512 twin kern_repack uses; same bytes).
-void kern_q4x16_pack_group(const uint8_t *plain, size_t rb, int64_t nb, uint8_t *dst);
-void kern_q4x16_pack_group_fast(const uint8_t *plain, size_t rb, int64_t nb, uint8_t *dst);
+void kern_x16_pack_group(enum lfmd_dtype t, const uint8_t *plain, size_t rb, int64_t nb,
+                         uint8_t *dst);
+void kern_x16_pack_group_fast(enum lfmd_dtype t, const uint8_t *plain, size_t rb, int64_t nb,
+                              uint8_t *dst);
 
 // AMX tiles (cpu/matmul_amx.c) for products of n_tok >= KERN_AMX_MIN_TOK tokens: BF16/F16
 // weights against 3-part bf16 activations (qx from kern_prepare_amx_bf16, tile-blocked),

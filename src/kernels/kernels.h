@@ -28,23 +28,25 @@ bool kern_matmul_uses_qx(const struct tensor *W, int n_tok);
 void kern_get_row(const struct tensor *W, int64_t r, float *out);
 
 // ---- load-time repacking (weights read into writable memory, not mapped files) ----
-// KERN_LAYOUT_Q4_0_X16: a GGUF Q4_0 matrix regrouped in place, same bytes in total. Rows come in
-// groups of 16 (16 * row_bytes contiguous bytes, in row order); inside a group, block pairs
-// (blocks 2p, 2p+1 of all 16 rows) take 576 bytes each: 64 bytes of f16 scales (block 2p of
-// rows 0..15, then block 2p+1), then per block 4 chunks of 64 bytes, chunk k holding bytes
-// qs[4k..4k+3] of row l at 4l. The decode kernel then streams one aligned sequence per 16 rows
-// and dots 16 rows at once (no byte permutes, one scale conversion per 16 rows).
-// kern_repack_supported(): Q4_0, 2-D, rows % 16 == 0, cols % 64 == 0, cols <= 16384, and the
-// CPU runs the AVX-512 decode kernel. kern_repack(): rewrites W->data (which must be writable
-// and not shared with another tensor view of a different layout) and sets W->layout; returns 0
-// or LFMD_ENOMEM (16 rows of scratch). Every kern_* function keeps its contract on a repacked
-// tensor (other paths unpack 16-row groups into stack scratch and run the plain kernels).
+// The x16 layouts (KERN_LAYOUT_Q4_0_X16, KERN_LAYOUT_Q8_0_X16): a GGUF Q4_0 / Q8_0 matrix
+// regrouped in place, same bytes in total. Rows come in groups of 16 (16 * row_bytes contiguous
+// bytes, in row order); inside a group, block pairs (blocks 2p, 2p+1 of all 16 rows) take
+// 64 + 32 * qb bytes each (qb = qs bytes per block: 16 for Q4_0, 32 for Q8_0): 64 bytes of f16
+// scales (block 2p of rows 0..15, then block 2p+1), then per block qb / 4 chunks of 64 bytes,
+// chunk k holding bytes qs[4k..4k+3] of row l at 4l. The decode kernel then streams one
+// sequence per 16 rows and dots 16 rows at once (no byte permutes, one scale conversion per
+// 16 rows). kern_repack_supported(): Q4_0 or Q8_0, 2-D, rows % 16 == 0, cols % 64 == 0,
+// cols <= 16384, the CPU runs the AVX-512 decode kernel, and LFMD_REPACK is not "0".
+// kern_repack(): rewrites W->data (which must be writable and not shared with another tensor
+// view of a different layout) and sets W->layout; returns 0 or LFMD_ENOMEM (16 rows of
+// scratch). Every kern_* function keeps its contract on a repacked tensor (other paths unpack
+// 16-row groups into stack scratch and run the plain kernels).
 bool kern_repack_supported(const struct tensor *W);
 int kern_repack(struct tensor *W);
-// Reference twin of the layout: the plain Q4_0 bytes of row r of a repacked W (row_bytes).
-void kern_q4x16_unpack_row(const struct tensor *W, int64_t r, void *out);
-// Plain Q4_0 bytes of the 16 rows of group g (16 * row_bytes) of a repacked W.
-void kern_q4x16_unpack_group(const struct tensor *W, int64_t g, void *out);
+// Reference twin of the layouts: the plain bytes of row r of a repacked W (row_bytes).
+void kern_x16_unpack_row(const struct tensor *W, int64_t r, void *out);
+// Plain bytes of the 16 rows of group g (16 * row_bytes) of a repacked W.
+void kern_x16_unpack_group(const struct tensor *W, int64_t g, void *out);
 
 // Reference (scalar) versions, always available; tests compare against these.
 void kern_matmul_ref(const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy,

@@ -47,6 +47,7 @@ struct tensor {
 enum kern_layout {
     KERN_LAYOUT_PLAIN = 0,
     KERN_LAYOUT_Q4_0_X16, // GGUF Q4_0, 16 rows interleaved per block (kernels.h)
+    KERN_LAYOUT_Q8_0_X16, // GGUF Q8_0, likewise
 };
 
 static inline int64_t tensor_rows(const struct tensor *t) {

@@ -47,13 +47,13 @@ struct model {
     size_t charged_bytes;      // weight bytes charged to the memory budget (LFMD_MEM_WEIGHTS)
     bool maps_copied;          // files read into anonymous memory (lfmd_io_copy_maps at open):
                                // their pages must never be dropped
-    _Atomic bool repacked;     // model_repack_cpu done (Q4_0 in the kernels' x16 layout)
+    _Atomic bool repacked;     // model_repack_cpu done (Q4_0/Q8_0 in the kernels' x16 layout)
     uint64_t n_params;
     char dtype_desc[32];
     float *rope_inv_freq;      // [head_dim/2]
 };
 
-// GGUF read into memory (maps_copied): rewrites its Q4_0 matrices in place into the kernels'
+// GGUF read into memory (maps_copied): rewrites its Q4_0 / Q8_0 matrices in place into the kernels'
 // load-time decode layout (kern_repack; same bytes, no second copy), once per model, before a
 // CPU runner first uses them. Mapped files and CUDA (which never makes a CPU runner) keep the
 // file's layout. Returns 0 or a negative LFMD_E*.

@@ -1,4 +1,4 @@
-// The load-time Q4_0 layout KERN_LAYOUT_Q4_0_X16 (kern_repack) against the plain layout, over
+// The load-time x16 layouts of Q4_0 / Q8_0 (kern_repack) against the plain layout, over
 // random shapes (rows multiples of 16, n_in multiples of 64 up to 16384; unsupported shapes stay
 // plain): unpacking (reference and AVX-512) gives the original bytes back; kern_get_row is
 // identical; kern_matmul on the repacked tensor for 1-12 tokens (the x16 decode kernel) matches
@@ -25,39 +25,40 @@ static uint32_t rnd(void) {
 }
 static float frand(void) { return (float)((double)rnd() / 4294967296.0 * 2.0 - 1.0); }
 
-static void run_case(int64_t n_out, int64_t n_in, int n_tok) {
-    size_t rb = kern_row_bytes(LFMD_DTYPE_Q4_0, n_in), bytes = rb * (size_t)n_out;
+static void run_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok) {
+    size_t rb = kern_row_bytes(dt, n_in), bytes = rb * (size_t)n_out;
     float *src = malloc(sizeof(float) * (size_t)n_in);
     uint8_t *plain = malloc(bytes), *pk = malloc(bytes), *tmp = malloc(rb * 16);
     for (int64_t r = 0; r < n_out; r++) {
         for (int64_t c = 0; c < n_in; c++) src[c] = frand() * (c % 7 == 0 ? 4.0f : 1.0f);
-        quantize_row_ref(LFMD_DTYPE_Q4_0, src, plain + rb * (size_t)r, n_in);
+        quantize_row_ref(dt, src, plain + rb * (size_t)r, n_in);
     }
     memcpy(pk, plain, bytes);
-    struct tensor Wp = {.name = "w", .dtype = LFMD_DTYPE_Q4_0, .n_dims = 2,
+    struct tensor Wp = {.name = "w", .dtype = dt, .n_dims = 2,
                         .shape = {n_out, n_in}, .data = plain, .size_bytes = bytes};
     struct tensor Wr = Wp;
     Wr.data = pk;
     bool sup = kern_repack_supported(&Wr);
     CHECK_EQ(kern_repack(&Wr), 0);
-    CHECK_EQ(Wr.layout, sup ? KERN_LAYOUT_Q4_0_X16 : KERN_LAYOUT_PLAIN);
+    CHECK_EQ(Wr.layout, !sup ? KERN_LAYOUT_PLAIN
+                        : dt == LFMD_DTYPE_Q8_0 ? KERN_LAYOUT_Q8_0_X16 : KERN_LAYOUT_Q4_0_X16);
     if (n_out % 16 || n_in % 64) CHECK(!sup);
     if (sup) {
         CHECK(memcmp(pk, plain, bytes) != 0); // really rewritten
         int bad = 0;
         for (int64_t g = 0; g < n_out / 16; g++) { // kern_repack (AVX-512) = the reference pack
-            kern_q4x16_pack_group(plain + rb * 16 * (size_t)g, rb, n_in / 32, tmp);
+            kern_x16_pack_group(dt, plain + rb * 16 * (size_t)g, rb, n_in / 32, tmp);
             bad += memcmp(tmp, pk + rb * 16 * (size_t)g, rb * 16) != 0;
         }
         for (int64_t g = 0; g < n_out / 16; g++) {
-            kern_q4x16_unpack_group(&Wr, g, tmp);
+            kern_x16_unpack_group(&Wr, g, tmp);
             bad += memcmp(tmp, plain + rb * 16 * (size_t)g, rb * 16) != 0;
             memset(tmp, 0, rb * 16);
-            kern_q4x16_unpack_group_fast(&Wr, g, tmp);
+            kern_x16_unpack_group_fast(&Wr, g, tmp);
             bad += memcmp(tmp, plain + rb * 16 * (size_t)g, rb * 16) != 0;
         }
         for (int64_t r = 0; r < n_out; r += 7) {
-            kern_q4x16_unpack_row(&Wr, r, tmp);
+            kern_x16_unpack_row(&Wr, r, tmp);
             bad += memcmp(tmp, plain + rb * (size_t)r, rb) != 0;
         }
         CHECK_EQ(bad, 0);
@@ -75,10 +76,10 @@ static void run_case(int64_t n_out, int64_t n_in, int n_tok) {
     // products
     float *x = malloc(sizeof(float) * (size_t)(n_tok * n_in));
     for (int64_t i = 0; i < n_tok * n_in; i++) x[i] = frand() * (i % 11 == 0 ? 3.0f : 1.0f);
-    size_t qb = kern_input_bytes(LFMD_DTYPE_Q4_0, n_tok, n_in);
+    size_t qb = kern_input_bytes(dt, n_tok, n_in);
     void *qx = qb ? aligned_alloc(64, (qb + 63) & ~(size_t)63) : NULL;
     bool uq = kern_matmul_uses_qx(&Wp, n_tok);
-    if (qx && uq) kern_prepare_input(LFMD_DTYPE_Q4_0, x, n_in, n_tok, 0, n_tok, qx);
+    if (qx && uq) kern_prepare_input(dt, x, n_in, n_tok, 0, n_tok, qx);
     int64_t ldy = n_out + 5;
     float *yp = calloc((size_t)(n_tok * ldy), sizeof(float));
     float *yr = calloc((size_t)(n_tok * ldy), sizeof(float));
@@ -144,9 +145,9 @@ static void run_case(int64_t n_out, int64_t n_in, int n_tok) {
         free(yref);
     }
     if (bad_fb || bad_ref || bad_alone)
-        fprintf(stderr, "case %lldx%lld tok %d (x16 %d kernel %d): fallback %d ref %d alone %d\n",
-                (long long)n_out, (long long)n_in, n_tok, sup, kernel_path, bad_fb, bad_ref,
-                bad_alone);
+        fprintf(stderr, "case %s %lldx%lld tok %d (x16 %d kernel %d): fallback %d ref %d alone %d\n",
+                lfmd_dtype_name(dt), (long long)n_out, (long long)n_in, n_tok, sup, kernel_path,
+                bad_fb, bad_ref, bad_alone);
     CHECK_EQ(bad_fb, 0);
     CHECK_EQ(bad_ref, 0);
     CHECK_EQ(bad_alone, 0);
@@ -156,16 +157,19 @@ static void run_case(int64_t n_out, int64_t n_in, int n_tok) {
 
 int main(void) {
     const int toks[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 21, 40};
-    for (int i = 0; i < 26; i++) {
-        int64_t n_out = 16 * (1 + (int64_t)(rnd() % 12));
-        int64_t n_in = 64 * (1 + (int64_t)(rnd() % 24));
-        run_case(n_out, n_in, toks[i % 13]);
+    const enum lfmd_dtype dts[2] = {LFMD_DTYPE_Q4_0, LFMD_DTYPE_Q8_0};
+    for (int d = 0; d < 2; d++) {
+        for (int i = 0; i < 26; i++) {
+            int64_t n_out = 16 * (1 + (int64_t)(rnd() % 12));
+            int64_t n_in = 64 * (1 + (int64_t)(rnd() % 24));
+            run_case(dts[d], n_out, n_in, toks[i % 13]);
+        }
+        run_case(dts[d], 32, 16384, 1);
+        run_case(dts[d], 16, 16384, 3);
+        run_case(dts[d], 48, 4608, 2);
+        run_case(dts[d], 40, 256, 1);   // rows not a multiple of 16: stays plain
+        run_case(dts[d], 32, 96, 2);    // n_in not a multiple of 64: stays plain
+        run_case(dts[d], 16, 32768, 1); // n_in above the kernel's limit: stays plain
     }
-    run_case(32, 16384, 1);
-    run_case(16, 16384, 3);
-    run_case(48, 4608, 2);
-    run_case(40, 256, 1);  // rows not a multiple of 16: stays plain
-    run_case(32, 96, 2);   // n_in not a multiple of 64: stays plain
-    run_case(16, 32768, 1); // n_in above the kernel's limit: stays plain
     return check_done();
 }
