@@ -250,24 +250,54 @@ wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
-# defaults again (spread), no tail prefetch, prefetch caps, the previous attention loop, the
-# short conv as its own kernel
+# defaults again (spread), L2 tail prefetch of 4 MiB, the short conv as its own kernel
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
-run ab_no_prefetch 60 $Q LFMD_CUDA_NO_PREFETCH=1 $B/src/lfmd-cuda-bench $M
 run ab_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M
-run ab_prefetch16 60 $Q LFMD_CUDA_PREFETCH_MB=16 $B/src/lfmd-cuda-bench $M
-run ab_att_old 60 $Q LFMD_CUDA_ATT_OLD=1 $B/src/lfmd-cuda-bench $M
 run ab_no_conv_fuse 60 $Q LFMD_CUDA_NO_CONV_FUSE=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
-# the 4-bit matvec with f32 activations (previous default) and without the prefetch
+# the 4-bit matvec with f32 activations (previous default) and with the tail prefetch
 run ab_mlx4_no_q8 60 $Q LFMD_CUDA_NO_Q8=1 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_no_prefetch 60 $Q LFMD_CUDA_NO_PREFETCH=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
 # 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
 # batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
 run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
+# Device time per kernel at batch 1 (ncu, graphs off, kernels serialized: their own duration
+# without launch gaps), two decode steps after the greedy check's warm-up; then the sections of
+# one attention launch and one 4-bit matvec launch.
+ncu_step() {  # name model
+    command -v ncu >/dev/null || { echo "no ncu"; return; }
+    LFMD_CUDA_NO_GRAPHS=1 LFMD_CUDA_QUICK=1 timeout 120 ncu --metrics gpu__time_duration.sum \
+        --csv --page raw -s 4000 -c 178 $B/src/lfmd-cuda-bench $2 > $OUT/ncu_$1.csv 2>/dev/null
+    python3 - $OUT/ncu_$1.csv $1 <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
+if len(rows) < 3:
+    print("ncu: no rows"); sys.exit()
+h = rows[0]; ki = h.index("Kernel Name"); ti = h.index("gpu__time_duration.sum")
+gi = h.index("Grid Size") if "Grid Size" in h else None
+div = {"nsecond": 1000.0, "usecond": 1.0, "msecond": 0.001}.get(rows[1][ti], 1000.0) * 2
+tot = collections.OrderedDict(); n = collections.Counter(); s = 0.0
+for r in rows[1:]:
+    try: t = float(r[ti].replace(",", ""))
+    except ValueError: continue
+    k = r[ki].split("(")[0][:28] + (" " + r[gi].replace(" ", "") if gi is not None else "")
+    tot[k] = tot.get(k, 0) + t; n[k] += 1; s += t
+print("ncu %s: %d kernels, %.1f us per step (sum of kernel durations / 2)" % (sys.argv[2], sum(n.values()), s / div))
+for k, t in sorted(tot.items(), key=lambda x: -x[1]):
+    print("  %-44s %8.1f us/step %5.1f launches/step" % (k[:44], t / div, n[k] / 2))
+PY
+}
+ncu_step bf16 $M
+ncu_step mlx4 $M-mlx4
+if command -v ncu >/dev/null; then
+    LFMD_CUDA_NO_GRAPHS=1 LFMD_CUDA_QUICK=1 timeout 120 ncu --section SpeedOfLight --section LaunchStats \
+        --section Occupancy --section WarpStateStats -k regex:"k_attention|k_mvq8|k_mv<" -s 3000 -c 6 \
+        $B/src/lfmd-cuda-bench $M-mlx4 > $OUT/ncu_sections.txt 2>&1
+    grep -E "k_attention|k_mv|Duration|DRAM Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size|Block Size|Stall|Warp Cycles Per Issued" $OUT/ncu_sections.txt | head -90
+fi
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$NG" -ge 2 ]; then
     # Layer sharding over two physical GPUs: same greedy tokens as one GPU, and timings.
@@ -278,5 +308,5 @@ if [ "$NG" -ge 2 ]; then
 fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
-for k in kernels golden engine serve bench ab_default ab_no_prefetch ab_prefetch4 ab_prefetch16 ab_att_old ab_no_conv_fuse \
-    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_no_prefetch bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine serve bench ab_default ab_prefetch4 ab_no_conv_fuse \
+    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_prefetch4 bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -197,6 +197,7 @@ struct cuda_model {
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
     bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse;
+    struct cuda_opts kopt;      // options as given (kernel launch settings: apply_kernel_opts)
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
     size_t weight_bytes;
@@ -645,6 +646,19 @@ void cuda_model_free(struct cuda_model *cm) {
     lfmd_free(cm);
 }
 
+// The kernel layer's launch settings are process-wide: each model applies its own options
+// at creation and before each pass (several models with different options may coexist).
+static void apply_kernel_opts(const struct cuda_model *cm) {
+    const struct cuda_opts *o = &cm->kopt;
+    cuk_set_pdl(!o->no_pdl);
+    cuk_set_mv_old(o->mv_old);
+    cuk_set_attn_splits(o->att_splits);
+    cuk_set_q4_rows(o->q4_rows);
+    cuk_set_q4_q8(!o->no_q8);
+    cuk_set_mv_prefetch(o->prefetch_mb > 0 ? (size_t)o->prefetch_mb << 20 : 0);
+    cuk_set_mv_blocks(o->mv_blocks);
+}
+
 int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda_model **out,
                    struct lfmd_err_ctx *err) {
     *out = NULL;
@@ -661,17 +675,11 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->fast_gemm = o && o->fast_gemm;
     cm->pdl = !(o && o->no_pdl);
     cm->no_q4 = o && o->no_q4;
-    cuk_set_pdl(cm->pdl);
-    cuk_set_mv_old(o && o->mv_old);
-    cuk_set_attn_splits(o ? o->att_splits : 0);
-    cuk_set_q4_rows(o ? o->q4_rows : 0);
-    cuk_set_q4_q8(!(o && o->no_q8));
-    cuk_set_attn_old(o && o->attn_old);
-    cuk_set_mv_prefetch(o && o->prefetch_mb > 0 ? (size_t)o->prefetch_mb << 20 : (size_t)8 << 20);
+    if (o) cm->kopt = *o;
+    apply_kernel_opts(cm);
     cm->no_norm_fuse = o && o->no_norm_fuse;
     cm->no_prefetch = o && o->no_prefetch;
     cm->no_conv_fuse = o && o->no_conv_fuse;
-    cuk_set_mv_blocks(o ? o->mv_blocks : 0);
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
     // against 1.9 ms for the batch-64 GEMMs).
@@ -803,6 +811,29 @@ void cuda_seq_reset(struct cuda_seq *s) {
 }
 
 int cuda_seq_pos(const struct cuda_seq *s) { return s->pos; }
+
+int cuda_seq_copy(struct cuda_seq *dst, const struct cuda_seq *src) {
+    if (dst->cm != src->cm) return LFMD_EINVAL;
+    if (src->pos > dst->n_ctx) return LFMD_ETOOBIG;
+    const struct cuda_model *cm = src->cm;
+    size_t kvd = (size_t)cm->c.n_kv_head * cm->c.head_dim, row = kvd * sizeof(float);
+    for (int i = 0; i < cm->n_stages; i++) {
+        const struct stage *st = &cm->st[i];
+        if (cudaSetDevice(st->dev) != cudaSuccess) return LFMD_ECUDA;
+        // [slot][2][n_ctx][kvd]: the first pos rows of each slot's K and V
+        for (int b = 0; b < 2 * st->n_attn && src->pos > 0; b++)
+            if (cudaMemcpyAsync(dst->kv[i] + (size_t)b * dst->n_ctx * kvd,
+                                src->kv[i] + (size_t)b * src->n_ctx * kvd, (size_t)src->pos * row,
+                                cudaMemcpyDeviceToDevice, st->st) != cudaSuccess)
+                return LFMD_ECUDA;
+        if (src->conv_bytes[i] &&
+            cudaMemcpyAsync(dst->conv[i], src->conv[i], src->conv_bytes[i],
+                            cudaMemcpyDeviceToDevice, st->st) != cudaSuccess)
+            return LFMD_ECUDA;
+    }
+    dst->pos = src->pos;
+    return 0;
+}
 
 int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_seq **out,
                  struct lfmd_err_ctx *err) {
@@ -1246,6 +1277,7 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
                      struct lfmd_err_ctx *err) {
     bool greedy = next != NULL;
     struct cuda_model *cm = r->cm;
+    apply_kernel_opts(cm);
     const struct model_config *c = &cm->c;
     size_t Tm = (size_t)r->max_tok;
     for (int i = 0; i < cm->n_stages; i++) {

@@ -36,9 +36,8 @@ struct cuda_opts {
     int q4_rows;                    // rows per warp of the 4-bit matvec (0 = by shape; 1, 2, 4)
     bool no_norm_fuse;              // RMSNorm as its own kernel, not in the matvec prologue
     bool no_prefetch;               // no L2 prefetch of the next product's weights (A/B)
-    int prefetch_mb;                // cap of that prefetch in MiB (0: 8)
+    int prefetch_mb;                // L2 tail prefetch cap in MiB (0: off, the default)
     bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
-    bool attn_old;                  // attention through the previous inner loop (A/B timing)
     bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
 };
 
@@ -86,6 +85,9 @@ LFMD_MUST_CHECK int cuda_seq_new(struct cuda_model *cm, int n_ctx, struct cuda_s
 void cuda_seq_free(struct cuda_seq *s);
 void cuda_seq_reset(struct cuda_seq *s);
 int cuda_seq_pos(const struct cuda_seq *s);
+// Copies src's state (KV rows [0, pos), conv state, position) into dst (same model, dst's n_ctx
+// >= src's pos); ordered on the stages' streams before dst's next pass. 0 or LFMD_E*.
+LFMD_MUST_CHECK int cuda_seq_copy(struct cuda_seq *dst, const struct cuda_seq *src);
 size_t cuda_seq_bytes(const struct model_config *c, int n_ctx);
 
 // max_tokens: tokens per internal chunk (capped at LFMD_MAX_BATCH_TOKENS).

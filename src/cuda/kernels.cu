@@ -9,8 +9,6 @@ int g_mv_old;
 extern "C" void cuk_set_pdl(int on) { g_pdl = on != 0; }
 extern "C" void cuk_set_mv_blocks(int per_sm) { g_mv_blocks = per_sm > 0 ? per_sm : 0; }
 extern "C" void cuk_set_mv_old(int on) { g_mv_old = on != 0; }
-static int g_attn_old;   // cuk_set_attn_old: the previous attention inner loop (A/B)
-extern "C" void cuk_set_attn_old(int on) { g_attn_old = on != 0; }
 
 // ---- embedding gather ----
 __global__ void k_embed(const uint16_t *E, const int32_t *tok, int D, float *X) {
@@ -279,16 +277,11 @@ static __device__ void attn_merge_item(const float *part, int item, int hd, int 
 
 // ticket (non-NULL): per (token, head) arrival counters, all 0 at entry and left 0; the last
 // split block to finish merges the partials into out (no second launch).
-// LANES: each lane scores its own position (32 keys per warp step, all loads of a step issued
-// at once), then the warp accumulates the 32 value rows; else (the previous kernel, A/B) a warp
-// walks its positions one at a time with a warp-wide dot product each.
-template <bool LANES>
 __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const *kv,
                             const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                             float *part, unsigned *ticket, float *out) {
     PDL_ENTER();
     __shared__ float sm[ATT_WARPS][CUK_MAX_HEAD_DIM + 2];
-    __shared__ __align__(16) float qs[CUK_MAX_HEAD_DIM];
     int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int rep = H / KVH, g = h / rep, kvd = KVH * hd;
@@ -308,56 +301,7 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
         acc[j] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
-    if (LANES) {
-        for (int e = threadIdx.x; e < hd; e += blockDim.x) qs[e] = qh[e] * scale;
-        __syncthreads();
-        const bool v4 = (hd & 3) == 0 && (kvd & 3) == 0;
-        for (int pb = p0 + WARP * wi; pb < p1; pb += WARP * ATT_WARPS) {
-            const int p = pb + lane, nv = min(WARP, p1 - pb);
-            float sc = -INFINITY;
-            if (p < p1) {
-                const float *k = Kb + (size_t)p * kvd;
-                float d0 = 0.f, d1 = 0.f;
-                if (v4) {
-                    for (int e = 0; e < hd; e += 4) {
-                        const float4 kk = *reinterpret_cast<const float4 *>(k + e);
-                        const float4 qq = *reinterpret_cast<const float4 *>(qs + e);
-                        d0 += qq.x * kk.x + qq.z * kk.z;
-                        d1 += qq.y * kk.y + qq.w * kk.w;
-                    }
-                } else {
-                    for (int e = 0; e < hd; e += 2) {
-                        const float2 kk = *reinterpret_cast<const float2 *>(k + e);
-                        d0 += qs[e] * kk.x;
-                        d1 += qs[e + 1] * kk.y;
-                    }
-                }
-                sc = d0 + d1;
-            }
-            float mx = sc;
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-            const float mn = fmaxf(m, mx);            // finite: position pb is valid
-            const float corr = expf(m - mn);          // m = -inf: 0
-            const float ex = p < p1 ? expf(sc - mn) : 0.f;
-            l = l * corr + warp_sum(ex);
-            m = mn;
-#pragma unroll
-            for (int j = 0; j < ATT_EPL; j++) acc[j] *= corr;
-            const float *vb = Vb + (size_t)pb * kvd;
-#pragma unroll 4
-            for (int i = 0; i < nv; i++) {
-                const float pi = __shfl_sync(0xffffffffu, ex, i);
-                const float *v = vb + (size_t)i * kvd;
-#pragma unroll
-                for (int j = 0; j < ATT_EPL; j++) {
-                    int e = lane + WARP * j;
-                    if (e < hd) acc[j] += pi * v[e];
-                }
-            }
-        }
-    }
-    for (int p = p0 + wi; !LANES && p < p1; p += ATT_WARPS) {
+    for (int p = p0 + wi; p < p1; p += ATT_WARPS) {
         const float *k = Kb + (size_t)p * kvd, *v = Vb + (size_t)p * kvd;
         float d = 0;
 #pragma unroll
@@ -434,12 +378,8 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
                               const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                               float *part, unsigned *ticket, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
-    if (g_attn_old)
-        launch(k_attention<false>, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx,
-               pos, slot, n_split, part, ticket, out);
-    else
-        launch(k_attention<true>, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx,
-               pos, slot, n_split, part, ticket, out);
+    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
+           n_split, part, ticket, out);
     if (!ticket)
         launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }

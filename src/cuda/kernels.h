@@ -21,7 +21,7 @@ typedef struct CUstream_st *cuk_stream;
 #define CUK_MV_NORM_SMEM 32768  // bytes of normalized activations a fused-norm matvec may stage
 #define CUK_CONV_SEQ_MAX_T 16   // short conv up to this many tokens: one launch, tokens in order
 #define CUK_MV_Q8_MAX_TOK 4     // 4-bit matvec with int8 activations up to this many tokens
-#define CUK_MV_Q8_SMEM 40960    // bytes of quantized activations (2 K per token) it may stage
+#define CUK_MV_Q8_SMEM 48128    // bytes of quantized activations (3 K per token) it may stage
 
 // Matrix-vector epilogues.
 enum { CUK_MV_STORE = 0, CUK_MV_ACC = 1, CUK_MV_SWIGLU = 2, CUK_MV_CONV = 3 };
@@ -118,21 +118,19 @@ void cuk_matvec_q4_conv(const struct cuk_q4 *W, int N, int K, const float *X, in
                         int64_t ldy, const float *nw, const int32_t *rows, float eps,
                         const struct cuk_conv *cv, cuk_stream s);
 // Up to CUK_MV_Q8_MAX_TOK tokens (when cuk_matvec_q8_used(T, K)) the 4-bit matvec quantizes the
-// (normalized) activations of each 8-element word to int8 (d = amax / 127, q = rint(x / d), as
-// the host twin in tests/cuda/test_cuda_kernels.c) and computes W x' for x' = d q with __dp4a:
-// the exact product on those activations up to f32 summation order. Relative L2 error against
-// f32 activations: about 3e-3 per product on uniform activations (rounding by at most d / 2).
-// cuk_set_q4_q8(0): f32 activations (the exact kernel), for A/B and tests.
+// (normalized) activations of each 8-element word to two int8 levels: dd = amax / 32258,
+// q1 = rint(x 127 / amax), q2 = rint((x - 254 dd q1) / dd) (the host twin in
+// tests/cuda/test_cuda_kernels.c), and computes W x' for x' = dd (254 q1 + q2) with __dp4a: the
+// exact product on those activations up to f32 summation order; |x - x'| <= dd / 2, about
+// 1.5e-5 of the word's largest element. cuk_set_q4_q8(0): f32 activations, for A/B and tests.
 void cuk_set_q4_q8(int on);
 int cuk_matvec_q8_used(int T, int K);
 // Tail prefetch: the next matvec launch (bf16 or 4-bit) asks L2 for the first
 // min(bytes, cuk_set_mv_prefetch cap) bytes of w once each warp has finished its rows (a hint:
 // no effect on results). Consumed by that launch; w must live on the launch's device.
 void cuk_mv_prefetch_next(const void *w, size_t bytes);
-// Cap of the tail prefetch in bytes (default 8 MiB; 0: off).
+// Cap of the tail prefetch in bytes (default 0: off; measured no gain on H100 at 4-16 MiB).
 void cuk_set_mv_prefetch(size_t bytes);
-// Attention through the previous inner loop (one position per warp step), for A/B timing.
-void cuk_set_attn_old(int on);
 // X[t, :] = row tok[t] of 4-bit E [V, D] (kern_get_row); D % 32 == 0.
 void cuk_embed_q4(const struct cuk_q4 *E, const int32_t *tok, int T, int D, float *X, cuk_stream s);
 // hi [n, K] = bf16(rows r0 .. r0 + n of W) (round to nearest even) and, when lo is non-NULL,

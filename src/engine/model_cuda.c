@@ -74,6 +74,7 @@ static int cu_seq_new(void *h, int n_ctx, void **out, struct lfmd_err_ctx *err) 
 
 static void cu_seq_free(void *s) { cuda_seq_free(s); }
 static void cu_seq_reset(void *s) { cuda_seq_reset(s); }
+static int cu_seq_copy(void *dst, const void *src) { return cuda_seq_copy(dst, src); }
 
 static int cu_runner_new(void *h, int n_threads, void **out, struct lfmd_err_ctx *err) {
     struct cuda_handle *ch = h;
@@ -149,6 +150,7 @@ static const struct engine_model_ops engine_model_cuda = {
     .seq_new = cu_seq_new,
     .seq_free = cu_seq_free,
     .seq_reset = cu_seq_reset,
+    .seq_copy = cu_seq_copy,
     .runner_new = cu_runner_new,
     .runner_free = cu_runner_free,
     .forward = cu_forward,
@@ -174,6 +176,7 @@ static const struct engine_model_ops engine_model_cuda_logits = {
     .seq_new = cu_seq_new,
     .seq_free = cu_seq_free,
     .seq_reset = cu_seq_reset,
+    .seq_copy = cu_seq_copy,
     .runner_new = cu_runner_new,
     .runner_free = cu_runner_free,
     .forward = cu_forward,

@@ -152,7 +152,6 @@ int main(int argc, char **argv) {
     o.no_prefetch = getenv("LFMD_CUDA_NO_PREFETCH") != NULL;   // no tail prefetch of next weights
     o.prefetch_mb = getenv("LFMD_CUDA_PREFETCH_MB") ? atoi(getenv("LFMD_CUDA_PREFETCH_MB")) : 0;
     o.no_q8 = getenv("LFMD_CUDA_NO_Q8") != NULL;      // 4-bit matvec with f32 activations
-    o.attn_old = getenv("LFMD_CUDA_ATT_OLD") != NULL; // the previous attention inner loop
     o.no_conv_fuse = getenv("LFMD_CUDA_NO_CONV_FUSE") != NULL;   // short conv as its own kernel
     bool quick = getenv("LFMD_CUDA_QUICK") != NULL;   // decode batch 1 only (A/B sweeps)
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)

@@ -583,18 +583,26 @@ static struct tensor q4_tensor(int kind, int N, int K, int gs, enum lfmd_dtype s
     return w;
 }
 
-// Host twin of k_mvq8's activation quantization: per 8-element word d = amax / 127 and
-// q = rint(x * (127 / amax)) (0 when amax is 0); xd = d * q, the activations the kernel multiplies.
-static void q8_words_ref(const float *x, int K, float *xd) {
+// Host twin of k_mvq8's activation quantization (two int8 levels per 8-element word):
+// dd = amax / 32258, q1 = rint(x 127 / amax), q2 = rint((x - 254 dd q1) / dd) clamped to
+// [-127, 127] (0 when amax is 0); xd = dd (254 q1 + q2), the activations the kernel multiplies.
+static void q16_words_ref(const float *x, int K, float *xd) {
     for (int w = 0; w < K / 8; w++) {
         float amax = 0;
         for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[8 * w + j]));
-        float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < 8; j++) xd[8 * w + j] = d * (float)(int)rintf(x[8 * w + j] * id);
+        float dd = amax / 32258.0f, u = 254.0f * dd;
+        float i1 = amax > 0 ? 127.0f / amax : 0.0f, i2 = amax > 0 ? 32258.0f / amax : 0.0f;
+        for (int j = 0; j < 8; j++) {
+            int q1 = (int)rintf(x[8 * w + j] * i1);
+            float r = fmaf(-u, (float)q1, x[8 * w + j]);
+            int q2 = (int)rintf(r * i2);
+            q2 = q2 > 127 ? 127 : q2 < -127 ? -127 : q2;
+            xd[8 * w + j] = dd * (float)(254 * q1 + q2);
+        }
     }
 }
 
-static double worst_q8_vs_f32;   // int8-activation 4-bit products vs f32 activations
+static double worst_q8_vs_f32;   // integer-activation 4-bit products vs f32 activations
 
 // 4-bit matvec (every mode, norm prologue, gathered rows) and the bf16 tile dequantizer vs
 // kern_matmul_ref / kern_get_row on the same quantized tensor.
@@ -634,7 +642,7 @@ static void t_matvec_q4(void) {
             if (norm) op_rmsnorm(src, nw, 1, K, K, 1e-5f, Xn + (size_t)t * K, K);
             else memcpy(Xn + (size_t)t * K, src, (size_t)K * 4);
         }
-        // q8: the kernel multiplies int8-quantized activations (host twin q8_words_ref); the
+        // q8: the kernel multiplies integer activations (host twin q16_words_ref); the
         // reference on those is exact up to summation order, the one on f32 activations shows
         // what the quantization costs.
         const bool q8 = cuk_matvec_q8_used(T, K);
@@ -642,7 +650,7 @@ static void t_matvec_q4(void) {
         for (int pass = q8 ? 0 : 1; pass < 2; pass++) {
             float *Xq = malloc((size_t)T * K * 4);
             for (int t = 0; t < T; t++) {
-                if (pass == 0) q8_words_ref(Xn + (size_t)t * K, K, Xq + (size_t)t * K);
+                if (pass == 0) q16_words_ref(Xn + (size_t)t * K, K, Xq + (size_t)t * K);
                 else memcpy(Xq + (size_t)t * K, Xn + (size_t)t * K, (size_t)K * 4);
             }
             kern_matmul_ref(&w, Xq, T, P, N, 0, N);
@@ -674,18 +682,18 @@ static void t_matvec_q4(void) {
         char what[112];
         snprintf(what, sizeof what,
                  "q4 matvec%s kind %d gs %d sbk %d mode %d norm %d (N %d K %d T %d)",
-                 q8 ? " (int8 act)" : "", kind, qgs, sbk, mode, norm, N, K, T);
-        // int8 path: f32 summation order, plus (norm) the device normalization may round one
-        // activation to the neighbouring int8 code
-        expect(what, rel(Y, Ref, (size_t)nout), q8 ? (norm ? 2e-4 : 2e-5) : 3e-5);
+                 q8 ? " (int act)" : "", kind, qgs, sbk, mode, norm, N, K, T);
+        // integer path: f32 summation order, plus (norm) the device normalization may round one
+        // activation to the neighbouring code
+        expect(what, rel(Y, Ref, (size_t)nout), q8 ? (norm ? 1e-4 : 2e-5) : 3e-5);
         if (q8) {
-            // activation rounding: |x - d q| <= d / 2 = amax / 254 per element, about 3e-3
-            // relative L2 on these uniform activations; 1e-2 is the bound the model tests use
+            // activation rounding: |x - x'| <= dd / 2 = amax / 64516 per element (about 1e-5
+            // relative L2 on these uniform activations); 1e-4 leaves room for summation order
             double e32 = rel(Y, Ref32, (size_t)nout);
             if (e32 > worst_q8_vs_f32) worst_q8_vs_f32 = e32;
-            snprintf(what, sizeof what, "q4 matvec (int8 act) vs f32 activations (N %d K %d T %d)",
+            snprintf(what, sizeof what, "q4 matvec (int act) vs f32 activations (N %d K %d T %d)",
                      N, K, T);
-            expect(what, e32, 1e-2);
+            expect(what, e32, 1e-4);
         }
         free(Ref32);
         // dequantized bf16 tile of rows [r0, r0 + n)
@@ -740,7 +748,7 @@ static void t_matvec_q4(void) {
 }
 
 // in_proj product + short conv in one launch (cuk_matvec_conv, cuk_matvec_q4_conv) vs
-// op_rmsnorm + kern_matmul_ref (on the int8 activations of the q8 path when it is taken) + the
+// op_rmsnorm + kern_matmul_ref (on the integer activations of the q8 path when taken) + the
 // CPU conv loop (as t_shortconv): outputs and both sequences' states.
 static void t_matvec_conv(void) {
     for (int it = 0; it < 8; it++) {
@@ -791,7 +799,7 @@ static void t_matvec_conv(void) {
         for (int t = 0; t < T; t++) {
             if (norm) op_rmsnorm(X + (size_t)t * D, nw, 1, D, D, 1e-5f, Xn + (size_t)t * D, D);
             else memcpy(Xn + (size_t)t * D, X + (size_t)t * D, (size_t)D * 4);
-            if (q8) q8_words_ref(Xn + (size_t)t * D, D, Xn + (size_t)t * D);
+            if (q8) q16_words_ref(Xn + (size_t)t * D, D, Xn + (size_t)t * D);
         }
         kern_matmul_ref(&w, Xn, T, z, N, 0, N);
         for (int t = 0; t < T; t++) {   // the CPU conv loop, tokens in order
@@ -828,9 +836,9 @@ static void t_matvec_conv(void) {
         get(y, dy, (size_t)T * D * 4);
         char what[96];
         snprintf(what, sizeof what, "matvec + conv%s%s (D %d T %d L %d)", q4 ? " q4" : "",
-                 q8 ? " int8 act" : "", D, T, L);
-        double tol = q8 && norm ? 5e-4 : 2e-5;   // q8 + norm: an activation may round to the
-        expect(what, rel(y, ry, (size_t)T * D), tol);   // neighbouring int8 code (see t_matvec_q4)
+                 q8 ? " int act" : "", D, T, L);
+        double tol = q8 && norm ? 1e-4 : 2e-5;   // q8 + norm: an activation may round to the
+        expect(what, rel(y, ry, (size_t)T * D), tol);   // neighbouring code (see t_matvec_q4)
         for (int q = 0; q < 2; q++) {
             get(st[q], ds[q], blk * 4);
             expect("matvec + conv state", rel(st[q], rst[q], blk), tol);
@@ -990,8 +998,8 @@ int main(void) {
     for (int rep = 0; rep < 4; rep++) {
         cuk_set_pdl(rep > 0);   // plain launches once, programmatic dependent launches after
         cuk_set_mv_old(rep == 3); // the previous bf16 matvec kernel (A/B timing) in the last round
-        cuk_set_q4_q8(rep != 2);  // 4-bit with f32 activations in round 2, int8 in the others
-        cuk_set_attn_old(rep == 2); // the previous attention inner loop in round 2
+        cuk_set_q4_q8(rep != 2);  // 4-bit: f32 activations in round 2, integer in the others
+        cuk_set_mv_prefetch((size_t)8 << 20);   // the tail-prefetch path (a hint: results equal)
         t_matvec();
         t_matvec_q4();
         t_embed_bf16();
@@ -1008,7 +1016,7 @@ int main(void) {
         t_bias();
         t_swiglu_cat_halves();
     }
-    fprintf(stderr, "q4 matvec with int8 activations vs f32 activations: worst %.3g\n",
+    fprintf(stderr, "q4 matvec with integer activations vs f32 activations: worst %.3g\n",
             worst_q8_vs_f32);
     fprintf(stderr, "cuda kernels: %d checks, %d failed\n", check_count, check_failures);
     return check_done();
