@@ -278,18 +278,30 @@ struct mm_job {
 // bandwidth (or loses its core for a moment) takes fewer chunks, so the other one does not
 // spin at the end of every product (measured: ~25% of decode time spent waiting with halves).
 static void mm_rows(void *ctx, int ith, int nth) {
-    (void)nth;
     struct mm_job *j = ctx;
     void *qx = NULL;
     if (j->qx) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
         kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
     }
+    // Decode (1-3 tokens) claims guided chunks: 1 / (2 x threads) of the rows left, down to 16
+    // (multiples of 16, the x16 layouts' groups), so the last claims are short and neither
+    // thread waits long for the other at the end (350M Q4_0 decode +7%, F16 +4%, others within
+    // noise; fixed 16-row chunks throughout measured 10-20% slower).
+    int64_t r0 = atomic_load_explicit(&j->next, memory_order_relaxed);
     for (;;) {
-        int64_t r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
         if (r0 >= j->n_out) return;
-        int64_t r1 = r0 + j->chunk > j->n_out ? j->n_out : r0 + j->chunk;
+        int64_t c = j->chunk;
+        if (j->n_tok < 4) {
+            c = ((j->n_out - r0) / (2 * (int64_t)nth)) & ~(int64_t)15;
+            if (c < 16) c = 16;
+        }
+        if (!atomic_compare_exchange_weak_explicit(&j->next, &r0, r0 + c, memory_order_relaxed,
+                                                   memory_order_relaxed))
+            continue;
+        int64_t r1 = r0 + c > j->n_out ? j->n_out : r0 + c;
         kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, r0, r1);
+        r0 = atomic_load_explicit(&j->next, memory_order_relaxed);
     }
 }
 
