@@ -11,8 +11,8 @@
 #                                                  name it in the device call's `carry`); DIR/TARGET
 #                                                  (an earlier segment's corpus) travels too
 #   scripts/fuzz_farm.sh start SECONDS PLAN        (there) start workers in the background and
-#                                                  return; PLAN is "target:workers ..." e.g.
-#                                                  "fuzz_gguf:3 fuzz_stdio:4"
+#                                                  return; PLAN is "target:workers[:runs] ..."
+#                                                  e.g. "fuzz_gguf:3 fuzz_stdio:4:500000"
 #   scripts/fuzz_farm.sh stop                      (there) interrupt the workers that are still
 #                                                  running, wait for their final stats, print one
 #                                                  summary line per target and write
@@ -23,7 +23,7 @@
 # Executions per target are the sum over its workers of libFuzzer's final
 # stat::number_of_executed_units. Each worker stops at SECONDS (-max_total_time), at its share of
 # RUNS executions (env RUNS, default 10,000,000 per target) or at its first crash, whichever comes
-# first. Same options as scripts/fuzz.sh: -timeout=10 -rss_limit_mb=2048 -max_len=65536, leak
+# first (a plan item's runs replace RUNS for that target). Same options as scripts/fuzz.sh: -timeout=10 -rss_limit_mb=2048 -max_len=65536, leak
 # detection on, UBSan halts on error.
 # SPDX-License-Identifier: MIT
 set -uo pipefail
@@ -83,7 +83,8 @@ start() {
     echo "$plan" >"$W/plan"
     date -u +%Y-%m-%dT%H:%M:%SZ >"$W/started"
     for item in $plan; do
-        local t=${item%%:*} n=${item##*:}
+        local t n runs
+        IFS=: read -r t n runs <<<"$item"
         [ -x "$W/bin/$t" ] || { echo "fuzz_farm: no binary for $t" >&2; continue; }
         if ldd "$W/bin/$t" | grep -q 'not found'; then
             echo "fuzz_farm: $t misses libraries:" >&2
@@ -93,7 +94,7 @@ start() {
         mkdir -p "$W/corpus/$t" "$W/crashes/$t" "$W/logs/$t"
         # A corpus carried from an earlier segment (pack --corpus DIR) continues the campaign.
         [ -f "$F/corpus.tar.xz" ] && tar -xJf "$F/corpus.tar.xz" -C "$W/corpus" "$t" 2>/dev/null
-        local runs=$(((${RUNS:-10000000} + n - 1) / n))
+        runs=$(((${runs:-${RUNS:-10000000}} + n - 1) / n))
         # -jobs=N -workers=N: N independent processes on the same corpus dir (new inputs are
         # written there and reloaded by the others); each writes fuzz-K.log in its cwd.
         (cd "$W/logs/$t" && nice -n "${NICE:-19}" "$W/bin/$t" -jobs="$n" -workers="$n" \
