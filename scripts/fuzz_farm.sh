@@ -57,10 +57,13 @@ pack() {
         echo '/.fuzzfarm/' >>"$ROOT/.git/info/exclude"
     rm -rf "$F" && mkdir -p "$F/bin" "$F/lib"
     for t in $targets; do cp "$B/tests/$t" "$F/bin/" && strip --strip-debug "$F/bin/$t"; done
-    # Shared libraries outside the C runtime travel too (the machine there may lack them).
+    # The libraries the GPU machine's image lacks travel too (FUZZFARM_LIBS, a regex; its image
+    # has libstdc++ and gnutls). `start` names any that are still missing there.
     for t in $targets; do ldd "$B/tests/$t"; done | awk '/=> \// {print $3}' | sort -u |
-        grep -v -E '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libgcc_s)\.so' |
+        grep -E "/lib(${FUZZFARM_LIBS:-pcre2|utf8proc|microhttpd})[^/]*\.so" |
         while read -r l; do cp -L "$l" "$F/lib/"; done
+    # Symbols only (no DWARF): reports name functions; reproduce a crash here for lines.
+    [ -n "${FUZZFARM_STRIP_ALL:-}" ] && strip --strip-all "$F"/bin/*
     tar -cJf "$F/pack.tar.xz" -C "$F" bin lib && rm -rf "$F/bin" "$F/lib"
     if [ -n "$from" ]; then # one archive: the transfer limit counts each small file as a block
         local have=
