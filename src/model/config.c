@@ -52,17 +52,24 @@ static float rope_theta_of(const struct json *j, float def) {
     return (float)json_num(v, def);
 }
 
-// LFM2 FFN size, exactly as transformers' Lfm2MLP computes it.
+// LFM2 FFN size, exactly as transformers' Lfm2MLP computes it; -1 when the multiplier or the
+// multiple is out of range or the result exceeds LFMD_MAX_DIM (the caller reports it). The
+// arithmetic is in double and checked before any conversion to int (huge values are undefined
+// behaviour to convert; found by fuzz_safetensors).
 static int lfm2_ff_size(const struct json *j, int raw) {
     if (!json_bool(json_get(j, "block_auto_adjust_ff_dim"), true)) return raw;
     int ff = (int)(2 * raw / 3);
     const struct json *mult = json_get(j, "block_ffn_dim_multiplier");
     if (mult && mult->type == JSON_NULL) return ff;
     double m = json_num(mult, 1.0);
-    int mo = (int)json_num(json_get(j, "block_multiple_of"), 256);
+    double mo = json_num(json_get(j, "block_multiple_of"), 256);
+    if (!(mo < LFMD_MAX_DIM)) return -1; // NaN too
     if (mo < 1) mo = 1;
-    ff = (int)(m * ff);
-    return mo * ((ff + mo - 1) / mo);
+    double scaled = m * ff;
+    if (!(scaled >= 0 && scaled <= LFMD_MAX_DIM)) return -1;
+    int f = (int)scaled, q = (int)mo;
+    int64_t r = (int64_t)q * ((f + q - 1) / q);
+    return r <= LFMD_MAX_DIM ? (int)r : -1;
 }
 
 static int parse_layer_types(const struct json *j, const char *path, struct model_config *c,
@@ -123,7 +130,9 @@ int config_parse(const struct json *j, const char *path, struct model_config *c,
                        NULL, LFMD_MAX_DIM, &raw_ff, err)))
         return rc;
     c->n_ff = lfm2 ? lfm2_ff_size(j, raw_ff) : raw_ff;
-    if (c->n_ff < 1) return lfmd_err_set(err, LFMD_EFORMAT, "%s: FFN size rule gives %d", path, c->n_ff);
+    if (c->n_ff < 1)
+        return lfmd_err_set(err, LFMD_EFORMAT, "%s: the FFN size rule (intermediate_size, "
+                            "block_ffn_dim_multiplier, block_multiple_of) gives no valid size", path);
     if ((rc = opt_int(j, path, "head_dim", 1, 4096, c->n_embd / c->n_head, &c->head_dim, err))) return rc;
     if (c->head_dim < 2 || c->head_dim % 2)
         return lfmd_err_set(err, LFMD_EFORMAT, "%s: head_dim %d must be even", path, c->head_dim);
