@@ -104,7 +104,8 @@ python3 tools/gen_model.py --preset lfm2-350m --vocab 4096 --seed 5 --out $M350 
     > $OUT/gen350.log 2>&1 && cp models/lfm2-router/tokenizer.json models/lfm2-router/tokenizer_config.json $M350/
 cat > /tmp/serve_check.py <<'PY'
 # lfmd serve on the GPU vs the CPU over HTTP (tools/cuda_check.sh): argv BIN MODEL NAME [MODEL NAME...].
-# For each model: a GPU server and a CPU server (--kv-type f32) answer one greedy
+# For each model: a GPU server and a CPU server (--kv-type f32, reference kernels: f32
+# activations, as the GPU keeps them for 8-bit weights) answer one greedy
 # /v1/chat/completions and one /v1/route; both must be 200 with the same text and route. On the
 # first model the GPU server is then left idle until it unloads: nvidia-smi must list no memory
 # for its pid (it listed some while loaded), then the same request must succeed again.
@@ -119,10 +120,11 @@ ROUTE = {"input": "my card was charged twice, please refund the second payment"}
 fails = []
 
 
-def start(model, device, extra):
+def start(model, device, extra, env=None):
     args = [BIN, "serve"] + (["-m", model] if model != "-" else []) + [
         "--port", "0", "--device", device, "--idle-trim", "0", "--kv-type", "f32"] + extra
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         env=dict(os.environ, **(env or {})))
     log = []
     port = None
     t_end = time.time() + 60
@@ -194,7 +196,7 @@ for i, (model, name) in enumerate(PAIRS):
     loaded = gpu_mib(g.pid)
     check(st == 200 and rst == 200, "%s: GPU server answers chat and route with 200" % name)
     print("%s: nvidia-smi MiB for the GPU server while loaded: %d" % (name, loaded))
-    c, curl, clog = start(model, "cpu", ["--idle-unload", "0"])
+    c, curl, clog = start(model, "cpu", ["--idle-unload", "0"], {"LFMD_KERNELS": "ref"})
     cst, ctext, crst, croute = ask(curl, name + " cpu")
     c.terminate()
     c.wait()
@@ -250,23 +252,25 @@ wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
-# defaults again (spread), L2 tail prefetch of 4 MiB, the short conv as its own kernel
+# defaults again (spread), L2 tail prefetch of 4 MiB, the short conv as its own kernel, first
+# matvec weights only prefetched to L2 (the previous prologue)
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
 run ab_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M
 run ab_no_conv_fuse 60 $Q LFMD_CUDA_NO_CONV_FUSE=1 $B/src/lfmd-cuda-bench $M
+run ab_no_preload 60 $Q LFMD_CUDA_NO_PRELOAD=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 # the 4-bit matvec with f32 activations (previous default) and with the tail prefetch
 run ab_mlx4_no_q8 60 $Q LFMD_CUDA_NO_Q8=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_no_preload 60 $Q LFMD_CUDA_NO_PRELOAD=1 $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
 # 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
 # batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
 run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
 # Device time per kernel at batch 1 (ncu, graphs off, kernels serialized: their own duration
-# without launch gaps), two decode steps after the greedy check's warm-up; then the sections of
-# one attention launch and one 4-bit matvec launch.
+# without launch gaps), two decode steps after the greedy check's warm-up.
 ncu_step() {  # name model
     command -v ncu >/dev/null || { echo "no ncu"; return; }
     LFMD_CUDA_NO_GRAPHS=1 LFMD_CUDA_QUICK=1 timeout 120 ncu --metrics gpu__time_duration.sum \
@@ -292,12 +296,7 @@ PY
 }
 ncu_step bf16 $M
 ncu_step mlx4 $M-mlx4
-if command -v ncu >/dev/null; then
-    LFMD_CUDA_NO_GRAPHS=1 LFMD_CUDA_QUICK=1 timeout 120 ncu --section SpeedOfLight --section LaunchStats \
-        --section Occupancy --section WarpStateStats -k regex:"k_attention|k_mvq8|k_mv<" -s 3000 -c 6 \
-        $B/src/lfmd-cuda-bench $M-mlx4 > $OUT/ncu_sections.txt 2>&1
-    grep -E "k_attention|k_mv|Duration|DRAM Throughput|Memory Throughput|Registers Per|Achieved Occupancy|Grid Size|Block Size|Stall|Warp Cycles Per Issued" $OUT/ncu_sections.txt | head -90
-fi
+# (--sweep runs ncu's sections on single matvec launches)
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$NG" -ge 2 ]; then
     # Layer sharding over two physical GPUs: same greedy tokens as one GPU, and timings.
@@ -308,5 +307,5 @@ if [ "$NG" -ge 2 ]; then
 fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
-for k in kernels golden engine serve bench ab_default ab_prefetch4 ab_no_conv_fuse \
-    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_prefetch4 bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine serve bench ab_default ab_prefetch4 ab_no_conv_fuse ab_no_preload \
+    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_prefetch4 ab_mlx4_no_preload bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -657,6 +657,7 @@ static void apply_kernel_opts(const struct cuda_model *cm) {
     cuk_set_q4_q8(!o->no_q8);
     cuk_set_mv_prefetch(o->prefetch_mb > 0 ? (size_t)o->prefetch_mb << 20 : 0);
     cuk_set_mv_blocks(o->mv_blocks);
+    cuk_set_mv_preload(!o->no_preload);
 }
 
 int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda_model **out,

@@ -39,6 +39,7 @@ struct cuda_opts {
     int prefetch_mb;                // L2 tail prefetch cap in MiB (0: off, the default)
     bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
     bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
+    bool no_preload;                // matvec: first weights only prefetched to L2 (A/B)
 };
 
 struct cuda_model;

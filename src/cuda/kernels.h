@@ -129,6 +129,9 @@ int cuk_matvec_q8_used(int T, int K);
 // min(bytes, cuk_set_mv_prefetch cap) bytes of w once each warp has finished its rows (a hint:
 // no effect on results). Consumed by that launch; w must live on the launch's device.
 void cuk_mv_prefetch_next(const void *w, size_t bytes);
+// Matvec prologue: each warp loads its first weight chunks into registers before waiting on the
+// previous kernel (default on); off: it only asks L2 for them (the previous behaviour, A/B).
+void cuk_set_mv_preload(int on);
 // Cap of the tail prefetch in bytes (default 0: off; measured no gain on H100 at 4-16 MiB).
 void cuk_set_mv_prefetch(size_t bytes);
 // X[t, :] = row tok[t] of 4-bit E [V, D] (kern_get_row); D % 32 == 0.

@@ -143,7 +143,7 @@ __global__ void __launch_bounds__(256)
     k_mv(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb, int sbk,
          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
          const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-         const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv) {
+         const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool preload) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
@@ -153,15 +153,24 @@ __global__ void __launch_bounds__(256)
     const int ng = n16 >> cpg_sh;          // groups per row (4-bit)
     const int wsh = cpg_sh + 2;            // word -> group shift (4-bit)
     const int nfull = n16 >> 5;            // full 128-word blocks per row (4-bit)
-    if (it0 < items) {                     // weights never depend on earlier kernels
+    // Weights never depend on earlier kernels: the first chunks of the warp's first item are
+    // loaded into registers (pre; else only asked into L2) before waiting on the previous kernel,
+    // so their latency overlaps its tail and this kernel's prologue.
+    uint4 w0[R][U];
+    const bool pre = preload && it0 < items;
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const size_t row = mv_row<R>(it0, r, N);
+    for (int r = 0; r < R; r++) {
+        const size_t row = mv_row<R>(min(it0, items - 1), r, N);
 #pragma unroll
-            for (int u = 0; u < U; u++)
-                if (lane + WARP * u < n16) prefetch_l2(W + row * n16 + lane + WARP * u);
+        for (int u = 0; u < U; u++) {
+            w0[r][u] = make_uint4(0, 0, 0, 0);
+            if (it0 < items && lane + WARP * u < n16) {
+                if (pre) w0[r][u] = ld_stream(W + row * n16 + lane + WARP * u);
+                else prefetch_l2(W + row * n16 + lane + WARP * u);
+            }
         }
     }
+    bool first = pre;
     pdl_wait();
     pdl_trigger();
     const float *Xa = X;
@@ -206,9 +215,11 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
-                    if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
+                    if (first) wv[r][u] = w0[r][u];   // the same chunks (it0, c0 == lane)
+                    else if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
                 }
             }
+            first = false;
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int c = c0 + WARP * u;
@@ -279,7 +290,7 @@ __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
            int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
            const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv) {
+           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool preload) {
     extern __shared__ uint4 xq[];          // [NT][K / 8] codes, then float2 [NT][K / 8] (dd, sum)
     float2 *xf = reinterpret_cast<float2 *>(xq + NT * (K / 8));
     __shared__ float red[8][NT];
@@ -288,15 +299,24 @@ __global__ void __launch_bounds__(256)
     const int items = mv_items<R>(N), nwarp = gridDim.x * (blockDim.x / WARP);
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh, wsh = cpg_sh + 2, nfull = n16 >> 5, nw8 = K / 8;
-    if (it0 < items) {
+    // Weights never depend on earlier kernels: the first chunks of the warp's first item are
+    // loaded into registers (pre; else only asked into L2) before waiting on the previous kernel,
+    // so their latency overlaps its tail and this kernel's prologue.
+    uint4 w0[R][U];
+    const bool pre = preload && it0 < items;
 #pragma unroll
-        for (int r = 0; r < R; r++) {
-            const size_t row = mv_row<R>(it0, r, N);
+    for (int r = 0; r < R; r++) {
+        const size_t row = mv_row<R>(min(it0, items - 1), r, N);
 #pragma unroll
-            for (int u = 0; u < U; u++)
-                if (lane + WARP * u < n16) prefetch_l2(W + row * n16 + lane + WARP * u);
+        for (int u = 0; u < U; u++) {
+            w0[r][u] = make_uint4(0, 0, 0, 0);
+            if (it0 < items && lane + WARP * u < n16) {
+                if (pre) w0[r][u] = ld_stream(W + row * n16 + lane + WARP * u);
+                else prefetch_l2(W + row * n16 + lane + WARP * u);
+            }
         }
     }
+    bool first = pre;
     pdl_wait();
     pdl_trigger();
     float inv[NT];
@@ -370,9 +390,11 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
-                    if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
+                    if (first) wv[r][u] = w0[r][u];   // the same chunks (it0, c0 == lane)
+                    else if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
                 }
             }
+            first = false;
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int c = c0 + WARP * u;
@@ -410,6 +432,8 @@ __global__ void __launch_bounds__(256)
 static const char *g_pf;
 static unsigned g_pf_lines;
 static struct cuk_conv g_conv;   // CUK_MV_CONV arguments (cuk_matvec_conv, cuk_matvec_q4_conv)
+static bool g_preload = true;    // cuk_set_mv_preload: first weights into registers before the wait
+extern "C" void cuk_set_mv_preload(int on) { g_preload = on != 0; }
 static size_t g_pf_max;   // 0: off (measured on H100: no gain at batch 1, see docs/CUDA.md)
 extern "C" void cuk_set_mv_prefetch(size_t bytes) { g_pf_max = bytes; }
 extern "C" void cuk_mv_prefetch_next(const void *w, size_t bytes) {
@@ -461,10 +485,10 @@ static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, c
     const struct cuk_conv cv = g_conv;
     if (nw)
         mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb,
-              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl, cv);
+              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl, cv, g_preload);
     else
         mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
-              nw, rows, eps, pf, pfl, cv);
+              nw, rows, eps, pf, pfl, cv, g_preload);
 }
 
 // Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing
@@ -530,10 +554,10 @@ static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
     size_t sm = (size_t)NT * K * 3;
     if (nw)
         mv_go(k_mvq8<NT, R, true>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_preload);
     else
         mv_go(k_mvq8<NT, R, false>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_preload);
 }
 
 template <int NT>

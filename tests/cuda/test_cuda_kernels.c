@@ -1000,6 +1000,7 @@ int main(void) {
         cuk_set_mv_old(rep == 3); // the previous bf16 matvec kernel (A/B timing) in the last round
         cuk_set_q4_q8(rep != 2);  // 4-bit: f32 activations in round 2, integer in the others
         cuk_set_mv_prefetch((size_t)8 << 20);   // the tail-prefetch path (a hint: results equal)
+        cuk_set_mv_preload(rep != 1);           // round 1: first weights only prefetched to L2
         t_matvec();
         t_matvec_q4();
         t_embed_bf16();
