@@ -252,17 +252,15 @@ wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
-# defaults again (spread), L2 tail prefetch of 4 MiB, the short conv as its own kernel, first
-# matvec weights only prefetched to L2 (the previous prologue)
+# defaults again (spread), the short conv as its own kernel, first matvec weights only
+# prefetched to L2 (the previous prologue); LFMD_CUDA_PREFETCH_MB=N: L2 tail prefetch (no gain)
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
-run ab_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M
 run ab_no_conv_fuse 60 $Q LFMD_CUDA_NO_CONV_FUSE=1 $B/src/lfmd-cuda-bench $M
 run ab_no_preload 60 $Q LFMD_CUDA_NO_PRELOAD=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
-# the 4-bit matvec with f32 activations (previous default) and with the tail prefetch
+# the 4-bit matvec with f32 activations (previous default), and without the register preload
 run ab_mlx4_no_q8 60 $Q LFMD_CUDA_NO_Q8=1 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_prefetch4 60 $Q LFMD_CUDA_PREFETCH_MB=4 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_no_preload 60 $Q LFMD_CUDA_NO_PRELOAD=1 $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
@@ -307,5 +305,5 @@ if [ "$NG" -ge 2 ]; then
 fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
-for k in kernels golden engine serve bench ab_default ab_prefetch4 ab_no_conv_fuse ab_no_preload \
-    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_prefetch4 ab_mlx4_no_preload bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden engine serve bench ab_default ab_no_conv_fuse ab_no_preload \
+    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_no_preload bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
