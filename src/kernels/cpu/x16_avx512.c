@@ -26,6 +26,9 @@
 #ifndef X16_PF
 #define X16_PF 2304 // bytes ahead in the group's stream (Q4_0: 4 block pairs)
 #endif
+#ifndef X16_PF2
+#define X16_PF2 9216 // further ahead into L2 (Q8_0: both doubled); 350M Q4_0 decode +12%
+#endif
 
 enum { X16_ROWS = 16, X16_PAIR = 576, X16_PAIR8 = 1088, X16_MAX_NB = 16384 / QK4_0 };
 
@@ -45,8 +48,10 @@ AI void group_q4(const int T, const uint8_t *grp, int64_t nb, const struct block
     for (int64_t p = 0; p < nb / 2; p++) {
         const uint8_t *q = grp + (size_t)p * X16_PAIR;
 #pragma GCC unroll 9
-        for (int o = 0; o < X16_PAIR; o += 64)
+        for (int o = 0; o < X16_PAIR; o += 64) {
             _mm_prefetch((const char *)q + X16_PF + o, _MM_HINT_T0);
+            if (X16_PF2) _mm_prefetch((const char *)q + X16_PF2 + o, _MM_HINT_T1);
+        }
         const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q));
         const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 32)));
 #pragma GCC unroll 2
@@ -91,8 +96,10 @@ AI void group_q8(const int T, const uint8_t *grp, int64_t nb, const struct block
     for (int64_t p = 0; p < nb / 2; p++) {
         const uint8_t *q = grp + (size_t)p * X16_PAIR8;
 #pragma GCC unroll 17
-        for (int o = 0; o < X16_PAIR8; o += 64)
+        for (int o = 0; o < X16_PAIR8; o += 64) {
             _mm_prefetch((const char *)q + 2 * X16_PF + o, _MM_HINT_T0);
+            if (X16_PF2) _mm_prefetch((const char *)q + 2 * X16_PF2 + o, _MM_HINT_T1);
+        }
         const __m512 dw0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)q));
         const __m512 dw1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(q + 32)));
 #pragma GCC unroll 2
