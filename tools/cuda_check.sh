@@ -205,7 +205,10 @@ for i, (model, name) in enumerate(PAIRS):
     if rst == 200 and crst == 200:
         gs, cs = groute.get("scores", {}), croute.get("scores", {})
         diff = max([abs(gs[k] - cs.get(k, 9)) for k in gs] or [9])
-        check(groute.get("route") == croute.get("route") and diff < 1e-3,
+        # bf16 weights: the GPU keeps them as they are (1e-3). 8-bit weights (the embedded
+        # router) are rounded to bf16 at upload (docs/CUDA.md): 6.65e-3 measured on H100, 1e-2.
+        tol = 1e-2 if name == "embedded-router" else 1e-3
+        check(groute.get("route") == croute.get("route") and diff < tol,
               "%s: route GPU == CPU (%s vs %s, max score difference %.2e)"
               % (name, groute.get("route"), croute.get("route"), diff))
     if i == 0:

@@ -129,8 +129,9 @@ int cuk_matvec_q8_used(int T, int K);
 // min(bytes, cuk_set_mv_prefetch cap) bytes of w once each warp has finished its rows (a hint:
 // no effect on results). Consumed by that launch; w must live on the launch's device.
 void cuk_mv_prefetch_next(const void *w, size_t bytes);
-// Matvec prologue: each warp loads its first weight chunks into registers before waiting on the
-// previous kernel (default on); off: it only asks L2 for them (the previous behaviour, A/B).
+// bf16 / f32-activation matvec prologue: each warp loads its first weight chunks into registers
+// before waiting on the previous kernel (default on); off: it only asks L2 for them (A/B). The
+// integer-activation 4-bit kernel only asks L2 (its registers are its occupancy).
 void cuk_set_mv_preload(int on);
 // Cap of the tail prefetch in bytes (default 0: off; measured no gain on H100 at 4-16 MiB).
 void cuk_set_mv_prefetch(size_t bytes);

@@ -290,7 +290,7 @@ __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
            int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
            const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool preload) {
+           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv) {
     extern __shared__ uint4 xq[];          // [NT][K / 8] codes, then float2 [NT][K / 8] (dd, sum)
     float2 *xf = reinterpret_cast<float2 *>(xq + NT * (K / 8));
     __shared__ float red[8][NT];
@@ -299,24 +299,17 @@ __global__ void __launch_bounds__(256)
     const int items = mv_items<R>(N), nwarp = gridDim.x * (blockDim.x / WARP);
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh, wsh = cpg_sh + 2, nfull = n16 >> 5, nw8 = K / 8;
-    // Weights never depend on earlier kernels: the first chunks of the warp's first item are
-    // loaded into registers (pre; else only asked into L2) before waiting on the previous kernel,
-    // so their latency overlaps its tail and this kernel's prologue.
-    uint4 w0[R][U];
-    const bool pre = preload && it0 < items;
+    // Weights never depend on earlier kernels: only asked into L2 before the wait (the register
+    // preload of k_mv made this kernel slower: 981 vs 1102 tok/s, 4-bit 1.2B, two H100 calls).
+    if (it0 < items) {
 #pragma unroll
-    for (int r = 0; r < R; r++) {
-        const size_t row = mv_row<R>(min(it0, items - 1), r, N);
+        for (int r = 0; r < R; r++) {
+            const size_t row = mv_row<R>(it0, r, N);
 #pragma unroll
-        for (int u = 0; u < U; u++) {
-            w0[r][u] = make_uint4(0, 0, 0, 0);
-            if (it0 < items && lane + WARP * u < n16) {
-                if (pre) w0[r][u] = ld_stream(W + row * n16 + lane + WARP * u);
-                else prefetch_l2(W + row * n16 + lane + WARP * u);
-            }
+            for (int u = 0; u < U; u++)
+                if (lane + WARP * u < n16) prefetch_l2(W + row * n16 + lane + WARP * u);
         }
     }
-    bool first = pre;
     pdl_wait();
     pdl_trigger();
     float inv[NT];
@@ -390,11 +383,9 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
-                    if (first) wv[r][u] = w0[r][u];   // the same chunks (it0, c0 == lane)
-                    else if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
+                    if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
                 }
             }
-            first = false;
 #pragma unroll
             for (int u = 0; u < U; u++) {
                 const int c = c0 + WARP * u;
@@ -554,10 +545,10 @@ static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
     size_t sm = (size_t)NT * K * 3;
     if (nw)
         mv_go(k_mvq8<NT, R, true>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_preload);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
     else
         mv_go(k_mvq8<NT, R, false>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_preload);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
 }
 
 template <int NT>
