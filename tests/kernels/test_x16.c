@@ -134,7 +134,8 @@ static void run_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok)
                 if (!(fabs((double)yr[t * ldy + r] - yref[r]) <= 2e-6 * mg + 1e-6)) bad_ref++;
             }
             // alone: the token's own 1-token product
-            struct block_qx *q1 = aligned_alloc(64, sizeof *q1 * (size_t)nb);
+            // C11 aligned_alloc needs a size that is a multiple of the alignment
+            struct block_qx *q1 = aligned_alloc(64, (sizeof *q1 * (size_t)nb + 63) & ~(size_t)63);
             memcpy(q1, bq + t * nb, sizeof *q1 * (size_t)nb);
             kern_matmul(&Wr, x + t * n_in, q1, 1, yref, n_out, 0, n_out);
             for (int64_t r = 0; r < n_out; r++)
