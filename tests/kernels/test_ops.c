@@ -8,14 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static uint64_t rng = 0x2545F4914F6CDD1Dull;
-static uint32_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float frand(void) { return (float)((double)rnd() / 4294967296.0 * 2.0 - 1.0); }
+#define TEST_RNG_SEED 0x2545F4914F6CDD1Dull
+#include "test_rng.h"
 
 static double rel_l2(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;

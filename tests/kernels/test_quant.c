@@ -8,14 +8,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static uint64_t rng = 0x1234567887654321ull;
-static uint32_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float frand(void) { return (float)((double)rnd() / 4294967296.0 * 2.0 - 1.0); }
+#define TEST_RNG_SEED 0x1234567887654321ull
+#include "test_rng.h"
 
 static void test_layouts(void) {
     float y[256];

@@ -16,14 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
-static uint32_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-static float frand(void) { return (float)((double)rnd() / 4294967296.0 * 2.0 - 1.0); }
+#define TEST_RNG_SEED 0x243f6a8885a308d3ull
+#include "test_rng.h"
 
 static void run_case(enum lfmd_dtype dt, int64_t n_out, int64_t n_in, int n_tok) {
     size_t rb = kern_row_bytes(dt, n_in), bytes = rb * (size_t)n_out;
