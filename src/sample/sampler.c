@@ -46,11 +46,32 @@ void sampler_fini(struct sampler *s) {
     s->cand = NULL;
 }
 
-int32_t sampler_argmax(const float *logits, int n_vocab) {
+int32_t sampler_argmax_ref(const float *logits, int n_vocab) {
     int32_t best = 0;
     for (int i = 1; i < n_vocab; i++)
         if (logits[i] > logits[best]) best = i;
     return best;
+}
+
+// The same result in two passes that carry no dependency from one element to the next (the
+// reference reloads logits[best] every step: ~100 us for 65,536 logits, 1.3% of a 350M decode
+// step on the main thread): the maximum over 16 independent lanes (v > m ? v : m skips NaN, as
+// the reference's comparison does; maxps), then the first id holding it. A NaN at id 0 makes
+// every comparison of the reference false, so it returns 0: kept.
+int32_t sampler_argmax(const float *logits, int n_vocab) {
+    enum { LANES = 16 };
+    if (n_vocab < 2 * LANES || logits[0] != logits[0]) return sampler_argmax_ref(logits, n_vocab);
+    float m[LANES];
+    for (int k = 0; k < LANES; k++) m[k] = logits[0];
+    int i = 0;
+    for (; i + LANES <= n_vocab; i += LANES)
+        for (int k = 0; k < LANES; k++) m[k] = logits[i + k] > m[k] ? logits[i + k] : m[k];
+    float best = m[0];
+    for (int k = 1; k < LANES; k++) best = m[k] > best ? m[k] : best;
+    for (; i < n_vocab; i++) best = logits[i] > best ? logits[i] : best;
+    for (i = 0; i < n_vocab; i++)
+        if (logits[i] == best) break;
+    return i;
 }
 
 static int cmp_desc(const void *a, const void *b) {

@@ -40,5 +40,7 @@ void sampler_fini(struct sampler *s);
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, int n_history);
 // argmax, lowest id wins ties (same as torch.argmax on CPU/GPU for exact ties in practice).
 int32_t sampler_argmax(const float *logits, int n_vocab);
+// The plain one-pass loop sampler_argmax must equal (tests).
+int32_t sampler_argmax_ref(const float *logits, int n_vocab);
 
 #endif

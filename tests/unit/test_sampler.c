@@ -31,10 +31,33 @@ static void freqs(struct sampler_params *p, int n, double *f) {
     sampler_fini(&s);
 }
 
+// sampler_argmax (two passes) against the one-pass reference: random lengths, values drawn from a
+// small set so that ties are common, with NaN, +-0 and +-inf mixed in, and NaN at id 0.
+static void argmax_vs_ref(void) {
+    static float buf[70000];
+    const float special[] = {NAN, 0.0f, -0.0f, INFINITY, -INFINITY, 1.0f, -1.0f, 2.0f};
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int mism = 0;
+    for (int it = 0; it < 3000; it++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int n = it < 2000 ? 1 + (int)(x % 300) : 65536 + (int)(x % 3000);
+        for (int i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int k = (int)(x % 64);
+            buf[i] = k < 8 ? special[k] : (float)((int)(x >> 8) % 9) - 4.0f;
+        }
+        if (it % 7 == 0) buf[0] = NAN;
+        if (it % 11 == 0) buf[n - 1] = 100.0f; // the maximum in the unvectorized tail
+        if (sampler_argmax(buf, n) != sampler_argmax_ref(buf, n)) mism++;
+    }
+    CHECK_EQ(mism, 0);
+}
+
 int main(void) {
     float l[V];
     set_logits(l);
     CHECK_EQ(sampler_argmax(l, V), 1); // tie between 1 and 3: lowest id
+    argmax_vs_ref();
 
     struct sampler_params p;
     sampler_params_default(&p);
