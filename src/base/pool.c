@@ -6,6 +6,7 @@
 #include "limits.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <sched.h>
 #include <unistd.h>
@@ -19,11 +20,18 @@
 #endif
 
 #define SPIN_ITERS 20000
+#define WARM_STEP 16 // cache lines asked for between two looks at the wait's end
 
 struct worker {
     struct pool *pool;
     int ith;
     pthread_t th;
+};
+
+// pool_warm_after's range for one thread, a cache line of its own.
+struct warm {
+    _Alignas(64) const char *p;
+    size_t n;
 };
 
 struct pool {
@@ -37,7 +45,16 @@ struct pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int sleepers; // guarded by mu
+    struct warm *warm; // [n]
 };
+
+// Asks for lines [*off, *off + WARM_STEP) of w into L2; false when the range is done.
+static bool warm_step(const struct warm *w, size_t *off) {
+    if (*off >= w->n) return false;
+    size_t end = *off + WARM_STEP * 64 < w->n ? *off + WARM_STEP * 64 : w->n;
+    for (; *off < end; *off += 64) __builtin_prefetch(w->p + *off, 0, 2);
+    return true;
+}
 
 static void *worker_main(void *arg) {
     struct worker *w = arg;
@@ -61,7 +78,13 @@ static void *worker_main(void *arg) {
         seen = g;
         if (atomic_load(&p->stop)) break;
         p->fn(p->ctx, w->ith, p->n);
+        // The job (and p->ctx) may be gone once pending drops: take the warm range first.
+        struct warm mine = p->warm[w->ith];
+        p->warm[w->ith].n = 0;
         atomic_fetch_sub_explicit(&p->pending, 1, memory_order_release);
+        size_t off = 0;
+        while (atomic_load_explicit(&p->gen, memory_order_relaxed) == seen && warm_step(&mine, &off)) {
+        }
     }
     return NULL;
 }
@@ -80,6 +103,11 @@ int pool_new(int n_threads, struct pool **out) {
     p->n = n_threads;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    p->warm = lfmd_calloc((size_t)n_threads, sizeof *p->warm, LFMD_MEM_OTHER);
+    if (!p->warm) {
+        p->n = 1;
+        goto fail;
+    }
     if (n_threads > 1) {
         p->workers = lfmd_calloc((size_t)n_threads - 1, sizeof *p->workers, LFMD_MEM_OTHER);
         if (!p->workers) {
@@ -113,15 +141,21 @@ void pool_free(struct pool *p) {
     for (int i = 1; i < p->n; i++) pthread_join(p->workers[i - 1].th, NULL);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    lfmd_free(p->warm);
     lfmd_free(p->workers);
     lfmd_free(p);
 }
 
 int pool_threads(const struct pool *p) { return p->n; }
 
+void pool_warm_after(struct pool *p, int ith, const void *ptr, size_t n) {
+    p->warm[ith] = (struct warm){.p = ptr, .n = ptr ? n : 0};
+}
+
 void pool_run(struct pool *p, pool_fn fn, void *ctx) {
     if (p->n == 1) {
         fn(ctx, 0, 1);
+        p->warm[0].n = 0;
         return;
     }
     p->fn = fn;
@@ -132,8 +166,12 @@ void pool_run(struct pool *p, pool_fn fn, void *ctx) {
     if (p->sleepers) pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->n);
+    struct warm mine = p->warm[0];
+    p->warm[0].n = 0;
+    size_t off = 0;
     int spins = 0;
     while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        if (warm_step(&mine, &off)) continue;
         if (++spins < SPIN_ITERS) CPU_RELAX();
         else sched_yield();
     }

@@ -83,6 +83,8 @@ struct batch {
     const int *logit_rows;     // [n_logits]
 };
 
+#define RUNNER_TRACE_MAX 1024 // products per forward pass remembered (LFM2-1.2B decode: 71)
+
 struct runner {
     const struct model *m;
     struct pool *pool;
@@ -103,6 +105,10 @@ struct runner {
     int *tok_pos;
     int *rows;
     size_t bytes;
+    // The decode products (1-3 tokens) of the last forward pass in order, so that each one knows
+    // the next and its threads can warm their first rows of it (op_matmul, pool_warm_after).
+    const struct tensor *trace[RUNNER_TRACE_MAX];
+    int trace_n, trace_pos;
 };
 
 // ---- GGUF (gguf_model.c): fills m->cfg, m->llama, m->gguf and m->tensors with Hugging Face

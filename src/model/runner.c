@@ -245,6 +245,7 @@ int model_forward_batch(struct runner *r, struct seq *const *seqs, const int32_t
         // The sequences finishing in this chunk are consecutive, so their logits rows go straight to
         // their slots.
         float *out = logits ? logits + (size_t)first_logit_seq * c->n_vocab : NULL;
+        r->trace_pos = 0;
         m->ops->forward(r, &b, out);
         // Advance positions after the pass (ops read tok_pos, not s->pos).
         for (int k = 0; k < nt; k++)
@@ -272,17 +273,30 @@ struct mm_job {
     _Atomic int64_t next;   // first unclaimed row
 };
 
+// Decode products (1-3 tokens) give each thread a first chunk known in advance, rows
+// [ith c0, (ith + 1) c0), before the claims: the thread can warm those rows while it waits for
+// the product (warm_next), and its first chunk comes from L2.
+static int64_t first_chunk(int64_t n_out, int nth) {
+    int64_t c0 = (n_out / (2 * (int64_t)nth)) & ~(int64_t)15;
+    return c0 < 16 ? 16 : c0;
+}
+
 // One pool dispatch per product: each thread quantizes the (few) activation rows into its own
 // region when the kernel wants them, then claims chunks of output rows (multiples of 16) until
 // none is left. Claiming instead of a fixed half per thread: a thread that gets less memory
 // bandwidth (or loses its core for a moment) takes fewer chunks, so the other one does not
 // spin at the end of every product (measured: ~25% of decode time spent waiting with halves).
-static void mm_rows(void *ctx, int ith, int nth) {
-    struct mm_job *j = ctx;
+static void mm_rows(struct mm_job *j, int ith, int nth) {
     void *qx = NULL;
     if (j->qx) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
         kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
+    }
+    if (j->n_tok < 4) {
+        int64_t c0 = first_chunk(j->n_out, nth), s0 = (int64_t)ith * c0;
+        if (s0 < j->n_out)
+            kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, s0,
+                        s0 + c0 < j->n_out ? s0 + c0 : j->n_out);
     }
     // Decode (1-3 tokens) claims guided chunks: 1 / (2 x threads) of the rows left, down to 16
     // (multiples of 16, the x16 layouts' groups), so the last claims are short and neither
@@ -315,35 +329,69 @@ static int64_t mm_chunk(int64_t n_out, int nth) {
 
 static void mm_init(struct mm_job *j, struct runner *r, const struct tensor *W, const float *X,
                     int n_tok, float *Y, int64_t ldy) {
+    int nth = pool_threads(r->pool);
     j->W = W, j->X = X, j->n_tok = n_tok, j->Y = Y, j->ldy = ldy;
     j->n_in = tensor_cols(W), j->n_out = tensor_rows(W), j->qx_bytes = r->qx_bytes;
     j->qx = kern_matmul_uses_qx(W, n_tok) && kern_input_bytes(W->dtype, n_tok, j->n_in) ? r->qx : NULL;
-    j->chunk = mm_chunk(j->n_out, pool_threads(r->pool));
-    atomic_init(&j->next, 0);
+    j->chunk = mm_chunk(j->n_out, nth);
+    atomic_init(&j->next, n_tok < 4 ? (int64_t)nth * first_chunk(j->n_out, nth) : 0);
 }
 
-void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy) {
-    struct mm_job j;
-    mm_init(&j, r, W, X, n_tok, Y, ldy);
-    pool_run(r->pool, mm_rows, &j);
-}
-
+// The products of one dispatch (op_matmul: one; op_matmul_multi: up to three sharing X) and the
+// decode product expected next (warmed by each thread once its share is done), or NULL.
 struct mm_multi {
     struct mm_job j[3];
     int n;
+    struct pool *pool;
+    const struct tensor *next;
 };
+
+// Warming: at most this many bytes of a thread's first chunk of the next product (L2: 2 MiB
+// per core on the machines measured).
+#define WARM_MAX (512u << 10)
+
+static void warm_next(const struct mm_multi *m, int ith, int nth) {
+    const struct tensor *W = m->next;
+    if (!W) return;
+    int64_t rows = tensor_rows(W), c0 = first_chunk(rows, nth), s0 = (int64_t)ith * c0;
+    if (s0 >= rows) return;
+    size_t rb = kern_row_bytes(W->dtype, tensor_cols(W));
+    size_t n = rb * (size_t)((s0 + c0 < rows ? s0 + c0 : rows) - s0);
+    pool_warm_after(m->pool, ith, (const uint8_t *)W->data + rb * (size_t)s0,
+                    n < WARM_MAX ? n : WARM_MAX);
+}
 
 static void mm_rows_multi(void *ctx, int ith, int nth) {
     struct mm_multi *m = ctx;
     for (int k = 0; k < m->n; k++) mm_rows(&m->j[k], ith, nth);
+    warm_next(m, ith, nth);
+}
+
+// Records decode product W at the pass's current position and returns the product that came
+// after it in the previous pass (after the last: the first, i.e. the next token's), or NULL.
+static const struct tensor *trace_next(struct runner *r, const struct tensor *W, int n_tok) {
+    if (n_tok >= 4) return NULL;
+    int i = r->trace_pos++;
+    if (i >= RUNNER_TRACE_MAX) return NULL;
+    if (i >= r->trace_n || r->trace[i] != W) {
+        r->trace[i] = W;
+        r->trace_n = i + 1;   // what followed W last time is unknown now
+        return NULL;
+    }
+    return i + 1 < r->trace_n ? r->trace[i + 1] : r->trace[0];
 }
 
 void op_matmul_multi(struct runner *r, int n, const struct tensor *const *W, const float *X, int n_tok,
                      float *const *Y, const int64_t *ldy) {
-    struct mm_multi m = {.n = n};
+    struct mm_multi m = {.n = n, .pool = r->pool};
     LFMD_ASSERT(n >= 1 && n <= 3);
     for (int k = 0; k < n; k++) mm_init(&m.j[k], r, W[k], X, n_tok, Y[k], ldy[k]);
+    m.next = trace_next(r, W[0], n_tok);
     pool_run(r->pool, mm_rows_multi, &m);
+}
+
+void op_matmul(struct runner *r, const struct tensor *W, const float *X, int n_tok, float *Y, int64_t ldy) {
+    op_matmul_multi(r, 1, &W, X, n_tok, &Y, &ldy);
 }
 
 void op_vec_f32(const struct tensor *w, float *out) {
