@@ -63,8 +63,13 @@ AI const float *kv_block(enum lfmd_dtype kvt, const void *base, size_t stride, i
         return (const float *)b;
     }
     *ld = hd;
+    // A head's rows are stride bytes apart (one row holds every KV head): ask for the same rows
+    // of the next block while converting this one (no fault past the end: a prefetch is a hint).
+    const size_t rb = kvt == LFMD_DTYPE_F16 ? (size_t)hd * 2 : (size_t)hd / QK8_0 * sizeof(struct block_q8_0);
     for (int p = 0; p < n; p++) {
         const uint8_t *row = b + (size_t)p * stride;
+        for (size_t off = 0; off < rb; off += 64)
+            _mm_prefetch((const char *)row + (size_t)ATT_B * stride + off, _MM_HINT_T0);
         float *o = buf + (size_t)p * hd;
         if (kvt == LFMD_DTYPE_F16) {
             for (int d = 0; d < hd; d += 8)
