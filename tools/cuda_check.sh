@@ -10,6 +10,8 @@
 #   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
 #                                    the device builds committed code, not others' edits in flight
 #   tools/cuda_check.sh              (device) build + check + time; reads .cudasnap if present
+#   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
+#                                    of bf16 and MLX q4 with and without the persistent kernel
 # Build dependencies missing on the device (pcre2, utf8proc, libmicrohttpd) are unpacked from
 # .cudadeps/*.deb (fetch with: cd .cudadeps && apt-get download libpcre2-dev libpcre2-8-0
 # libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev
@@ -28,6 +30,8 @@ if [ "${1:-}" = "--snapshot" ]; then
 fi
 SWEEP=0
 [ "${1:-}" = "--sweep" ] && SWEEP=1   # build the bench only; time 4-bit / bf16 variants, ncu
+PERSIST=0
+[ "${1:-}" = "--persist" ] && PERSIST=1
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -60,8 +64,9 @@ command -v ninja >/dev/null && GEN="-G Ninja"
 t0=$(date +%s)
 cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release \
     > $OUT/cmake.log 2>&1 || { tail -30 $OUT/cmake.log; echo "CONFIGURE FAILED"; }
-TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench lfmd"
+TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda_test_cuda_engine lfmd-cuda-bench lfmd"
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
+[ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -91,8 +96,28 @@ if [ $SWEEP = 1 ]; then
     fi
     exit 0
 fi
+if [ $PERSIST = 1 ]; then
+    # the persistent batch-1 kernel: test, then the same-call A/B (copy ceiling in each bench line)
+    run persist 180 $B/src/cuda_test_cuda_persist
+    M=/tmp/lfm2-1.2b
+    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
+    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
+    Q="env LFMD_CUDA_QUICK=1"
+    run pk_bf16 60 $Q $B/src/lfmd-cuda-bench $M
+    run pk_bf16_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M
+    run pk_mlx4 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
+    run pk_mlx4_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
+    run pk_bf16_again 60 $Q $B/src/lfmd-cuda-bench $M
+    echo "== summary"
+    awk '/^== pk_/ && !/rc=/ {n=$2} /^device:/ {d=$0} /^decode batch 1 \(greedy/ {print n ": " $0} /^greedy 32/ {print n ": " substr($0, 1, 60)}' $LOG | cut -c1-160
+    grep -E "^device:" $LOG | head -1
+    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again; do echo "$k rc=${RES[$k]:-not run}"; done
+    exit 0
+fi
 run kernels 180 $B/src/cuda_test_cuda_kernels
 run golden 300 $B/src/cuda_test_cuda_model
+# the persistent batch-1 kernel vs the per-kernel path and the CPU (bf16 and 4-bit LFM2 models)
+run persist 180 $B/src/cuda_test_cuda_persist
 # the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine
 run engine 120 $B/src/cuda_test_cuda_engine
 # lfmd serve --device cuda:0 over HTTP: a generated 350M-shaped LFM2 (random weights, the router's

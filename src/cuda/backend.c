@@ -10,6 +10,7 @@
 #include "base/alloc.h"
 #include "kernels.h"
 #include "kernels/kern_internal.h"
+#include "persist.h"
 #include "model/internal.h"
 
 #include <cublas_v2.h>
@@ -196,7 +197,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse;
+    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse, no_persist;
     struct cuda_opts kopt;      // options as given (kernel launch settings: apply_kernel_opts)
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
@@ -465,6 +466,8 @@ static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, 
         int rc = dalloc(&d, cbytes, cm->st[si].st, err);
         if (rc || (rc = track(cm, si, d, cbytes, err))) return rc;
         out->q = d;
+        // + 16: the persistent kernel's bulk copies widen scale-bias rows to 16-byte boundaries
+        sbytes += 16;
         if ((rc = dalloc(&d, sbytes, cm->st[si].st, err)) || (rc = track(cm, si, d, sbytes, err)))
             return rc;
         out->sb = d;
@@ -681,6 +684,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->no_norm_fuse = o && o->no_norm_fuse;
     cm->no_prefetch = o && o->no_prefetch;
     cm->no_conv_fuse = o && o->no_conv_fuse;
+    cm->no_persist = o && o->no_persist;
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
     // against 1.9 ms for the batch-64 GEMMs).
@@ -893,6 +897,15 @@ struct scratch {
 struct cuda_runner {
     struct cuda_model *cm;
     int max_tok;
+    // persistent batch-1 step (persist.h): grid 0 when the model cannot use it
+    int pk_grid, pk_n_ph;
+    struct pk_args pk;          // pointers into the buffers below and the scratch of stage 0
+    struct pk_phase *pk_ph;     // device phase table
+    unsigned *pk_sync;
+    float *pk_part, *pk_cand_v;
+    int *pk_cand_i;
+    size_t pk_bytes;
+    uint64_t pk_steps;          // steps run by the persistent kernel
     struct scratch sc[CUDA_MAX_STAGES];
     struct graph_ent graphs[MAX_GRAPHS];
     int n_graphs;
@@ -972,6 +985,12 @@ void cuda_runner_free(struct cuda_runner *r) {
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
         if (sc->meta_h) cudaFreeHost(sc->meta_h);
+        if (i == 0) {
+            void *pk[] = {r->pk_ph, r->pk_sync, r->pk_part, r->pk_cand_v, r->pk_cand_i};
+            for (size_t k = 0; k < sizeof pk / sizeof pk[0]; k++)
+                if (pk[k]) cudaFreeAsync(pk[k], st->st);
+            g_used -= r->pk_bytes;
+        }
     }
     lfmd_free(r->tok_seq);
     lfmd_free(r->tok);
@@ -981,6 +1000,106 @@ void cuda_runner_free(struct cuda_runner *r) {
 }
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+// ---- persistent batch-1 step (persist.h) ----
+
+// A product phase over matrix W: y (mode) = W input, input = x normalized by nw (NULL: raw).
+static void pk_mv(struct pk_phase *p, const struct cw *W, int in, const float *x, const float *nw,
+                  float *y, int mode) {
+    memset(p, 0, sizeof *p);
+    p->kind = PK_MV;
+    p->mode = mode;
+    p->in = in;
+    p->N = (int)W->rows;
+    p->K = (int)W->cols;
+    p->q4 = W->q4;
+    p->w = W->q4 ? (const void *)W->q : (const void *)W->d;
+    p->sb = W->sb;
+    p->sbk = W->sbk;
+    p->gs = W->gs;
+    p->x = x;
+    p->nw = nw;
+    p->y = y;
+}
+
+// Builds the runner's phase table when the model can take the persistent kernel (LFM2, one
+// stage, shapes within persist.h's limits, 4-bit products on integer activations); otherwise
+// leaves r->pk_grid 0 (steps take the per-kernel path). 0 or LFMD_E* (allocation).
+static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_err_ctx *err) {
+    const struct model_config *c = &cm->c;
+    struct stage *st = &cm->st[0];
+    struct scratch *sc = &r->sc[0];
+    int hd = c->head_dim, H = c->n_head, KVH = c->n_kv_head;
+    if (c->arch != MODEL_ARCH_LFM2 || cm->n_stages != 1 || cm->no_persist || !st->lm_head.rows)
+        return 0;
+    if (hd % 4 || hd > 128 || KVH < 1 || H % KVH || H / KVH > PK_MAXREP ||
+        (H / KVH + 1) * hd > PK_XS_BYTES / 4 / PK_WARPS || KVH > PK_SYNC_WORDS - 2 ||
+        c->n_embd % 8 || c->conv_L < 2)
+        return 0;
+    int n_ph = 1;
+    for (int l = 0; l < c->n_layer; l++) n_ph += c->is_attn[l] ? 5 : 4;
+    struct pk_phase *ph = lfmd_calloc((size_t)n_ph, sizeof *ph, LFMD_MEM_SCRATCH);
+    if (!ph) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    int k = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        const struct clayer *L = &st->layers[l];
+        int in = l == 0 ? PK_IN_EMB : PK_IN_X;
+        if (L->attn) {
+            pk_mv(&ph[k++], &L->qkv, in, sc->x, L->n1, sc->a, CUK_MV_STORE);
+            ph[k++] = (struct pk_phase){.kind = PK_ATTN, .x = sc->a, .y = sc->c, .slot = L->slot,
+                                        .qn = L->qn, .kn = L->kn};
+            pk_mv(&ph[k++], &L->o, PK_IN_X, sc->c, NULL, sc->x, CUK_MV_ACC);
+        } else {
+            pk_mv(&ph[k], &L->in_proj, in, sc->x, L->n1, sc->c, CUK_MV_CONV);
+            ph[k].convw = L->convw;
+            ph[k++].slot = L->slot;
+            pk_mv(&ph[k++], &L->conv_out, PK_IN_X, sc->c, NULL, sc->x, CUK_MV_ACC);
+        }
+        pk_mv(&ph[k++], &L->w13, PK_IN_X, sc->x, L->n2, sc->b, CUK_MV_SWIGLU);
+        pk_mv(&ph[k++], &L->w2, PK_IN_X, sc->b, NULL, sc->x, CUK_MV_ACC);
+    }
+    pk_mv(&ph[k], &st->lm_head, PK_IN_X, sc->x, st->final_norm, sc->logits, CUK_MV_STORE);
+    ph[k++].lm = 1;
+    bool ok = true;
+    for (int i = 0; i < n_ph && ok; i++) {
+        if (ph[i].kind != PK_MV) continue;
+        // the persistent kernel's 4-bit products use integer activations (k_mvq8's scheme)
+        if ((ph[i].q4 && cm->kopt.no_q8) || cuk_persist_geom(&ph[i])) ok = false;
+    }
+    int grid = ok ? cuk_persist_grid() : 0;
+    int rc = 0;
+    if (grid > 0) {
+        size_t nb[5] = {(size_t)n_ph * sizeof *ph, PK_SYNC_WORDS * sizeof(unsigned),
+                        (size_t)H * PK_MAXCH * (size_t)(hd + 2) * sizeof(float),
+                        (size_t)grid * sizeof(float), (size_t)grid * sizeof(int)};
+        void **dst[5] = {(void **)&r->pk_ph, (void **)&r->pk_sync, (void **)&r->pk_part,
+                         (void **)&r->pk_cand_v, (void **)&r->pk_cand_i};
+        for (int i = 0; i < 5 && !rc; i++) {
+            rc = dalloc(dst[i], nb[i], st->st, err);
+            if (!rc) r->pk_bytes += nb[i];
+        }
+        cudaError_t e = cudaSuccess;
+        if (!rc) e = cudaMemcpy(r->pk_ph, ph, nb[0], cudaMemcpyHostToDevice);
+        if (!rc && e == cudaSuccess) e = cudaMemset(r->pk_sync, 0, nb[1]);
+        if (!rc && e != cudaSuccess) rc = cu_err(err, e, "persistent kernel tables");
+    }
+    lfmd_free(ph);
+    if (rc || grid <= 0) return rc;
+    const struct cw *E = &st->embed;
+    r->pk = (struct pk_args){
+        .ph = r->pk_ph, .n_ph = n_ph, .tok = sc->meta.tok, .pos = sc->meta.pos,
+        .nctx = sc->meta.nctx, .kv = sc->meta.kv, .conv = sc->meta.conv,
+        .emb_w = E->q4 ? (const void *)E->q : (const void *)E->d, .emb_sb = E->sb,
+        .emb_q4 = E->q4, .emb_sbk = E->sbk, .emb_gs = E->gs, .x = sc->x, .D = c->n_embd,
+        .H = H, .KVH = KVH, .hd = hd, .conv_L = c->conv_L, .eps = c->norm_eps,
+        .inv_freq = st->inv_freq, .part = r->pk_part, .sync = r->pk_sync,
+        .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax};
+    r->pk_n_ph = n_ph;
+    r->pk_grid = grid;
+    return 0;
+}
+
+uint64_t cuda_runner_persist_steps(const struct cuda_runner *r) { return r->pk_steps; }
 
 int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,
                     struct lfmd_err_ctx *err) {
@@ -1058,6 +1177,9 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
                             cm->st[i].st);
         cudaStreamSynchronize(cm->st[i].st);
     }
+    cudaSetDevice(cm->st[0].dev);
+    if ((rc = pk_build(cm, r, err))) goto fail;
+    cudaStreamSynchronize(cm->st[0].st);
     *out = r;
     return 0;
 fail:
@@ -1300,7 +1422,15 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
         CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice, st->st),
            "metadata");
     }
-    if (cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64) {
+    if (T == 1 && nl <= 1 && r->pk_grid && !r->prof) {
+        // one token of one sequence: the whole step in one persistent launch (persist.h)
+        struct pk_args a = r->pk;
+        a.n_ph = nl ? r->pk_n_ph : r->pk_n_ph - 1;   // the lm_head only when logits are wanted
+        a.greedy = greedy && nl;
+        CK(cudaSetDevice(cm->st[0].dev), "set device");
+        CK((cudaError_t)cuk_persist_launch(&a, r->pk_grid, cm->st[0].st), "persistent step");
+        r->pk_steps++;
+    } else if (cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64) {
         struct stage *st = &cm->st[0];
         cudaGraphExec_t exec = NULL;
         for (int g = 0; g < r->n_graphs; g++)

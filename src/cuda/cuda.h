@@ -40,6 +40,8 @@ struct cuda_opts {
     bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
     bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
     bool no_preload;                // matvec: first weights only prefetched to L2 (A/B)
+    bool no_persist;                // batch-1 LFM2 steps through the per-kernel path, not the
+                                    // persistent kernel (A/B; LFMD_CUDA_NO_PERSIST=1 in lfmd)
 };
 
 struct cuda_model;
@@ -114,5 +116,8 @@ void cuda_runner_profile(struct cuda_runner *r, bool on);
 void cuda_runner_profile_print(struct cuda_runner *r, FILE *f);
 // Waits for all device work of the runner (timing).
 void cuda_runner_sync(struct cuda_runner *r);
+// Steps this runner ran through the persistent decode kernel (one token of one sequence, LFM2,
+// one stage: persist.h); 0 when the model cannot use it or cuda_opts.no_persist is set.
+uint64_t cuda_runner_persist_steps(const struct cuda_runner *r);
 
 #endif

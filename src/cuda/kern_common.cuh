@@ -1,5 +1,6 @@
-// Device helpers shared by the CUDA kernel files (kernels.cu, matvec.cu): warp sums, bf16
-// widening, programmatic dependent launch (PDL) and the launch wrapper that applies it.
+// Device helpers shared by the CUDA kernel files (kernels.cu, matvec.cu, persist.cu): warp sums,
+// bf16 widening, programmatic dependent launch (PDL) and the launch wrapper that applies it, the
+// 4-bit weight word helpers.
 // Invariant: included by .cu files only; the launch settings live in kernels.cu.
 // SPDX-License-Identifier: MIT
 #ifndef LFMD_CUDA_KERN_COMMON_CUH
@@ -7,6 +8,7 @@
 
 #include "kernels.h"
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
@@ -82,6 +84,54 @@ static __device__ __forceinline__ uint4 ld_stream(const uint4 *p) {
 
 static __device__ __forceinline__ void prefetch_l2(const void *p) {
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+// Dot product of 8 bf16 weights (one 16-byte chunk, element 0 in the low half) with x.
+static __device__ __forceinline__ float dot_bf16x8(uint4 w, const float (&x)[8]) {
+    return __uint_as_float(w.x << 16) * x[0] + __uint_as_float(w.x & 0xffff0000u) * x[1] +
+           __uint_as_float(w.y << 16) * x[2] + __uint_as_float(w.y & 0xffff0000u) * x[3] +
+           __uint_as_float(w.z << 16) * x[4] + __uint_as_float(w.z & 0xffff0000u) * x[5] +
+           __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
+}
+
+// ---- 4-bit weights (struct cuk_q4, kernels.h): shared by matvec.cu and persist.cu ----
+// The 8 4-bit codes of word w (element k in bits 4k..4k+3) as floats: each code is placed in
+// the low byte of 2^23 (0x4B000000) and 2^23 subtracted (exact).
+static __device__ __forceinline__ void q4_word(uint32_t w, float (&q)[8]) {
+    const uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu, m = 0x4B000000u;
+    const float M = 8388608.0f;
+    q[0] = __uint_as_float(__byte_perm(lo, m, 0x7440)) - M;
+    q[1] = __uint_as_float(__byte_perm(hi, m, 0x7440)) - M;
+    q[2] = __uint_as_float(__byte_perm(lo, m, 0x7441)) - M;
+    q[3] = __uint_as_float(__byte_perm(hi, m, 0x7441)) - M;
+    q[4] = __uint_as_float(__byte_perm(lo, m, 0x7442)) - M;
+    q[5] = __uint_as_float(__byte_perm(hi, m, 0x7442)) - M;
+    q[6] = __uint_as_float(__byte_perm(lo, m, 0x7443)) - M;
+    q[7] = __uint_as_float(__byte_perm(hi, m, 0x7443)) - M;
+}
+
+// Scale and bias of group g.
+static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g) {
+    if (sbk == CUK_SB_F32) return __ldg(reinterpret_cast<const float2 *>(sb) + g);
+    uint32_t v = __ldg(reinterpret_cast<const uint32_t *>(sb) + g);
+    if (sbk == CUK_SB_BF16)
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
+                       __half2float(__ushort_as_half((unsigned short)(v >> 16))));
+}
+
+static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
+    return (uint32_t)(a & 0xff) | ((uint32_t)(b & 0xff) << 8) | ((uint32_t)(c & 0xff) << 16) |
+           ((uint32_t)(d & 0xff) << 24);
+}
+
+// Storage position of word w of a 4-bit row of nw words (cuda_q4_pack_row): in a full block of
+// 128 words, word 128 b + 32 k + j sits at 128 b + 4 j + k; a partial last block keeps its order.
+static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
+    int64_t b = w >> 7;
+    if (b >= (nw >> 7)) return w;
+    int r = (int)(w & 127);
+    return (b << 7) + 4 * (r & 31) + (r >> 5);
 }
 
 // kernels.cu: the previous bf16 matvec (g_mv_old), same contract as cuk_matvec.

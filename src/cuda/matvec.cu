@@ -8,8 +8,6 @@
 // SPDX-License-Identifier: MIT
 #include "kern_common.cuh"
 
-#include <cuda_fp16.h>
-
 // 8 consecutive f32 activations at X + off (16-byte aligned); SM: shared memory, else via L1.
 template <bool SM>
 static __device__ __forceinline__ void ld_x8(const float *X, size_t off, float (&x)[8]) {
@@ -24,38 +22,6 @@ static __device__ __forceinline__ void ld_x8(const float *X, size_t off, float (
     }
     x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
     x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-}
-
-static __device__ __forceinline__ float dot_bf16x8(uint4 w, const float (&x)[8]) {
-    return __uint_as_float(w.x << 16) * x[0] + __uint_as_float(w.x & 0xffff0000u) * x[1] +
-           __uint_as_float(w.y << 16) * x[2] + __uint_as_float(w.y & 0xffff0000u) * x[3] +
-           __uint_as_float(w.z << 16) * x[4] + __uint_as_float(w.z & 0xffff0000u) * x[5] +
-           __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
-}
-
-// The 8 4-bit codes of word w (element k in bits 4k..4k+3) as floats: each code is placed in
-// the low byte of 2^23 (0x4B000000) and 2^23 subtracted (exact).
-static __device__ __forceinline__ void q4_word(uint32_t w, float (&q)[8]) {
-    const uint32_t lo = w & 0x0F0F0F0Fu, hi = (w >> 4) & 0x0F0F0F0Fu, m = 0x4B000000u;
-    const float M = 8388608.0f;
-    q[0] = __uint_as_float(__byte_perm(lo, m, 0x7440)) - M;
-    q[1] = __uint_as_float(__byte_perm(hi, m, 0x7440)) - M;
-    q[2] = __uint_as_float(__byte_perm(lo, m, 0x7441)) - M;
-    q[3] = __uint_as_float(__byte_perm(hi, m, 0x7441)) - M;
-    q[4] = __uint_as_float(__byte_perm(lo, m, 0x7442)) - M;
-    q[5] = __uint_as_float(__byte_perm(hi, m, 0x7442)) - M;
-    q[6] = __uint_as_float(__byte_perm(lo, m, 0x7443)) - M;
-    q[7] = __uint_as_float(__byte_perm(hi, m, 0x7443)) - M;
-}
-
-// Scale and bias of group g.
-static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g) {
-    if (sbk == CUK_SB_F32) return __ldg(reinterpret_cast<const float2 *>(sb) + g);
-    uint32_t v = __ldg(reinterpret_cast<const uint32_t *>(sb) + g);
-    if (sbk == CUK_SB_BF16)
-        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-    return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
-                       __half2float(__ushort_as_half((unsigned short)(v >> 16))));
 }
 
 // Tail prefetch: once a warp has finished its rows, it asks L2 for its share of the first
@@ -280,11 +246,6 @@ __global__ void __launch_bounds__(256)
 // __dp4a: sum_j w_j x'_j = scale * dd * (254 dot(q_w, q1) + dot(q_w, q2)) + bias * dd * sum,
 // i.e. exactly W x' (q16_words_ref in tests/cuda/test_cuda_kernels.c is the host twin).
 // Warp layout, rows per warp, prefetches and epilogues as k_mv (WT 1). ----
-static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
-    return (uint32_t)(a & 0xff) | ((uint32_t)(b & 0xff) << 8) | ((uint32_t)(c & 0xff) << 16) |
-           ((uint32_t)(d & 0xff) << 24);
-}
-
 template <int NT, int R, bool NORM>
 __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
@@ -612,15 +573,6 @@ extern "C" void cuk_matvec_q4_conv(const struct cuk_q4 *W, int N, int K, const f
 
 // ---- 4-bit -> bf16 (rows r0 .. r0 + n of W into hi [n, K]; lo: the rounding remainder, so that
 // hi + lo carries ~16 mantissa bits), one thread per code word ----
-// Storage position of word w of a 4-bit row of nw words (cuda_q4_pack_row): in a full block of
-// 128 words, word 128 b + 32 k + j sits at 128 b + 4 j + k; a partial last block keeps its order.
-static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
-    int64_t b = w >> 7;
-    if (b >= (nw >> 7)) return w;
-    int r = (int)(w & 127);
-    return (b << 7) + 4 * (r & 31) + (r >> 5);
-}
-
 static __device__ __forceinline__ uint32_t f2bf(float f) {
     uint32_t u = __float_as_uint(f);
     return (u & 0x7fffffffu) > 0x7f800000u ? ((u >> 16) | 64)

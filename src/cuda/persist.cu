@@ -1,0 +1,781 @@
+// Persistent batch-1 decode step for LFM2 (persist.h): one cooperative launch of one block per SM
+// runs every phase of the step (products, attention, lm_head + argmax), phases separated by a
+// grid barrier (a global arrival counter that only grows within a launch; the last block resets
+// it). Products: each warp owns a static contiguous share of the rows of every product and
+// streams their weights with bulk copies (cp.async.bulk, completion on an mbarrier) through its
+// own ring of PK_DEPTH shared-memory slots; a slot is refilled with the warp's next chunk as soon
+// as it is consumed, so the ring runs ahead across phases and DRAM keeps streaming while the grid
+// waits at a barrier (weights never depend on activations). After each barrier every block
+// stages the phase's input (RMS-normalized when the product has a norm: f32 for bf16 weights, two
+// int8 levels per 8-element word for 4-bit weights as in k_mvq8) in shared memory.
+// Epilogues as k_mv: store, residual accumulate, SwiGLU of row pairs, in_proj + short conv.
+// Attention: (KV head, position chunk) items over the grid's warps; q and k head norm + RoPE
+// and the KV store of the current position happen in the same phase; the last item of each KV
+// head merges the chunks (ticket). argmax: per-block candidates, reduced by the last block.
+// Invariant: accumulation in f32; data written inside the launch is read through L2 (ld.cg).
+// SPDX-License-Identifier: MIT
+#include "kern_common.cuh"
+#include "persist.h"
+
+#define PK_THREADS (PK_WARPS * WARP)
+#define PK_RING (PK_WARPS * PK_DEPTH * PK_SLOT)
+#define PK_SMEM (PK_RING + PK_XS_BYTES)
+
+struct pk_cur {   // a warp's position in its chunk sequence: phase, unit, end unit, K-slice
+    int p, u, ub, s;
+};
+
+static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ unsigned ru16(unsigned n) { return (n + 15u) & ~15u; }
+
+static __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned n) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(n) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_expect(uint64_t *b, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)),
+                 "r"(bytes)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(smem_u32(b)), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+// Bulk copy of `bytes` (multiple of 16, both addresses 16-byte aligned) into shared memory,
+// completing on mbarrier `bar`; weights are read once per step: evict-first in L2.
+static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes,
+                                                uint64_t *bar, uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(pol)
+                 : "memory");
+}
+
+static __device__ __forceinline__ float ldcg(const float *p) { return __ldcg(p); }
+static __device__ __forceinline__ float4 ldcg4(const float *p) {
+    return __ldcg(reinterpret_cast<const float4 *>(p));
+}
+
+static __device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Grid barrier number k (1-based) of the launch: arrive, then wait until every block arrived.
+static __device__ __forceinline__ void grid_barrier(unsigned *cnt, unsigned target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(cnt) : "memory");
+        unsigned v;
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(cnt) : "memory");
+        } while ((int)(v - target) < 0);
+    }
+    __syncthreads();
+}
+
+// Units [ua, ub) of warp w of block b: contiguous by block (bytes per SM balanced), then by warp.
+static __device__ __forceinline__ void warp_range(int units, int b, int G, int w, int &ua,
+                                                  int &ub) {
+    const long long u0 = (long long)units * b / G, u1 = (long long)units * (b + 1) / G;
+    const int n = (int)(u1 - u0);
+    ua = (int)u0 + n * w / PK_WARPS;
+    ub = (int)u0 + n * (w + 1) / PK_WARPS;
+}
+
+// Moves c to the first product phase at or after c.p in which this warp has units.
+static __device__ bool cur_seek(pk_cur &c, const pk_args &A, int b, int G, int w) {
+    for (; c.p < A.n_ph; c.p++) {
+        const pk_phase *P = A.ph + c.p;
+        if (P->kind != PK_MV) continue;
+        int ua, ub;
+        warp_range(P->units, b, G, w, ua, ub);
+        if (ua < ub) {
+            c.u = ua;
+            c.ub = ub;
+            c.s = 0;
+            return true;
+        }
+    }
+    return false;
+}
+
+static __device__ bool cur_next(pk_cur &c, const pk_args &A, int b, int G, int w) {
+    const pk_phase *P = A.ph + c.p;
+    if (++c.s < P->ks) return true;
+    c.s = 0;
+    c.u += P->upc;
+    if (c.u < c.ub) return true;
+    c.p++;
+    return cur_seek(c, A, b, G, w);
+}
+
+// First weight row of segment j of the chunk at unit u (rows of a segment are consecutive).
+static __device__ __forceinline__ long long seg_row(const pk_phase *P, int u, int j) {
+    return P->mode == CUK_MV_CONV ? u + (long long)j * (P->N / 3) : (long long)u * P->rpu + j;
+}
+
+// Issues the bulk copies of the chunk at cursor c into `slot` (all lanes; lane j issues copy j:
+// the code rows of segment j, then for 4-bit the scale-bias rows of each segment, widened to
+// 16-byte boundaries). Slot layout: rows r = segment * rps + i, each K / ks weights; 4-bit:
+// scale-bias of segment j at R * K / 2 + j * sbseg (+ the source's misalignment).
+static __device__ void pk_issue(const pk_phase *P, const pk_cur &c, unsigned char *slot,
+                                uint64_t *bar, int lane, uint64_t pol) {
+    const int K = P->K, nseg = P->nseg, ks = P->ks;
+    const int nu = min(P->upc, c.ub - c.u), R = nu * P->rpu, rps = R / nseg;
+    const char *src = nullptr;
+    unsigned len = 0, dst = 0, total = 0;
+    for (int j = 0; j < nseg; j++) {
+        const long long r0 = seg_row(P, c.u, j);
+        if (!P->q4) {
+            const unsigned rb = (unsigned)(K / ks) * 2;
+            const unsigned n = rps * rb;
+            if (lane == j) {
+                src = static_cast<const char *>(P->w) + (r0 * K + (long long)c.s * (K / ks)) * 2;
+                len = n;
+                dst = j * n;
+            }
+            total += n;
+        } else {
+            const unsigned rowc = (unsigned)K / 2, n = rps * rowc;
+            if (lane == j) {
+                src = static_cast<const char *>(P->w) + r0 * rowc;
+                len = n;
+                dst = j * n;
+            }
+            total += n;
+            const uintptr_t sa = reinterpret_cast<uintptr_t>(P->sb) + (uintptr_t)r0 * P->sbrow;
+            const uintptr_t a = sa & ~(uintptr_t)15,
+                            e = (sa + (uintptr_t)rps * P->sbrow + 15) & ~(uintptr_t)15;
+            const unsigned sbseg = ru16(rps * P->sbrow) + 16;
+            if (lane == nseg + j) {
+                src = reinterpret_cast<const char *>(a);
+                len = (unsigned)(e - a);
+                dst = R * rowc + j * sbseg;
+            }
+            total += (unsigned)(e - a);
+        }
+    }
+    if (lane == 0) mbar_expect(bar, total);
+    __syncwarp();
+    if (len) bulk_g2s(slot + dst, src, len, bar, pol);
+}
+
+// ---- products on a chunk in shared memory: acc[r] += row r . x (this lane's share) ----
+
+static __device__ __forceinline__ void mv_bf16(const unsigned char *slot, const float *xs, int Ks,
+                                               int k0, int R, float (&acc)[PK_MAXR], int lane) {
+    const int n16 = Ks / 8;
+#pragma unroll 2
+    for (int c = lane; c < n16; c += WARP) {
+        const float4 a = *reinterpret_cast<const float4 *>(xs + k0 + 8 * c);
+        const float4 b = *reinterpret_cast<const float4 *>(xs + k0 + 8 * c + 4);
+        const float x[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int r = 0; r < PK_MAXR; r++)
+            if (r < R)
+                acc[r] += dot_bf16x8(
+                    *reinterpret_cast<const uint4 *>(slot + (size_t)r * Ks * 2 + 16 * c), x);
+    }
+}
+
+// 4-bit rows (cuda_q4_pack_row order) against integer activations xq / xf (k_mvq8's scheme);
+// sbo[r]: offset of row r's scale-bias pairs in the slot.
+static __device__ __forceinline__ void mv_q4(const unsigned char *slot, const uint4 *xq,
+                                             const float2 *xf, int K, int R, int sbk, int wsh,
+                                             const unsigned (&sbo)[PK_MAXR],
+                                             float (&acc)[PK_MAXR], int lane) {
+    const int n16 = K / 32, nfull = n16 >> 5, rowc = K / 2;
+    for (int c = lane; c < n16; c += WARP) {
+        uint4 wv[PK_MAXR];
+#pragma unroll
+        for (int r = 0; r < PK_MAXR; r++)
+            if (r < R) wv[r] = *reinterpret_cast<const uint4 *>(slot + (size_t)r * rowc + 16 * c);
+        const bool full = (c >> 5) < nfull;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const int word = full ? ((c >> 5) << 7) + (c & 31) + 32 * k : 4 * c + k;
+            const uint4 a = xq[word];
+            const float2 f = xf[word];
+            const int g = word >> wsh;
+#pragma unroll
+            for (int r = 0; r < PK_MAXR; r++) {
+                if (r >= R) continue;
+                const uint32_t w = k == 0 ? wv[r].x : k == 1 ? wv[r].y : k == 2 ? wv[r].z : wv[r].w;
+                const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
+                float2 p;
+                if (sbk == CUK_SB_F32) {
+                    p = *reinterpret_cast<const float2 *>(slot + sbo[r] + 8 * g);
+                } else {
+                    const uint32_t v = *reinterpret_cast<const uint32_t *>(slot + sbo[r] + 4 * g);
+                    p = sbk == CUK_SB_BF16
+                            ? make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u))
+                            : make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
+                                          __half2float(__ushort_as_half((unsigned short)(v >> 16))));
+                }
+                const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
+                const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
+                acc[r] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
+            }
+        }
+    }
+}
+
+// The phase's input in shared memory (all threads of the block): the f32 vector (or the token's
+// embedding row; block 0 then also stores it as the residual stream x), RMS-normalized with nw
+// when given; bf16 weights: f32 [K]; 4-bit: per 8-element word the two int8 levels and
+// (dd, dd * sum) as k_mvq8 computes them.
+static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned char *xsm,
+                                float *red, int tok) {
+    const int K = P.K, nw8 = K / 8, tid = threadIdx.x, lane = tid % WARP, wi = tid / WARP;
+    float v[4][8];
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        const int i = tid + PK_THREADS * m;
+        if (i >= nw8) continue;
+        if (P.in == PK_IN_X) {
+            const float4 a = ldcg4(P.x + 8 * i), b = ldcg4(P.x + 8 * i + 4);
+            v[m][0] = a.x; v[m][1] = a.y; v[m][2] = a.z; v[m][3] = a.w;
+            v[m][4] = b.x; v[m][5] = b.y; v[m][6] = b.z; v[m][7] = b.w;
+        } else if (!A.emb_q4) {
+            const uint4 w = __ldg(reinterpret_cast<const uint4 *>(A.emb_w) + (size_t)tok * nw8 + i);
+            const uint32_t u[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                v[m][2 * j] = __uint_as_float(u[j] << 16);
+                v[m][2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+            }
+        } else {
+            const uint32_t *q = static_cast<const uint32_t *>(A.emb_w) + (size_t)tok * nw8;
+            const float2 p = ld_sb(A.emb_sb, A.emb_sbk, (size_t)tok * (K / A.emb_gs) +
+                                                           (size_t)(8 * i) / A.emb_gs);
+            float f[8];
+            q4_word(__ldg(q + q4_pos(i, nw8)), f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[m][j] = p.x * f[j] + p.y;
+        }
+        if (P.in == PK_IN_EMB && blockIdx.x == 0) {
+            float4 *o = reinterpret_cast<float4 *>(A.x + 8 * i);
+            o[0] = make_float4(v[m][0], v[m][1], v[m][2], v[m][3]);
+            o[1] = make_float4(v[m][4], v[m][5], v[m][6], v[m][7]);
+        }
+    }
+    float inv = 1.0f;
+    if (P.nw) {
+        float ss = 0;
+#pragma unroll
+        for (int m = 0; m < 4; m++)
+            if (tid + PK_THREADS * m < nw8)
+#pragma unroll
+                for (int j = 0; j < 8; j++) ss += v[m][j] * v[m][j];
+        ss = warp_sum(ss);
+        if (lane == 0) red[wi] = ss;
+        __syncthreads();
+        float s = 0;
+#pragma unroll
+        for (int k = 0; k < PK_WARPS; k++) s += red[k];
+        inv = 1.0f / sqrtf(s / K + A.eps);
+    }
+#pragma unroll
+    for (int m = 0; m < 4; m++) {
+        const int i = tid + PK_THREADS * m;
+        if (i >= nw8) continue;
+        float x[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] = P.nw ? __ldg(P.nw + 8 * i + j) * (v[m][j] * inv) : v[m][j];
+        if (!P.q4) {
+            float4 *o = reinterpret_cast<float4 *>(xsm) + 2 * i;
+            o[0] = make_float4(x[0], x[1], x[2], x[3]);
+            o[1] = make_float4(x[4], x[5], x[6], x[7]);
+            continue;
+        }
+        float amax = 0;
+#pragma unroll
+        for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float dd = amax / 32258.0f, u = 254.0f * dd;
+        const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
+        const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
+        int q1[8], q2[8], sq = 0;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            q1[j] = __float2int_rn(x[j] * i1);
+            const float r = __fmaf_rn(-u, (float)q1[j], x[j]);
+            q2[j] = min(127, max(-127, __float2int_rn(r * i2)));
+            sq += 254 * q1[j] + q2[j];
+        }
+        reinterpret_cast<uint4 *>(xsm)[i] =
+            make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
+                       pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
+        reinterpret_cast<float2 *>(xsm + (size_t)nw8 * 16)[i] = make_float2(dd, dd * (float)sq);
+    }
+    __syncthreads();
+}
+
+// Head RMSNorm (w; NULL: none) + NeoX RoPE at pos of the hd values at src into dst (one warp).
+static __device__ void head_norm_rope(const float *src, const float *w, float *dst, int hd,
+                                      float eps, int pos, const float *inv_freq, int lane) {
+    float ss = 0;
+    for (int e = lane; e < hd; e += WARP) {
+        const float v = ldcg(src + e);
+        dst[e] = v;
+        ss += v * v;
+    }
+    if (w) {
+        ss = warp_sum(ss);
+        const float inv = 1.0f / sqrtf(ss / hd + eps);
+        for (int e = lane; e < hd; e += WARP) dst[e] = w[e] * (dst[e] * inv);
+    }
+    __syncwarp();
+    const int half = hd / 2;
+    const float p = (float)pos;
+    for (int i = lane; i < half; i += WARP) {
+        const float ang = p * inv_freq[i];
+        const float cs = cosf(ang), sn = sinf(ang);
+        const float x1 = dst[i], x2 = dst[i + half];
+        dst[i] = x1 * cs - x2 * sn;
+        dst[i + half] = x2 * cs + x1 * sn;
+    }
+    __syncwarp();
+}
+
+// Attention of the current token (one warp per (KV head, position chunk) item). NE: head
+// elements per lane (hd <= 32 NE). wsm: this warp's shared scratch (PK_MAXREP + 1) hd floats.
+template <int NE>
+static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *wsm, int lane,
+                                    int gw, int nwarp) {
+    const int H = A.H, KVH = A.KVH, hd = A.hd, rep = H / KVH, kvd = KVH * hd;
+    const int pos = A.pos[0], len = pos + 1;
+    const size_t n = (size_t)A.nctx[0];
+    float *Kb = A.kv[0] + (size_t)P.slot * 2 * n * kvd;
+    float *Vb = Kb + n * kvd;
+    int ppi = 32, nch = (len + 31) / 32;
+    if (nch > PK_MAXCH) {
+        ppi = ((len + PK_MAXCH - 1) / PK_MAXCH + 31) & ~31;
+        nch = (len + ppi - 1) / ppi;
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int it = gw; it < KVH * nch; it += nwarp) {
+        const int g = it % KVH, ci = it / KVH, p0 = ci * ppi, p1 = min(len, p0 + ppi);
+        for (int r = 0; r < rep; r++)
+            head_norm_rope(P.x + (size_t)(g * rep + r) * hd, P.qn, wsm + r * hd, hd, A.eps, pos,
+                           A.inv_freq, lane);
+        if (p0 <= pos && pos < p1) {   // this item stores k and v of the current position
+            float *kt = wsm + rep * hd;
+            head_norm_rope(P.x + (size_t)(H + g) * hd, P.kn, kt, hd, A.eps, pos, A.inv_freq, lane);
+            const float *vs = P.x + (size_t)(H + KVH + g) * hd;
+            for (int e = lane; e < hd; e += WARP) {
+                Kb[(size_t)pos * kvd + (size_t)g * hd + e] = kt[e];
+                Vb[(size_t)pos * kvd + (size_t)g * hd + e] = ldcg(vs + e);
+            }
+            __threadfence();   // read back below through L2 by other lanes
+            __syncwarp();
+        }
+        float m[PK_MAXREP], l[PK_MAXREP], acc[PK_MAXREP][NE];
+#pragma unroll
+        for (int r = 0; r < PK_MAXREP; r++) {
+            m[r] = -INFINITY;
+            l[r] = 0.f;
+#pragma unroll
+            for (int E = 0; E < NE; E++) acc[r][E] = 0.f;
+        }
+        for (int pb = p0; pb < p1; pb += WARP) {
+            const int p = pb + lane, nvalid = min(WARP, p1 - pb);
+            const bool valid = p < p1;
+            float s[PK_MAXREP];
+#pragma unroll
+            for (int r = 0; r < PK_MAXREP; r++) s[r] = 0.f;
+            const float *kr = Kb + (size_t)(valid ? p : p0) * kvd + (size_t)g * hd;
+            for (int e0 = 0; e0 < hd; e0 += 32) {
+                float4 k4[8];
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    k4[j] = e0 + 4 * j < hd ? ldcg4(kr + e0 + 4 * j) : make_float4(0, 0, 0, 0);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (e0 + 4 * j >= hd) continue;
+#pragma unroll
+                    for (int r = 0; r < PK_MAXREP; r++) {
+                        if (r >= rep) continue;
+                        const float4 q = *reinterpret_cast<const float4 *>(wsm + r * hd + e0 + 4 * j);
+                        s[r] += q.x * k4[j].x + q.y * k4[j].y + q.z * k4[j].z + q.w * k4[j].w;
+                    }
+                }
+            }
+            float pr[PK_MAXREP];
+#pragma unroll
+            for (int r = 0; r < PK_MAXREP; r++) {
+                pr[r] = 0.f;
+                if (r >= rep) continue;
+                const float sc = valid ? s[r] * scale : -INFINITY;
+                const float mn = fmaxf(m[r], warp_max(sc));
+                const float corr = expf(m[r] - mn);
+                const float e = valid ? expf(sc - mn) : 0.f;
+                l[r] = l[r] * corr + warp_sum(e);
+#pragma unroll
+                for (int E = 0; E < NE; E++) acc[r][E] *= corr;
+                m[r] = mn;
+                pr[r] = e;
+            }
+            for (int j0 = 0; j0 < nvalid; j0 += 8) {
+                float vv[8][NE];
+#pragma unroll
+                for (int jj = 0; jj < 8; jj++)
+#pragma unroll
+                    for (int E = 0; E < NE; E++) {
+                        const int e = lane + WARP * E;
+                        vv[jj][E] = j0 + jj < nvalid && e < hd
+                                        ? ldcg(Vb + (size_t)(pb + j0 + jj) * kvd + (size_t)g * hd + e)
+                                        : 0.f;
+                    }
+#pragma unroll
+                for (int jj = 0; jj < 8; jj++)
+#pragma unroll
+                    for (int r = 0; r < PK_MAXREP; r++) {
+                        if (r >= rep) continue;
+                        const float w = __shfl_sync(0xffffffffu, pr[r], j0 + jj);
+#pragma unroll
+                        for (int E = 0; E < NE; E++) acc[r][E] += w * vv[jj][E];
+                    }
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < PK_MAXREP; r++) {
+            if (r >= rep) continue;
+            float *o = A.part + ((size_t)(g * rep + r) * PK_MAXCH + ci) * (hd + 2);
+            if (lane == 0) {
+                o[0] = m[r];
+                o[1] = l[r];
+            }
+#pragma unroll
+            for (int E = 0; E < NE; E++)
+                if (lane + WARP * E < hd) o[2 + lane + WARP * E] = acc[r][E];
+        }
+        __threadfence();
+        __syncwarp();
+        unsigned prev = 0;
+        if (lane == 0) prev = atomicAdd(&A.sync[2 + g], 1u);
+        prev = __shfl_sync(0xffffffffu, prev, 0);
+        if (prev != (unsigned)nch - 1) continue;
+        __threadfence();
+        for (int r = 0; r < rep; r++) {   // last item of KV head g: merge its chunks
+            const float *b = A.part + (size_t)(g * rep + r) * PK_MAXCH * (hd + 2);
+            const float m0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2)) : -INFINITY;
+            const float m1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2)) : -INFINITY;
+            const float M = warp_max(fmaxf(m0, m1));
+            const float f0 = m0 == -INFINITY ? 0.f : expf(m0 - M);
+            const float f1 = m1 == -INFINITY ? 0.f : expf(m1 - M);
+            const float l0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2) + 1) : 0.f;
+            const float l1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2) + 1) : 0.f;
+            const float L = warp_sum(f0 * l0 + f1 * l1);
+            float a[NE];
+#pragma unroll
+            for (int E = 0; E < NE; E++) a[E] = 0.f;
+#pragma unroll 4
+            for (int c = 0; c < nch; c++) {
+                const float w = __shfl_sync(0xffffffffu, c < WARP ? f0 : f1, c & 31);
+#pragma unroll
+                for (int E = 0; E < NE; E++) {
+                    const int e = lane + WARP * E;
+                    if (e < hd) a[E] += w * ldcg(b + (size_t)c * (hd + 2) + 2 + e);
+                }
+            }
+#pragma unroll
+            for (int E = 0; E < NE; E++) {
+                const int e = lane + WARP * E;
+                if (e < hd) P.y[(size_t)(g * rep + r) * hd + e] = a[E] / L;
+            }
+        }
+        if (lane == 0) A.sync[2 + g] = 0;
+    }
+}
+
+static __device__ __forceinline__ void pk_attention_any(const pk_phase &P, const pk_args &A,
+                                                     float *wsm, int lane, int gw, int nwarp) {
+    if (A.hd <= 32) pk_attention<1>(P, A, wsm, lane, gw, nwarp);
+    else if (A.hd <= 64) pk_attention<2>(P, A, wsm, lane, gw, nwarp);
+    else pk_attention<4>(P, A, wsm, lane, gw, nwarp);   // hd <= 128 (backend.c checks)
+}
+
+// (value, index) candidate merge of the greedy pick: larger value, then smaller index; index < 0
+// is no candidate (k_argmax's rule).
+static __device__ __forceinline__ void best_merge(float &bv, int &bi, float ov, int oi) {
+    if (oi >= 0 && (bi < 0 || ov > bv || (ov == bv && oi < bi))) {
+        bv = ov;
+        bi = oi;
+    }
+}
+
+static __device__ __forceinline__ void best_warp(float &bv, int &bi) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        best_merge(bv, bi, ov, oi);
+    }
+}
+
+// Epilogue of the unit of lane i: row (channel, pair) `row`; v0, v1, v2: the sums of the unit's
+// rows (conv: B, C, x; SwiGLU: gate, up).
+static __device__ __forceinline__ void pk_epilogue(const pk_phase &P, const pk_args &A, float v0,
+                                                   float v1, float v2, int row, float &bv,
+                                                   int &bi) {
+    if (P.mode == CUK_MV_CONV) {   // v0 = B, v1 = C, v2 = x of channel `row` (mv_epilogue's loop)
+        const int D = P.N / 3, Hc = A.conv_L - 1;
+        const float *wk = P.convw + (size_t)row * A.conv_L;
+        float *sk = A.conv[0] + (size_t)P.slot * D * Hc + (size_t)row * Hc;
+        const float bx = v0 * v2;
+        float a = wk[Hc] * bx;
+        for (int j = 0; j < Hc; j++) a += wk[j] * sk[j];
+        for (int j = 0; j + 1 < Hc; j++) sk[j] = sk[j + 1];
+        sk[Hc - 1] = bx;
+        P.y[row] = v1 * a;
+    } else if (P.mode == CUK_MV_SWIGLU) {
+        P.y[row] = v0 / (1.0f + expf(-v0)) * v1;
+    } else {
+        P.y[row] = P.mode == CUK_MV_ACC ? ldcg(P.y + row) + v0 : v0;
+        if (P.lm && v0 > bv) {   // a lane's rows only increase: its first maximum is kept
+            bv = v0;
+            bi = row;
+        }
+    }
+}
+
+__global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant__ pk_args A) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+    __trap();
+#else
+    extern __shared__ __align__(128) unsigned char pk_sm[];
+    __shared__ __align__(8) uint64_t bars[PK_WARPS][PK_DEPTH];
+    __shared__ float red[PK_WARPS];
+    __shared__ float bvs[PK_WARPS];
+    __shared__ int bis[PK_WARPS];
+    __shared__ int last;
+    unsigned char *xsm = pk_sm + PK_RING;
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, G = gridDim.x, b = blockIdx.x;
+    unsigned char *ring = pk_sm + (size_t)wi * PK_DEPTH * PK_SLOT;
+    uint64_t *bar = bars[wi];
+    if (lane == 0) {
+        for (int d = 0; d < PK_DEPTH; d++) mbar_init(&bar[d], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncwarp();
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    // Start streaming: the first PK_DEPTH chunks of this warp's sequence.
+    pk_cur pc = {0, 0, 0, 0};
+    bool pv = cur_seek(pc, A, b, G, wi);
+    unsigned issued = 0, used = 0;
+    for (int d = 0; d < PK_DEPTH && pv; d++) {
+        pk_issue(A.ph + pc.p, pc, ring + (size_t)(issued % PK_DEPTH) * PK_SLOT,
+                 &bar[issued % PK_DEPTH], lane, pol);
+        issued++;
+        pv = cur_next(pc, A, b, G, wi);
+    }
+    const int tok = A.tok[0];
+    float bv = -INFINITY;
+    int bi = -1;
+    bool lm_ran = false;
+    for (int p = 0; p < A.n_ph; p++) {
+        if (p > 0) grid_barrier(&A.sync[0], (unsigned)p * (unsigned)G);
+        const pk_phase &P = A.ph[p];
+        if (P.kind == PK_ATTN) {
+            float *wsm = reinterpret_cast<float *>(xsm) + wi * (PK_XS_BYTES / 4 / PK_WARPS);
+            const int gw = wi * G + b, nwarp = G * PK_WARPS;
+            pk_attention_any(P, A, wsm, lane, gw, nwarp);
+            continue;
+        }
+        pk_stage(P, A, xsm, red, tok);
+        int ua, ub;
+        warp_range(P.units, b, G, wi, ua, ub);
+        const int Ks = P.K / P.ks, rowc = P.K / 2;
+        int wsh = 2;
+        while ((32 << (wsh - 2)) < P.gs) wsh++;
+        for (int u = ua; u < ub; u += P.upc) {
+            const int nu = min(P.upc, ub - u), R = nu * P.rpu, rps = R / P.nseg;
+            unsigned sbo[PK_MAXR];
+            if (P.q4) {
+                const unsigned sbseg = ru16(rps * P.sbrow) + 16;
+#pragma unroll
+                for (int r = 0; r < PK_MAXR; r++) {
+                    const int j = r / rps, i = r % rps;
+                    const uintptr_t sa = reinterpret_cast<uintptr_t>(P.sb) +
+                                         (uintptr_t)seg_row(&P, u, j) * P.sbrow;
+                    sbo[r] = R * rowc + j * sbseg + (unsigned)(sa & 15) + i * P.sbrow;
+                }
+            }
+            float acc[PK_MAXR];
+#pragma unroll
+            for (int r = 0; r < PK_MAXR; r++) acc[r] = 0.f;
+            for (int s = 0; s < P.ks; s++) {
+                const unsigned k = used % PK_DEPTH;
+                unsigned char *slot = ring + (size_t)k * PK_SLOT;
+                mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
+                if (P.q4)
+                    mv_q4(slot, reinterpret_cast<const uint4 *>(xsm),
+                          reinterpret_cast<const float2 *>(xsm + (size_t)(P.K / 8) * 16), P.K, R,
+                          P.sbk, wsh, sbo, acc, lane);
+                else
+                    mv_bf16(slot, reinterpret_cast<const float *>(xsm), Ks, s * Ks, R, acc, lane);
+                __syncwarp();
+                used++;
+                if (pv) {   // refill the slot just read with the chunk PK_DEPTH ahead
+                    if (lane == 0) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+                    __syncwarp();
+                    pk_issue(A.ph + pc.p, pc, slot, &bar[k], lane, pol);
+                    issued++;
+                    pv = cur_next(pc, A, b, G, wi);
+                }
+            }
+            // slot row r holds row q of unit i: conv r = q * nu + i, else r = i * rpu + q
+            float v0 = 0.f, v1 = 0.f, v2 = 0.f;
+            const bool conv = P.mode == CUK_MV_CONV;
+#pragma unroll
+            for (int r = 0; r < PK_MAXR; r++) {
+                if (r >= R) break;
+                const float t = warp_sum(acc[r]);
+                const int i = conv ? r % nu : r / P.rpu, q = conv ? r / nu : r % P.rpu;
+                if (lane == i) {
+                    if (q == 0) v0 = t;
+                    else if (q == 1) v1 = t;
+                    else v2 = t;
+                }
+            }
+            if (lane < nu) pk_epilogue(P, A, v0, v1, v2, u + lane, bv, bi);
+        }
+        if (P.lm && A.greedy) {
+            lm_ran = true;
+            best_warp(bv, bi);
+            if (lane == 0) {
+                bvs[wi] = bv;
+                bis[wi] = bi;
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                for (int w = 1; w < PK_WARPS; w++) best_merge(bv, bi, bvs[w], bis[w]);
+                A.cand_v[b] = bv;
+                A.cand_i[b] = bi;
+            }
+        }
+    }
+    // Done ticket: the last block to finish picks the token and resets the counters.
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        last = atomicAdd(&A.sync[1], 1u) == (unsigned)G - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    if (lm_ran) {
+        bv = -INFINITY;
+        bi = -1;
+        for (int k = threadIdx.x; k < G; k += PK_THREADS)
+            best_merge(bv, bi, __ldcg(A.cand_v + k), __ldcg(A.cand_i + k));
+        best_warp(bv, bi);
+        if (lane == 0) {
+            bvs[wi] = bv;
+            bis[wi] = bi;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < PK_WARPS; w++) best_merge(bv, bi, bvs[w], bis[w]);
+            A.amax[0] = bi < 0 ? 0 : bi;
+        }
+    }
+    if (threadIdx.x == 0) {
+        A.sync[0] = 0;
+        A.sync[1] = 0;
+    }
+#endif
+}
+
+extern "C" int cuk_persist_geom(struct pk_phase *p) {
+    const int K = p->K, N = p->N;
+    if (p->kind != PK_MV) return 0;
+    if (K < 8 || K % 8 || K > 8192 || N < 1) return -1;
+    p->rpu = p->mode == CUK_MV_CONV ? 3 : p->mode == CUK_MV_SWIGLU ? 2 : 1;
+    if (N % p->rpu) return -1;
+    p->units = N / p->rpu;
+    p->sbrow = 0;
+    if (!p->q4) {
+        const int rowb = 2 * K;
+        if (p->rpu * rowb <= PK_SLOT) {
+            p->ks = 1;
+            p->nseg = p->mode == CUK_MV_CONV ? 3 : 1;
+            p->upc = PK_SLOT / (p->rpu * rowb);
+            if (p->upc > PK_MAXR / p->rpu) p->upc = PK_MAXR / p->rpu;
+            return 0;
+        }
+        int ks = 2;
+        while (p->rpu * rowb / ks > PK_SLOT || K % (8 * ks)) {
+            ks *= 2;
+            if (ks > K / 8) return -1;
+        }
+        p->ks = ks;
+        p->nseg = p->rpu;
+        p->upc = 1;
+        return 0;
+    }
+    if (K % 32 || (p->gs != 32 && p->gs != 64 && p->gs != 128) || K % p->gs) return -1;
+    p->sbrow = (K / p->gs) * (p->sbk == CUK_SB_F32 ? 8 : 4);
+    p->ks = 1;
+    p->nseg = p->mode == CUK_MV_CONV ? 3 : 1;
+    for (int upc = PK_MAXR / p->rpu; upc >= 1; upc--) {
+        const int R = upc * p->rpu, rps = R / p->nseg;
+        const int bytes = R * (K / 2) + p->nseg * (((rps * p->sbrow + 15) & ~15) + 16);
+        if (bytes <= PK_SLOT) {
+            p->upc = upc;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+extern "C" int cuk_persist_grid(void) {
+    int d = 0, major = 0, optin = 0, n = 0;
+    if (cudaGetDevice(&d) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, d) !=
+            cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    if (major < 9 || optin < PK_SMEM) return 0;
+    if (cudaFuncSetAttribute(k_persist, cudaFuncAttributeMaxDynamicSharedMemorySize, PK_SMEM) !=
+            cudaSuccess ||
+        cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, k_persist, PK_THREADS, PK_SMEM) !=
+            cudaSuccess ||
+        n < 1) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n * n_sms();
+}
+
+extern "C" int cuk_persist_launch(const struct pk_args *a, int grid, cuk_stream s) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)grid);
+    cfg.blockDim = dim3(PK_THREADS);
+    cfg.dynamicSmemBytes = PK_SMEM;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeCooperative;
+    at[0].val.cooperative = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    return (int)cudaLaunchKernelEx(&cfg, k_persist, *a);
+}
