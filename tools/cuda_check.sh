@@ -11,7 +11,10 @@
 #                                    the device builds committed code, not others' edits in flight
 #   tools/cuda_check.sh              (device) build + check + time; reads .cudasnap if present
 #   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
-#                                    of bf16 and MLX q4 with and without the persistent kernel
+#                                    of bf16 and MLX q4 with and without the persistent kernel,
+#                                    its variants (LFMD_CUDA_PERSIST_DBG) and per-phase traces
+#   tools/cuda_check.sh --prebuild   (here) build lfmd-cuda-bench and cuda_test_cuda_persist into
+#                                    .cudabin/ (ignored; carry it): --persist then skips its build
 # Build dependencies missing on the device (pcre2, utf8proc, libmicrohttpd) are unpacked from
 # .cudadeps/*.deb (fetch with: cd .cudadeps && apt-get download libpcre2-dev libpcre2-8-0
 # libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev
@@ -26,6 +29,16 @@ if [ "${1:-}" = "--snapshot" ]; then
         bench examples include | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
+    exit 0
+fi
+if [ "${1:-}" = "--prebuild" ]; then
+    PB=${PB:-$ROOT/build-cuda-h}
+    cmake -S "$ROOT" -B "$PB" -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a >/dev/null &&
+        cmake --build "$PB" -j2 --target lfmd-cuda-bench cuda_test_cuda_persist || exit 1
+    rm -rf .cudabin && mkdir -p .cudabin
+    for f in lfmd-cuda-bench cuda_test_cuda_persist; do strip -o .cudabin/$f "$PB/src/$f"; done
+    git rev-parse --short HEAD > .cudabin/COMMIT
+    du -sh .cudabin
     exit 0
 fi
 SWEEP=0
@@ -67,7 +80,12 @@ cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE
 TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda_test_cuda_engine lfmd-cuda-bench lfmd"
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
 [ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
-cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
+if [ $PERSIST = 1 ] && [ -x .cudabin/lfmd-cuda-bench ]; then
+    mkdir -p $B/src && cp .cudabin/lfmd-cuda-bench .cudabin/cuda_test_cuda_persist $B/src/
+    echo "== prebuilt binaries of commit $(cat .cudabin/COMMIT 2>/dev/null)"
+else
+    cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
+fi
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
 T0=$(date +%s)
@@ -108,10 +126,19 @@ if [ $PERSIST = 1 ]; then
     run pk_mlx4 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
     run pk_mlx4_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
     run pk_bf16_again 60 $Q $B/src/lfmd-cuda-bench $M
+    # variants (persist.h PK_DBG_*): 1 relaxed barrier, 2 no proxy fence, 4 weight streaming only
+    for v in 1 2 4; do
+        run pk_bf16_dbg$v 60 $Q LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M
+        run pk_mlx4_dbg$v 60 $Q LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M-mlx4
+    done
+    # per-phase times (trace: a sync and a copy per step, so these runs' tok/s are not comparable)
+    run pk_bf16_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M
+    run pk_mlx4_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M-mlx4
     echo "== summary"
     awk '/^== pk_/ && !/rc=/ {n=$2} /^device:/ {d=$0} /^decode batch 1 \(greedy/ {print n ": " $0} /^greedy 32/ {print n ": " substr($0, 1, 60)}' $LOG | cut -c1-160
     grep -E "^device:" $LOG | head -1
-    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again; do echo "$k rc=${RES[$k]:-not run}"; done
+    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again pk_bf16_dbg1 pk_mlx4_dbg1 \
+        pk_bf16_dbg2 pk_mlx4_dbg2 pk_bf16_dbg4 pk_mlx4_dbg4 pk_bf16_trace pk_mlx4_trace; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
 run kernels 180 $B/src/cuda_test_cuda_kernels

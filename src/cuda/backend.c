@@ -906,6 +906,9 @@ struct cuda_runner {
     int *pk_cand_i;
     size_t pk_bytes;
     uint64_t pk_steps;          // steps run by the persistent kernel
+    unsigned long long *pk_tr_d, *pk_tr_h;   // trace of the last step: [n_ph][grid][3] ns
+    double *pk_tr_sum;          // [n_ph][4]: span, release, stage, products (ns, summed)
+    int pk_tr_steps;
     struct scratch sc[CUDA_MAX_STAGES];
     struct graph_ent graphs[MAX_GRAPHS];
     int n_graphs;
@@ -986,12 +989,15 @@ void cuda_runner_free(struct cuda_runner *r) {
         g_used -= sc->bytes;
         if (sc->meta_h) cudaFreeHost(sc->meta_h);
         if (i == 0) {
-            void *pk[] = {r->pk_ph, r->pk_sync, r->pk_part, r->pk_cand_v, r->pk_cand_i};
+            void *pk[] = {r->pk_ph,     r->pk_sync,  r->pk_part,
+                          r->pk_cand_v, r->pk_cand_i, r->pk_tr_d};
             for (size_t k = 0; k < sizeof pk / sizeof pk[0]; k++)
                 if (pk[k]) cudaFreeAsync(pk[k], st->st);
             g_used -= r->pk_bytes;
         }
     }
+    lfmd_free(r->pk_tr_h);
+    lfmd_free(r->pk_tr_sum);
     lfmd_free(r->tok_seq);
     lfmd_free(r->tok);
     lfmd_free(r->pos);
@@ -1085,6 +1091,14 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
     }
     lfmd_free(ph);
     if (rc || grid <= 0) return rc;
+    if (cm->kopt.persist_trace) {
+        size_t nt = (size_t)n_ph * grid * 3;
+        r->pk_tr_h = lfmd_calloc(nt, sizeof *r->pk_tr_h, LFMD_MEM_SCRATCH);
+        r->pk_tr_sum = lfmd_calloc((size_t)n_ph * 4, sizeof *r->pk_tr_sum, LFMD_MEM_SCRATCH);
+        if (!r->pk_tr_h || !r->pk_tr_sum) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+        if ((rc = dalloc((void **)&r->pk_tr_d, nt * sizeof *r->pk_tr_d, st->st, err))) return rc;
+        r->pk_bytes += nt * sizeof *r->pk_tr_d;
+    }
     const struct cw *E = &st->embed;
     r->pk = (struct pk_args){
         .ph = r->pk_ph, .n_ph = n_ph, .tok = sc->meta.tok, .pos = sc->meta.pos,
@@ -1093,13 +1107,84 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
         .emb_q4 = E->q4, .emb_sbk = E->sbk, .emb_gs = E->gs, .x = sc->x, .D = c->n_embd,
         .H = H, .KVH = KVH, .hd = hd, .conv_L = c->conv_L, .eps = c->norm_eps,
         .inv_freq = st->inv_freq, .part = r->pk_part, .sync = r->pk_sync,
-        .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax};
+        .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax,
+        .dbg = cm->kopt.persist_dbg, .trace = r->pk_tr_d};
     r->pk_n_ph = n_ph;
     r->pk_grid = grid;
     return 0;
 }
 
 uint64_t cuda_runner_persist_steps(const struct cuda_runner *r) { return r->pk_steps; }
+
+// Adds the last persistent step's trace to the sums (after the step's stream sync).
+static void pk_trace_collect(struct cuda_runner *r, int n_ph) {
+    int G = r->pk_grid;
+    size_t nt = (size_t)r->pk_n_ph * G * 3;
+    if (cudaMemcpy(r->pk_tr_h, r->pk_tr_d, nt * sizeof *r->pk_tr_h, cudaMemcpyDeviceToHost) !=
+        cudaSuccess)
+        return;
+    const unsigned long long *t = r->pk_tr_h;
+    double prev = 1e300;
+    for (int b = 0; b < G; b++) prev = fmin(prev, (double)t[b * 3]);   // kernel start
+    for (int p = 0; p < n_ph; p++) {
+        const unsigned long long *q = t + (size_t)p * G * 3;
+        double arr = 0, rel = 0, stg = 0, work = 0;
+        for (int b = 0; b < G; b++) {
+            arr = fmax(arr, (double)q[b * 3 + 2]);
+            rel += p ? (double)q[b * 3] - prev : 0;
+            stg += (double)q[b * 3 + 1] - (double)q[b * 3];
+            work += (double)q[b * 3 + 2] - (double)q[b * 3 + 1];
+        }
+        double *sm = r->pk_tr_sum + (size_t)p * 4;
+        sm[0] += arr - prev;
+        sm[1] += rel / G;
+        sm[2] += stg / G;
+        sm[3] += work / G;
+        prev = arr;
+    }
+    r->pk_tr_steps++;
+}
+
+void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f) {
+    if (!r->pk_tr_sum || !r->pk_tr_steps) return;
+    const struct cuda_model *cm = r->cm;
+    const struct stage *st = &cm->st[0];
+    double n = r->pk_tr_steps, tot[4] = {0};
+    fprintf(f, "persistent step trace over %d steps (us, mean over blocks; span: from the last "
+               "block done with the previous phase to the last done with this one)\n",
+            r->pk_tr_steps);
+    fprintf(f, "  %-5s %-16s %7s %7s %7s %7s\n", "phase", "what", "span", "release", "stage",
+            "work");
+    int p = 0;
+    for (int l = 0; l < cm->c.n_layer && p < r->pk_n_ph; l++) {
+        const char *nm[5];
+        int k = 0;
+        if (st->layers[l].attn) {
+            nm[k++] = "qkv";
+            nm[k++] = "attention";
+            nm[k++] = "o";
+        } else {
+            nm[k++] = "in_proj+conv";
+            nm[k++] = "conv_out";
+        }
+        nm[k++] = "gate|up";
+        nm[k++] = "down";
+        for (int j = 0; j < k && p < r->pk_n_ph; j++, p++) {
+            const double *sm = r->pk_tr_sum + (size_t)p * 4;
+            fprintf(f, "  %-5d L%-2d %-12s %7.2f %7.2f %7.2f %7.2f\n", p, l, nm[j], sm[0] / n / 1e3,
+                    sm[1] / n / 1e3, sm[2] / n / 1e3, sm[3] / n / 1e3);
+            for (int i = 0; i < 4; i++) tot[i] += sm[i] / n / 1e3;
+        }
+    }
+    if (p < r->pk_n_ph) {
+        const double *sm = r->pk_tr_sum + (size_t)p * 4;
+        fprintf(f, "  %-5d %-16s %7.2f %7.2f %7.2f %7.2f\n", p, "lm_head", sm[0] / n / 1e3,
+                sm[1] / n / 1e3, sm[2] / n / 1e3, sm[3] / n / 1e3);
+        for (int i = 0; i < 4; i++) tot[i] += sm[i] / n / 1e3;
+    }
+    fprintf(f, "  total: span %.1f us, release %.1f, stage %.1f, work %.1f\n", tot[0], tot[1],
+            tot[2], tot[3]);
+}
 
 int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,
                     struct lfmd_err_ctx *err) {
@@ -1430,6 +1515,10 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
         CK(cudaSetDevice(cm->st[0].dev), "set device");
         CK((cudaError_t)cuk_persist_launch(&a, r->pk_grid, cm->st[0].st), "persistent step");
         r->pk_steps++;
+        if (r->pk_tr_d) {
+            CK(cudaStreamSynchronize(cm->st[0].st), "persistent step");
+            pk_trace_collect(r, a.n_ph);
+        }
     } else if (cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64) {
         struct stage *st = &cm->st[0];
         cudaGraphExec_t exec = NULL;

@@ -42,6 +42,8 @@ struct cuda_opts {
     bool no_preload;                // matvec: first weights only prefetched to L2 (A/B)
     bool no_persist;                // batch-1 LFM2 steps through the per-kernel path, not the
                                     // persistent kernel (A/B; LFMD_CUDA_NO_PERSIST=1 in lfmd)
+    int persist_dbg;                // persistent kernel variants for A/B timing (PK_DBG_*)
+    bool persist_trace;             // runners record per-phase times of persistent steps
 };
 
 struct cuda_model;
@@ -119,5 +121,8 @@ void cuda_runner_sync(struct cuda_runner *r);
 // Steps this runner ran through the persistent decode kernel (one token of one sequence, LFM2,
 // one stage: persist.h); 0 when the model cannot use it or cuda_opts.no_persist is set.
 uint64_t cuda_runner_persist_steps(const struct cuda_runner *r);
+// With cuda_opts.persist_trace: per phase of the persistent step, the mean over the traced steps
+// of its critical-path span, barrier release, input staging and product time (us).
+void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f);
 
 #endif

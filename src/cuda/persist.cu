@@ -21,8 +21,12 @@
 #define PK_RING (PK_WARPS * PK_DEPTH * PK_SLOT)
 #define PK_SMEM (PK_RING + PK_XS_BYTES)
 
-struct pk_cur {   // a warp's position in its chunk sequence: phase, unit, end unit, K-slice
+// A warp's position in its chunk sequence (phase, unit, end unit, K-slice) and the fields of
+// that phase the copies need, held in registers (the table is read once per phase).
+struct pk_cur {
     int p, u, ub, s;
+    const char *w, *sb;
+    int K, N3, conv, q4, rpu, nseg, ks, upc, sbrow;
 };
 
 static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
@@ -74,16 +78,36 @@ static __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-// Grid barrier number k (1-based) of the launch: arrive, then wait until every block arrived.
-static __device__ __forceinline__ void grid_barrier(unsigned *cnt, unsigned target) {
+static __device__ __forceinline__ unsigned long long gtime() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// Grid barrier: arrive, then wait until the arrival counter reaches target (k G for the k-th
+// barrier of the launch). relaxed (PK_DBG_BAR): a gpu-scope acq_rel fence around relaxed
+// accesses instead of __threadfence + red.release and an acquire load per poll (which
+// invalidates L1 on every iteration). tr: this block's arrival time (trace).
+static __device__ __forceinline__ void grid_barrier(unsigned *cnt, unsigned target, bool relaxed,
+                                                    unsigned long long *tr) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(cnt) : "memory");
+        if (tr) *tr = gtime();
         unsigned v;
-        do {
-            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(cnt) : "memory");
-        } while ((int)(v - target) < 0);
+        if (relaxed) {
+            asm volatile("fence.acq_rel.gpu;\n\tred.relaxed.gpu.global.add.u32 [%0], 1;" ::"l"(cnt)
+                         : "memory");
+            do {
+                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(cnt) : "memory");
+            } while ((int)(v - target) < 0);
+            asm volatile("fence.acq_rel.gpu;" ::: "memory");
+        } else {
+            __threadfence();
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(cnt) : "memory");
+            do {
+                asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(cnt) : "memory");
+            } while ((int)(v - target) < 0);
+        }
     }
     __syncthreads();
 }
@@ -108,6 +132,17 @@ static __device__ bool cur_seek(pk_cur &c, const pk_args &A, int b, int G, int w
             c.u = ua;
             c.ub = ub;
             c.s = 0;
+            c.w = static_cast<const char *>(P->w);
+            c.sb = static_cast<const char *>(P->sb);
+            c.K = P->K;
+            c.N3 = P->N / 3;
+            c.conv = P->mode == CUK_MV_CONV;
+            c.q4 = P->q4;
+            c.rpu = P->rpu;
+            c.nseg = P->nseg;
+            c.ks = P->ks;
+            c.upc = P->upc;
+            c.sbrow = P->sbrow;
             return true;
         }
     }
@@ -115,37 +150,36 @@ static __device__ bool cur_seek(pk_cur &c, const pk_args &A, int b, int G, int w
 }
 
 static __device__ bool cur_next(pk_cur &c, const pk_args &A, int b, int G, int w) {
-    const pk_phase *P = A.ph + c.p;
-    if (++c.s < P->ks) return true;
+    if (++c.s < c.ks) return true;
     c.s = 0;
-    c.u += P->upc;
+    c.u += c.upc;
     if (c.u < c.ub) return true;
     c.p++;
     return cur_seek(c, A, b, G, w);
 }
 
 // First weight row of segment j of the chunk at unit u (rows of a segment are consecutive).
-static __device__ __forceinline__ long long seg_row(const pk_phase *P, int u, int j) {
-    return P->mode == CUK_MV_CONV ? u + (long long)j * (P->N / 3) : (long long)u * P->rpu + j;
+static __device__ __forceinline__ long long seg_row(bool conv, int N3, int rpu, int u, int j) {
+    return conv ? u + (long long)j * N3 : (long long)u * rpu + j;
 }
 
 // Issues the bulk copies of the chunk at cursor c into `slot` (all lanes; lane j issues copy j:
 // the code rows of segment j, then for 4-bit the scale-bias rows of each segment, widened to
 // 16-byte boundaries). Slot layout: rows r = segment * rps + i, each K / ks weights; 4-bit:
 // scale-bias of segment j at R * K / 2 + j * sbseg (+ the source's misalignment).
-static __device__ void pk_issue(const pk_phase *P, const pk_cur &c, unsigned char *slot,
-                                uint64_t *bar, int lane, uint64_t pol) {
-    const int K = P->K, nseg = P->nseg, ks = P->ks;
-    const int nu = min(P->upc, c.ub - c.u), R = nu * P->rpu, rps = R / nseg;
+static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *bar, int lane,
+                                uint64_t pol) {
+    const int K = c.K, nseg = c.nseg, ks = c.ks;
+    const int nu = min(c.upc, c.ub - c.u), R = nu * c.rpu, rps = R / nseg;
     const char *src = nullptr;
     unsigned len = 0, dst = 0, total = 0;
     for (int j = 0; j < nseg; j++) {
-        const long long r0 = seg_row(P, c.u, j);
-        if (!P->q4) {
+        const long long r0 = seg_row(c.conv, c.N3, c.rpu, c.u, j);
+        if (!c.q4) {
             const unsigned rb = (unsigned)(K / ks) * 2;
             const unsigned n = rps * rb;
             if (lane == j) {
-                src = static_cast<const char *>(P->w) + (r0 * K + (long long)c.s * (K / ks)) * 2;
+                src = c.w + (r0 * K + (long long)c.s * (K / ks)) * 2;
                 len = n;
                 dst = j * n;
             }
@@ -153,15 +187,15 @@ static __device__ void pk_issue(const pk_phase *P, const pk_cur &c, unsigned cha
         } else {
             const unsigned rowc = (unsigned)K / 2, n = rps * rowc;
             if (lane == j) {
-                src = static_cast<const char *>(P->w) + r0 * rowc;
+                src = c.w + r0 * rowc;
                 len = n;
                 dst = j * n;
             }
             total += n;
-            const uintptr_t sa = reinterpret_cast<uintptr_t>(P->sb) + (uintptr_t)r0 * P->sbrow;
+            const uintptr_t sa = reinterpret_cast<uintptr_t>(c.sb) + (uintptr_t)r0 * c.sbrow;
             const uintptr_t a = sa & ~(uintptr_t)15,
-                            e = (sa + (uintptr_t)rps * P->sbrow + 15) & ~(uintptr_t)15;
-            const unsigned sbseg = ru16(rps * P->sbrow) + 16;
+                            e = (sa + (uintptr_t)rps * c.sbrow + 15) & ~(uintptr_t)15;
+            const unsigned sbseg = ru16(rps * c.sbrow) + 16;
             if (lane == nseg + j) {
                 src = reinterpret_cast<const char *>(a);
                 len = (unsigned)(e - a);
@@ -564,6 +598,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     __shared__ float bvs[PK_WARPS];
     __shared__ int bis[PK_WARPS];
     __shared__ int last;
+    __shared__ __align__(16) pk_phase sph;
     unsigned char *xsm = pk_sm + PK_RING;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, G = gridDim.x, b = blockIdx.x;
     unsigned char *ring = pk_sm + (size_t)wi * PK_DEPTH * PK_SLOT;
@@ -580,28 +615,46 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     bool pv = cur_seek(pc, A, b, G, wi);
     unsigned issued = 0, used = 0;
     for (int d = 0; d < PK_DEPTH && pv; d++) {
-        pk_issue(A.ph + pc.p, pc, ring + (size_t)(issued % PK_DEPTH) * PK_SLOT,
-                 &bar[issued % PK_DEPTH], lane, pol);
+        pk_issue(pc, ring + (size_t)(issued % PK_DEPTH) * PK_SLOT, &bar[issued % PK_DEPTH], lane,
+                 pol);
         issued++;
         pv = cur_next(pc, A, b, G, wi);
     }
     const int tok = A.tok[0];
+    const bool relaxed = A.dbg & PK_DBG_BAR, stream = A.dbg & PK_DBG_STREAM;
+    unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 3 : nullptr;
+    const size_t tr_ph = (size_t)G * 3;   // trace stride per phase
+    if (tr) tr[0] = gtime();
     float bv = -INFINITY;
     int bi = -1;
     bool lm_ran = false;
     for (int p = 0; p < A.n_ph; p++) {
-        if (p > 0) grid_barrier(&A.sync[0], (unsigned)p * (unsigned)G);
-        const pk_phase &P = A.ph[p];
+        if (p > 0 && !stream) {
+            grid_barrier(&A.sync[0], (unsigned)p * (unsigned)G, relaxed,
+                         tr ? tr + (p - 1) * tr_ph + 2 : nullptr);
+            if (tr) tr[p * tr_ph] = gtime();
+        }
+        // the phase's descriptor in shared memory: read there after every asm memory clobber
+        // (a global copy would be re-read through an L1 the barrier's polling invalidates)
+        for (int i = threadIdx.x; i < (int)(sizeof(pk_phase) / 4); i += PK_THREADS)
+            reinterpret_cast<uint32_t *>(&sph)[i] = reinterpret_cast<const uint32_t *>(A.ph + p)[i];
+        __syncthreads();
+        const pk_phase &P = sph;
         if (P.kind == PK_ATTN) {
-            float *wsm = reinterpret_cast<float *>(xsm) + wi * (PK_XS_BYTES / 4 / PK_WARPS);
-            const int gw = wi * G + b, nwarp = G * PK_WARPS;
-            pk_attention_any(P, A, wsm, lane, gw, nwarp);
+            if (!stream) {
+                float *wsm = reinterpret_cast<float *>(xsm) + wi * (PK_XS_BYTES / 4 / PK_WARPS);
+                const int gw = wi * G + b, nwarp = G * PK_WARPS;
+                pk_attention_any(P, A, wsm, lane, gw, nwarp);
+            }
+            if (tr) tr[p * tr_ph + 1] = tr[p * tr_ph];
             continue;
         }
-        pk_stage(P, A, xsm, red, tok);
+        if (!stream) pk_stage(P, A, xsm, red, tok);
+        if (tr) tr[p * tr_ph + 1] = gtime();
         int ua, ub;
         warp_range(P.units, b, G, wi, ua, ub);
         const int Ks = P.K / P.ks, rowc = P.K / 2;
+        const bool conv = P.mode == CUK_MV_CONV;
         int wsh = 2;
         while ((32 << (wsh - 2)) < P.gs) wsh++;
         for (int u = ua; u < ub; u += P.upc) {
@@ -613,7 +666,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                 for (int r = 0; r < PK_MAXR; r++) {
                     const int j = r / rps, i = r % rps;
                     const uintptr_t sa = reinterpret_cast<uintptr_t>(P.sb) +
-                                         (uintptr_t)seg_row(&P, u, j) * P.sbrow;
+                                         (uintptr_t)seg_row(conv, P.N / 3, P.rpu, u, j) * P.sbrow;
                     sbo[r] = R * rowc + j * sbseg + (unsigned)(sa & 15) + i * P.sbrow;
                 }
             }
@@ -624,25 +677,28 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                 const unsigned k = used % PK_DEPTH;
                 unsigned char *slot = ring + (size_t)k * PK_SLOT;
                 mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
-                if (P.q4)
+                if (stream) {
+                } else if (P.q4) {
                     mv_q4(slot, reinterpret_cast<const uint4 *>(xsm),
                           reinterpret_cast<const float2 *>(xsm + (size_t)(P.K / 8) * 16), P.K, R,
                           P.sbk, wsh, sbo, acc, lane);
-                else
+                } else {
                     mv_bf16(slot, reinterpret_cast<const float *>(xsm), Ks, s * Ks, R, acc, lane);
+                }
                 __syncwarp();
                 used++;
                 if (pv) {   // refill the slot just read with the chunk PK_DEPTH ahead
-                    if (lane == 0) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+                    if (lane == 0 && !(A.dbg & PK_DBG_NOFENCE))
+                        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
                     __syncwarp();
-                    pk_issue(A.ph + pc.p, pc, slot, &bar[k], lane, pol);
+                    pk_issue(pc, slot, &bar[k], lane, pol);
                     issued++;
                     pv = cur_next(pc, A, b, G, wi);
                 }
             }
+            if (stream) continue;
             // slot row r holds row q of unit i: conv r = q * nu + i, else r = i * rpu + q
             float v0 = 0.f, v1 = 0.f, v2 = 0.f;
-            const bool conv = P.mode == CUK_MV_CONV;
 #pragma unroll
             for (int r = 0; r < PK_MAXR; r++) {
                 if (r >= R) break;
@@ -656,7 +712,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             }
             if (lane < nu) pk_epilogue(P, A, v0, v1, v2, u + lane, bv, bi);
         }
-        if (P.lm && A.greedy) {
+        if (P.lm && A.greedy && !stream) {
             lm_ran = true;
             best_warp(bv, bi);
             if (lane == 0) {
@@ -671,6 +727,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             }
         }
     }
+    __syncthreads();
+    if (tr) tr[(A.n_ph - 1) * tr_ph + 2] = gtime();
     // Done ticket: the last block to finish picks the token and resets the counters.
     __syncthreads();
     if (threadIdx.x == 0) {

@@ -30,6 +30,10 @@ extern "C" {
 #define PK_SYNC_WORDS 256   // sync[0] barrier, [1] done ticket, [2 + g] attention tickets
 
 enum { PK_MV = 0, PK_ATTN = 1 };
+// pk_args.dbg bits (A/B timing only): relaxed grid barrier; no async-proxy fence before a slot
+// is refilled; weights streamed only (no barrier, staging, products or attention: the result is
+// garbage, the time is the ring's streaming time).
+enum { PK_DBG_BAR = 1, PK_DBG_NOFENCE = 2, PK_DBG_STREAM = 4 };
 enum { PK_IN_X = 0, PK_IN_EMB = 1 };   // product input: f32 vector x, or the token's embedding row
 
 // One phase of the step. PK_MV: y (by mode, CUK_MV_*) = W RMSNorm?(input); PK_ATTN: attention of
@@ -69,6 +73,9 @@ struct pk_args {
     int *cand_i;
     int32_t *amax;               // greedy token
     int greedy;
+    int dbg;                     // PK_DBG_* bits
+    unsigned long long *trace;   // NULL, or [n_ph][grid][3] globaltimer ns per phase and block:
+                                 // start (barrier passed), input staged, done (arrived)
 };
 
 // Fills the chunk geometry of an PK_MV phase (units .. sbrow) from mode, q4, N, K, sbk, gs.

@@ -87,9 +87,11 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
     *tok_s = batch / ts[steps / 2];
-    if (batch == 1)
+    if (batch == 1) {
         printf("  (%llu of %d steps through the persistent kernel)\n",
                (unsigned long long)cuda_runner_persist_steps(r), steps);
+        cuda_runner_persist_trace_print(r, stdout);
+    }
     if (getenv("LFMD_CUDA_PROFILE") && !greedy) {   // device time per kernel group (no graphs)
         cuda_runner_profile(r, true);
         for (int k = 0; k < 5; k++)
@@ -158,6 +160,8 @@ int main(int argc, char **argv) {
     o.no_conv_fuse = getenv("LFMD_CUDA_NO_CONV_FUSE") != NULL;   // short conv as its own kernel
     o.no_preload = getenv("LFMD_CUDA_NO_PRELOAD") != NULL;  // matvec weights only to L2 first
     o.no_persist = getenv("LFMD_CUDA_NO_PERSIST") != NULL;  // batch 1 without the persistent kernel
+    o.persist_dbg = getenv("LFMD_CUDA_PERSIST_DBG") ? atoi(getenv("LFMD_CUDA_PERSIST_DBG")) : 0;
+    o.persist_trace = getenv("LFMD_CUDA_PERSIST_TRACE") != NULL;   // per-phase times (slower)
     bool quick = getenv("LFMD_CUDA_QUICK") != NULL;   // decode batch 1 only (A/B sweeps)
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err))

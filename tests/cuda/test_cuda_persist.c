@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define STEPS 32
@@ -187,8 +188,11 @@ int main(void) {
     struct dirent *e;
     while (d && (e = readdir(d))) {
         if (strncmp(e->d_name, "lfm2", 4)) continue;
-        char dir[512];
+        char dir[512], cfg[1200];
         snprintf(dir, sizeof dir, "%s/%s", root, e->d_name);
+        snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+        struct stat st;
+        if (stat(cfg, &st) != 0) continue;   // a data folder, not a model
         struct model *m = NULL;
         struct lfmd_err_ctx err = {0};
         if (model_open(dir, NULL, &m, &err)) {
