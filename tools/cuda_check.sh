@@ -126,19 +126,21 @@ if [ $PERSIST = 1 ]; then
     run pk_mlx4 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
     run pk_mlx4_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
     run pk_bf16_again 60 $Q $B/src/lfmd-cuda-bench $M
-    # variants (persist.h PK_DBG_*): 1 relaxed barrier, 2 no proxy fence, 4 weight streaming only
-    for v in 1 2 4; do
+    # variants (persist.h PK_DBG_*): 4 weight streaming only, 8 bulk copies without the L2 hint,
+    # 16 cp.async instead of bulk copies (1 relaxed barrier, 2 no proxy fence: no change, call 2)
+    for v in 4 8 16 20; do
         run pk_bf16_dbg$v 60 $Q LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M
         run pk_mlx4_dbg$v 60 $Q LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M-mlx4
     done
     # per-phase times (trace: a sync and a copy per step, so these runs' tok/s are not comparable)
-    run pk_bf16_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M
-    run pk_mlx4_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M-mlx4
+    run pk_bf16_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 LFMD_CUDA_PERSIST_DBG=${PK_TRACE_DBG:-16} $B/src/lfmd-cuda-bench $M
+    run pk_mlx4_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 LFMD_CUDA_PERSIST_DBG=${PK_TRACE_DBG:-16} $B/src/lfmd-cuda-bench $M-mlx4
     echo "== summary"
     awk '/^== pk_/ && !/rc=/ {n=$2} /^device:/ {d=$0} /^decode batch 1 \(greedy/ {print n ": " $0} /^greedy 32/ {print n ": " substr($0, 1, 60)}' $LOG | cut -c1-160
     grep -E "^device:" $LOG | head -1
-    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again pk_bf16_dbg1 pk_mlx4_dbg1 \
-        pk_bf16_dbg2 pk_mlx4_dbg2 pk_bf16_dbg4 pk_mlx4_dbg4 pk_bf16_trace pk_mlx4_trace; do echo "$k rc=${RES[$k]:-not run}"; done
+    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again pk_bf16_dbg4 pk_mlx4_dbg4 \
+        pk_bf16_dbg8 pk_mlx4_dbg8 pk_bf16_dbg16 pk_mlx4_dbg16 pk_bf16_dbg20 pk_mlx4_dbg20 \
+        pk_bf16_trace pk_mlx4_trace; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
 run kernels 180 $B/src/cuda_test_cuda_kernels

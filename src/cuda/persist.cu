@@ -163,50 +163,69 @@ static __device__ __forceinline__ long long seg_row(bool conv, int N3, int rpu, 
     return conv ? u + (long long)j * N3 : (long long)u * rpu + j;
 }
 
-// Issues the bulk copies of the chunk at cursor c into `slot` (all lanes; lane j issues copy j:
-// the code rows of segment j, then for 4-bit the scale-bias rows of each segment, widened to
-// 16-byte boundaries). Slot layout: rows r = segment * rps + i, each K / ks weights; 4-bit:
-// scale-bias of segment j at R * K / 2 + j * sbseg (+ the source's misalignment).
+// Issues the copies of the chunk at cursor c into `slot` (all lanes): the code rows of each
+// segment, then for 4-bit the scale-bias rows of each segment, widened to 16-byte boundaries.
+// Slot layout: rows r = segment * rps + i, each K / ks weights; 4-bit: scale-bias of segment j
+// at R * K / 2 + j * sbseg (+ the source's misalignment). Bulk mode: lane j issues copy j as one
+// cp.async.bulk (lane 0 arms the mbarrier with the byte count); cpa mode: every lane copies
+// 16-byte pieces with cp.async and arrives on the mbarrier (count 32) when they land.
 static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *bar, int lane,
-                                uint64_t pol) {
+                                uint64_t pol, int dbg) {
     const int K = c.K, nseg = c.nseg, ks = c.ks;
     const int nu = min(c.upc, c.ub - c.u), R = nu * c.rpu, rps = R / nseg;
-    const char *src = nullptr;
-    unsigned len = 0, dst = 0, total = 0;
-    for (int j = 0; j < nseg; j++) {
+    const char *src[6];   // [0, 3): code rows of segment j; [3, 6): scale-bias of segment j
+    unsigned len[6], dst[6], total = 0;
+#pragma unroll
+    for (int j = 0; j < 3; j++) {
+        len[j] = len[3 + j] = 0;
+        src[j] = src[3 + j] = nullptr;
+        dst[j] = dst[3 + j] = 0;
+        if (j >= nseg) continue;
         const long long r0 = seg_row(c.conv, c.N3, c.rpu, c.u, j);
         if (!c.q4) {
             const unsigned rb = (unsigned)(K / ks) * 2;
-            const unsigned n = rps * rb;
-            if (lane == j) {
-                src = c.w + (r0 * K + (long long)c.s * (K / ks)) * 2;
-                len = n;
-                dst = j * n;
-            }
-            total += n;
+            src[j] = c.w + (r0 * K + (long long)c.s * (K / ks)) * 2;
+            len[j] = rps * rb;
+            dst[j] = j * rps * rb;
         } else {
-            const unsigned rowc = (unsigned)K / 2, n = rps * rowc;
-            if (lane == j) {
-                src = c.w + r0 * rowc;
-                len = n;
-                dst = j * n;
-            }
-            total += n;
+            const unsigned rowc = (unsigned)K / 2;
+            src[j] = c.w + r0 * rowc;
+            len[j] = rps * rowc;
+            dst[j] = j * rps * rowc;
             const uintptr_t sa = reinterpret_cast<uintptr_t>(c.sb) + (uintptr_t)r0 * c.sbrow;
             const uintptr_t a = sa & ~(uintptr_t)15,
                             e = (sa + (uintptr_t)rps * c.sbrow + 15) & ~(uintptr_t)15;
-            const unsigned sbseg = ru16(rps * c.sbrow) + 16;
-            if (lane == nseg + j) {
-                src = reinterpret_cast<const char *>(a);
-                len = (unsigned)(e - a);
-                dst = R * rowc + j * sbseg;
-            }
-            total += (unsigned)(e - a);
+            src[3 + j] = reinterpret_cast<const char *>(a);
+            len[3 + j] = (unsigned)(e - a);
+            dst[3 + j] = R * rowc + j * (ru16(rps * c.sbrow) + 16);
         }
+        total += len[j] + len[3 + j];
+    }
+    if (dbg & PK_DBG_CPA) {
+#pragma unroll
+        for (int i = 0; i < 6; i++)
+            for (unsigned off = 16 * lane; off < len[i]; off += 16 * WARP)
+                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
+                                 smem_u32(slot + dst[i] + off)),
+                             "l"(src[i] + off)
+                             : "memory");
+        asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(bar))
+                     : "memory");
+        return;
     }
     if (lane == 0) mbar_expect(bar, total);
     __syncwarp();
-    if (len) bulk_g2s(slot + dst, src, len, bar, pol);
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        if (lane == i && len[i]) {
+            if (dbg & PK_DBG_NOHINT)
+                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                             " [%0], [%1], %2, [%3];" ::"r"(smem_u32(slot + dst[i])),
+                             "l"(src[i]), "r"(len[i]), "r"(smem_u32(bar))
+                             : "memory");
+            else
+                bulk_g2s(slot + dst[i], src[i], len[i], bar, pol);
+        }
 }
 
 // ---- products on a chunk in shared memory: acc[r] += row r . x (this lane's share) ----
@@ -604,7 +623,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     unsigned char *ring = pk_sm + (size_t)wi * PK_DEPTH * PK_SLOT;
     uint64_t *bar = bars[wi];
     if (lane == 0) {
-        for (int d = 0; d < PK_DEPTH; d++) mbar_init(&bar[d], 1);
+        for (int d = 0; d < PK_DEPTH; d++) mbar_init(&bar[d], A.dbg & PK_DBG_CPA ? WARP : 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncwarp();
@@ -616,7 +635,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     unsigned issued = 0, used = 0;
     for (int d = 0; d < PK_DEPTH && pv; d++) {
         pk_issue(pc, ring + (size_t)(issued % PK_DEPTH) * PK_SLOT, &bar[issued % PK_DEPTH], lane,
-                 pol);
+                 pol, A.dbg);
         issued++;
         pv = cur_next(pc, A, b, G, wi);
     }
@@ -636,6 +655,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
         }
         // the phase's descriptor in shared memory: read there after every asm memory clobber
         // (a global copy would be re-read through an L1 the barrier's polling invalidates)
+        if (stream) __syncthreads();   // (no barrier: every warp is done with the last phase)
         for (int i = threadIdx.x; i < (int)(sizeof(pk_phase) / 4); i += PK_THREADS)
             reinterpret_cast<uint32_t *>(&sph)[i] = reinterpret_cast<const uint32_t *>(A.ph + p)[i];
         __syncthreads();
@@ -691,7 +711,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     if (lane == 0 && !(A.dbg & PK_DBG_NOFENCE))
                         asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
                     __syncwarp();
-                    pk_issue(pc, slot, &bar[k], lane, pol);
+                    pk_issue(pc, slot, &bar[k], lane, pol, A.dbg);
                     issued++;
                     pv = cur_next(pc, A, b, G, wi);
                 }

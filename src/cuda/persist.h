@@ -32,8 +32,9 @@ extern "C" {
 enum { PK_MV = 0, PK_ATTN = 1 };
 // pk_args.dbg bits (A/B timing only): relaxed grid barrier; no async-proxy fence before a slot
 // is refilled; weights streamed only (no barrier, staging, products or attention: the result is
-// garbage, the time is the ring's streaming time).
-enum { PK_DBG_BAR = 1, PK_DBG_NOFENCE = 2, PK_DBG_STREAM = 4 };
+// garbage, the time is the ring's streaming time); bulk copies without the L2 evict-first hint;
+// chunks copied by every lane with 16-byte cp.async instead of bulk copies.
+enum { PK_DBG_BAR = 1, PK_DBG_NOFENCE = 2, PK_DBG_STREAM = 4, PK_DBG_NOHINT = 8, PK_DBG_CPA = 16 };
 enum { PK_IN_X = 0, PK_IN_EMB = 1 };   // product input: f32 vector x, or the token's embedding row
 
 // One phase of the step. PK_MV: y (by mode, CUK_MV_*) = W RMSNorm?(input); PK_ATTN: attention of
