@@ -271,14 +271,25 @@ struct mm_job {
     int64_t ldy, n_in, n_out;
     int64_t chunk;          // rows per claim (a multiple of 16)
     _Atomic int64_t next;   // first unclaimed row
+    _Atomic bool first_taken[LFMD_MAX_THREADS]; // decode: thread t's first chunk claimed
 };
 
 // Decode products (1-3 tokens) give each thread a first chunk known in advance, rows
 // [ith c0, (ith + 1) c0), before the claims: the thread can warm those rows while it waits for
-// the product (warm_next), and its first chunk comes from L2.
+// the product (warm_next), and its first chunk comes from L2. A thread that runs out of rows
+// takes the first chunks nobody has started (a worker that lost its core for a while must not
+// leave a quarter of the product to do after everyone else is done).
 static int64_t first_chunk(int64_t n_out, int nth) {
     int64_t c0 = (n_out / (2 * (int64_t)nth)) & ~(int64_t)15;
     return c0 < 16 ? 16 : c0;
+}
+
+// Runs thread t's first chunk of a decode product unless another thread already took it.
+static void take_first(struct mm_job *j, void *qx, int t, int nth) {
+    int64_t c0 = first_chunk(j->n_out, nth), s0 = (int64_t)t * c0;
+    if (s0 >= j->n_out || atomic_exchange_explicit(&j->first_taken[t], true, memory_order_relaxed))
+        return;
+    kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, s0, s0 + c0 < j->n_out ? s0 + c0 : j->n_out);
 }
 
 // One pool dispatch per product: each thread quantizes the (few) activation rows into its own
@@ -292,19 +303,17 @@ static void mm_rows(struct mm_job *j, int ith, int nth) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
         kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
     }
-    if (j->n_tok < 4) {
-        int64_t c0 = first_chunk(j->n_out, nth), s0 = (int64_t)ith * c0;
-        if (s0 < j->n_out)
-            kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, s0,
-                        s0 + c0 < j->n_out ? s0 + c0 : j->n_out);
-    }
+    if (j->n_tok < 4) take_first(j, qx, ith, nth);
     // Decode (1-3 tokens) claims guided chunks: 1 / (2 x threads) of the rows left, down to 16
     // (multiples of 16, the x16 layouts' groups), so the last claims are short and neither
     // thread waits long for the other at the end (350M Q4_0 decode +7%, F16 +4%, others within
     // noise; fixed chunks capped at 48 or 96 KiB measured 3-16% slower).
     int64_t r0 = atomic_load_explicit(&j->next, memory_order_relaxed);
     for (;;) {
-        if (r0 >= j->n_out) return;
+        if (r0 >= j->n_out) {
+            for (int t = 0; t < nth && j->n_tok < 4; t++) take_first(j, qx, t, nth);
+            return;
+        }
         int64_t c = j->chunk;
         if (j->n_tok < 4) {
             c = ((j->n_out - r0) / (2 * (int64_t)nth)) & ~(int64_t)15;
@@ -335,6 +344,7 @@ static void mm_init(struct mm_job *j, struct runner *r, const struct tensor *W, 
     j->qx = kern_matmul_uses_qx(W, n_tok) && kern_input_bytes(W->dtype, n_tok, j->n_in) ? r->qx : NULL;
     j->chunk = mm_chunk(j->n_out, nth);
     atomic_init(&j->next, n_tok < 4 ? (int64_t)nth * first_chunk(j->n_out, nth) : 0);
+    for (int t = 0; t < nth; t++) atomic_init(&j->first_taken[t], false);
 }
 
 // The products of one dispatch (op_matmul: one; op_matmul_multi: up to three sharing X) and the
