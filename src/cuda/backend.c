@@ -907,7 +907,7 @@ struct cuda_runner {
     size_t pk_bytes;
     uint64_t pk_steps;          // steps run by the persistent kernel
     unsigned long long *pk_tr_d, *pk_tr_h;   // trace of the last step: [n_ph][grid][3] ns
-    double *pk_tr_sum;          // [n_ph][4]: span, release, stage, products (ns, summed)
+    double *pk_tr_sum;          // [n_ph][5]: span, release, stage, products, chunk wait (ns)
     int pk_tr_steps;
     struct scratch sc[CUDA_MAX_STAGES];
     struct graph_ent graphs[MAX_GRAPHS];
@@ -1038,8 +1038,8 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
     int hd = c->head_dim, H = c->n_head, KVH = c->n_kv_head;
     if (c->arch != MODEL_ARCH_LFM2 || cm->n_stages != 1 || cm->no_persist || !st->lm_head.rows)
         return 0;
-    if (hd % 4 || hd > 128 || KVH < 1 || H % KVH || H / KVH > PK_MAXREP ||
-        (H / KVH + 1) * hd > PK_XS_BYTES / 4 / PK_WARPS || KVH > PK_SYNC_WORDS - 2 ||
+    if ((hd != 16 && hd != 32 && hd != 64) || KVH < 1 || H % KVH || H / KVH > PK_MAXREP ||
+        (H / KVH + 2) * hd > PK_XS_BYTES / 4 / PK_WARPS || KVH > PK_SYNC_WORDS - 2 ||
         c->n_embd % 8 || c->conv_L < 2)
         return 0;
     int n_ph = 1;
@@ -1092,9 +1092,9 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
     lfmd_free(ph);
     if (rc || grid <= 0) return rc;
     if (cm->kopt.persist_trace) {
-        size_t nt = (size_t)n_ph * grid * 3;
+        size_t nt = (size_t)n_ph * grid * 4;
         r->pk_tr_h = lfmd_calloc(nt, sizeof *r->pk_tr_h, LFMD_MEM_SCRATCH);
-        r->pk_tr_sum = lfmd_calloc((size_t)n_ph * 4, sizeof *r->pk_tr_sum, LFMD_MEM_SCRATCH);
+        r->pk_tr_sum = lfmd_calloc((size_t)n_ph * 5, sizeof *r->pk_tr_sum, LFMD_MEM_SCRATCH);
         if (!r->pk_tr_h || !r->pk_tr_sum) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
         if ((rc = dalloc((void **)&r->pk_tr_d, nt * sizeof *r->pk_tr_d, st->st, err))) return rc;
         r->pk_bytes += nt * sizeof *r->pk_tr_d;
@@ -1108,7 +1108,7 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
         .H = H, .KVH = KVH, .hd = hd, .conv_L = c->conv_L, .eps = c->norm_eps,
         .inv_freq = st->inv_freq, .part = r->pk_part, .sync = r->pk_sync,
         .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax,
-        .dbg = cm->kopt.persist_dbg, .trace = r->pk_tr_d};
+        .dbg = cm->kopt.persist_dbg, .pf = cm->kopt.persist_pf, .trace = r->pk_tr_d};
     r->pk_n_ph = n_ph;
     r->pk_grid = grid;
     return 0;
@@ -1119,27 +1119,29 @@ uint64_t cuda_runner_persist_steps(const struct cuda_runner *r) { return r->pk_s
 // Adds the last persistent step's trace to the sums (after the step's stream sync).
 static void pk_trace_collect(struct cuda_runner *r, int n_ph) {
     int G = r->pk_grid;
-    size_t nt = (size_t)r->pk_n_ph * G * 3;
+    size_t nt = (size_t)r->pk_n_ph * G * 4;
     if (cudaMemcpy(r->pk_tr_h, r->pk_tr_d, nt * sizeof *r->pk_tr_h, cudaMemcpyDeviceToHost) !=
         cudaSuccess)
         return;
     const unsigned long long *t = r->pk_tr_h;
     double prev = 1e300;
-    for (int b = 0; b < G; b++) prev = fmin(prev, (double)t[b * 3]);   // kernel start
+    for (int b = 0; b < G; b++) prev = fmin(prev, (double)t[b * 4]);   // kernel start
     for (int p = 0; p < n_ph; p++) {
-        const unsigned long long *q = t + (size_t)p * G * 3;
-        double arr = 0, rel = 0, stg = 0, work = 0;
+        const unsigned long long *q = t + (size_t)p * G * 4;
+        double arr = 0, rel = 0, stg = 0, work = 0, wait = 0;
         for (int b = 0; b < G; b++) {
-            arr = fmax(arr, (double)q[b * 3 + 2]);
-            rel += p ? (double)q[b * 3] - prev : 0;
-            stg += (double)q[b * 3 + 1] - (double)q[b * 3];
-            work += (double)q[b * 3 + 2] - (double)q[b * 3 + 1];
+            arr = fmax(arr, (double)q[b * 4 + 2]);
+            rel += p ? (double)q[b * 4] - prev : 0;
+            stg += (double)q[b * 4 + 1] - (double)q[b * 4];
+            work += (double)q[b * 4 + 2] - (double)q[b * 4 + 1];
+            wait += (double)q[b * 4 + 3];
         }
-        double *sm = r->pk_tr_sum + (size_t)p * 4;
+        double *sm = r->pk_tr_sum + (size_t)p * 5;
         sm[0] += arr - prev;
         sm[1] += rel / G;
         sm[2] += stg / G;
         sm[3] += work / G;
+        sm[4] += wait / G;
         prev = arr;
     }
     r->pk_tr_steps++;
@@ -1149,41 +1151,31 @@ void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f) {
     if (!r->pk_tr_sum || !r->pk_tr_steps) return;
     const struct cuda_model *cm = r->cm;
     const struct stage *st = &cm->st[0];
-    double n = r->pk_tr_steps, tot[4] = {0};
-    fprintf(f, "persistent step trace over %d steps (us, mean over blocks; span: from the last "
-               "block done with the previous phase to the last done with this one)\n",
+    double n = r->pk_tr_steps, tot[5] = {0};
+    fprintf(f, "persistent step trace over %d steps (us; span: from the last block done with the "
+               "previous phase to the last done with this one; the others are means over blocks; "
+               "wait: the block's longest chunk wait of a warp)\n",
             r->pk_tr_steps);
-    fprintf(f, "  %-5s %-16s %7s %7s %7s %7s\n", "phase", "what", "span", "release", "stage",
-            "work");
-    int p = 0;
-    for (int l = 0; l < cm->c.n_layer && p < r->pk_n_ph; l++) {
-        const char *nm[5];
-        int k = 0;
-        if (st->layers[l].attn) {
-            nm[k++] = "qkv";
-            nm[k++] = "attention";
-            nm[k++] = "o";
-        } else {
-            nm[k++] = "in_proj+conv";
-            nm[k++] = "conv_out";
-        }
-        nm[k++] = "gate|up";
-        nm[k++] = "down";
-        for (int j = 0; j < k && p < r->pk_n_ph; j++, p++) {
-            const double *sm = r->pk_tr_sum + (size_t)p * 4;
-            fprintf(f, "  %-5d L%-2d %-12s %7.2f %7.2f %7.2f %7.2f\n", p, l, nm[j], sm[0] / n / 1e3,
-                    sm[1] / n / 1e3, sm[2] / n / 1e3, sm[3] / n / 1e3);
-            for (int i = 0; i < 4; i++) tot[i] += sm[i] / n / 1e3;
-        }
+    fprintf(f, "  %-5s %-16s %7s %7s %7s %7s %7s\n", "phase", "what", "span", "release", "stage",
+            "work", "wait");
+    for (int p = 0; p < r->pk_n_ph; p++) {
+        char what[32];
+        int l = 0, k = p;   // layer of phase p and the phase's index in it
+        while (l < cm->c.n_layer && k >= (st->layers[l].attn ? 5 : 4))
+            k -= st->layers[l++].attn ? 5 : 4;
+        static const char *an[5] = {"qkv", "attention", "o", "gate|up", "down"};
+        static const char *cn[4] = {"in_proj+conv", "conv_out", "gate|up", "down"};
+        if (l < cm->c.n_layer)
+            snprintf(what, sizeof what, "L%-2d %s", l, st->layers[l].attn ? an[k] : cn[k]);
+        else
+            snprintf(what, sizeof what, "lm_head");
+        const double *sm = r->pk_tr_sum + (size_t)p * 5;
+        fprintf(f, "  %-5d %-16s %7.2f %7.2f %7.2f %7.2f %7.2f\n", p, what, sm[0] / n / 1e3,
+                sm[1] / n / 1e3, sm[2] / n / 1e3, sm[3] / n / 1e3, sm[4] / n / 1e3);
+        for (int i = 0; i < 5; i++) tot[i] += sm[i] / n / 1e3;
     }
-    if (p < r->pk_n_ph) {
-        const double *sm = r->pk_tr_sum + (size_t)p * 4;
-        fprintf(f, "  %-5d %-16s %7.2f %7.2f %7.2f %7.2f\n", p, "lm_head", sm[0] / n / 1e3,
-                sm[1] / n / 1e3, sm[2] / n / 1e3, sm[3] / n / 1e3);
-        for (int i = 0; i < 4; i++) tot[i] += sm[i] / n / 1e3;
-    }
-    fprintf(f, "  total: span %.1f us, release %.1f, stage %.1f, work %.1f\n", tot[0], tot[1],
-            tot[2], tot[3]);
+    fprintf(f, "  total: span %.1f us, release %.1f, stage %.1f, work %.1f, wait %.1f\n", tot[0],
+            tot[1], tot[2], tot[3], tot[4]);
 }
 
 int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,

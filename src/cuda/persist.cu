@@ -158,6 +158,17 @@ static __device__ bool cur_next(pk_cur &c, const pk_args &A, int b, int G, int w
     return cur_seek(c, A, b, G, w);
 }
 
+// cur_next on a cursor in shared memory that every lane of the warp holds: each lane advances a
+// register copy of the same state, then all write the (equal) result back.
+static __device__ __forceinline__ bool cur_adv(pk_cur &c, const pk_args &A, int b, int G, int w) {
+    pk_cur t = c;
+    const bool ok = cur_next(t, A, b, G, w);
+    __syncwarp();
+    c = t;
+    __syncwarp();
+    return ok;
+}
+
 // First weight row of segment j of the chunk at unit u (rows of a segment are consecutive).
 static __device__ __forceinline__ long long seg_row(bool conv, int N3, int rpu, int u, int j) {
     return conv ? u + (long long)j * N3 : (long long)u * rpu + j;
@@ -169,12 +180,11 @@ static __device__ __forceinline__ long long seg_row(bool conv, int N3, int rpu, 
 // at R * K / 2 + j * sbseg (+ the source's misalignment). Bulk mode: lane j issues copy j as one
 // cp.async.bulk (lane 0 arms the mbarrier with the byte count); cpa mode: every lane copies
 // 16-byte pieces with cp.async and arrives on the mbarrier (count 32) when they land.
-static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *bar, int lane,
-                                uint64_t pol, int dbg) {
+static __device__ __forceinline__ unsigned chunk_copies(const pk_cur &c, const char *(&src)[6],
+                                                        unsigned (&len)[6], unsigned (&dst)[6]) {
     const int K = c.K, nseg = c.nseg, ks = c.ks;
     const int nu = min(c.upc, c.ub - c.u), R = nu * c.rpu, rps = R / nseg;
-    const char *src[6];   // [0, 3): code rows of segment j; [3, 6): scale-bias of segment j
-    unsigned len[6], dst[6], total = 0;
+    unsigned total = 0;   // copies [0, 3): code rows of segment j; [3, 6): its scale-bias
 #pragma unroll
     for (int j = 0; j < 3; j++) {
         len[j] = len[3 + j] = 0;
@@ -201,6 +211,26 @@ static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *
         }
         total += len[j] + len[3 + j];
     }
+    return total;
+}
+
+// Asks L2 for the chunk at cursor c (bulk prefetch, no shared memory): runs ahead of the ring.
+static __device__ __forceinline__ void pk_prefetch(const pk_cur &c, int lane) {
+    const char *src[6];
+    unsigned len[6], dst[6];
+    chunk_copies(c, src, len, dst);
+#pragma unroll
+    for (int i = 0; i < 6; i++)
+        if (lane == i && len[i])
+            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src[i]), "r"(len[i])
+                         : "memory");
+}
+
+static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *bar, int lane,
+                                uint64_t pol, int dbg) {
+    const char *src[6];
+    unsigned len[6], dst[6];
+    const unsigned total = chunk_copies(c, src, len, dst);
     if (dbg & PK_DBG_CPA) {
 #pragma unroll
         for (int i = 0; i < 6; i++)
@@ -378,35 +408,45 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
     __syncthreads();
 }
 
-// Head RMSNorm (w; NULL: none) + NeoX RoPE at pos of the hd values at src into dst (one warp).
-static __device__ void head_norm_rope(const float *src, const float *w, float *dst, int hd,
-                                      float eps, int pos, const float *inv_freq, int lane) {
-    float ss = 0;
-    for (int e = lane; e < hd; e += WARP) {
-        const float v = ldcg(src + e);
-        dst[e] = v;
-        ss += v * v;
-    }
+// Head RMSNorm (w; NULL: none) + NeoX RoPE of one head held as v[E] = element lane + 32 E
+// (hd in {16, 32, 64}, hd <= 32 NE; lanes past hd hold zeros). cs, sn: the rotation of
+// this lane's pair index for each E. The partner of element e is e +- hd / 2: the same lane
+// (E ^ NE / 2) when hd >= 64, else lane ^ hd / 2.
+template <int NE>
+static __device__ __forceinline__ void head_norm_rope(float (&v)[NE], const float *w, int hd,
+                                                      float eps, const float (&cs)[NE],
+                                                      const float (&sn)[NE], int lane) {
     if (w) {
+        float ss = 0;
+#pragma unroll
+        for (int E = 0; E < NE; E++) ss += v[E] * v[E];
         ss = warp_sum(ss);
         const float inv = 1.0f / sqrtf(ss / hd + eps);
-        for (int e = lane; e < hd; e += WARP) dst[e] = w[e] * (dst[e] * inv);
+#pragma unroll
+        for (int E = 0; E < NE; E++) {
+            const int e = lane + WARP * E;
+            v[E] = e < hd ? w[e] * (v[E] * inv) : 0.f;
+        }
     }
-    __syncwarp();
     const int half = hd / 2;
-    const float p = (float)pos;
-    for (int i = lane; i < half; i += WARP) {
-        const float ang = p * inv_freq[i];
-        const float cs = cosf(ang), sn = sinf(ang);
-        const float x1 = dst[i], x2 = dst[i + half];
-        dst[i] = x1 * cs - x2 * sn;
-        dst[i + half] = x2 * cs + x1 * sn;
+    float o[NE];
+#pragma unroll
+    for (int E = 0; E < NE; E++) {
+        const int e = lane + WARP * E;
+        float pv;
+        if (half >= WARP) pv = v[E ^ (NE / 2)];
+        else pv = __shfl_xor_sync(0xffffffffu, v[E], half);
+        const bool first = (e % hd) < half;
+        o[E] = first ? v[E] * cs[E] - pv * sn[E] : v[E] * cs[E] + pv * sn[E];
     }
-    __syncwarp();
+#pragma unroll
+    for (int E = 0; E < NE; E++) v[E] = o[E];
 }
 
 // Attention of the current token (one warp per (KV head, position chunk) item). NE: head
-// elements per lane (hd <= 32 NE). wsm: this warp's shared scratch (PK_MAXREP + 1) hd floats.
+// elements per lane (hd <= 32 NE). wsm: this warp's shared scratch, (rep + 2) hd floats: the
+// normalized, rotated q heads, then k and v of the current position (the item whose chunk holds
+// the position stores them in the cache and reads them from here).
 template <int NE>
 static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *wsm, int lane,
                                     int gw, int nwarp) {
@@ -421,22 +461,53 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
         nch = (len + ppi - 1) / ppi;
     }
     const float scale = 1.0f / sqrtf((float)hd);
+    float cs[NE], sn[NE];
+#pragma unroll
+    for (int E = 0; E < NE; E++) {
+        const int i = (lane + WARP * E) % hd % (hd / 2);
+        const float ang = (float)pos * A.inv_freq[i];
+        cs[E] = cosf(ang);
+        sn[E] = sinf(ang);
+    }
+    float *kt = wsm + rep * hd, *vt = kt + hd;
     for (int it = gw; it < KVH * nch; it += nwarp) {
         const int g = it % KVH, ci = it / KVH, p0 = ci * ppi, p1 = min(len, p0 + ppi);
-        for (int r = 0; r < rep; r++)
-            head_norm_rope(P.x + (size_t)(g * rep + r) * hd, P.qn, wsm + r * hd, hd, A.eps, pos,
-                           A.inv_freq, lane);
-        if (p0 <= pos && pos < p1) {   // this item stores k and v of the current position
-            float *kt = wsm + rep * hd;
-            head_norm_rope(P.x + (size_t)(H + g) * hd, P.kn, kt, hd, A.eps, pos, A.inv_freq, lane);
-            const float *vs = P.x + (size_t)(H + KVH + g) * hd;
-            for (int e = lane; e < hd; e += WARP) {
-                Kb[(size_t)pos * kvd + (size_t)g * hd + e] = kt[e];
-                Vb[(size_t)pos * kvd + (size_t)g * hd + e] = ldcg(vs + e);
+        const bool here = p0 <= pos && pos < p1;   // this item holds the current position
+        float q[PK_MAXREP][NE], kk[NE], vv0[NE];
+#pragma unroll
+        for (int r = 0; r < PK_MAXREP; r++)
+#pragma unroll
+            for (int E = 0; E < NE; E++) {
+                const int e = lane + WARP * E;
+                q[r][E] = r < rep && e < hd ? ldcg(P.x + (size_t)(g * rep + r) * hd + e) : 0.f;
             }
-            __threadfence();   // read back below through L2 by other lanes
-            __syncwarp();
+#pragma unroll
+        for (int E = 0; E < NE; E++) {
+            const int e = lane + WARP * E;
+            kk[E] = here && e < hd ? ldcg(P.x + (size_t)(H + g) * hd + e) : 0.f;
+            vv0[E] = here && e < hd ? ldcg(P.x + (size_t)(H + KVH + g) * hd + e) : 0.f;
         }
+#pragma unroll
+        for (int r = 0; r < PK_MAXREP; r++) {
+            if (r >= rep) break;
+            head_norm_rope<NE>(q[r], P.qn, hd, A.eps, cs, sn, lane);
+#pragma unroll
+            for (int E = 0; E < NE; E++)
+                if (lane + WARP * E < hd) wsm[r * hd + lane + WARP * E] = q[r][E];
+        }
+        if (here) {
+            head_norm_rope<NE>(kk, P.kn, hd, A.eps, cs, sn, lane);
+#pragma unroll
+            for (int E = 0; E < NE; E++) {
+                const int e = lane + WARP * E;
+                if (e >= hd) continue;
+                kt[e] = kk[E];
+                vt[e] = vv0[E];
+                Kb[(size_t)pos * kvd + (size_t)g * hd + e] = kk[E];   // for the next steps
+                Vb[(size_t)pos * kvd + (size_t)g * hd + e] = vv0[E];
+            }
+        }
+        __syncwarp();
         float m[PK_MAXREP], l[PK_MAXREP], acc[PK_MAXREP][NE];
 #pragma unroll
         for (int r = 0; r < PK_MAXREP; r++) {
@@ -451,20 +522,22 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
             float s[PK_MAXREP];
 #pragma unroll
             for (int r = 0; r < PK_MAXREP; r++) s[r] = 0.f;
-            const float *kr = Kb + (size_t)(valid ? p : p0) * kvd + (size_t)g * hd;
+            const float *kr = p == pos ? kt : Kb + (size_t)(valid ? p : p0) * kvd + (size_t)g * hd;
             for (int e0 = 0; e0 < hd; e0 += 32) {
                 float4 k4[8];
 #pragma unroll
                 for (int j = 0; j < 8; j++)
-                    k4[j] = e0 + 4 * j < hd ? ldcg4(kr + e0 + 4 * j) : make_float4(0, 0, 0, 0);
+                    k4[j] = e0 + 4 * j >= hd ? make_float4(0, 0, 0, 0)
+                            : p == pos      ? *reinterpret_cast<const float4 *>(kr + e0 + 4 * j)
+                                            : ldcg4(kr + e0 + 4 * j);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
                     if (e0 + 4 * j >= hd) continue;
 #pragma unroll
                     for (int r = 0; r < PK_MAXREP; r++) {
                         if (r >= rep) continue;
-                        const float4 q = *reinterpret_cast<const float4 *>(wsm + r * hd + e0 + 4 * j);
-                        s[r] += q.x * k4[j].x + q.y * k4[j].y + q.z * k4[j].z + q.w * k4[j].w;
+                        const float4 qq = *reinterpret_cast<const float4 *>(wsm + r * hd + e0 + 4 * j);
+                        s[r] += qq.x * k4[j].x + qq.y * k4[j].y + qq.z * k4[j].z + qq.w * k4[j].w;
                     }
                 }
             }
@@ -483,23 +556,24 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
                 m[r] = mn;
                 pr[r] = e;
             }
-            for (int j0 = 0; j0 < nvalid; j0 += 8) {
-                float vv[8][NE];
+            constexpr int VB = 32 / NE < 16 ? 32 / NE : 16;   // positions per round of V loads
+            for (int j0 = 0; j0 < nvalid; j0 += VB) {
+                float vv[VB][NE];
 #pragma unroll
-                for (int jj = 0; jj < 8; jj++)
+                for (int jj = 0; jj < VB; jj++)
 #pragma unroll
                     for (int E = 0; E < NE; E++) {
-                        const int e = lane + WARP * E;
-                        vv[jj][E] = j0 + jj < nvalid && e < hd
-                                        ? ldcg(Vb + (size_t)(pb + j0 + jj) * kvd + (size_t)g * hd + e)
-                                        : 0.f;
+                        const int e = lane + WARP * E, pp = pb + j0 + jj;
+                        vv[jj][E] = j0 + jj >= nvalid || e >= hd ? 0.f
+                                    : pp == pos ? vt[e]
+                                                : ldcg(Vb + (size_t)pp * kvd + (size_t)g * hd + e);
                     }
 #pragma unroll
-                for (int jj = 0; jj < 8; jj++)
+                for (int jj = 0; jj < VB; jj++)
 #pragma unroll
                     for (int r = 0; r < PK_MAXREP; r++) {
                         if (r >= rep) continue;
-                        const float w = __shfl_sync(0xffffffffu, pr[r], j0 + jj);
+                        const float w = __shfl_sync(0xffffffffu, pr[r], (j0 + jj) & 31);
 #pragma unroll
                         for (int E = 0; E < NE; E++) acc[r][E] += w * vv[jj][E];
                     }
@@ -517,27 +591,29 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
             for (int E = 0; E < NE; E++)
                 if (lane + WARP * E < hd) o[2 + lane + WARP * E] = acc[r][E];
         }
-        __threadfence();
         __syncwarp();
         unsigned prev = 0;
-        if (lane == 0) prev = atomicAdd(&A.sync[2 + g], 1u);
+        if (lane == 0) {
+            asm volatile("fence.acq_rel.gpu;" ::: "memory");   // the partials before the ticket
+            prev = atomicAdd(&A.sync[2 + g], 1u);
+        }
         prev = __shfl_sync(0xffffffffu, prev, 0);
         if (prev != (unsigned)nch - 1) continue;
-        __threadfence();
+        asm volatile("fence.acq_rel.gpu;" ::: "memory");
         for (int r = 0; r < rep; r++) {   // last item of KV head g: merge its chunks
             const float *b = A.part + (size_t)(g * rep + r) * PK_MAXCH * (hd + 2);
             const float m0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2)) : -INFINITY;
             const float m1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2)) : -INFINITY;
+            const float l0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2) + 1) : 0.f;
+            const float l1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2) + 1) : 0.f;
             const float M = warp_max(fmaxf(m0, m1));
             const float f0 = m0 == -INFINITY ? 0.f : expf(m0 - M);
             const float f1 = m1 == -INFINITY ? 0.f : expf(m1 - M);
-            const float l0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2) + 1) : 0.f;
-            const float l1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2) + 1) : 0.f;
             const float L = warp_sum(f0 * l0 + f1 * l1);
             float a[NE];
 #pragma unroll
             for (int E = 0; E < NE; E++) a[E] = 0.f;
-#pragma unroll 4
+#pragma unroll 8
             for (int c = 0; c < nch; c++) {
                 const float w = __shfl_sync(0xffffffffu, c < WARP ? f0 : f1, c & 31);
 #pragma unroll
@@ -559,8 +635,7 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
 static __device__ __forceinline__ void pk_attention_any(const pk_phase &P, const pk_args &A,
                                                      float *wsm, int lane, int gw, int nwarp) {
     if (A.hd <= 32) pk_attention<1>(P, A, wsm, lane, gw, nwarp);
-    else if (A.hd <= 64) pk_attention<2>(P, A, wsm, lane, gw, nwarp);
-    else pk_attention<4>(P, A, wsm, lane, gw, nwarp);   // hd <= 128 (backend.c checks)
+    else pk_attention<2>(P, A, wsm, lane, gw, nwarp);   // hd in {16, 32, 64} (backend.c checks)
 }
 
 // (value, index) candidate merge of the greedy pick: larger value, then smaller index; index < 0
@@ -618,6 +693,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     __shared__ int bis[PK_WARPS];
     __shared__ int last;
     __shared__ __align__(16) pk_phase sph;
+    __shared__ unsigned long long wsum[PK_WARPS];
+    __shared__ pk_cur curs[PK_WARPS][2];
     unsigned char *xsm = pk_sm + PK_RING;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, G = gridDim.x, b = blockIdx.x;
     unsigned char *ring = pk_sm + (size_t)wi * PK_DEPTH * PK_SLOT;
@@ -630,28 +707,59 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     uint64_t pol;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
     // Start streaming: the first PK_DEPTH chunks of this warp's sequence.
-    pk_cur pc = {0, 0, 0, 0};
-    bool pv = cur_seek(pc, A, b, G, wi);
+    // the warp's ring and L2-prefetch cursors live in shared memory (registers are the products');
+    // every lane keeps them and writes the same values
+    pk_cur &pc = curs[wi][0], &qc = curs[wi][1];
+    bool pv;
+    {
+        pk_cur t;
+        t.p = 0;
+        pv = cur_seek(t, A, b, G, wi);
+        __syncwarp();
+        pc = t;
+        qc = t;
+        __syncwarp();
+    }
     unsigned issued = 0, used = 0;
     for (int d = 0; d < PK_DEPTH && pv; d++) {
         pk_issue(pc, ring + (size_t)(issued % PK_DEPTH) * PK_SLOT, &bar[issued % PK_DEPTH], lane,
                  pol, A.dbg);
         issued++;
-        pv = cur_next(pc, A, b, G, wi);
+        pv = cur_adv(pc, A, b, G, wi);
+    }
+    // L2 prefetch cursor: A.pf chunks ahead of the ring (DRAM keeps streaming while the ring is
+    // full and the grid waits at a barrier)
+    __syncwarp();
+    qc = pc;
+    __syncwarp();
+    bool qv = pv && A.pf > 0;
+    for (int d = 0; d < A.pf && qv; d++) {
+        pk_prefetch(qc, lane);
+        qv = cur_adv(qc, A, b, G, wi);
     }
     const int tok = A.tok[0];
     const bool relaxed = A.dbg & PK_DBG_BAR, stream = A.dbg & PK_DBG_STREAM;
-    unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 3 : nullptr;
-    const size_t tr_ph = (size_t)G * 3;   // trace stride per phase
+    unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 4 : nullptr;
+    const size_t tr_ph = (size_t)G * 4;   // trace stride per phase
+    unsigned long long wacc = 0;          // trace: this warp's time waiting for chunks
     if (tr) tr[0] = gtime();
     float bv = -INFINITY;
     int bi = -1;
     bool lm_ran = false;
     for (int p = 0; p < A.n_ph; p++) {
+        if (A.trace && lane == 0) {
+            wsum[wi] = wacc;
+            wacc = 0;
+        }
         if (p > 0 && !stream) {
             grid_barrier(&A.sync[0], (unsigned)p * (unsigned)G, relaxed,
                          tr ? tr + (p - 1) * tr_ph + 2 : nullptr);
-            if (tr) tr[p * tr_ph] = gtime();
+            if (tr) {
+                tr[p * tr_ph] = gtime();
+                unsigned long long w = 0;
+                for (int i = 0; i < PK_WARPS; i++) w = w > wsum[i] ? w : wsum[i];
+                tr[(p - 1) * tr_ph + 3] = w;
+            }
         }
         // the phase's descriptor in shared memory: read there after every asm memory clobber
         // (a global copy would be re-read through an L1 the barrier's polling invalidates)
@@ -696,8 +804,14 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             for (int s = 0; s < P.ks; s++) {
                 const unsigned k = used % PK_DEPTH;
                 unsigned char *slot = ring + (size_t)k * PK_SLOT;
-                mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
-                if (stream) {
+                if (A.trace) {
+                    const unsigned long long t0 = gtime();
+                    mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
+                    wacc += gtime() - t0;
+                } else {
+                    mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
+                }
+                if (stream || (A.dbg & PK_DBG_NOMV)) {
                 } else if (P.q4) {
                     mv_q4(slot, reinterpret_cast<const uint4 *>(xsm),
                           reinterpret_cast<const float2 *>(xsm + (size_t)(P.K / 8) * 16), P.K, R,
@@ -713,7 +827,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     __syncwarp();
                     pk_issue(pc, slot, &bar[k], lane, pol, A.dbg);
                     issued++;
-                    pv = cur_next(pc, A, b, G, wi);
+                    pv = cur_adv(pc, A, b, G, wi);
+                }
+                if (qv) {
+                    pk_prefetch(qc, lane);
+                    qv = cur_adv(qc, A, b, G, wi);
                 }
             }
             if (stream) continue;
@@ -747,8 +865,14 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             }
         }
     }
+    if (A.trace && lane == 0) wsum[wi] = wacc;
     __syncthreads();
-    if (tr) tr[(A.n_ph - 1) * tr_ph + 2] = gtime();
+    if (tr) {
+        tr[(A.n_ph - 1) * tr_ph + 2] = gtime();
+        unsigned long long w = 0;
+        for (int i = 0; i < PK_WARPS; i++) w = w > wsum[i] ? w : wsum[i];
+        tr[(A.n_ph - 1) * tr_ph + 3] = w;
+    }
     // Done ticket: the last block to finish picks the token and resets the counters.
     __syncthreads();
     if (threadIdx.x == 0) {

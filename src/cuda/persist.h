@@ -33,8 +33,16 @@ enum { PK_MV = 0, PK_ATTN = 1 };
 // pk_args.dbg bits (A/B timing only): relaxed grid barrier; no async-proxy fence before a slot
 // is refilled; weights streamed only (no barrier, staging, products or attention: the result is
 // garbage, the time is the ring's streaming time); bulk copies without the L2 evict-first hint;
-// chunks copied by every lane with 16-byte cp.async instead of bulk copies.
-enum { PK_DBG_BAR = 1, PK_DBG_NOFENCE = 2, PK_DBG_STREAM = 4, PK_DBG_NOHINT = 8, PK_DBG_CPA = 16 };
+// chunks copied by every lane with 16-byte cp.async instead of bulk copies; no products (the
+// chunks are waited for and dropped; everything else runs).
+enum {
+    PK_DBG_BAR = 1,
+    PK_DBG_NOFENCE = 2,
+    PK_DBG_STREAM = 4,
+    PK_DBG_NOHINT = 8,
+    PK_DBG_CPA = 16,
+    PK_DBG_NOMV = 32
+};
 enum { PK_IN_X = 0, PK_IN_EMB = 1 };   // product input: f32 vector x, or the token's embedding row
 
 // One phase of the step. PK_MV: y (by mode, CUK_MV_*) = W RMSNorm?(input); PK_ATTN: attention of
@@ -75,8 +83,10 @@ struct pk_args {
     int32_t *amax;               // greedy token
     int greedy;
     int dbg;                     // PK_DBG_* bits
-    unsigned long long *trace;   // NULL, or [n_ph][grid][3] globaltimer ns per phase and block:
-                                 // start (barrier passed), input staged, done (arrived)
+    int pf;                      // chunks each warp asks L2 for ahead of its ring (0: none)
+    unsigned long long *trace;   // NULL, or [n_ph][grid][4] per phase and block: globaltimer ns
+                                 // at start (barrier passed), input staged, done (arrived), and
+                                 // the longest time one of its warps waited for chunks
 };
 
 // Fills the chunk geometry of an PK_MV phase (units .. sbrow) from mode, q4, N, K, sbk, gs.
