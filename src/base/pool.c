@@ -28,10 +28,12 @@ struct worker {
     pthread_t th;
 };
 
-// pool_warm_after's range for one thread, a cache line of its own.
+// pool_warm_after's range for one thread, padded to a cache line's size (the array comes from
+// lfmd_calloc, which promises 16-byte alignment only: no _Alignas).
 struct warm {
-    _Alignas(64) const char *p;
+    const char *p;
     size_t n;
+    char pad[64 - sizeof(const char *) - sizeof(size_t)];
 };
 
 struct pool {
