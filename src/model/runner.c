@@ -266,6 +266,7 @@ struct mm_job {
     const float *X;
     uint8_t *qx;            // per-thread regions of qx_bytes, or NULL
     size_t qx_bytes;
+    bool qx_ready;          // the previous job of the dispatch left the same qx (same X, dtype)
     int n_tok;
     float *Y;
     int64_t ldy, n_in, n_out;
@@ -301,7 +302,7 @@ static void mm_rows(struct mm_job *j, int ith, int nth) {
     void *qx = NULL;
     if (j->qx) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
-        kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
+        if (!j->qx_ready) kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
     }
     if (j->n_tok < 4) take_first(j, qx, ith, nth);
     // Decode (1-3 tokens) claims guided chunks: 1 / (2 x threads) of the rows left, down to 16
@@ -395,7 +396,12 @@ void op_matmul_multi(struct runner *r, int n, const struct tensor *const *W, con
                      float *const *Y, const int64_t *ldy) {
     struct mm_multi m = {.n = n, .pool = r->pool};
     LFMD_ASSERT(n >= 1 && n <= 3);
-    for (int k = 0; k < n; k++) mm_init(&m.j[k], r, W[k], X, n_tok, Y[k], ldy[k]);
+    for (int k = 0; k < n; k++) {
+        mm_init(&m.j[k], r, W[k], X, n_tok, Y[k], ldy[k]);
+        // q, k, v (or gate, up) of one dtype read the same quantized X: prepared once per thread
+        m.j[k].qx_ready = k > 0 && m.j[k].qx && m.j[k - 1].qx && W[k]->dtype == W[k - 1]->dtype &&
+                          m.j[k].n_in == m.j[k - 1].n_in;
+    }
     m.next = trace_next(r, W[0], n_tok);
     pool_run(r->pool, mm_rows_multi, &m);
 }
