@@ -116,7 +116,8 @@ if [ $SWEEP = 1 ]; then
 fi
 if [ $PERSIST = 1 ]; then
     # the persistent batch-1 kernel: test, then the same-call A/B (copy ceiling in each bench line)
-    run persist 180 $B/src/cuda_test_cuda_persist
+    # PK_TRACE_ONLY=1: no test and no variants, only the A/B and the per-phase traces
+    [ "${PK_TRACE_ONLY:-0}" = 1 ] || run persist 180 $B/src/cuda_test_cuda_persist
     M=/tmp/lfm2-1.2b
     python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
     $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
@@ -126,6 +127,13 @@ if [ $PERSIST = 1 ]; then
     run pk_mlx4 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
     run pk_mlx4_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
     run pk_bf16_again 60 $Q $B/src/lfmd-cuda-bench $M
+    if [ "${PK_TRACE_ONLY:-0}" = 1 ]; then
+        for v in 0 32; do
+            run pk_bf16_trace_dbg$v 60 $Q LFMD_CUDA_PERSIST_TRACE=1 LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M
+            run pk_mlx4_trace_dbg$v 60 $Q LFMD_CUDA_PERSIST_TRACE=1 LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M-mlx4
+        done
+        exit 0
+    fi
     # L2 prefetch of each warp's chunks ahead of its ring (LFMD_CUDA_PERSIST_PF), and products
     # skipped (PK_DBG_NOMV = 32); call 3: streaming only (4) 1273.6 / 3150.1 tok/s, cp.async (16)
     # and bulk copies without the L2 hint (8) no faster

@@ -907,7 +907,8 @@ struct cuda_runner {
     size_t pk_bytes;
     uint64_t pk_steps;          // steps run by the persistent kernel
     unsigned long long *pk_tr_d, *pk_tr_h;   // trace of the last step: [n_ph][grid][3] ns
-    double *pk_tr_sum;          // [n_ph][5]: span, release, stage, products, chunk wait (ns)
+    double *pk_tr_sum;          // [n_ph][9]: span, release, stage, products, chunk wait (ns);
+                                // warp 0 cycles: wait, products, refills, epilogues
     int pk_tr_steps;
     struct scratch sc[CUDA_MAX_STAGES];
     struct graph_ent graphs[MAX_GRAPHS];
@@ -1092,9 +1093,9 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
     lfmd_free(ph);
     if (rc || grid <= 0) return rc;
     if (cm->kopt.persist_trace) {
-        size_t nt = (size_t)n_ph * grid * 4;
+        size_t nt = (size_t)n_ph * grid * 8;
         r->pk_tr_h = lfmd_calloc(nt, sizeof *r->pk_tr_h, LFMD_MEM_SCRATCH);
-        r->pk_tr_sum = lfmd_calloc((size_t)n_ph * 5, sizeof *r->pk_tr_sum, LFMD_MEM_SCRATCH);
+        r->pk_tr_sum = lfmd_calloc((size_t)n_ph * 9, sizeof *r->pk_tr_sum, LFMD_MEM_SCRATCH);
         if (!r->pk_tr_h || !r->pk_tr_sum) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
         if ((rc = dalloc((void **)&r->pk_tr_d, nt * sizeof *r->pk_tr_d, st->st, err))) return rc;
         r->pk_bytes += nt * sizeof *r->pk_tr_d;
@@ -1119,24 +1120,26 @@ uint64_t cuda_runner_persist_steps(const struct cuda_runner *r) { return r->pk_s
 // Adds the last persistent step's trace to the sums (after the step's stream sync).
 static void pk_trace_collect(struct cuda_runner *r, int n_ph) {
     int G = r->pk_grid;
-    size_t nt = (size_t)r->pk_n_ph * G * 4;
+    size_t nt = (size_t)r->pk_n_ph * G * 8;
     if (cudaMemcpy(r->pk_tr_h, r->pk_tr_d, nt * sizeof *r->pk_tr_h, cudaMemcpyDeviceToHost) !=
         cudaSuccess)
         return;
     const unsigned long long *t = r->pk_tr_h;
     double prev = 1e300;
-    for (int b = 0; b < G; b++) prev = fmin(prev, (double)t[b * 4]);   // kernel start
+    for (int b = 0; b < G; b++) prev = fmin(prev, (double)t[b * 8]);   // kernel start
     for (int p = 0; p < n_ph; p++) {
-        const unsigned long long *q = t + (size_t)p * G * 4;
-        double arr = 0, rel = 0, stg = 0, work = 0, wait = 0;
+        const unsigned long long *q = t + (size_t)p * G * 8;
+        double arr = 0, rel = 0, stg = 0, work = 0, wait = 0, cy[4] = {0};
         for (int b = 0; b < G; b++) {
-            arr = fmax(arr, (double)q[b * 4 + 2]);
-            rel += p ? (double)q[b * 4] - prev : 0;
-            stg += (double)q[b * 4 + 1] - (double)q[b * 4];
-            work += (double)q[b * 4 + 2] - (double)q[b * 4 + 1];
-            wait += (double)q[b * 4 + 3];
+            arr = fmax(arr, (double)q[b * 8 + 2]);
+            rel += p ? (double)q[b * 8] - prev : 0;
+            stg += (double)q[b * 8 + 1] - (double)q[b * 8];
+            work += (double)q[b * 8 + 2] - (double)q[b * 8 + 1];
+            wait += (double)q[b * 8 + 3];
+            for (int i = 0; i < 4; i++) cy[i] += (double)q[b * 8 + 4 + i];
         }
-        double *sm = r->pk_tr_sum + (size_t)p * 5;
+        double *sm = r->pk_tr_sum + (size_t)p * 9;
+        for (int i = 0; i < 4; i++) sm[5 + i] += cy[i] / G;
         sm[0] += arr - prev;
         sm[1] += rel / G;
         sm[2] += stg / G;
@@ -1151,13 +1154,17 @@ void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f) {
     if (!r->pk_tr_sum || !r->pk_tr_steps) return;
     const struct cuda_model *cm = r->cm;
     const struct stage *st = &cm->st[0];
-    double n = r->pk_tr_steps, tot[5] = {0};
+    double n = r->pk_tr_steps, tot[9] = {0};
+    int khz = 0;
+    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, cm->st[0].dev);
+    double cyu = khz > 0 ? khz / 1e3 : 1755.0;   // cycles per us (the device's rated clock)
     fprintf(f, "persistent step trace over %d steps (us; span: from the last block done with the "
                "previous phase to the last done with this one; the others are means over blocks; "
-               "wait: the block's longest chunk wait of a warp)\n",
-            r->pk_tr_steps);
-    fprintf(f, "  %-5s %-16s %7s %7s %7s %7s %7s\n", "phase", "what", "span", "release", "stage",
-            "work", "wait");
+               "wait: the block's longest chunk wait of a warp; w0 columns: warp 0's time in chunk waits, "
+               "products, refills, epilogues, from clock64 at %.0f MHz)\n",
+            r->pk_tr_steps, cyu);
+    fprintf(f, "  %-5s %-16s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "phase", "what", "span",
+            "release", "stage", "work", "wait", "w0wait", "w0mv", "w0refil", "w0epi");
     for (int p = 0; p < r->pk_n_ph; p++) {
         char what[32];
         int l = 0, k = p;   // layer of phase p and the phase's index in it
@@ -1169,13 +1176,16 @@ void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f) {
             snprintf(what, sizeof what, "L%-2d %s", l, st->layers[l].attn ? an[k] : cn[k]);
         else
             snprintf(what, sizeof what, "lm_head");
-        const double *sm = r->pk_tr_sum + (size_t)p * 5;
-        fprintf(f, "  %-5d %-16s %7.2f %7.2f %7.2f %7.2f %7.2f\n", p, what, sm[0] / n / 1e3,
-                sm[1] / n / 1e3, sm[2] / n / 1e3, sm[3] / n / 1e3, sm[4] / n / 1e3);
-        for (int i = 0; i < 5; i++) tot[i] += sm[i] / n / 1e3;
+        const double *sm = r->pk_tr_sum + (size_t)p * 9;
+        double v[9];
+        for (int i = 0; i < 9; i++) v[i] = sm[i] / n / (i < 5 ? 1e3 : cyu);
+        fprintf(f, "  %-5d %-16s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n", p, what,
+                v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
+        for (int i = 0; i < 9; i++) tot[i] += v[i];
     }
-    fprintf(f, "  total: span %.1f us, release %.1f, stage %.1f, work %.1f, wait %.1f\n", tot[0],
-            tot[1], tot[2], tot[3], tot[4]);
+    fprintf(f, "  total: span %.1f us, release %.1f, stage %.1f, work %.1f, wait %.1f; warp 0: "
+               "wait %.1f, products %.1f, refills %.1f, epilogues %.1f\n",
+            tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6], tot[7], tot[8]);
 }
 
 int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,

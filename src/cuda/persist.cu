@@ -739,9 +739,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     }
     const int tok = A.tok[0];
     const bool relaxed = A.dbg & PK_DBG_BAR, stream = A.dbg & PK_DBG_STREAM;
-    unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 4 : nullptr;
-    const size_t tr_ph = (size_t)G * 4;   // trace stride per phase
-    unsigned long long wacc = 0;          // trace: this warp's time waiting for chunks
+    unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 8 : nullptr;
+    const size_t tr_ph = (size_t)G * 8;   // trace stride per phase
+    unsigned long long wacc = 0;          // trace: this warp's time waiting for chunks (ns)
+    long long cy[4] = {0, 0, 0, 0};       // trace, warp 0: cycles waiting, products, refills, epilogues
     if (tr) tr[0] = gtime();
     float bv = -INFINITY;
     int bi = -1;
@@ -750,6 +751,13 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
         if (A.trace && lane == 0) {
             wsum[wi] = wacc;
             wacc = 0;
+        }
+        if (tr && p > 0) {
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                tr[(p - 1) * tr_ph + 4 + i] = (unsigned long long)cy[i];
+                cy[i] = 0;
+            }
         }
         if (p > 0 && !stream) {
             grid_barrier(&A.sync[0], (unsigned)p * (unsigned)G, relaxed,
@@ -804,10 +812,15 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             for (int s = 0; s < P.ks; s++) {
                 const unsigned k = used % PK_DEPTH;
                 unsigned char *slot = ring + (size_t)k * PK_SLOT;
+                long long c0 = 0;
                 if (A.trace) {
                     const unsigned long long t0 = gtime();
+                    c0 = clock64();
                     mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
                     wacc += gtime() - t0;
+                    const long long c1 = clock64();
+                    cy[0] += c1 - c0;
+                    c0 = c1;
                 } else {
                     mbar_wait(&bar[k], (used / PK_DEPTH) & 1);
                 }
@@ -820,6 +833,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     mv_bf16(slot, reinterpret_cast<const float *>(xsm), Ks, s * Ks, R, acc, lane);
                 }
                 __syncwarp();
+                if (A.trace) {
+                    const long long c1 = clock64();
+                    cy[1] += c1 - c0;
+                    c0 = c1;
+                }
                 used++;
                 if (pv) {   // refill the slot just read with the chunk PK_DEPTH ahead
                     if (lane == 0 && !(A.dbg & PK_DBG_NOFENCE))
@@ -833,7 +851,9 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     pk_prefetch(qc, lane);
                     qv = cur_adv(qc, A, b, G, wi);
                 }
+                if (A.trace) cy[2] += clock64() - c0;
             }
+            const long long ce = A.trace ? clock64() : 0;
             if (stream) continue;
             // slot row r holds row q of unit i: conv r = q * nu + i, else r = i * rpu + q
             float v0 = 0.f, v1 = 0.f, v2 = 0.f;
@@ -849,6 +869,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                 }
             }
             if (lane < nu) pk_epilogue(P, A, v0, v1, v2, u + lane, bv, bi);
+            if (A.trace) {
+                __syncwarp();
+                cy[3] += clock64() - ce;
+            }
         }
         if (P.lm && A.greedy && !stream) {
             lm_ran = true;
@@ -872,6 +896,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
         unsigned long long w = 0;
         for (int i = 0; i < PK_WARPS; i++) w = w > wsum[i] ? w : wsum[i];
         tr[(A.n_ph - 1) * tr_ph + 3] = w;
+#pragma unroll
+        for (int i = 0; i < 4; i++) tr[(A.n_ph - 1) * tr_ph + 4 + i] = (unsigned long long)cy[i];
     }
     // Done ticket: the last block to finish picks the token and resets the counters.
     __syncthreads();

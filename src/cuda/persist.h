@@ -84,9 +84,10 @@ struct pk_args {
     int greedy;
     int dbg;                     // PK_DBG_* bits
     int pf;                      // chunks each warp asks L2 for ahead of its ring (0: none)
-    unsigned long long *trace;   // NULL, or [n_ph][grid][4] per phase and block: globaltimer ns
-                                 // at start (barrier passed), input staged, done (arrived), and
-                                 // the longest time one of its warps waited for chunks
+    unsigned long long *trace;   // NULL, or [n_ph][grid][8] per phase and block: globaltimer ns
+                                 // at start (barrier passed), input staged, done (arrived), the
+                                 // longest time one of its warps waited for chunks (ns); warp 0's
+                                 // cycles waiting, in products, refilling, in epilogues
 };
 
 // Fills the chunk geometry of an PK_MV phase (units .. sbrow) from mode, q4, N, K, sbk, gs.
