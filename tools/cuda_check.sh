@@ -128,9 +128,15 @@ if [ $PERSIST = 1 ]; then
     run pk_mlx4_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
     run pk_bf16_again 60 $Q $B/src/lfmd-cuda-bench $M
     if [ "${PK_TRACE_ONLY:-0}" = 1 ]; then
-        for v in 0 32; do
-            run pk_bf16_trace_dbg$v 60 $Q LFMD_CUDA_PERSIST_TRACE=1 LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M
-            run pk_mlx4_trace_dbg$v 60 $Q LFMD_CUDA_PERSIST_TRACE=1 LFMD_CUDA_PERSIST_DBG=$v $B/src/lfmd-cuda-bench $M-mlx4
+        for t in bf16 mlx4; do
+            MM=$M; [ $t = mlx4 ] && MM=$M-mlx4
+            run pk_${t}_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $MM
+            # warp stall reasons of one persistent step (ncu replays the kernel)
+            command -v ncu >/dev/null && LFMD_CUDA_QUICK=1 timeout 240 ncu -k regex:k_persist -s 20 -c 1 \
+                --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio',smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__warp_issue_stalled_no_instruction_per_warp_active.pct \
+                $B/src/lfmd-cuda-bench $MM > $OUT/ncu_pk_$t.txt 2>&1
+            grep -E "stalled|issue_active|inst_executed|dram__|duration|warps_active|==PROF==|rror" $OUT/ncu_pk_$t.txt | \
+                awk '{v=$NF; if (v+0 >= 0.05 || $0 !~ /stalled/) print}' | head -40
         done
         exit 0
     fi

@@ -260,34 +260,58 @@ static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *
 
 // ---- products on a chunk in shared memory: acc[r] += row r . x (this lane's share) ----
 
-static __device__ __forceinline__ void mv_bf16(const unsigned char *slot, const float *xs, int Ks,
-                                               int k0, int R, float (&acc)[PK_MAXR], int lane) {
+template <int R>
+static __device__ __forceinline__ void mv_bf16_r(const unsigned char *slot, const float *xs, int Ks,
+                                              int k0, float (&acc)[PK_MAXR], int lane) {
     const int n16 = Ks / 8;
+    float a_[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) a_[r] = 0.f;
 #pragma unroll 2
     for (int c = lane; c < n16; c += WARP) {
         const float4 a = *reinterpret_cast<const float4 *>(xs + k0 + 8 * c);
         const float4 b = *reinterpret_cast<const float4 *>(xs + k0 + 8 * c + 4);
         const float x[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
-        for (int r = 0; r < PK_MAXR; r++)
-            if (r < R)
-                acc[r] += dot_bf16x8(
-                    *reinterpret_cast<const uint4 *>(slot + (size_t)r * Ks * 2 + 16 * c), x);
+        for (int r = 0; r < R; r++)
+            a_[r] += dot_bf16x8(*reinterpret_cast<const uint4 *>(slot + (size_t)r * Ks * 2 + 16 * c),
+                                x);
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] += a_[r];
+}
+
+// One small loop per row count (R rows of the chunk): only that loop runs in a phase.
+static __device__ __forceinline__ void mv_bf16(const unsigned char *slot, const float *xs, int Ks,
+                                               int k0, int R, float (&acc)[PK_MAXR], int lane) {
+    switch (R) {
+    case 1: mv_bf16_r<1>(slot, xs, Ks, k0, acc, lane); break;
+    case 2: mv_bf16_r<2>(slot, xs, Ks, k0, acc, lane); break;
+    case 3: mv_bf16_r<3>(slot, xs, Ks, k0, acc, lane); break;
+    case 4: mv_bf16_r<4>(slot, xs, Ks, k0, acc, lane); break;
+    case 5: mv_bf16_r<5>(slot, xs, Ks, k0, acc, lane); break;
+    case 6: mv_bf16_r<6>(slot, xs, Ks, k0, acc, lane); break;
+    case 7: mv_bf16_r<7>(slot, xs, Ks, k0, acc, lane); break;
+    default: mv_bf16_r<8>(slot, xs, Ks, k0, acc, lane); break;
     }
 }
 
 // 4-bit rows (cuda_q4_pack_row order) against integer activations xq / xf (k_mvq8's scheme);
 // sbo[r]: offset of row r's scale-bias pairs in the slot.
-static __device__ __forceinline__ void mv_q4(const unsigned char *slot, const uint4 *xq,
-                                             const float2 *xf, int K, int R, int sbk, int wsh,
-                                             const unsigned (&sbo)[PK_MAXR],
-                                             float (&acc)[PK_MAXR], int lane) {
+template <int R, int SBK>
+static __device__ __forceinline__ void mv_q4_r(const unsigned char *slot, const uint4 *xq,
+                                            const float2 *xf, int K, int wsh,
+                                            const unsigned (&sbo)[PK_MAXR],
+                                            float (&acc)[PK_MAXR], int lane) {
     const int n16 = K / 32, nfull = n16 >> 5, rowc = K / 2;
-    for (int c = lane; c < n16; c += WARP) {
-        uint4 wv[PK_MAXR];
+    float a_[R];
 #pragma unroll
-        for (int r = 0; r < PK_MAXR; r++)
-            if (r < R) wv[r] = *reinterpret_cast<const uint4 *>(slot + (size_t)r * rowc + 16 * c);
+    for (int r = 0; r < R; r++) a_[r] = 0.f;
+    for (int c = lane; c < n16; c += WARP) {
+        uint4 wv[R];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            wv[r] = *reinterpret_cast<const uint4 *>(slot + (size_t)r * rowc + 16 * c);
         const bool full = (c >> 5) < nfull;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -296,26 +320,53 @@ static __device__ __forceinline__ void mv_q4(const unsigned char *slot, const ui
             const float2 f = xf[word];
             const int g = word >> wsh;
 #pragma unroll
-            for (int r = 0; r < PK_MAXR; r++) {
-                if (r >= R) continue;
+            for (int r = 0; r < R; r++) {
                 const uint32_t w = k == 0 ? wv[r].x : k == 1 ? wv[r].y : k == 2 ? wv[r].z : wv[r].w;
                 const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
                 float2 p;
-                if (sbk == CUK_SB_F32) {
+                if (SBK == CUK_SB_F32) {
                     p = *reinterpret_cast<const float2 *>(slot + sbo[r] + 8 * g);
                 } else {
                     const uint32_t v = *reinterpret_cast<const uint32_t *>(slot + sbo[r] + 4 * g);
-                    p = sbk == CUK_SB_BF16
+                    p = SBK == CUK_SB_BF16
                             ? make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u))
                             : make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
                                           __half2float(__ushort_as_half((unsigned short)(v >> 16))));
                 }
                 const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
                 const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
-                acc[r] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
+                a_[r] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
             }
         }
     }
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] += a_[r];
+}
+
+template <int SBK>
+static __device__ __forceinline__ void mv_q4_s(const unsigned char *slot, const uint4 *xq,
+                                               const float2 *xf, int K, int R, int wsh,
+                                               const unsigned (&sbo)[PK_MAXR],
+                                               float (&acc)[PK_MAXR], int lane) {
+    switch (R) {
+    case 1: mv_q4_r<1, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 2: mv_q4_r<2, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 3: mv_q4_r<3, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 4: mv_q4_r<4, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 5: mv_q4_r<5, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 6: mv_q4_r<6, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 7: mv_q4_r<7, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    default: mv_q4_r<8, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    }
+}
+
+static __device__ __forceinline__ void mv_q4(const unsigned char *slot, const uint4 *xq,
+                                             const float2 *xf, int K, int R, int sbk, int wsh,
+                                             const unsigned (&sbo)[PK_MAXR],
+                                             float (&acc)[PK_MAXR], int lane) {
+    if (sbk == CUK_SB_BF16) mv_q4_s<CUK_SB_BF16>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
+    else if (sbk == CUK_SB_F16) mv_q4_s<CUK_SB_F16>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
+    else mv_q4_s<CUK_SB_F32>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
 }
 
 // The phase's input in shared memory (all threads of the block): the f32 vector (or the token's
