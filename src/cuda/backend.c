@@ -1039,8 +1039,8 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
     int hd = c->head_dim, H = c->n_head, KVH = c->n_kv_head;
     if (c->arch != MODEL_ARCH_LFM2 || cm->n_stages != 1 || cm->no_persist || !st->lm_head.rows)
         return 0;
-    if ((hd != 16 && hd != 32 && hd != 64) || KVH < 1 || H % KVH || H / KVH > PK_MAXREP ||
-        (H / KVH + 2) * hd > PK_XS_BYTES / 4 / PK_WARPS || KVH > PK_SYNC_WORDS - 2 ||
+    if ((hd != 16 && hd != 32 && hd != 64) || KVH < 1 || H % KVH || H > PK_SYNC_WORDS - 2 ||
+        3 * hd > PK_XS_BYTES / 4 / PK_WARPS ||
         c->n_embd % 8 || c->conv_L < 2)
         return 0;
     int n_ph = 1;
@@ -1109,7 +1109,7 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
         .H = H, .KVH = KVH, .hd = hd, .conv_L = c->conv_L, .eps = c->norm_eps,
         .inv_freq = st->inv_freq, .part = r->pk_part, .sync = r->pk_sync,
         .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax,
-        .dbg = cm->kopt.persist_dbg, .pf = cm->kopt.persist_pf, .trace = r->pk_tr_d};
+        .dbg = cm->kopt.persist_dbg, .trace = r->pk_tr_d};
     r->pk_n_ph = n_ph;
     r->pk_grid = grid;
     return 0;

@@ -158,104 +158,83 @@ static __device__ bool cur_next(pk_cur &c, const pk_args &A, int b, int G, int w
     return cur_seek(c, A, b, G, w);
 }
 
-// cur_next on a cursor in shared memory that every lane of the warp holds: each lane advances a
-// register copy of the same state, then all write the (equal) result back.
-static __device__ __forceinline__ bool cur_adv(pk_cur &c, const pk_args &A, int b, int G, int w) {
-    pk_cur t = c;
-    const bool ok = cur_next(t, A, b, G, w);
-    __syncwarp();
-    c = t;
-    __syncwarp();
-    return ok;
-}
-
 // First weight row of segment j of the chunk at unit u (rows of a segment are consecutive).
 static __device__ __forceinline__ long long seg_row(bool conv, int N3, int rpu, int u, int j) {
     return conv ? u + (long long)j * N3 : (long long)u * rpu + j;
 }
 
-// Issues the copies of the chunk at cursor c into `slot` (all lanes): the code rows of each
-// segment, then for 4-bit the scale-bias rows of each segment, widened to 16-byte boundaries.
+// This lane's copy of the chunk at cursor c: lane j < nseg the code rows of segment j, lane
+// nseg + j (4-bit) the scale-bias rows of segment j widened to 16-byte boundaries; len 0: none.
 // Slot layout: rows r = segment * rps + i, each K / ks weights; 4-bit: scale-bias of segment j
-// at R * K / 2 + j * sbseg (+ the source's misalignment). Bulk mode: lane j issues copy j as one
-// cp.async.bulk (lane 0 arms the mbarrier with the byte count); cpa mode: every lane copies
-// 16-byte pieces with cp.async and arrives on the mbarrier (count 32) when they land.
-static __device__ __forceinline__ unsigned chunk_copies(const pk_cur &c, const char *(&src)[6],
-                                                        unsigned (&len)[6], unsigned (&dst)[6]) {
-    const int K = c.K, nseg = c.nseg, ks = c.ks;
+// at R * K / 2 + j * sbseg (+ the source's misalignment).
+static __device__ __forceinline__ void chunk_copy(const pk_cur &c, int lane, const char *&src,
+                                                  unsigned &len, unsigned &dst) {
+    const int K = c.K, nseg = c.nseg;
     const int nu = min(c.upc, c.ub - c.u), R = nu * c.rpu, rps = R / nseg;
-    unsigned total = 0;   // copies [0, 3): code rows of segment j; [3, 6): its scale-bias
-#pragma unroll
-    for (int j = 0; j < 3; j++) {
-        len[j] = len[3 + j] = 0;
-        src[j] = src[3 + j] = nullptr;
-        dst[j] = dst[3 + j] = 0;
-        if (j >= nseg) continue;
-        const long long r0 = seg_row(c.conv, c.N3, c.rpu, c.u, j);
-        if (!c.q4) {
-            const unsigned rb = (unsigned)(K / ks) * 2;
-            src[j] = c.w + (r0 * K + (long long)c.s * (K / ks)) * 2;
-            len[j] = rps * rb;
-            dst[j] = j * rps * rb;
-        } else {
-            const unsigned rowc = (unsigned)K / 2;
-            src[j] = c.w + r0 * rowc;
-            len[j] = rps * rowc;
-            dst[j] = j * rps * rowc;
-            const uintptr_t sa = reinterpret_cast<uintptr_t>(c.sb) + (uintptr_t)r0 * c.sbrow;
-            const uintptr_t a = sa & ~(uintptr_t)15,
-                            e = (sa + (uintptr_t)rps * c.sbrow + 15) & ~(uintptr_t)15;
-            src[3 + j] = reinterpret_cast<const char *>(a);
-            len[3 + j] = (unsigned)(e - a);
-            dst[3 + j] = R * rowc + j * (ru16(rps * c.sbrow) + 16);
-        }
-        total += len[j] + len[3 + j];
+    const bool sbl = c.q4 && lane >= nseg;
+    const int j = sbl ? lane - nseg : lane;
+    len = 0;
+    src = nullptr;
+    dst = 0;
+    if (j >= nseg) return;
+    const long long r0 = seg_row(c.conv, c.N3, c.rpu, c.u, j);
+    if (!c.q4) {
+        const unsigned rb = (unsigned)(K / c.ks) * 2;
+        src = c.w + (r0 * K + (long long)c.s * (K / c.ks)) * 2;
+        len = rps * rb;
+        dst = j * len;
+    } else if (!sbl) {
+        const unsigned rowc = (unsigned)K / 2;
+        src = c.w + r0 * rowc;
+        len = rps * rowc;
+        dst = j * len;
+    } else {
+        const uintptr_t sa = reinterpret_cast<uintptr_t>(c.sb) + (uintptr_t)r0 * c.sbrow;
+        const uintptr_t a = sa & ~(uintptr_t)15,
+                        e = (sa + (uintptr_t)rps * c.sbrow + 15) & ~(uintptr_t)15;
+        src = reinterpret_cast<const char *>(a);
+        len = (unsigned)(e - a);
+        dst = R * ((unsigned)K / 2) + j * (ru16(rps * c.sbrow) + 16);
     }
-    return total;
 }
 
-// Asks L2 for the chunk at cursor c (bulk prefetch, no shared memory): runs ahead of the ring.
-static __device__ __forceinline__ void pk_prefetch(const pk_cur &c, int lane) {
-    const char *src[6];
-    unsigned len[6], dst[6];
-    chunk_copies(c, src, len, dst);
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        if (lane == i && len[i])
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src[i]), "r"(len[i])
-                         : "memory");
-}
-
+// Issues the chunk at cursor c into `slot` (all lanes). Bulk mode: each copy is one
+// cp.async.bulk and lane 0 arms the mbarrier with the chunk's byte count; cpa mode
+// (PK_DBG_CPA): 16-byte cp.async pieces from every lane, each lane arriving (count 32) when its
+// pieces have landed.
 static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *bar, int lane,
                                 uint64_t pol, int dbg) {
-    const char *src[6];
-    unsigned len[6], dst[6];
-    const unsigned total = chunk_copies(c, src, len, dst);
+    const char *src;
+    unsigned len, dst;
+    chunk_copy(c, lane, src, len, dst);
     if (dbg & PK_DBG_CPA) {
-#pragma unroll
-        for (int i = 0; i < 6; i++)
-            for (unsigned off = 16 * lane; off < len[i]; off += 16 * WARP)
+        for (int i = 0; i < 6; i++) {
+            const char *si = reinterpret_cast<const char *>(
+                __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(src), i));
+            const unsigned li = __shfl_sync(0xffffffffu, len, i);
+            const unsigned di = __shfl_sync(0xffffffffu, dst, i);
+            for (unsigned off = 16 * lane; off < li; off += 16 * WARP)
                 asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-                                 smem_u32(slot + dst[i] + off)),
-                             "l"(src[i] + off)
+                                 smem_u32(slot + di + off)),
+                             "l"(si + off)
                              : "memory");
+        }
         asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(bar))
                      : "memory");
         return;
     }
+    const unsigned total = __reduce_add_sync(0xffffffffu, len);
     if (lane == 0) mbar_expect(bar, total);
     __syncwarp();
-#pragma unroll
-    for (int i = 0; i < 6; i++)
-        if (lane == i && len[i]) {
-            if (dbg & PK_DBG_NOHINT)
-                asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
-                             " [%0], [%1], %2, [%3];" ::"r"(smem_u32(slot + dst[i])),
-                             "l"(src[i]), "r"(len[i]), "r"(smem_u32(bar))
-                             : "memory");
-            else
-                bulk_g2s(slot + dst[i], src[i], len[i], bar, pol);
-        }
+    if (len) {
+        if (dbg & PK_DBG_NOHINT)
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                         " [%0], [%1], %2, [%3];" ::"r"(smem_u32(slot + dst)),
+                         "l"(src), "r"(len), "r"(smem_u32(bar))
+                         : "memory");
+        else
+            bulk_g2s(slot + dst, src, len, bar, pol);
+    }
 }
 
 // ---- products on a chunk in shared memory: acc[r] += row r . x (this lane's share) ----
@@ -494,10 +473,11 @@ static __device__ __forceinline__ void head_norm_rope(float (&v)[NE], const floa
     for (int E = 0; E < NE; E++) v[E] = o[E];
 }
 
-// Attention of the current token (one warp per (KV head, position chunk) item). NE: head
-// elements per lane (hd <= 32 NE). wsm: this warp's shared scratch, (rep + 2) hd floats: the
-// normalized, rotated q heads, then k and v of the current position (the item whose chunk holds
-// the position stores them in the cache and reads them from here).
+// Attention of the current token, one warp per (query head, position chunk) item. NE: head
+// elements per lane (hd <= 32 NE). wsm: this warp's shared scratch, 3 hd floats: the normalized,
+// rotated q head, then k and v of the current position (the item whose chunk holds the position
+// reads them from here; the first head of each KV head also stores them in the cache). The last
+// item of each head to finish merges its chunks (ticket sync[2 + h]).
 template <int NE>
 static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *wsm, int lane,
                                     int gw, int nwarp) {
@@ -520,32 +500,22 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
         cs[E] = cosf(ang);
         sn[E] = sinf(ang);
     }
-    float *kt = wsm + rep * hd, *vt = kt + hd;
-    for (int it = gw; it < KVH * nch; it += nwarp) {
-        const int g = it % KVH, ci = it / KVH, p0 = ci * ppi, p1 = min(len, p0 + ppi);
+    float *qs = wsm, *kt = wsm + hd, *vt = kt + hd;
+    for (int it = gw; it < H * nch; it += nwarp) {
+        const int h = it % H, ci = it / H, g = h / rep, p0 = ci * ppi, p1 = min(len, p0 + ppi);
         const bool here = p0 <= pos && pos < p1;   // this item holds the current position
-        float q[PK_MAXREP][NE], kk[NE], vv0[NE];
-#pragma unroll
-        for (int r = 0; r < PK_MAXREP; r++)
-#pragma unroll
-            for (int E = 0; E < NE; E++) {
-                const int e = lane + WARP * E;
-                q[r][E] = r < rep && e < hd ? ldcg(P.x + (size_t)(g * rep + r) * hd + e) : 0.f;
-            }
+        float q[NE], kk[NE], vv0[NE];
 #pragma unroll
         for (int E = 0; E < NE; E++) {
             const int e = lane + WARP * E;
+            q[E] = e < hd ? ldcg(P.x + (size_t)h * hd + e) : 0.f;
             kk[E] = here && e < hd ? ldcg(P.x + (size_t)(H + g) * hd + e) : 0.f;
             vv0[E] = here && e < hd ? ldcg(P.x + (size_t)(H + KVH + g) * hd + e) : 0.f;
         }
+        head_norm_rope<NE>(q, P.qn, hd, A.eps, cs, sn, lane);
 #pragma unroll
-        for (int r = 0; r < PK_MAXREP; r++) {
-            if (r >= rep) break;
-            head_norm_rope<NE>(q[r], P.qn, hd, A.eps, cs, sn, lane);
-#pragma unroll
-            for (int E = 0; E < NE; E++)
-                if (lane + WARP * E < hd) wsm[r * hd + lane + WARP * E] = q[r][E];
-        }
+        for (int E = 0; E < NE; E++)
+            if (lane + WARP * E < hd) qs[lane + WARP * E] = q[E];
         if (here) {
             head_norm_rope<NE>(kk, P.kn, hd, A.eps, cs, sn, lane);
 #pragma unroll
@@ -554,25 +524,20 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
                 if (e >= hd) continue;
                 kt[e] = kk[E];
                 vt[e] = vv0[E];
-                Kb[(size_t)pos * kvd + (size_t)g * hd + e] = kk[E];   // for the next steps
-                Vb[(size_t)pos * kvd + (size_t)g * hd + e] = vv0[E];
+                if (h % rep == 0) {   // for the next steps
+                    Kb[(size_t)pos * kvd + (size_t)g * hd + e] = kk[E];
+                    Vb[(size_t)pos * kvd + (size_t)g * hd + e] = vv0[E];
+                }
             }
         }
         __syncwarp();
-        float m[PK_MAXREP], l[PK_MAXREP], acc[PK_MAXREP][NE];
+        float m = -INFINITY, l = 0.f, acc[NE];
 #pragma unroll
-        for (int r = 0; r < PK_MAXREP; r++) {
-            m[r] = -INFINITY;
-            l[r] = 0.f;
-#pragma unroll
-            for (int E = 0; E < NE; E++) acc[r][E] = 0.f;
-        }
+        for (int E = 0; E < NE; E++) acc[E] = 0.f;
         for (int pb = p0; pb < p1; pb += WARP) {
             const int p = pb + lane, nvalid = min(WARP, p1 - pb);
             const bool valid = p < p1;
-            float s[PK_MAXREP];
-#pragma unroll
-            for (int r = 0; r < PK_MAXREP; r++) s[r] = 0.f;
+            float s = 0.f;
             const float *kr = p == pos ? kt : Kb + (size_t)(valid ? p : p0) * kvd + (size_t)g * hd;
             for (int e0 = 0; e0 < hd; e0 += 32) {
                 float4 k4[8];
@@ -584,102 +549,89 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
                     if (e0 + 4 * j >= hd) continue;
-#pragma unroll
-                    for (int r = 0; r < PK_MAXREP; r++) {
-                        if (r >= rep) continue;
-                        const float4 qq = *reinterpret_cast<const float4 *>(wsm + r * hd + e0 + 4 * j);
-                        s[r] += qq.x * k4[j].x + qq.y * k4[j].y + qq.z * k4[j].z + qq.w * k4[j].w;
-                    }
+                    const float4 qq = *reinterpret_cast<const float4 *>(qs + e0 + 4 * j);
+                    s += qq.x * k4[j].x + qq.y * k4[j].y + qq.z * k4[j].z + qq.w * k4[j].w;
                 }
             }
-            float pr[PK_MAXREP];
+            const float sc = valid ? s * scale : -INFINITY;
+            const float mn = fmaxf(m, warp_max(sc));
+            const float corr = expf(m - mn);
+            const float pr = valid ? expf(sc - mn) : 0.f;
+            l = l * corr + warp_sum(pr);
 #pragma unroll
-            for (int r = 0; r < PK_MAXREP; r++) {
-                pr[r] = 0.f;
-                if (r >= rep) continue;
-                const float sc = valid ? s[r] * scale : -INFINITY;
-                const float mn = fmaxf(m[r], warp_max(sc));
-                const float corr = expf(m[r] - mn);
-                const float e = valid ? expf(sc - mn) : 0.f;
-                l[r] = l[r] * corr + warp_sum(e);
+            for (int E = 0; E < NE; E++) acc[E] *= corr;
+            m = mn;
+            float vv[WARP][NE];   // every position's values of this lane's elements at once
 #pragma unroll
-                for (int E = 0; E < NE; E++) acc[r][E] *= corr;
-                m[r] = mn;
-                pr[r] = e;
-            }
-            constexpr int VB = 32 / NE < 16 ? 32 / NE : 16;   // positions per round of V loads
-            for (int j0 = 0; j0 < nvalid; j0 += VB) {
-                float vv[VB][NE];
+            for (int j = 0; j < WARP; j++)
 #pragma unroll
-                for (int jj = 0; jj < VB; jj++)
+                for (int E = 0; E < NE; E++) {
+                    const int e = lane + WARP * E, pp = pb + j;
+                    vv[j][E] = j >= nvalid || e >= hd ? 0.f
+                               : pp == pos ? vt[e]
+                                           : ldcg(Vb + (size_t)pp * kvd + (size_t)g * hd + e);
+                }
 #pragma unroll
-                    for (int E = 0; E < NE; E++) {
-                        const int e = lane + WARP * E, pp = pb + j0 + jj;
-                        vv[jj][E] = j0 + jj >= nvalid || e >= hd ? 0.f
-                                    : pp == pos ? vt[e]
-                                                : ldcg(Vb + (size_t)pp * kvd + (size_t)g * hd + e);
-                    }
+            for (int j = 0; j < WARP; j++) {
+                const float w = __shfl_sync(0xffffffffu, pr, j);
 #pragma unroll
-                for (int jj = 0; jj < VB; jj++)
-#pragma unroll
-                    for (int r = 0; r < PK_MAXREP; r++) {
-                        if (r >= rep) continue;
-                        const float w = __shfl_sync(0xffffffffu, pr[r], (j0 + jj) & 31);
-#pragma unroll
-                        for (int E = 0; E < NE; E++) acc[r][E] += w * vv[jj][E];
-                    }
+                for (int E = 0; E < NE; E++) acc[E] += w * vv[j][E];
             }
         }
-#pragma unroll
-        for (int r = 0; r < PK_MAXREP; r++) {
-            if (r >= rep) continue;
-            float *o = A.part + ((size_t)(g * rep + r) * PK_MAXCH + ci) * (hd + 2);
-            if (lane == 0) {
-                o[0] = m[r];
-                o[1] = l[r];
-            }
-#pragma unroll
-            for (int E = 0; E < NE; E++)
-                if (lane + WARP * E < hd) o[2 + lane + WARP * E] = acc[r][E];
+        float *o = A.part + ((size_t)h * PK_MAXCH + ci) * (hd + 2);
+        if (lane == 0) {
+            o[0] = m;
+            o[1] = l;
         }
+#pragma unroll
+        for (int E = 0; E < NE; E++)
+            if (lane + WARP * E < hd) o[2 + lane + WARP * E] = acc[E];
         __syncwarp();
         unsigned prev = 0;
         if (lane == 0) {
             asm volatile("fence.acq_rel.gpu;" ::: "memory");   // the partials before the ticket
-            prev = atomicAdd(&A.sync[2 + g], 1u);
+            prev = atomicAdd(&A.sync[2 + h], 1u);
         }
         prev = __shfl_sync(0xffffffffu, prev, 0);
         if (prev != (unsigned)nch - 1) continue;
         asm volatile("fence.acq_rel.gpu;" ::: "memory");
-        for (int r = 0; r < rep; r++) {   // last item of KV head g: merge its chunks
-            const float *b = A.part + (size_t)(g * rep + r) * PK_MAXCH * (hd + 2);
-            const float m0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2)) : -INFINITY;
-            const float m1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2)) : -INFINITY;
-            const float l0 = lane < nch ? ldcg(b + (size_t)lane * (hd + 2) + 1) : 0.f;
-            const float l1 = lane + WARP < nch ? ldcg(b + (size_t)(lane + WARP) * (hd + 2) + 1) : 0.f;
-            const float M = warp_max(fmaxf(m0, m1));
-            const float f0 = m0 == -INFINITY ? 0.f : expf(m0 - M);
-            const float f1 = m1 == -INFINITY ? 0.f : expf(m1 - M);
-            const float L = warp_sum(f0 * l0 + f1 * l1);
-            float a[NE];
+        // last item of head h: merge its chunks (lane c holds chunks c and c + 32)
+        const float *bp = A.part + (size_t)h * PK_MAXCH * (hd + 2);
+        const float m0 = lane < nch ? ldcg(bp + (size_t)lane * (hd + 2)) : -INFINITY;
+        const float m1 = lane + WARP < nch ? ldcg(bp + (size_t)(lane + WARP) * (hd + 2)) : -INFINITY;
+        const float l0 = lane < nch ? ldcg(bp + (size_t)lane * (hd + 2) + 1) : 0.f;
+        const float l1 = lane + WARP < nch ? ldcg(bp + (size_t)(lane + WARP) * (hd + 2) + 1) : 0.f;
+        const float M = warp_max(fmaxf(m0, m1));
+        const float f0 = m0 == -INFINITY ? 0.f : expf(m0 - M);
+        const float f1 = m1 == -INFINITY ? 0.f : expf(m1 - M);
+        const float L = warp_sum(f0 * l0 + f1 * l1);
+        float a[NE];
 #pragma unroll
-            for (int E = 0; E < NE; E++) a[E] = 0.f;
-#pragma unroll 8
-            for (int c = 0; c < nch; c++) {
-                const float w = __shfl_sync(0xffffffffu, c < WARP ? f0 : f1, c & 31);
+        for (int E = 0; E < NE; E++) a[E] = 0.f;
+        for (int c0 = 0; c0 < nch; c0 += 16) {
+            float pv[16][NE];
+#pragma unroll
+            for (int j = 0; j < 16; j++)
 #pragma unroll
                 for (int E = 0; E < NE; E++) {
                     const int e = lane + WARP * E;
-                    if (e < hd) a[E] += w * ldcg(b + (size_t)c * (hd + 2) + 2 + e);
+                    pv[j][E] = c0 + j < nch && e < hd ? ldcg(bp + (size_t)(c0 + j) * (hd + 2) + 2 + e)
+                                                      : 0.f;
                 }
-            }
 #pragma unroll
-            for (int E = 0; E < NE; E++) {
-                const int e = lane + WARP * E;
-                if (e < hd) P.y[(size_t)(g * rep + r) * hd + e] = a[E] / L;
+            for (int j = 0; j < 16; j++) {
+                const int c = c0 + j;
+                const float w = __shfl_sync(0xffffffffu, c < WARP ? f0 : f1, c & 31);
+#pragma unroll
+                for (int E = 0; E < NE; E++) a[E] += (c < nch ? w : 0.f) * pv[j][E];
             }
         }
-        if (lane == 0) A.sync[2 + g] = 0;
+#pragma unroll
+        for (int E = 0; E < NE; E++) {
+            const int e = lane + WARP * E;
+            if (e < hd) P.y[(size_t)h * hd + e] = a[E] / L;
+        }
+        if (lane == 0) A.sync[2 + h] = 0;
     }
 }
 
@@ -708,10 +660,10 @@ static __device__ __forceinline__ void best_warp(float &bv, int &bi) {
 }
 
 // Epilogue of the unit of lane i: row (channel, pair) `row`; v0, v1, v2: the sums of the unit's
-// rows (conv: B, C, x; SwiGLU: gate, up).
+// rows (conv: B, C, x; SwiGLU: gate, up); yold: y[row] before (CUK_MV_ACC, loaded early).
 static __device__ __forceinline__ void pk_epilogue(const pk_phase &P, const pk_args &A, float v0,
-                                                   float v1, float v2, int row, float &bv,
-                                                   int &bi) {
+                                                   float v1, float v2, float yold, int row,
+                                                   float &bv, int &bi) {
     if (P.mode == CUK_MV_CONV) {   // v0 = B, v1 = C, v2 = x of channel `row` (mv_epilogue's loop)
         const int D = P.N / 3, Hc = A.conv_L - 1;
         const float *wk = P.convw + (size_t)row * A.conv_L;
@@ -725,7 +677,7 @@ static __device__ __forceinline__ void pk_epilogue(const pk_phase &P, const pk_a
     } else if (P.mode == CUK_MV_SWIGLU) {
         P.y[row] = v0 / (1.0f + expf(-v0)) * v1;
     } else {
-        P.y[row] = P.mode == CUK_MV_ACC ? ldcg(P.y + row) + v0 : v0;
+        P.y[row] = P.mode == CUK_MV_ACC ? yold + v0 : v0;
         if (P.lm && v0 > bv) {   // a lane's rows only increase: its first maximum is kept
             bv = v0;
             bi = row;
@@ -745,7 +697,6 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     __shared__ int last;
     __shared__ __align__(16) pk_phase sph;
     __shared__ unsigned long long wsum[PK_WARPS];
-    __shared__ pk_cur curs[PK_WARPS][2];
     unsigned char *xsm = pk_sm + PK_RING;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, G = gridDim.x, b = blockIdx.x;
     unsigned char *ring = pk_sm + (size_t)wi * PK_DEPTH * PK_SLOT;
@@ -758,35 +709,15 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     uint64_t pol;
     asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
     // Start streaming: the first PK_DEPTH chunks of this warp's sequence.
-    // the warp's ring and L2-prefetch cursors live in shared memory (registers are the products');
-    // every lane keeps them and writes the same values
-    pk_cur &pc = curs[wi][0], &qc = curs[wi][1];
-    bool pv;
-    {
-        pk_cur t;
-        t.p = 0;
-        pv = cur_seek(t, A, b, G, wi);
-        __syncwarp();
-        pc = t;
-        qc = t;
-        __syncwarp();
-    }
+    pk_cur pc;   // the warp's ring cursor (every lane holds the same)
+    pc.p = 0;
+    bool pv = cur_seek(pc, A, b, G, wi);
     unsigned issued = 0, used = 0;
     for (int d = 0; d < PK_DEPTH && pv; d++) {
         pk_issue(pc, ring + (size_t)(issued % PK_DEPTH) * PK_SLOT, &bar[issued % PK_DEPTH], lane,
                  pol, A.dbg);
         issued++;
-        pv = cur_adv(pc, A, b, G, wi);
-    }
-    // L2 prefetch cursor: A.pf chunks ahead of the ring (DRAM keeps streaming while the ring is
-    // full and the grid waits at a barrier)
-    __syncwarp();
-    qc = pc;
-    __syncwarp();
-    bool qv = pv && A.pf > 0;
-    for (int d = 0; d < A.pf && qv; d++) {
-        pk_prefetch(qc, lane);
-        qv = cur_adv(qc, A, b, G, wi);
+        pv = cur_next(pc, A, b, G, wi);
     }
     const int tok = A.tok[0];
     const bool relaxed = A.dbg & PK_DBG_BAR, stream = A.dbg & PK_DBG_STREAM;
@@ -860,6 +791,9 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             float acc[PK_MAXR];
 #pragma unroll
             for (int r = 0; r < PK_MAXR; r++) acc[r] = 0.f;
+            // the residual value the epilogue adds to, loaded now: its latency hides behind the
+            // product instead of following it
+            const float yold = P.mode == CUK_MV_ACC && lane < nu ? ldcg(P.y + u + lane) : 0.f;
             for (int s = 0; s < P.ks; s++) {
                 const unsigned k = used % PK_DEPTH;
                 unsigned char *slot = ring + (size_t)k * PK_SLOT;
@@ -896,11 +830,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     __syncwarp();
                     pk_issue(pc, slot, &bar[k], lane, pol, A.dbg);
                     issued++;
-                    pv = cur_adv(pc, A, b, G, wi);
-                }
-                if (qv) {
-                    pk_prefetch(qc, lane);
-                    qv = cur_adv(qc, A, b, G, wi);
+                    pv = cur_next(pc, A, b, G, wi);
                 }
                 if (A.trace) cy[2] += clock64() - c0;
             }
@@ -919,7 +849,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     else v2 = t;
                 }
             }
-            if (lane < nu) pk_epilogue(P, A, v0, v1, v2, u + lane, bv, bi);
+            if (lane < nu) pk_epilogue(P, A, v0, v1, v2, yold, u + lane, bv, bi);
             if (A.trace) {
                 __syncwarp();
                 cy[3] += clock64() - ce;

@@ -25,9 +25,8 @@ extern "C" {
 #define PK_SLOT 8192        // bytes per slot (one chunk of a warp's weight rows)
 #define PK_XS_BYTES 32768   // staged activations: f32 [K] or int8 levels [K / 8] x 24 bytes
 #define PK_MAXR 8           // weight rows per chunk
-#define PK_MAXCH 64         // attention: position chunks per KV head (more positions: longer chunks)
-#define PK_MAXREP 8         // attention: query heads per KV head
-#define PK_SYNC_WORDS 256   // sync[0] barrier, [1] done ticket, [2 + g] attention tickets
+#define PK_MAXCH 64         // attention: position chunks per head (more positions: longer chunks)
+#define PK_SYNC_WORDS 256   // sync[0] barrier, [1] done ticket, [2 + h] attention tickets
 
 enum { PK_MV = 0, PK_ATTN = 1 };
 // pk_args.dbg bits (A/B timing only): relaxed grid barrier; no async-proxy fence before a slot
@@ -83,7 +82,6 @@ struct pk_args {
     int32_t *amax;               // greedy token
     int greedy;
     int dbg;                     // PK_DBG_* bits
-    int pf;                      // chunks each warp asks L2 for ahead of its ring (0: none)
     unsigned long long *trace;   // NULL, or [n_ph][grid][8] per phase and block: globaltimer ns
                                  // at start (barrier passed), input staged, done (arrived), the
                                  // longest time one of its warps waited for chunks (ns); warp 0's
