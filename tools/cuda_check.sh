@@ -140,13 +140,18 @@ if [ $PERSIST = 1 ]; then
         done
         exit 0
     fi
+    # L2 prefetch of each warp's chunks ahead of its ring (LFMD_CUDA_PERSIST_PF=N chunks)
+    for pf in 2 4; do
+        run pk_bf16_pf$pf 60 $Q LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M
+        run pk_mlx4_pf$pf 60 $Q LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M-mlx4
+    done
     # per-phase times (trace: a sync and a copy per step, so these runs' tok/s are not comparable)
     run pk_bf16_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M
-    run pk_mlx4_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M-mlx4
     echo "== summary"
     awk '/^== pk_/ && !/rc=/ {n=$2} /^device:/ {d=$0} /^decode batch 1 \(greedy/ {print n ": " $0} /^greedy 32/ {print n ": " substr($0, 1, 60)}' $LOG | cut -c1-160
     grep -E "^device:" $LOG | head -1
-    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again pk_bf16_trace pk_mlx4_trace; do echo "$k rc=${RES[$k]:-not run}"; done
+    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again pk_bf16_pf2 pk_mlx4_pf2 \
+        pk_bf16_pf4 pk_mlx4_pf4 pk_bf16_trace; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
 run kernels 180 $B/src/cuda_test_cuda_kernels

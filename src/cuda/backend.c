@@ -1109,7 +1109,7 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
         .H = H, .KVH = KVH, .hd = hd, .conv_L = c->conv_L, .eps = c->norm_eps,
         .inv_freq = st->inv_freq, .part = r->pk_part, .sync = r->pk_sync,
         .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax,
-        .dbg = cm->kopt.persist_dbg, .trace = r->pk_tr_d};
+        .dbg = cm->kopt.persist_dbg, .pf = cm->kopt.persist_pf, .trace = r->pk_tr_d};
     r->pk_n_ph = n_ph;
     r->pk_grid = grid;
     return 0;

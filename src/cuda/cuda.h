@@ -43,6 +43,8 @@ struct cuda_opts {
     bool no_persist;                // batch-1 LFM2 steps through the per-kernel path, not the
                                     // persistent kernel (A/B; LFMD_CUDA_NO_PERSIST=1 in lfmd)
     int persist_dbg;                // persistent kernel variants for A/B timing (PK_DBG_*)
+    int persist_pf;                 // persistent kernel: chunks per warp asked into L2 ahead of
+                                    // its ring (0: none, the default)
     bool persist_trace;             // runners record per-phase times of persistent steps
 };
 

@@ -20,6 +20,8 @@
 #define PK_THREADS (PK_WARPS * WARP)
 #define PK_RING (PK_WARPS * PK_DEPTH * PK_SLOT)
 #define PK_SMEM (PK_RING + PK_XS_BYTES)
+#define PK_PH_WORDS ((int)(sizeof(pk_phase) / 4))
+static_assert(sizeof(pk_phase) % 4 == 0 && PK_PH_WORDS <= PK_WARPS * WARP, "phase descriptor");
 
 // A warp's position in its chunk sequence (phase, unit, end unit, K-slice) and the fields of
 // that phase the copies need, held in registers (the table is read once per phase).
@@ -196,6 +198,15 @@ static __device__ __forceinline__ void chunk_copy(const pk_cur &c, int lane, con
         len = (unsigned)(e - a);
         dst = R * ((unsigned)K / 2) + j * (ru16(rps * c.sbrow) + 16);
     }
+}
+
+// Asks L2 for the chunk at cursor c (bulk prefetch; no shared memory).
+static __device__ __forceinline__ void pk_prefetch(const pk_cur &c, int lane) {
+    const char *src;
+    unsigned len, dst;
+    chunk_copy(c, lane, src, len, dst);
+    if (len)
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(src), "r"(len) : "memory");
 }
 
 // Issues the chunk at cursor c into `slot` (all lanes). Bulk mode: each copy is one
@@ -695,7 +706,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     __shared__ float bvs[PK_WARPS];
     __shared__ int bis[PK_WARPS];
     __shared__ int last;
-    __shared__ __align__(16) pk_phase sph;
+    __shared__ __align__(16) pk_phase sph[2];   // the current and the next phase's descriptor
     __shared__ unsigned long long wsum[PK_WARPS];
     unsigned char *xsm = pk_sm + PK_RING;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, G = gridDim.x, b = blockIdx.x;
@@ -719,6 +730,19 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
         issued++;
         pv = cur_next(pc, A, b, G, wi);
     }
+    // L2 prefetch cursor: A.pf chunks ahead of the ring (DRAM keeps streaming while the rings
+    // are full at a barrier)
+    pk_cur qc = pc;
+    bool qv = pv && A.pf > 0;
+    for (int d = 0; d < A.pf && qv; d++) {
+        pk_prefetch(qc, lane);
+        qv = cur_next(qc, A, b, G, wi);
+    }
+    if (threadIdx.x < PK_PH_WORDS)
+        reinterpret_cast<uint32_t *>(&sph[0])[threadIdx.x] =
+            reinterpret_cast<const uint32_t *>(A.ph)[threadIdx.x];
+    uint32_t nxt = 0;
+    __syncthreads();
     const int tok = A.tok[0];
     const bool relaxed = A.dbg & PK_DBG_BAR, stream = A.dbg & PK_DBG_STREAM;
     unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 8 : nullptr;
@@ -741,6 +765,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                 cy[i] = 0;
             }
         }
+        // the phase's descriptor, loaded into registers during the previous phase, goes to
+        // shared memory before the barrier (read there after every asm memory clobber)
+        if (p > 0 && threadIdx.x < PK_PH_WORDS)
+            reinterpret_cast<uint32_t *>(&sph[p & 1])[threadIdx.x] = nxt;
         if (p > 0 && !stream) {
             grid_barrier(&A.sync[0], (unsigned)p * (unsigned)G, relaxed,
                          tr ? tr + (p - 1) * tr_ph + 2 : nullptr);
@@ -751,13 +779,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                 tr[(p - 1) * tr_ph + 3] = w;
             }
         }
-        // the phase's descriptor in shared memory: read there after every asm memory clobber
-        // (a global copy would be re-read through an L1 the barrier's polling invalidates)
         if (stream) __syncthreads();   // (no barrier: every warp is done with the last phase)
-        for (int i = threadIdx.x; i < (int)(sizeof(pk_phase) / 4); i += PK_THREADS)
-            reinterpret_cast<uint32_t *>(&sph)[i] = reinterpret_cast<const uint32_t *>(A.ph + p)[i];
-        __syncthreads();
-        const pk_phase &P = sph;
+        const pk_phase &P = sph[p & 1];
+        if (threadIdx.x < PK_PH_WORDS && p + 1 < A.n_ph)
+            nxt = reinterpret_cast<const uint32_t *>(A.ph + p + 1)[threadIdx.x];
         if (P.kind == PK_ATTN) {
             if (!stream) {
                 float *wsm = reinterpret_cast<float *>(xsm) + wi * (PK_XS_BYTES / 4 / PK_WARPS);
@@ -831,6 +856,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                     pk_issue(pc, slot, &bar[k], lane, pol, A.dbg);
                     issued++;
                     pv = cur_next(pc, A, b, G, wi);
+                }
+                if (qv) {
+                    pk_prefetch(qc, lane);
+                    qv = cur_next(qc, A, b, G, wi);
                 }
                 if (A.trace) cy[2] += clock64() - c0;
             }

@@ -82,6 +82,7 @@ struct pk_args {
     int32_t *amax;               // greedy token
     int greedy;
     int dbg;                     // PK_DBG_* bits
+    int pf;                      // chunks each warp asks L2 for ahead of its ring (0: none)
     unsigned long long *trace;   // NULL, or [n_ph][grid][8] per phase and block: globaltimer ns
                                  // at start (barrier passed), input staged, done (arrived), the
                                  // longest time one of its warps waited for chunks (ns); warp 0's

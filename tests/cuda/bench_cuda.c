@@ -162,6 +162,7 @@ int main(int argc, char **argv) {
     o.no_persist = getenv("LFMD_CUDA_NO_PERSIST") != NULL;  // batch 1 without the persistent kernel
     o.persist_dbg = getenv("LFMD_CUDA_PERSIST_DBG") ? atoi(getenv("LFMD_CUDA_PERSIST_DBG")) : 0;
     o.persist_trace = getenv("LFMD_CUDA_PERSIST_TRACE") != NULL;   // per-phase times (slower)
+    o.persist_pf = getenv("LFMD_CUDA_PERSIST_PF") ? atoi(getenv("LFMD_CUDA_PERSIST_PF")) : 0;
     bool quick = getenv("LFMD_CUDA_QUICK") != NULL;   // decode batch 1 only (A/B sweeps)
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err))
