@@ -2,10 +2,11 @@
 # One-call CUDA check for the GPU machine: builds lfmd's CUDA backend with CMake
 # (-DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a), runs every CUDA kernel test against its CPU
 # twin, runs the golden models on the GPU (logits vs CPU f32 and HF, greedy tokens, chunked,
-# batched, two-stage split, 4-bit models, memory limit, unload/reload), `lfmd serve --device
-# cuda:0` over HTTP against a CPU server (chat, route, idle unload), then times a 1.2B-shaped
-# bf16 LFM2 (tools/gen_model.py --preset lfm2-1.2b; also with the previous bf16 matvec kernel),
-# its MLX q4 (group 64) and GGUF Q4_0 copies, and the embedded router. Log: $OUT/cuda_check.log.
+# batched, two-stage split, 4-bit models, memory limit, unload/reload; again with the persistent
+# batch-1 kernel), the persistent-kernel test, the engine, `lfmd serve --device cuda:0` over HTTP
+# against a CPU server (chat, route, idle unload), then times a 1.2B-shaped bf16 LFM2
+# (tools/gen_model.py --preset lfm2-1.2b; batch 1 also with the persistent kernel), its MLX q4
+# (group 64) and GGUF Q4_0 copies, and the embedded router. Log: $OUT/cuda_check.log.
 #
 #   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
 #                                    the device builds committed code, not others' edits in flight
@@ -122,17 +123,18 @@ if [ $PERSIST = 1 ]; then
     python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
     $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
     Q="env LFMD_CUDA_QUICK=1"
-    run pk_bf16 60 $Q $B/src/lfmd-cuda-bench $M
-    run pk_bf16_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M
-    run pk_mlx4 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
-    run pk_mlx4_off 60 $Q LFMD_CUDA_NO_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
-    run pk_bf16_again 60 $Q $B/src/lfmd-cuda-bench $M
+    P1="env LFMD_CUDA_PERSIST=1"
+    run pk_bf16 60 $Q $P1 $B/src/lfmd-cuda-bench $M
+    run pk_bf16_off 60 $Q $B/src/lfmd-cuda-bench $M
+    run pk_mlx4 60 $Q $P1 $B/src/lfmd-cuda-bench $M-mlx4
+    run pk_mlx4_off 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
+    run pk_bf16_again 60 $Q $P1 $B/src/lfmd-cuda-bench $M
     if [ "${PK_TRACE_ONLY:-0}" = 1 ]; then
         for t in bf16 mlx4; do
             MM=$M; [ $t = mlx4 ] && MM=$M-mlx4
-            run pk_${t}_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $MM
+            run pk_${t}_trace 60 $Q $P1 LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $MM
             # warp stall reasons of one persistent step (ncu replays the kernel)
-            command -v ncu >/dev/null && LFMD_CUDA_QUICK=1 timeout 240 ncu -k regex:k_persist -s 20 -c 1 \
+            command -v ncu >/dev/null && LFMD_CUDA_QUICK=1 LFMD_CUDA_PERSIST=1 timeout 240 ncu -k regex:k_persist -s 20 -c 1 \
                 --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio',smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__warp_issue_stalled_no_instruction_per_warp_active.pct \
                 $B/src/lfmd-cuda-bench $MM > $OUT/ncu_pk_$t.txt 2>&1
             grep -E "stalled|issue_active|inst_executed|dram__|duration|warps_active|==PROF==|rror" $OUT/ncu_pk_$t.txt | \
@@ -142,11 +144,11 @@ if [ $PERSIST = 1 ]; then
     fi
     # L2 prefetch of each warp's chunks ahead of its ring (LFMD_CUDA_PERSIST_PF=N chunks)
     for pf in 2 4; do
-        run pk_bf16_pf$pf 60 $Q LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M
-        run pk_mlx4_pf$pf 60 $Q LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M-mlx4
+        run pk_bf16_pf$pf 60 $Q $P1 LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M
+        run pk_mlx4_pf$pf 60 $Q $P1 LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M-mlx4
     done
     # per-phase times (trace: a sync and a copy per step, so these runs' tok/s are not comparable)
-    run pk_bf16_trace 60 $Q LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M
+    run pk_bf16_trace 60 $Q $P1 LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M
     echo "== summary"
     awk '/^== pk_/ && !/rc=/ {n=$2} /^device:/ {d=$0} /^decode batch 1 \(greedy/ {print n ": " $0} /^greedy 32/ {print n ": " substr($0, 1, 60)}' $LOG | cut -c1-160
     grep -E "^device:" $LOG | head -1
@@ -156,10 +158,13 @@ if [ $PERSIST = 1 ]; then
 fi
 run kernels 180 $B/src/cuda_test_cuda_kernels
 run golden 300 $B/src/cuda_test_cuda_model
-# the persistent batch-1 kernel vs the per-kernel path and the CPU (bf16 and 4-bit LFM2 models)
+# the persistent batch-1 kernel (opt-in) vs the per-kernel path and the CPU (bf16 and 4-bit
+# LFM2 models), and the golden models / the engine with it on
 run persist 180 $B/src/cuda_test_cuda_persist
+LFMD_CUDA_PERSIST=1 run golden_persist 300 $B/src/cuda_test_cuda_model
 # the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine
 run engine 120 $B/src/cuda_test_cuda_engine
+LFMD_CUDA_PERSIST=1 run engine_persist 120 $B/src/cuda_test_cuda_engine
 # lfmd serve --device cuda:0 over HTTP: a generated 350M-shaped LFM2 (random weights, the router's
 # tokenizer) and the embedded router (no -m: the 8-bit copy built into lfmd), each against a CPU
 # server on the same model (greedy chat
@@ -324,12 +329,12 @@ grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # prefetched to L2 (the previous prologue); LFMD_CUDA_PREFETCH_MB=N: L2 tail prefetch (no gain)
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
-run ab_no_conv_fuse 60 $Q LFMD_CUDA_NO_CONV_FUSE=1 $B/src/lfmd-cuda-bench $M
-run ab_no_preload 60 $Q LFMD_CUDA_NO_PRELOAD=1 $B/src/lfmd-cuda-bench $M
+# the persistent batch-1 kernel (LFMD_CUDA_PERSIST=1; docs/CUDA.md), bf16 and MLX q4, same call
+run ab_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
-# the 4-bit matvec with f32 activations (previous default), and without the register preload
-run ab_mlx4_no_q8 60 $Q LFMD_CUDA_NO_Q8=1 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_no_preload 60 $Q LFMD_CUDA_NO_PRELOAD=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
+run ab_persist_again 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
 # 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
@@ -360,8 +365,10 @@ for k, t in sorted(tot.items(), key=lambda x: -x[1]):
     print("  %-44s %8.1f us/step %5.1f launches/step" % (k[:44], t / div, n[k] / 2))
 PY
 }
-ncu_step bf16 $M
-ncu_step mlx4 $M-mlx4
+if [ "${NCU:-0}" = 1 ]; then   # (third round; ~1 min)
+    ncu_step bf16 $M
+    ncu_step mlx4 $M-mlx4
+fi
 # (--sweep runs ncu's sections on single matvec launches)
 NG=$(nvidia-smi -L 2>/dev/null | wc -l)
 if [ "$NG" -ge 2 ]; then
@@ -373,5 +380,6 @@ if [ "$NG" -ge 2 ]; then
 fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
-for k in kernels golden engine serve bench ab_default ab_no_conv_fuse ab_no_preload \
-    bench_mlx4 ab_mlx4_no_q8 ab_mlx4_no_preload bench_q4_0 engine_b64 bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
+for k in kernels golden persist golden_persist engine engine_persist serve bench ab_default \
+    ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default ab_persist_again bench_q4_0 engine_b64 \
+    bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -197,7 +197,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse, no_persist;
+    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse, persist;
     struct cuda_opts kopt;      // options as given (kernel launch settings: apply_kernel_opts)
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
@@ -684,7 +684,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->no_norm_fuse = o && o->no_norm_fuse;
     cm->no_prefetch = o && o->no_prefetch;
     cm->no_conv_fuse = o && o->no_conv_fuse;
-    cm->no_persist = o && o->no_persist;
+    cm->persist = o && o->persist;
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
     // against 1.9 ms for the batch-64 GEMMs).
@@ -1037,7 +1037,7 @@ static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_er
     struct stage *st = &cm->st[0];
     struct scratch *sc = &r->sc[0];
     int hd = c->head_dim, H = c->n_head, KVH = c->n_kv_head;
-    if (c->arch != MODEL_ARCH_LFM2 || cm->n_stages != 1 || cm->no_persist || !st->lm_head.rows)
+    if (c->arch != MODEL_ARCH_LFM2 || cm->n_stages != 1 || !cm->persist || !st->lm_head.rows)
         return 0;
     if ((hd != 16 && hd != 32 && hd != 64) || KVH < 1 || H % KVH || H > PK_SYNC_WORDS - 2 ||
         3 * hd > PK_XS_BYTES / 4 / PK_WARPS ||
@@ -1160,8 +1160,8 @@ void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f) {
     double cyu = khz > 0 ? khz / 1e3 : 1755.0;   // cycles per us (the device's rated clock)
     fprintf(f, "persistent step trace over %d steps (us; span: from the last block done with the "
                "previous phase to the last done with this one; the others are means over blocks; "
-               "wait: the block's longest chunk wait of a warp; w0 columns: warp 0's time in chunk waits, "
-               "products, refills, epilogues, from clock64 at %.0f MHz)\n",
+               "wait: the block's longest chunk wait of a warp; w0 columns: warp 0's time in "
+               "chunk waits, products, refills, epilogues, from clock64 at %.0f MHz)\n",
             r->pk_tr_steps, cyu);
     fprintf(f, "  %-5s %-16s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "phase", "what", "span",
             "release", "stage", "work", "wait", "w0wait", "w0mv", "w0refil", "w0epi");

@@ -40,8 +40,9 @@ struct cuda_opts {
     bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
     bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
     bool no_preload;                // matvec: first weights only prefetched to L2 (A/B)
-    bool no_persist;                // batch-1 LFM2 steps through the per-kernel path, not the
-                                    // persistent kernel (A/B; LFMD_CUDA_NO_PERSIST=1 in lfmd)
+    bool persist;                   // batch-1 LFM2 steps through the persistent kernel
+                                    // (persist.h; off by default: slower for bf16 on H100, see
+                                    // docs/CUDA.md; LFMD_CUDA_PERSIST=1 in lfmd)
     int persist_dbg;                // persistent kernel variants for A/B timing (PK_DBG_*)
     int persist_pf;                 // persistent kernel: chunks per warp asked into L2 ahead of
                                     // its ring (0: none, the default)
@@ -121,7 +122,7 @@ void cuda_runner_profile_print(struct cuda_runner *r, FILE *f);
 // Waits for all device work of the runner (timing).
 void cuda_runner_sync(struct cuda_runner *r);
 // Steps this runner ran through the persistent decode kernel (one token of one sequence, LFM2,
-// one stage: persist.h); 0 when the model cannot use it or cuda_opts.no_persist is set.
+// one stage: persist.h); 0 when the model cannot use it or cuda_opts.persist is off.
 uint64_t cuda_runner_persist_steps(const struct cuda_runner *r);
 // With cuda_opts.persist_trace: per phase of the persistent step, the mean over the traced steps
 // of its critical-path span, barrier release, input staging and product time (us).

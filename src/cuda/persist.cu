@@ -35,7 +35,9 @@ static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-static __device__ __forceinline__ unsigned ru16(unsigned n) { return (n + 15u) & ~15u; }
+static __device__ __forceinline__ unsigned ru16(unsigned n) {
+    return (n + 15u) & ~15u;
+}
 
 static __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned n) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(n) : "memory");
@@ -69,14 +71,17 @@ static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsi
                  : "memory");
 }
 
-static __device__ __forceinline__ float ldcg(const float *p) { return __ldcg(p); }
+static __device__ __forceinline__ float ldcg(const float *p) {
+    return __ldcg(p);
+}
 static __device__ __forceinline__ float4 ldcg4(const float *p) {
     return __ldcg(reinterpret_cast<const float4 *>(p));
 }
 
 static __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = 16; o > 0; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 
@@ -225,10 +230,10 @@ static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *
             const unsigned li = __shfl_sync(0xffffffffu, len, i);
             const unsigned di = __shfl_sync(0xffffffffu, dst, i);
             for (unsigned off = 16 * lane; off < li; off += 16 * WARP)
-                asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(
-                                 smem_u32(slot + di + off)),
-                             "l"(si + off)
-                             : "memory");
+                asm volatile(
+                    "cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(smem_u32(slot + di + off)),
+                    "l"(si + off)
+                    : "memory");
         }
         asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(bar))
                      : "memory");
@@ -252,11 +257,12 @@ static __device__ void pk_issue(const pk_cur &c, unsigned char *slot, uint64_t *
 
 template <int R>
 static __device__ __forceinline__ void mv_bf16_r(const unsigned char *slot, const float *xs, int Ks,
-                                              int k0, float (&acc)[PK_MAXR], int lane) {
+                                                 int k0, float (&acc)[PK_MAXR], int lane) {
     const int n16 = Ks / 8;
     float a_[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) a_[r] = 0.f;
+    for (int r = 0; r < R; r++)
+        a_[r] = 0.f;
 #pragma unroll 2
     for (int c = lane; c < n16; c += WARP) {
         const float4 a = *reinterpret_cast<const float4 *>(xs + k0 + 8 * c);
@@ -264,39 +270,56 @@ static __device__ __forceinline__ void mv_bf16_r(const unsigned char *slot, cons
         const float x[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
 #pragma unroll
         for (int r = 0; r < R; r++)
-            a_[r] += dot_bf16x8(*reinterpret_cast<const uint4 *>(slot + (size_t)r * Ks * 2 + 16 * c),
-                                x);
+            a_[r] +=
+                dot_bf16x8(*reinterpret_cast<const uint4 *>(slot + (size_t)r * Ks * 2 + 16 * c), x);
     }
 #pragma unroll
-    for (int r = 0; r < R; r++) acc[r] += a_[r];
+    for (int r = 0; r < R; r++)
+        acc[r] += a_[r];
 }
 
 // One small loop per row count (R rows of the chunk): only that loop runs in a phase.
 static __device__ __forceinline__ void mv_bf16(const unsigned char *slot, const float *xs, int Ks,
                                                int k0, int R, float (&acc)[PK_MAXR], int lane) {
     switch (R) {
-    case 1: mv_bf16_r<1>(slot, xs, Ks, k0, acc, lane); break;
-    case 2: mv_bf16_r<2>(slot, xs, Ks, k0, acc, lane); break;
-    case 3: mv_bf16_r<3>(slot, xs, Ks, k0, acc, lane); break;
-    case 4: mv_bf16_r<4>(slot, xs, Ks, k0, acc, lane); break;
-    case 5: mv_bf16_r<5>(slot, xs, Ks, k0, acc, lane); break;
-    case 6: mv_bf16_r<6>(slot, xs, Ks, k0, acc, lane); break;
-    case 7: mv_bf16_r<7>(slot, xs, Ks, k0, acc, lane); break;
-    default: mv_bf16_r<8>(slot, xs, Ks, k0, acc, lane); break;
+    case 1:
+        mv_bf16_r<1>(slot, xs, Ks, k0, acc, lane);
+        break;
+    case 2:
+        mv_bf16_r<2>(slot, xs, Ks, k0, acc, lane);
+        break;
+    case 3:
+        mv_bf16_r<3>(slot, xs, Ks, k0, acc, lane);
+        break;
+    case 4:
+        mv_bf16_r<4>(slot, xs, Ks, k0, acc, lane);
+        break;
+    case 5:
+        mv_bf16_r<5>(slot, xs, Ks, k0, acc, lane);
+        break;
+    case 6:
+        mv_bf16_r<6>(slot, xs, Ks, k0, acc, lane);
+        break;
+    case 7:
+        mv_bf16_r<7>(slot, xs, Ks, k0, acc, lane);
+        break;
+    default:
+        mv_bf16_r<8>(slot, xs, Ks, k0, acc, lane);
+        break;
     }
 }
 
 // 4-bit rows (cuda_q4_pack_row order) against integer activations xq / xf (k_mvq8's scheme);
 // sbo[r]: offset of row r's scale-bias pairs in the slot.
 template <int R, int SBK>
-static __device__ __forceinline__ void mv_q4_r(const unsigned char *slot, const uint4 *xq,
-                                            const float2 *xf, int K, int wsh,
-                                            const unsigned (&sbo)[PK_MAXR],
-                                            float (&acc)[PK_MAXR], int lane) {
+static __device__ __forceinline__ void
+mv_q4_r(const unsigned char *slot, const uint4 *xq, const float2 *xf, int K, int wsh,
+        const unsigned (&sbo)[PK_MAXR], float (&acc)[PK_MAXR], int lane) {
     const int n16 = K / 32, nfull = n16 >> 5, rowc = K / 2;
     float a_[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) a_[r] = 0.f;
+    for (int r = 0; r < R; r++)
+        a_[r] = 0.f;
     for (int c = lane; c < n16; c += WARP) {
         uint4 wv[R];
 #pragma unroll
@@ -319,9 +342,11 @@ static __device__ __forceinline__ void mv_q4_r(const unsigned char *slot, const 
                 } else {
                     const uint32_t v = *reinterpret_cast<const uint32_t *>(slot + sbo[r] + 4 * g);
                     p = SBK == CUK_SB_BF16
-                            ? make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u))
-                            : make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
-                                          __half2float(__ushort_as_half((unsigned short)(v >> 16))));
+                            ? make_float2(__uint_as_float(v << 16),
+                                          __uint_as_float(v & 0xffff0000u))
+                            : make_float2(
+                                  __half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
+                                  __half2float(__ushort_as_half((unsigned short)(v >> 16))));
                 }
                 const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
                 const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
@@ -330,41 +355,60 @@ static __device__ __forceinline__ void mv_q4_r(const unsigned char *slot, const 
         }
     }
 #pragma unroll
-    for (int r = 0; r < R; r++) acc[r] += a_[r];
+    for (int r = 0; r < R; r++)
+        acc[r] += a_[r];
 }
 
 template <int SBK>
-static __device__ __forceinline__ void mv_q4_s(const unsigned char *slot, const uint4 *xq,
-                                               const float2 *xf, int K, int R, int wsh,
-                                               const unsigned (&sbo)[PK_MAXR],
-                                               float (&acc)[PK_MAXR], int lane) {
+static __device__ __forceinline__ void
+mv_q4_s(const unsigned char *slot, const uint4 *xq, const float2 *xf, int K, int R, int wsh,
+        const unsigned (&sbo)[PK_MAXR], float (&acc)[PK_MAXR], int lane) {
     switch (R) {
-    case 1: mv_q4_r<1, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    case 2: mv_q4_r<2, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    case 3: mv_q4_r<3, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    case 4: mv_q4_r<4, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    case 5: mv_q4_r<5, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    case 6: mv_q4_r<6, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    case 7: mv_q4_r<7, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
-    default: mv_q4_r<8, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane); break;
+    case 1:
+        mv_q4_r<1, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    case 2:
+        mv_q4_r<2, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    case 3:
+        mv_q4_r<3, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    case 4:
+        mv_q4_r<4, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    case 5:
+        mv_q4_r<5, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    case 6:
+        mv_q4_r<6, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    case 7:
+        mv_q4_r<7, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
+    default:
+        mv_q4_r<8, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+        break;
     }
 }
 
 static __device__ __forceinline__ void mv_q4(const unsigned char *slot, const uint4 *xq,
                                              const float2 *xf, int K, int R, int sbk, int wsh,
-                                             const unsigned (&sbo)[PK_MAXR],
-                                             float (&acc)[PK_MAXR], int lane) {
-    if (sbk == CUK_SB_BF16) mv_q4_s<CUK_SB_BF16>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
-    else if (sbk == CUK_SB_F16) mv_q4_s<CUK_SB_F16>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
-    else mv_q4_s<CUK_SB_F32>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
+                                             const unsigned (&sbo)[PK_MAXR], float (&acc)[PK_MAXR],
+                                             int lane) {
+    if (sbk == CUK_SB_BF16)
+        mv_q4_s<CUK_SB_BF16>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
+    else if (sbk == CUK_SB_F16)
+        mv_q4_s<CUK_SB_F16>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
+    else
+        mv_q4_s<CUK_SB_F32>(slot, xq, xf, K, R, wsh, sbo, acc, lane);
 }
 
 // The phase's input in shared memory (all threads of the block): the f32 vector (or the token's
 // embedding row; block 0 then also stores it as the residual stream x), RMS-normalized with nw
 // when given; bf16 weights: f32 [K]; 4-bit: per 8-element word the two int8 levels and
 // (dd, dd * sum) as k_mvq8 computes them.
-static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned char *xsm,
-                                float *red, int tok) {
+static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned char *xsm, float *red,
+                                int tok) {
     const int K = P.K, nw8 = K / 8, tid = threadIdx.x, lane = tid % WARP, wi = tid / WARP;
     float v[4][8];
 #pragma unroll
@@ -373,8 +417,14 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
         if (i >= nw8) continue;
         if (P.in == PK_IN_X) {
             const float4 a = ldcg4(P.x + 8 * i), b = ldcg4(P.x + 8 * i + 4);
-            v[m][0] = a.x; v[m][1] = a.y; v[m][2] = a.z; v[m][3] = a.w;
-            v[m][4] = b.x; v[m][5] = b.y; v[m][6] = b.z; v[m][7] = b.w;
+            v[m][0] = a.x;
+            v[m][1] = a.y;
+            v[m][2] = a.z;
+            v[m][3] = a.w;
+            v[m][4] = b.x;
+            v[m][5] = b.y;
+            v[m][6] = b.z;
+            v[m][7] = b.w;
         } else if (!A.emb_q4) {
             const uint4 w = __ldg(reinterpret_cast<const uint4 *>(A.emb_w) + (size_t)tok * nw8 + i);
             const uint32_t u[4] = {w.x, w.y, w.z, w.w};
@@ -385,12 +435,13 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
             }
         } else {
             const uint32_t *q = static_cast<const uint32_t *>(A.emb_w) + (size_t)tok * nw8;
-            const float2 p = ld_sb(A.emb_sb, A.emb_sbk, (size_t)tok * (K / A.emb_gs) +
-                                                           (size_t)(8 * i) / A.emb_gs);
+            const float2 p = ld_sb(A.emb_sb, A.emb_sbk,
+                                   (size_t)tok * (K / A.emb_gs) + (size_t)(8 * i) / A.emb_gs);
             float f[8];
             q4_word(__ldg(q + q4_pos(i, nw8)), f);
 #pragma unroll
-            for (int j = 0; j < 8; j++) v[m][j] = p.x * f[j] + p.y;
+            for (int j = 0; j < 8; j++)
+                v[m][j] = p.x * f[j] + p.y;
         }
         if (P.in == PK_IN_EMB && blockIdx.x == 0) {
             float4 *o = reinterpret_cast<float4 *>(A.x + 8 * i);
@@ -405,13 +456,15 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
         for (int m = 0; m < 4; m++)
             if (tid + PK_THREADS * m < nw8)
 #pragma unroll
-                for (int j = 0; j < 8; j++) ss += v[m][j] * v[m][j];
+                for (int j = 0; j < 8; j++)
+                    ss += v[m][j] * v[m][j];
         ss = warp_sum(ss);
         if (lane == 0) red[wi] = ss;
         __syncthreads();
         float s = 0;
 #pragma unroll
-        for (int k = 0; k < PK_WARPS; k++) s += red[k];
+        for (int k = 0; k < PK_WARPS; k++)
+            s += red[k];
         inv = 1.0f / sqrtf(s / K + A.eps);
     }
 #pragma unroll
@@ -420,7 +473,8 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
         if (i >= nw8) continue;
         float x[8];
 #pragma unroll
-        for (int j = 0; j < 8; j++) x[j] = P.nw ? __ldg(P.nw + 8 * i + j) * (v[m][j] * inv) : v[m][j];
+        for (int j = 0; j < 8; j++)
+            x[j] = P.nw ? __ldg(P.nw + 8 * i + j) * (v[m][j] * inv) : v[m][j];
         if (!P.q4) {
             float4 *o = reinterpret_cast<float4 *>(xsm) + 2 * i;
             o[0] = make_float4(x[0], x[1], x[2], x[3]);
@@ -429,7 +483,8 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
         }
         float amax = 0;
 #pragma unroll
-        for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[j]));
+        for (int j = 0; j < 8; j++)
+            amax = fmaxf(amax, fabsf(x[j]));
         const float dd = amax / 32258.0f, u = 254.0f * dd;
         const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
         const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
@@ -460,7 +515,8 @@ static __device__ __forceinline__ void head_norm_rope(float (&v)[NE], const floa
     if (w) {
         float ss = 0;
 #pragma unroll
-        for (int E = 0; E < NE; E++) ss += v[E] * v[E];
+        for (int E = 0; E < NE; E++)
+            ss += v[E] * v[E];
         ss = warp_sum(ss);
         const float inv = 1.0f / sqrtf(ss / hd + eps);
 #pragma unroll
@@ -475,13 +531,16 @@ static __device__ __forceinline__ void head_norm_rope(float (&v)[NE], const floa
     for (int E = 0; E < NE; E++) {
         const int e = lane + WARP * E;
         float pv;
-        if (half >= WARP) pv = v[E ^ (NE / 2)];
-        else pv = __shfl_xor_sync(0xffffffffu, v[E], half);
+        if (half >= WARP)
+            pv = v[E ^ (NE / 2)];
+        else
+            pv = __shfl_xor_sync(0xffffffffu, v[E], half);
         const bool first = (e % hd) < half;
         o[E] = first ? v[E] * cs[E] - pv * sn[E] : v[E] * cs[E] + pv * sn[E];
     }
 #pragma unroll
-    for (int E = 0; E < NE; E++) v[E] = o[E];
+    for (int E = 0; E < NE; E++)
+        v[E] = o[E];
 }
 
 // Attention of the current token, one warp per (query head, position chunk) item. NE: head
@@ -544,7 +603,8 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
         __syncwarp();
         float m = -INFINITY, l = 0.f, acc[NE];
 #pragma unroll
-        for (int E = 0; E < NE; E++) acc[E] = 0.f;
+        for (int E = 0; E < NE; E++)
+            acc[E] = 0.f;
         for (int pb = p0; pb < p1; pb += WARP) {
             const int p = pb + lane, nvalid = min(WARP, p1 - pb);
             const bool valid = p < p1;
@@ -555,8 +615,8 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
 #pragma unroll
                 for (int j = 0; j < 8; j++)
                     k4[j] = e0 + 4 * j >= hd ? make_float4(0, 0, 0, 0)
-                            : p == pos      ? *reinterpret_cast<const float4 *>(kr + e0 + 4 * j)
-                                            : ldcg4(kr + e0 + 4 * j);
+                            : p == pos       ? *reinterpret_cast<const float4 *>(kr + e0 + 4 * j)
+                                             : ldcg4(kr + e0 + 4 * j);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
                     if (e0 + 4 * j >= hd) continue;
@@ -570,7 +630,8 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
             const float pr = valid ? expf(sc - mn) : 0.f;
             l = l * corr + warp_sum(pr);
 #pragma unroll
-            for (int E = 0; E < NE; E++) acc[E] *= corr;
+            for (int E = 0; E < NE; E++)
+                acc[E] *= corr;
             m = mn;
             float vv[WARP][NE];   // every position's values of this lane's elements at once
 #pragma unroll
@@ -579,14 +640,15 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
                 for (int E = 0; E < NE; E++) {
                     const int e = lane + WARP * E, pp = pb + j;
                     vv[j][E] = j >= nvalid || e >= hd ? 0.f
-                               : pp == pos ? vt[e]
+                               : pp == pos            ? vt[e]
                                            : ldcg(Vb + (size_t)pp * kvd + (size_t)g * hd + e);
                 }
 #pragma unroll
             for (int j = 0; j < WARP; j++) {
                 const float w = __shfl_sync(0xffffffffu, pr, j);
 #pragma unroll
-                for (int E = 0; E < NE; E++) acc[E] += w * vv[j][E];
+                for (int E = 0; E < NE; E++)
+                    acc[E] += w * vv[j][E];
             }
         }
         float *o = A.part + ((size_t)h * PK_MAXCH + ci) * (hd + 2);
@@ -609,7 +671,8 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
         // last item of head h: merge its chunks (lane c holds chunks c and c + 32)
         const float *bp = A.part + (size_t)h * PK_MAXCH * (hd + 2);
         const float m0 = lane < nch ? ldcg(bp + (size_t)lane * (hd + 2)) : -INFINITY;
-        const float m1 = lane + WARP < nch ? ldcg(bp + (size_t)(lane + WARP) * (hd + 2)) : -INFINITY;
+        const float m1 =
+            lane + WARP < nch ? ldcg(bp + (size_t)(lane + WARP) * (hd + 2)) : -INFINITY;
         const float l0 = lane < nch ? ldcg(bp + (size_t)lane * (hd + 2) + 1) : 0.f;
         const float l1 = lane + WARP < nch ? ldcg(bp + (size_t)(lane + WARP) * (hd + 2) + 1) : 0.f;
         const float M = warp_max(fmaxf(m0, m1));
@@ -618,7 +681,8 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
         const float L = warp_sum(f0 * l0 + f1 * l1);
         float a[NE];
 #pragma unroll
-        for (int E = 0; E < NE; E++) a[E] = 0.f;
+        for (int E = 0; E < NE; E++)
+            a[E] = 0.f;
         for (int c0 = 0; c0 < nch; c0 += 16) {
             float pv[16][NE];
 #pragma unroll
@@ -626,15 +690,17 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
 #pragma unroll
                 for (int E = 0; E < NE; E++) {
                     const int e = lane + WARP * E;
-                    pv[j][E] = c0 + j < nch && e < hd ? ldcg(bp + (size_t)(c0 + j) * (hd + 2) + 2 + e)
-                                                      : 0.f;
+                    pv[j][E] = c0 + j < nch && e < hd
+                                   ? ldcg(bp + (size_t)(c0 + j) * (hd + 2) + 2 + e)
+                                   : 0.f;
                 }
 #pragma unroll
             for (int j = 0; j < 16; j++) {
                 const int c = c0 + j;
                 const float w = __shfl_sync(0xffffffffu, c < WARP ? f0 : f1, c & 31);
 #pragma unroll
-                for (int E = 0; E < NE; E++) a[E] += (c < nch ? w : 0.f) * pv[j][E];
+                for (int E = 0; E < NE; E++)
+                    a[E] += (c < nch ? w : 0.f) * pv[j][E];
             }
         }
 #pragma unroll
@@ -647,9 +713,11 @@ static __device__ void pk_attention(const pk_phase &P, const pk_args &A, float *
 }
 
 static __device__ __forceinline__ void pk_attention_any(const pk_phase &P, const pk_args &A,
-                                                     float *wsm, int lane, int gw, int nwarp) {
-    if (A.hd <= 32) pk_attention<1>(P, A, wsm, lane, gw, nwarp);
-    else pk_attention<2>(P, A, wsm, lane, gw, nwarp);   // hd in {16, 32, 64} (backend.c checks)
+                                                        float *wsm, int lane, int gw, int nwarp) {
+    if (A.hd <= 32)
+        pk_attention<1>(P, A, wsm, lane, gw, nwarp);
+    else
+        pk_attention<2>(P, A, wsm, lane, gw, nwarp);   // hd in {16, 32, 64} (backend.c checks)
 }
 
 // (value, index) candidate merge of the greedy pick: larger value, then smaller index; index < 0
@@ -681,8 +749,10 @@ static __device__ __forceinline__ void pk_epilogue(const pk_phase &P, const pk_a
         float *sk = A.conv[0] + (size_t)P.slot * D * Hc + (size_t)row * Hc;
         const float bx = v0 * v2;
         float a = wk[Hc] * bx;
-        for (int j = 0; j < Hc; j++) a += wk[j] * sk[j];
-        for (int j = 0; j + 1 < Hc; j++) sk[j] = sk[j + 1];
+        for (int j = 0; j < Hc; j++)
+            a += wk[j] * sk[j];
+        for (int j = 0; j + 1 < Hc; j++)
+            sk[j] = sk[j + 1];
         sk[Hc - 1] = bx;
         P.y[row] = v1 * a;
     } else if (P.mode == CUK_MV_SWIGLU) {
@@ -713,7 +783,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     unsigned char *ring = pk_sm + (size_t)wi * PK_DEPTH * PK_SLOT;
     uint64_t *bar = bars[wi];
     if (lane == 0) {
-        for (int d = 0; d < PK_DEPTH; d++) mbar_init(&bar[d], A.dbg & PK_DBG_CPA ? WARP : 1);
+        for (int d = 0; d < PK_DEPTH; d++)
+            mbar_init(&bar[d], A.dbg & PK_DBG_CPA ? WARP : 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncwarp();
@@ -748,7 +819,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     unsigned long long *tr = A.trace && threadIdx.x == 0 ? A.trace + (size_t)b * 8 : nullptr;
     const size_t tr_ph = (size_t)G * 8;   // trace stride per phase
     unsigned long long wacc = 0;          // trace: this warp's time waiting for chunks (ns)
-    long long cy[4] = {0, 0, 0, 0};       // trace, warp 0: cycles waiting, products, refills, epilogues
+    long long cy[4] = {0, 0, 0, 0};   // trace, warp 0: cycles waiting, products, refills, epilogues
     if (tr) tr[0] = gtime();
     float bv = -INFINITY;
     int bi = -1;
@@ -775,7 +846,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             if (tr) {
                 tr[p * tr_ph] = gtime();
                 unsigned long long w = 0;
-                for (int i = 0; i < PK_WARPS; i++) w = w > wsum[i] ? w : wsum[i];
+                for (int i = 0; i < PK_WARPS; i++)
+                    w = w > wsum[i] ? w : wsum[i];
                 tr[(p - 1) * tr_ph + 3] = w;
             }
         }
@@ -799,7 +871,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
         const int Ks = P.K / P.ks, rowc = P.K / 2;
         const bool conv = P.mode == CUK_MV_CONV;
         int wsh = 2;
-        while ((32 << (wsh - 2)) < P.gs) wsh++;
+        while ((32 << (wsh - 2)) < P.gs)
+            wsh++;
         for (int u = ua; u < ub; u += P.upc) {
             const int nu = min(P.upc, ub - u), R = nu * P.rpu, rps = R / P.nseg;
             unsigned sbo[PK_MAXR];
@@ -815,7 +888,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             }
             float acc[PK_MAXR];
 #pragma unroll
-            for (int r = 0; r < PK_MAXR; r++) acc[r] = 0.f;
+            for (int r = 0; r < PK_MAXR; r++)
+                acc[r] = 0.f;
             // the residual value the epilogue adds to, loaded now: its latency hides behind the
             // product instead of following it
             const float yold = P.mode == CUK_MV_ACC && lane < nu ? ldcg(P.y + u + lane) : 0.f;
@@ -873,9 +947,12 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
                 const float t = warp_sum(acc[r]);
                 const int i = conv ? r % nu : r / P.rpu, q = conv ? r / nu : r % P.rpu;
                 if (lane == i) {
-                    if (q == 0) v0 = t;
-                    else if (q == 1) v1 = t;
-                    else v2 = t;
+                    if (q == 0)
+                        v0 = t;
+                    else if (q == 1)
+                        v1 = t;
+                    else
+                        v2 = t;
                 }
             }
             if (lane < nu) pk_epilogue(P, A, v0, v1, v2, yold, u + lane, bv, bi);
@@ -893,7 +970,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
             }
             __syncthreads();
             if (threadIdx.x == 0) {
-                for (int w = 1; w < PK_WARPS; w++) best_merge(bv, bi, bvs[w], bis[w]);
+                for (int w = 1; w < PK_WARPS; w++)
+                    best_merge(bv, bi, bvs[w], bis[w]);
                 A.cand_v[b] = bv;
                 A.cand_i[b] = bi;
             }
@@ -904,10 +982,12 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
     if (tr) {
         tr[(A.n_ph - 1) * tr_ph + 2] = gtime();
         unsigned long long w = 0;
-        for (int i = 0; i < PK_WARPS; i++) w = w > wsum[i] ? w : wsum[i];
+        for (int i = 0; i < PK_WARPS; i++)
+            w = w > wsum[i] ? w : wsum[i];
         tr[(A.n_ph - 1) * tr_ph + 3] = w;
 #pragma unroll
-        for (int i = 0; i < 4; i++) tr[(A.n_ph - 1) * tr_ph + 4 + i] = (unsigned long long)cy[i];
+        for (int i = 0; i < 4; i++)
+            tr[(A.n_ph - 1) * tr_ph + 4 + i] = (unsigned long long)cy[i];
     }
     // Done ticket: the last block to finish picks the token and resets the counters.
     __syncthreads();
@@ -930,7 +1010,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1) k_persist(const __grid_constant
         }
         __syncthreads();
         if (threadIdx.x == 0) {
-            for (int w = 1; w < PK_WARPS; w++) best_merge(bv, bi, bvs[w], bis[w]);
+            for (int w = 1; w < PK_WARPS; w++)
+                best_merge(bv, bi, bvs[w], bis[w]);
             A.amax[0] = bi < 0 ? 0 : bi;
         }
     }
@@ -987,8 +1068,7 @@ extern "C" int cuk_persist_grid(void) {
     int d = 0, major = 0, optin = 0, n = 0;
     if (cudaGetDevice(&d) != cudaSuccess ||
         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess ||
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, d) !=
-            cudaSuccess) {
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, d) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }

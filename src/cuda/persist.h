@@ -48,16 +48,16 @@ enum { PK_IN_X = 0, PK_IN_EMB = 1 };   // product input: f32 vector x, or the to
 // the current token over its sequence (x: the q|k|v product [H + 2 KVH][hd]; q and k heads are
 // RMS-normalized (qn, kn) and rotated here, k and v stored at the position; y: [H hd]).
 struct pk_phase {
-    int kind, mode, q4, lm;      // lm: the lm_head (argmax of y when the launch is greedy)
-    int in;                      // PK_IN_*
-    int N, K;                    // W [N, K] (bf16, or 4-bit: struct cuk_q4 layout)
-    int sbk, gs;                 // 4-bit scale-bias kind and group size
-    const void *w, *sb;          // bf16 rows or 4-bit code words; 4-bit scale-bias pairs
-    const float *x, *nw;         // input [K] (in == PK_IN_X); RMSNorm weight [K] or NULL
-    float *y;                    // output
-    const float *convw;          // CUK_MV_CONV: f32 [N / 3][conv_L]
-    int slot;                    // conv-state or KV slot of the layer
-    const float *qn, *kn;        // PK_ATTN: head norm weights [hd]
+    int kind, mode, q4, lm;   // lm: the lm_head (argmax of y when the launch is greedy)
+    int in;                   // PK_IN_*
+    int N, K;                 // W [N, K] (bf16, or 4-bit: struct cuk_q4 layout)
+    int sbk, gs;              // 4-bit scale-bias kind and group size
+    const void *w, *sb;       // bf16 rows or 4-bit code words; 4-bit scale-bias pairs
+    const float *x, *nw;      // input [K] (in == PK_IN_X); RMSNorm weight [K] or NULL
+    float *y;                 // output
+    const float *convw;       // CUK_MV_CONV: f32 [N / 3][conv_L]
+    int slot;                 // conv-state or KV slot of the layer
+    const float *qn, *kn;     // PK_ATTN: head norm weights [hd]
     // filled by cuk_persist_geom: a unit is 1 row (2 for SwiGLU pairs, 3 for B, C, x of a conv
     // channel); a chunk is upc units (whole rows) or, with ks > 1, one of ks K-slices of a unit
     int units, rpu, nseg, ks, upc, sbrow;
@@ -69,17 +69,17 @@ struct pk_args {
     const int32_t *tok, *pos, *nctx;   // runner metadata (token 0 only)
     float *const *kv;
     float *const *conv;
-    const void *emb_w, *emb_sb;  // embedding [n_vocab, D]: bf16 or 4-bit
+    const void *emb_w, *emb_sb;   // embedding [n_vocab, D]: bf16 or 4-bit
     int emb_q4, emb_sbk, emb_gs;
-    float *x;                    // residual stream [D] (block 0 stores the embedding row in it)
+    float *x;   // residual stream [D] (block 0 stores the embedding row in it)
     int D, H, KVH, hd, conv_L;
     float eps;
-    const float *inv_freq;       // [hd / 2]
-    float *part;                 // attention partials [H][PK_MAXCH][hd + 2]
-    unsigned *sync;              // [PK_SYNC_WORDS], zero between launches
-    float *cand_v;               // [grid] per-block argmax candidates
+    const float *inv_freq;   // [hd / 2]
+    float *part;             // attention partials [H][PK_MAXCH][hd + 2]
+    unsigned *sync;          // [PK_SYNC_WORDS], zero between launches
+    float *cand_v;           // [grid] per-block argmax candidates
     int *cand_i;
-    int32_t *amax;               // greedy token
+    int32_t *amax;   // greedy token
     int greedy;
     int dbg;                     // PK_DBG_* bits
     int pf;                      // chunks each warp asks L2 for ahead of its ring (0: none)

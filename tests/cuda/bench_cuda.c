@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
     o.no_q8 = getenv("LFMD_CUDA_NO_Q8") != NULL;      // 4-bit matvec with f32 activations
     o.no_conv_fuse = getenv("LFMD_CUDA_NO_CONV_FUSE") != NULL;   // short conv as its own kernel
     o.no_preload = getenv("LFMD_CUDA_NO_PRELOAD") != NULL;  // matvec weights only to L2 first
-    o.no_persist = getenv("LFMD_CUDA_NO_PERSIST") != NULL;  // batch 1 without the persistent kernel
+    o.persist = getenv("LFMD_CUDA_PERSIST") != NULL;  // batch 1 through the persistent kernel
     o.persist_dbg = getenv("LFMD_CUDA_PERSIST_DBG") ? atoi(getenv("LFMD_CUDA_PERSIST_DBG")) : 0;
     o.persist_trace = getenv("LFMD_CUDA_PERSIST_TRACE") != NULL;   // per-phase times (slower)
     o.persist_pf = getenv("LFMD_CUDA_PERSIST_PF") ? atoi(getenv("LFMD_CUDA_PERSIST_PF")) : 0;

@@ -3,9 +3,9 @@
 // them (MLX q4 group 32 / 64, GGUF Q4_0; kept 4-bit on the GPU): after an 8-token prompt, 32
 // decode steps fed the CPU's greedy token, where every step's logits must be within 1e-2
 // relative L2 of the CPU (f32 path; reference kernels for 4-bit weights, as test_cuda_model)
-// and within 1e-4 of the per-kernel path (cuda_opts.no_persist), and the persistent runner must
-// really have taken those steps (cuda_runner_persist_steps); then the same 32 steps with the
-// argmax on the GPU (cuda_forward_batch_greedy) must give the CPU's greedy tokens. A long
+// and within 1e-4 of the per-kernel path (the default, cuda_opts.persist off), and the persistent
+// runner must really have taken those steps (cuda_runner_persist_steps); then the same 32 steps
+// with the argmax on the GPU (cuda_forward_batch_greedy) must give the CPU's greedy tokens. A long
 // context (2100 positions: attention chunks longer than 32 positions) on one model, last.
 // SPDX-License-Identifier: MIT
 #include "check.h"
@@ -42,7 +42,7 @@ static void check_decode(struct model *m, const char *name, int n_prompt, bool r
     const struct model_config *c = model_get_config(m);
     const int V = c->n_vocab, n_ctx = n_prompt + STEPS + 2;
     struct lfmd_err_ctx err = {0};
-    struct cuda_opts op = {0}, oo = {.no_persist = true};
+    struct cuda_opts op = {.persist = true}, oo = {0};
     struct cuda_model *cp = NULL, *co = NULL;
     CHECK(cuda_model_new(m, &op, &cp, &err) == 0);
     CHECK(cuda_model_new(m, &oo, &co, &err) == 0);
@@ -63,7 +63,8 @@ static void check_decode(struct model *m, const char *name, int n_prompt, bool r
     }
     int32_t *ids = malloc((size_t)n_prompt * sizeof *ids);
     float *lp = malloc((size_t)V * 4), *lo = malloc((size_t)V * 4), *lc = malloc((size_t)V * 4);
-    for (int i = 0; i < n_prompt; i++) ids[i] = 1 + (int32_t)(((int64_t)i * 7919 + 3) % (V - 1));
+    for (int i = 0; i < n_prompt; i++)
+        ids[i] = 1 + (int32_t)(((int64_t)i * 7919 + 3) % (V - 1));
     int rc = 0;
     for (int p = 0; p < n_prompt && !rc; p += 512) {
         int k = n_prompt - p < 512 ? n_prompt - p : 512;
@@ -159,7 +160,8 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs) {
     struct lfmd_err_ctx err = {0};
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
     if (quantize_model(dir, out, &qo, &qs, &err)) {
         fprintf(stderr, "quantize %s: %s\n", dir, err.msg);
         CHECK(!"quantize");
@@ -173,7 +175,8 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs) {
         check_decode(m, out, 8, true);
         model_close(m);
     }
-    if (system(cmd)) {}
+    if (system(cmd)) {
+    }
 }
 
 int main(void) {
