@@ -14,8 +14,6 @@
 #   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
 #                                    of bf16 and MLX q4 with and without the persistent kernel,
 #                                    its variants (LFMD_CUDA_PERSIST_DBG) and per-phase traces
-#   tools/cuda_check.sh --prebuild   (here) build lfmd-cuda-bench and cuda_test_cuda_persist into
-#                                    .cudabin/ (ignored; carry it): --persist then skips its build
 # Build dependencies missing on the device (pcre2, utf8proc, libmicrohttpd) are unpacked from
 # .cudadeps/*.deb (fetch with: cd .cudadeps && apt-get download libpcre2-dev libpcre2-8-0
 # libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev
@@ -30,16 +28,6 @@ if [ "${1:-}" = "--snapshot" ]; then
         bench examples include | tar -x -C .cudasnap
     # tests/<tier> folders other than cuda are globbed by tests/CMakeLists.txt: keep them empty.
     du -sh .cudasnap
-    exit 0
-fi
-if [ "${1:-}" = "--prebuild" ]; then
-    PB=${PB:-$ROOT/build-cuda-h}
-    cmake -S "$ROOT" -B "$PB" -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a >/dev/null &&
-        cmake --build "$PB" -j2 --target lfmd-cuda-bench cuda_test_cuda_persist || exit 1
-    rm -rf .cudabin && mkdir -p .cudabin
-    for f in lfmd-cuda-bench cuda_test_cuda_persist; do strip -o .cudabin/$f "$PB/src/$f"; done
-    git rev-parse --short HEAD > .cudabin/COMMIT
-    du -sh .cudabin
     exit 0
 fi
 SWEEP=0
@@ -81,12 +69,7 @@ cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE
 TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda_test_cuda_engine lfmd-cuda-bench lfmd"
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
 [ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
-if [ $PERSIST = 1 ] && [ -x .cudabin/lfmd-cuda-bench ]; then
-    mkdir -p $B/src && cp .cudabin/lfmd-cuda-bench .cudabin/cuda_test_cuda_persist $B/src/
-    echo "== prebuilt binaries of commit $(cat .cudabin/COMMIT 2>/dev/null)"
-else
-    cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
-fi
+cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
 T0=$(date +%s)
