@@ -285,12 +285,21 @@ static int64_t first_chunk(int64_t n_out, int nth) {
     return c0 < 16 ? 16 : c0;
 }
 
+// Thread t's first chunk [*r0, *r1) of a product of n_out rows; false when it is empty.
+static bool first_rows(int64_t n_out, int t, int nth, int64_t *r0, int64_t *r1) {
+    int64_t c0 = first_chunk(n_out, nth);
+    *r0 = (int64_t)t * c0;
+    *r1 = *r0 + c0 < n_out ? *r0 + c0 : n_out;
+    return *r0 < n_out;
+}
+
 // Runs thread t's first chunk of a decode product unless another thread already took it.
 static void take_first(struct mm_job *j, void *qx, int t, int nth) {
-    int64_t c0 = first_chunk(j->n_out, nth), s0 = (int64_t)t * c0;
-    if (s0 >= j->n_out || atomic_exchange_explicit(&j->first_taken[t], true, memory_order_relaxed))
+    int64_t r0, r1;
+    if (!first_rows(j->n_out, t, nth, &r0, &r1) ||
+        atomic_exchange_explicit(&j->first_taken[t], true, memory_order_relaxed))
         return;
-    kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, s0, s0 + c0 < j->n_out ? s0 + c0 : j->n_out);
+    kern_matmul(j->W, j->X, qx, j->n_tok, j->Y, j->ldy, r0, r1);
 }
 
 // One pool dispatch per product: each thread quantizes the (few) activation rows into its own
@@ -364,11 +373,10 @@ struct mm_multi {
 static void warm_next(const struct mm_multi *m, int ith, int nth) {
     const struct tensor *W = m->next;
     if (!W) return;
-    int64_t rows = tensor_rows(W), c0 = first_chunk(rows, nth), s0 = (int64_t)ith * c0;
-    if (s0 >= rows) return;
-    size_t rb = kern_row_bytes(W->dtype, tensor_cols(W));
-    size_t n = rb * (size_t)((s0 + c0 < rows ? s0 + c0 : rows) - s0);
-    pool_warm_after(m->pool, ith, (const uint8_t *)W->data + rb * (size_t)s0,
+    int64_t r0, r1;
+    if (!first_rows(tensor_rows(W), ith, nth, &r0, &r1)) return;
+    size_t rb = kern_row_bytes(W->dtype, tensor_cols(W)), n = rb * (size_t)(r1 - r0);
+    pool_warm_after(m->pool, ith, (const uint8_t *)W->data + rb * (size_t)r0,
                     n < WARM_MAX ? n : WARM_MAX);
 }
 
