@@ -67,7 +67,7 @@ struct seq {
     size_t kv_row;             // elements per token per layer for K (= n_kv_head * head_dim)
     size_t kv_head_bytes;      // bytes of one head's row (head_dim elements of kv_type)
     size_t kv_row_bytes;       // bytes per token per layer for K (= n_kv_head * kv_head_bytes)
-    uint8_t *kv;               // [n_attn_layers][2][n_ctx][kv_row_bytes]
+    uint8_t *kv;               // [n_attn_layers][2][n_kv_head][n_ctx][kv_head_bytes]
     float *conv;               // [n_conv_layers][n_embd][conv_L-1]
     size_t bytes;
 };

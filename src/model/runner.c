@@ -13,6 +13,17 @@
 
 // ---- sequences ----
 
+// The cache is head-major: [layer][K, V][KV head][n_ctx][kv_head_bytes], so one head's rows over
+// all positions are contiguous (attention streams them; row-major, a head's 128-byte rows were a
+// whole KV row apart, which the hardware prefetchers do not follow). seq_k / seq_v give a layer's
+// K / V region, these a head's rows within it.
+static uint8_t *seq_kh(const struct seq *s, int li, int g) {
+    return seq_k(s, li) + (size_t)g * s->n_ctx * s->kv_head_bytes;
+}
+static uint8_t *seq_vh(const struct seq *s, int li, int g) {
+    return seq_v(s, li) + (size_t)g * s->n_ctx * s->kv_head_bytes;
+}
+
 // The KV dtype of sequences created without options: f32, unless LFMD_KV_TYPE names another
 // (a measurement aid; the engine passes an explicit type).
 static enum lfmd_dtype default_kv_type(void) {
@@ -111,10 +122,11 @@ int seq_n_ctx(const struct seq *s) { return s->n_ctx; }
 int seq_copy(struct seq *dst, const struct seq *src) {
     const struct model_config *c = &src->m->cfg;
     if (dst->m != src->m || dst->n_ctx < src->pos || dst->kv_type != src->kv_type) return LFMD_EINVAL;
-    for (int li = 0; li < c->n_attn_layers; li++) {
-        memcpy(seq_k(dst, li), seq_k(src, li), (size_t)src->pos * src->kv_row_bytes);
-        memcpy(seq_v(dst, li), seq_v(src, li), (size_t)src->pos * src->kv_row_bytes);
-    }
+    for (int li = 0; li < c->n_attn_layers; li++)
+        for (int g = 0; g < c->n_kv_head; g++) {
+            memcpy(seq_kh(dst, li, g), seq_kh(src, li, g), (size_t)src->pos * src->kv_head_bytes);
+            memcpy(seq_vh(dst, li, g), seq_vh(src, li, g), (size_t)src->pos * src->kv_head_bytes);
+        }
     if (src->conv) memcpy(dst->conv, src->conv, conv_floats(c) * sizeof(float));
     dst->pos = src->pos;
     return 0;
@@ -461,12 +473,11 @@ void op_kv_store(const struct batch *b, int li, const float *k, const float *v) 
     const struct model_config *c = &b->seq[0]->m->cfg;
     for (int t = 0; t < b->n_tok; t++) {
         struct seq *s = b->seq[t];
-        uint8_t *kr = seq_k(s, li) + (size_t)b->pos[t] * s->kv_row_bytes;
-        uint8_t *vr = seq_v(s, li) + (size_t)b->pos[t] * s->kv_row_bytes;
+        size_t at = (size_t)b->pos[t] * s->kv_head_bytes;
         for (int g = 0; g < c->n_kv_head; g++) {
             size_t off = (size_t)g * c->head_dim;
-            kern_kv_store(s->kv_type, k + (size_t)t * s->kv_row + off, kr + g * s->kv_head_bytes, c->head_dim);
-            kern_kv_store(s->kv_type, v + (size_t)t * s->kv_row + off, vr + g * s->kv_head_bytes, c->head_dim);
+            kern_kv_store(s->kv_type, k + (size_t)t * s->kv_row + off, seq_kh(s, li, g) + at, c->head_dim);
+            kern_kv_store(s->kv_type, v + (size_t)t * s->kv_row + off, seq_vh(s, li, g) + at, c->head_dim);
         }
     }
 }
@@ -491,9 +502,8 @@ static void att_run(void *ctx, int ith, int nth) {
         int t = it / G, g = it % G;
         const struct seq *s = j->b->seq[t];
         size_t off = (size_t)t * qrow + (size_t)g * rep * hd;
-        kern_attention(s->kv_type, j->q + off, hd, rep, seq_k(s, j->li) + g * s->kv_head_bytes,
-                       seq_v(s, j->li) + g * s->kv_head_bytes, s->kv_row_bytes, j->b->pos[t] + 1, hd,
-                       scale, j->out + off, hd);
+        kern_attention(s->kv_type, j->q + off, hd, rep, seq_kh(s, j->li, g), seq_vh(s, j->li, g),
+                       s->kv_head_bytes, j->b->pos[t] + 1, hd, scale, j->out + off, hd);
     }
 }
 
