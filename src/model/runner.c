@@ -279,6 +279,7 @@ struct mm_job {
     uint8_t *qx;            // per-thread regions of qx_bytes, or NULL
     size_t qx_bytes;
     bool qx_ready;          // the previous job of the dispatch left the same qx (same X, dtype)
+    bool qx_shared;         // the caller prepared qx (region 0) for every thread before the job
     int n_tok;
     float *Y;
     int64_t ldy, n_in, n_out;
@@ -321,7 +322,9 @@ static void take_first(struct mm_job *j, void *qx, int t, int nth) {
 // spin at the end of every product (measured: ~25% of decode time spent waiting with halves).
 static void mm_rows(struct mm_job *j, int ith, int nth) {
     void *qx = NULL;
-    if (j->qx) {
+    if (j->qx_shared) {
+        qx = j->qx;
+    } else if (j->qx) {
         qx = j->qx + (size_t)ith * j->qx_bytes;
         if (!j->qx_ready) kern_prepare_input(j->W->dtype, j->X, j->n_in, j->n_tok, 0, j->n_tok, qx);
     }
@@ -422,6 +425,15 @@ void op_matmul_multi(struct runner *r, int n, const struct tensor *const *W, con
         m.j[k].qx_ready = k > 0 && m.j[k].qx && m.j[k - 1].qx && W[k]->dtype == W[k - 1]->dtype &&
                           m.j[k].n_in == m.j[k - 1].n_in;
     }
+    // Decode: the caller quantizes X once, into its own region, which every thread then reads,
+    // instead of each thread quantizing the same rows (the workers meanwhile go on warming
+    // their first rows). Only when every product of the dispatch reads the same qx.
+    bool shared = n_tok < 4 && pool_threads(r->pool) > 1 && m.j[0].qx;
+    for (int k = 1; k < n; k++) shared = shared && m.j[k].qx_ready;
+    if (shared) {
+        kern_prepare_input(W[0]->dtype, X, m.j[0].n_in, n_tok, 0, n_tok, m.j[0].qx);
+        for (int k = 0; k < n; k++) m.j[k].qx_shared = true;
+    }
     m.next = trace_next(r, W[0], n_tok);
     pool_run(r->pool, mm_rows_multi, &m);
 }
@@ -488,9 +500,12 @@ struct att_job {
     int li;
     const float *q;
     float *out;
+    _Atomic int next; // first unclaimed work item
 };
 
 // One (token, KV head) pair per work item: the rep query heads of the group share each K/V block.
+// Items are claimed one at a time (a thread that starts late, e.g. a worker that lost its CPU
+// for a moment, leaves its share to the others instead of finishing alone at the end).
 static void att_run(void *ctx, int ith, int nth) {
     struct att_job *j = ctx;
     const struct model_config *c = &j->r->m->cfg;
@@ -498,7 +513,8 @@ static void att_run(void *ctx, int ith, int nth) {
     size_t qrow = (size_t)H * hd;
     float scale = 1.0f / sqrtf((float)hd);
     int total = j->b->n_tok * G;
-    for (int it = ith; it < total; it += nth) {
+    (void)ith, (void)nth;
+    for (int it; (it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < total;) {
         int t = it / G, g = it % G;
         const struct seq *s = j->b->seq[t];
         size_t off = (size_t)t * qrow + (size_t)g * rep * hd;
@@ -509,6 +525,7 @@ static void att_run(void *ctx, int ith, int nth) {
 
 void op_attention(struct runner *r, const struct batch *b, int li, const float *q, float *out) {
     struct att_job j = {.r = r, .b = b, .li = li, .q = q, .out = out};
+    atomic_init(&j.next, 0);
     pool_run(r->pool, att_run, &j);
 }
 
