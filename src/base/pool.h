@@ -1,7 +1,7 @@
 // A small fixed thread pool for compute kernels. pool_run executes fn(ctx, ith, nth) on all nth
 // threads (the caller is thread 0) and returns when every thread has finished.
-// Workers spin briefly between jobs (a forward pass issues hundreds of jobs per token) and then
-// sleep on a condition variable, so an idle server burns no CPU. Not reentrant: one pool_run at
+// Workers spin between jobs (a forward pass issues hundreds of jobs per token) for up to 10 ms
+// and then sleep on a condition variable, so an idle server burns no CPU. Not reentrant: one pool_run at
 // a time per pool (the engine thread owns the pool).
 // SPDX-License-Identifier: MIT
 #ifndef LFMD_BASE_POOL_H
