@@ -11,6 +11,8 @@
 #   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
 #                                    the device builds committed code, not others' edits in flight
 #   tools/cuda_check.sh              (device) build + check + time; reads .cudasnap if present
+#   tools/cuda_check.sh --ring       (device) kernel + golden tests, then batch-1 tok/s of bf16 and
+#                                    MLX q4 under the RING_AB variants (ring kernel, carveout)
 #   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
 #                                    of bf16 and MLX q4 with and without the persistent kernel,
 #                                    its variants (LFMD_CUDA_PERSIST_DBG) and per-phase traces
@@ -34,6 +36,8 @@ SWEEP=0
 [ "${1:-}" = "--sweep" ] && SWEEP=1   # build the bench only; time 4-bit / bf16 variants, ncu
 PERSIST=0
 [ "${1:-}" = "--persist" ] && PERSIST=1
+RING=0
+[ "${1:-}" = "--ring" ] && RING=1   # kernel + golden tests, then batch-1 A/B of the ring matvec
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -69,6 +73,7 @@ cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE
 TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda_test_cuda_engine lfmd-cuda-bench lfmd"
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
 [ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
+[ $RING = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -96,6 +101,33 @@ if [ $SWEEP = 1 ]; then
     else
         echo "no ncu"
     fi
+    exit 0
+fi
+if [ $RING = 1 ]; then
+    run kernels 180 $B/src/cuda_test_cuda_kernels
+    run golden 300 $B/src/cuda_test_cuda_model
+    M=/tmp/lfm2-1.2b
+    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
+    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 & p1=$!
+    $B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf & p2=$!
+    wait $p1 $p2
+    Q="env LFMD_CUDA_QUICK=1"
+    # RING_AB: "name:ENV=V,ENV=V ..." variants, each on bf16 and MLX q4, in two rounds
+    for rep in 1 2; do
+        for v in ${RING_AB:-default: noring:LFMD_CUDA_NO_RING=1 ring3:LFMD_CUDA_RING=3 \
+                 c100:LFMD_CUDA_CARVEOUT=100 c100ring3:LFMD_CUDA_CARVEOUT=100,LFMD_CUDA_RING=3 \
+                 c100noring:LFMD_CUDA_CARVEOUT=100,LFMD_CUDA_NO_RING=1}; do
+            for mm in $M $M-mlx4; do
+                run r${rep}_${v%%:*}_$(basename $mm) 60 $Q $(echo "${v#*:}" | tr , ' ') \
+                    $B/src/lfmd-cuda-bench $mm
+            done
+        done
+    done
+    LFMD_CUDA_PROFILE=1 LFMD_CUDA_RING=3 run bench_full 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
+    echo "== summary"
+    awk '/^== (r[12]_|bench_full)/ && !/rc=/ {n=$2} /^decode batch|^prefill|^router|^greedy 32/ {print n ": " substr($0, 1, 110)}' $LOG
+    grep -E "^device:" $LOG | head -1
+    for k in kernels golden; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
 if [ $PERSIST = 1 ]; then
@@ -312,11 +344,16 @@ grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # prefetched to L2 (the previous prologue); LFMD_CUDA_PREFETCH_MB=N: L2 tail prefetch (no gain)
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
+# the driver's shared-memory carveout per kernel (the previous default) and no ring kernel
+run ab_carveout_driver 120 env LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M
+run ab_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M
 # the persistent batch-1 kernel (LFMD_CUDA_PERSIST=1; docs/CUDA.md), bf16 and MLX q4, same call
 run ab_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_carveout_driver 60 $Q LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_persist_again 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
@@ -362,7 +399,8 @@ if [ "$NG" -ge 2 ]; then
     echo "== sharded greedy tokens identical to one GPU: $([ ${RES[sharded_tokens]} = 0 ] && echo yes || echo NO)"
 fi
 echo "== summary"
-awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
+awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
 for k in kernels golden persist golden_persist engine engine_persist serve bench ab_default \
-    ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default ab_persist_again bench_q4_0 engine_b64 \
+    ab_carveout_driver ab_noring ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default \
+    ab_mlx4_noring ab_mlx4_carveout_driver ab_persist_again bench_q4_0 engine_b64 \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -35,6 +35,8 @@ static __device__ __forceinline__ void pdl_trigger() {
 }
 
 extern bool g_pdl;         // kernels.cu: programmatic dependent launch on
+extern int g_carveout;     // kernels.cu: preferred shared-memory carveout of every launch (-1: default)
+void carveout_once(const void *k, int pct);   // kernels.cu
 extern int g_mv_blocks;    // kernels.cu: matvec blocks per SM (0: as many as fit)
 extern int g_mv_old;       // kernels.cu: bf16 matvec through the previous kernel (k_matvec)
 
@@ -50,6 +52,7 @@ static inline void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, cudaStre
     at[0].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = at;
     cfg.numAttrs = g_pdl ? 1 : 0;
+    if (g_carveout >= 0) carveout_once(reinterpret_cast<const void *>(k), g_carveout);
     cudaLaunchKernelEx(&cfg, k, args...);
 }
 
@@ -132,6 +135,48 @@ static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
     if (b >= (nw >> 7)) return w;
     int r = (int)(w & 127);
     return (b << 7) + 4 * (r & 31) + (r >> 5);
+}
+
+// ---- bulk copies into shared memory completing on an mbarrier (matvec.cu's ring kernel,
+// persist.cu) ----
+static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+static __device__ __forceinline__ unsigned ru16(unsigned n) {
+    return (n + 15u) & ~15u;
+}
+
+static __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned n) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(n) : "memory");
+}
+
+static __device__ __forceinline__ void mbar_expect(uint64_t *b, unsigned bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)),
+                 "r"(bytes)
+                 : "memory");
+}
+
+static __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(smem_u32(b)), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+// Bulk copy of `bytes` (multiple of 16, both addresses 16-byte aligned) into shared memory,
+// completing on mbarrier `bar`; weights are read once per step: evict-first in L2.
+static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes,
+                                                uint64_t *bar, uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(pol)
+                 : "memory");
 }
 
 // kernels.cu: the previous bf16 matvec (g_mv_old), same contract as cuk_matvec.

@@ -9,6 +9,19 @@ int g_mv_old;
 extern "C" void cuk_set_pdl(int on) { g_pdl = on != 0; }
 extern "C" void cuk_set_mv_blocks(int per_sm) { g_mv_blocks = per_sm > 0 ? per_sm : 0; }
 extern "C" void cuk_set_mv_old(int on) { g_mv_old = on != 0; }
+int g_carveout = 100;
+extern "C" void cuk_set_carveout(int pct) { g_carveout = pct >= 0 && pct <= 100 ? pct : -1; }
+
+// Sets a kernel's preferred shared-memory carveout once (a small cache of kernels done).
+void carveout_once(const void *k, int pct) {
+    static struct { const void *k; int pct; } done[256];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (done[i].k == k && done[i].pct == pct) return;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, pct) != cudaSuccess)
+        cudaGetLastError();
+    if (n < 256) done[n++] = {k, pct};
+}
 
 // ---- embedding gather ----
 __global__ void k_embed(const uint16_t *E, const int32_t *tok, int D, float *X) {

@@ -133,6 +133,22 @@ void cuk_mv_prefetch_next(const void *w, size_t bytes);
 // before waiting on the previous kernel (default on); off: it only asks L2 for them (A/B). The
 // integer-activation 4-bit kernel only asks L2 (its registers are its occupancy).
 void cuk_set_mv_preload(int on);
+// One token (T == 1) through the ring kernel for the weight types in the mask (default both):
+// one block of 8 warps per SM, each warp streaming its contiguous rows through shared-memory
+// slots filled by bulk copies, the first ones before the PDL wait (bf16 any K % 8 == 0; 4-bit
+// with integer activations and K % 1024 == 0); 0: the general kernels, for A/B and tests.
+enum { CUK_RING_BF16 = 1, CUK_RING_Q4 = 2, CUK_RING_DEFAULT = CUK_RING_Q4 };
+void cuk_set_mv_ring(int types);
+// Ring kernel launches so far (tests: proof that the path ran).
+unsigned long cuk_mv_ring_count(void);
+// Ring geometry for A/B timing: bytes per chunk (1024-16384) and per warp's ring (2048-24576);
+// out of range: the defaults.
+void cuk_set_mv_ring_sizes(int chunk, int bytes);
+// Preferred shared-memory carveout (percent) of every kernel launched from now on; default 100
+// (the ring kernel needs it, and one setting for all kernels spares the SMs reconfiguring
+// between kernels: H100, batch 1, 1.2B bf16 808-814 -> 827-836 tok/s, MLX q4 + ring 1025-1028
+// -> 1131-1133); -1: the driver's choice per kernel, for A/B timing.
+void cuk_set_carveout(int pct);
 // Cap of the tail prefetch in bytes (default 0: off; measured no gain on H100 at 4-16 MiB).
 void cuk_set_mv_prefetch(size_t bytes);
 // X[t, :] = row tok[t] of 4-bit E [V, D] (kern_get_row); D % 32 == 0.

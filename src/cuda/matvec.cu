@@ -235,6 +235,75 @@ __global__ void __launch_bounds__(256)
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
 
+// Block-wide (blockDim.x a multiple of 32, at most 256): the integer activations of k_mvq8's
+// scheme for NT tokens of X [.., K] (optionally RMS-normalized with weight nw; token t reading X
+// row rows[t] when rows) into xq / xf, ending with a block barrier. red: [8][NT] scratch.
+template <int NT, bool NORM>
+static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int K,
+                                                const float *__restrict__ nw,
+                                                const int32_t *__restrict__ rows, float eps,
+                                                uint4 *xq, float2 *xf, float (*red)[NT]) {
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
+    const int nw8 = K / 8;
+    float inv[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) inv[t] = 1.0f;
+    if (NORM) {
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
+            float ss = 0;
+            for (int i = threadIdx.x; i < K; i += blockDim.x) {
+                float v = xr[i];
+                ss += v * v;
+            }
+            ss = warp_sum(ss);
+            if (lane == 0) red[wi][t] = ss;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int t = 0; t < NT; t++) {
+            float sum = 0;
+#pragma unroll
+            for (int k = 0; k < 8; k++) sum += k < nwarps ? red[k][t] : 0.f;
+            inv[t] = 1.0f / sqrtf(sum / K + eps);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float *xr = X + (size_t)(NORM && rows ? rows[t] : t) * K;
+        for (int i = threadIdx.x; i < nw8; i += blockDim.x) {
+            float x[8];
+            const float4 a = *reinterpret_cast<const float4 *>(xr + 8 * i);
+            const float4 b = *reinterpret_cast<const float4 *>(xr + 8 * i + 4);
+            x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+            x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+            float amax = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (NORM) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
+                amax = fmaxf(amax, fabsf(x[j]));
+            }
+            const float dd = amax / 32258.0f, u = 254.0f * dd;
+            const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
+            const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
+            int q1[8], q2[8], sq = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                q1[j] = __float2int_rn(x[j] * i1);
+                const float r = __fmaf_rn(-u, (float)q1[j], x[j]);
+                q2[j] = min(127, max(-127, __float2int_rn(r * i2)));
+                sq += 254 * q1[j] + q2[j];
+            }
+            xq[t * nw8 + i] =
+                make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
+                           pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
+            xf[t * nw8 + i] = make_float2(dd, dd * (float)sq);
+        }
+    }
+    __syncthreads();
+}
+
 // ---- 4-bit weights x integer activations (llama.cpp-style, two int8 levels): every block first
 // quantizes the (optionally RMS-normalized) activations of its NT tokens into shared memory, per
 // 8-element word: unit dd = amax / 32258 (127 x 254), q1 = rint(x 127 / amax) and the remainder
@@ -273,63 +342,7 @@ __global__ void __launch_bounds__(256)
     }
     pdl_wait();
     pdl_trigger();
-    float inv[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) inv[t] = 1.0f;
-    if (NORM) {
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
-            float ss = 0;
-            for (int i = threadIdx.x; i < K; i += blockDim.x) {
-                float v = xr[i];
-                ss += v * v;
-            }
-            ss = warp_sum(ss);
-            if (lane == 0) red[wi][t] = ss;
-        }
-        __syncthreads();
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float sum = 0;
-#pragma unroll
-            for (int k = 0; k < 8; k++) sum += red[k][t];
-            inv[t] = 1.0f / sqrtf(sum / K + eps);
-        }
-    }
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        const float *xr = X + (size_t)(NORM && rows ? rows[t] : t) * K;
-        for (int i = threadIdx.x; i < nw8; i += blockDim.x) {
-            float x[8];
-            const float4 a = *reinterpret_cast<const float4 *>(xr + 8 * i);
-            const float4 b = *reinterpret_cast<const float4 *>(xr + 8 * i + 4);
-            x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
-            x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-            float amax = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                if (NORM) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
-                amax = fmaxf(amax, fabsf(x[j]));
-            }
-            const float dd = amax / 32258.0f, u = 254.0f * dd;
-            const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
-            const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
-            int q1[8], q2[8], sq = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                q1[j] = __float2int_rn(x[j] * i1);
-                const float r = __fmaf_rn(-u, (float)q1[j], x[j]);
-                q2[j] = min(127, max(-127, __float2int_rn(r * i2)));
-                sq += 254 * q1[j] + q2[j];
-            }
-            xq[t * nw8 + i] =
-                make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
-                           pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
-            xf[t * nw8 + i] = make_float2(dd, dd * (float)sq);
-        }
-    }
-    __syncthreads();
+    stage_q8<NT, NORM>(X, K, nw, rows, eps, xq, xf, red);
     for (int it = it0; it < items; it += nwarp) {
         float acc[R][NT];
 #pragma unroll
@@ -378,6 +391,213 @@ __global__ void __launch_bounds__(256)
     }
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
+
+// ---- batch-1 ring matvec (k_mvr): one block of RING_WARPS warps per SM, each warp owning a
+// contiguous range of items (R rows each) and streaming its weight bytes (and, for 4-bit, their
+// scale-bias pairs) through a ring of S shared-memory slots filled by bulk copies. The first S
+// chunks are issued before the PDL wait (weights never depend on earlier kernels), so while the
+// previous kernel runs, this kernel's block - small enough to share the SM with it - already
+// loads its first bytes of every warp (up to RING_BYTES per warp); a slot is refilled as soon
+// as it has been read. Chunks are m whole items (bytes contiguous per segment: R <= 2 rows of
+// an item are adjacent, CUK_MV_CONV's three rows are three segments) or, for long rows, slices
+// of one item's rows (acc kept across them). Same results as k_mv (bf16) / k_mvq8 (4-bit,
+// integer activations) up to f32 summation order. ----
+enum { RING_WARPS = 8, RING_CHUNK = 4096, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
+       RING_SMEM_MAX = 200 * 1024, RING_PAIR_SMEM = 110 * 1024 };
+
+struct ring_plan {
+    int m;       // items per chunk (whole rows) or 1 (slices)
+    int us;      // 16-byte units per row slice (all of a row when ns == 1)
+    int ns;      // slices per item
+    int S;       // slots per warp
+    int slot;    // bytes per slot
+    int codes;   // bytes of the codes region of a slot (4-bit: scale-bias pairs follow)
+    int sbs;     // bytes of one row slice's scale-bias pairs (4-bit)
+};
+
+// Scale and bias of group g of a row slice's pairs staged in shared memory (ld_sb's formats).
+static __device__ __forceinline__ float2 sb_sm(const unsigned char *p, int sbk, int g) {
+    if (sbk == CUK_SB_F32) return reinterpret_cast<const float2 *>(p)[g];
+    const uint32_t v = reinterpret_cast<const uint32_t *>(p)[g];
+    if (sbk == CUK_SB_BF16)
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
+                       __half2float(__ushort_as_half((unsigned short)(v >> 16))));
+}
+
+// Issues chunk q of a warp's sequence (items ia .. ib - 1) into slot / bar: lane 0 arms the
+// barrier with the byte count, lanes 0 .. nseg - 1 copy one segment each (codes, then pairs).
+// Row ri of a chunk (ring_row) sits at ri * us * 16 in the codes region and its pairs at
+// codes + ri * sbs; the rows of one segment are consecutive rows of W.
+template <int R, int WT>
+static __device__ __forceinline__ void ring_issue(const char *W, const char *sb, int N, int nu,
+                                                  int cpg_sh, int sbsz, const ring_plan &P,
+                                                  int ia, int ib, int q, unsigned char *slot,
+                                                  uint64_t *bar, uint64_t pol, int lane) {
+    const int i0 = ia + (q / P.ns) * P.m, s = q % P.ns, mi = min(P.m, ib - i0);
+    const int len = min(P.us, nu - s * P.us);          // units of this slice
+    const int nseg = (R == 3 || P.ns > 1) ? R : 1;
+    const int rows_seg = nseg == 1 ? mi * R : mi;      // consecutive rows per segment
+    const unsigned cb = (unsigned)(rows_seg * len * 16);
+    const unsigned pb = WT ? (unsigned)((len >> cpg_sh) * sbsz) : 0u;   // pairs per row slice
+    if (lane == 0) mbar_expect(bar, (unsigned)nseg * (cb + (unsigned)rows_seg * pb));
+    __syncwarp();
+    if (lane < nseg) {
+        const size_t r0 = nseg == 1 ? (size_t)i0 * R : mv_row<R>(i0, lane, N);
+        const size_t ri0 = nseg == 1 ? 0 : (size_t)lane * P.m;
+        bulk_g2s(slot + ri0 * P.us * 16, W + (r0 * nu + (size_t)s * P.us) * 16, cb, bar, pol);
+        if (WT)
+            bulk_g2s(slot + P.codes + ri0 * P.sbs,
+                     sb + (r0 * (size_t)(nu >> cpg_sh) + (size_t)((s * P.us) >> cpg_sh)) * sbsz,
+                     (unsigned)rows_seg * pb, bar, pol);
+    }
+}
+
+template <int R, int WT, bool NORM>
+__global__ void __launch_bounds__(RING_WARPS * WARP, 1)
+    k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int sbk,
+          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+          const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
+          struct cuk_conv cv, ring_plan P) {
+    extern __shared__ __align__(128) unsigned char rsm[];   // ring, then staged activations
+    __shared__ uint64_t bars[RING_WARPS][RING_MAX_S];
+    __shared__ float red[8][1];
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    const int items = mv_items<R>(N), gw = blockIdx.x * RING_WARPS + wi;
+    const int nwarp = gridDim.x * RING_WARPS;
+    const int ia = (int)((long long)items * gw / nwarp);
+    const int ib = (int)((long long)items * (gw + 1) / nwarp);
+    const int nu = WT ? K / 32 : K / 8;                 // 16-byte units per row
+    const int sbsz = sbk == CUK_SB_F32 ? 8 : 4;
+    const int nq = ib > ia ? (ib - ia + P.m - 1) / P.m * P.ns : 0;
+    const int nseg = (R == 3 || P.ns > 1) ? R : 1;
+    unsigned char *ring = rsm + (size_t)wi * P.S * P.slot;
+    uint64_t *bar = bars[wi];
+    uint64_t pol;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+    if (lane == 0) {
+        for (int d = 0; d < P.S; d++) mbar_init(&bar[d], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncwarp();
+    for (int q = 0; q < P.S && q < nq; q++)
+        ring_issue<R, WT>(W, sb, N, nu, cpg_sh, sbsz, P, ia, ib, q, ring + (size_t)q * P.slot,
+                          &bar[q], pol, lane);
+    pdl_wait();
+    pdl_trigger();
+    // activations in shared memory: bf16 as f32 (RMS-normalized when NORM; every warp reads all
+    // of them, which through L1 thrashed for long rows), 4-bit as integer levels
+    float *xs = reinterpret_cast<float *>(rsm + (size_t)RING_WARPS * P.S * P.slot);
+    uint4 *xq = reinterpret_cast<uint4 *>(xs);
+    float2 *xf = reinterpret_cast<float2 *>(xq + K / 8);
+    if (WT) {
+        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red);
+    } else if (!NORM) {
+        for (int i = threadIdx.x; i < K / 4; i += blockDim.x)
+            reinterpret_cast<float4 *>(xs)[i] = reinterpret_cast<const float4 *>(X)[i];
+        __syncthreads();
+    } else {
+        const float *xr = X + (size_t)(rows ? rows[0] : 0) * K;
+        float ss = 0;
+        for (int i = threadIdx.x; i < K; i += blockDim.x) {
+            const float v = xr[i];
+            xs[i] = v;
+            ss += v * v;
+        }
+        ss = warp_sum(ss);
+        if (lane == 0) red[wi][0] = ss;
+        __syncthreads();
+        float sum = 0;
+#pragma unroll
+        for (int k = 0; k < RING_WARPS; k++) sum += red[k][0];
+        const float inv = 1.0f / sqrtf(sum / K + eps);
+        for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = nw[i] * (xs[i] * inv);
+        __syncthreads();
+    }
+    const int wsh = cpg_sh + 2;
+    float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
+    for (int q = 0; q < nq; q++) {
+        const int k = q % P.S, i0 = ia + (q / P.ns) * P.m, s = q % P.ns;
+        const int mi = min(P.m, ib - i0), u0 = s * P.us, len = min(P.us, nu - u0);
+        const bool last = s == P.ns - 1;
+        const unsigned char *slot = ring + (size_t)k * P.slot;
+        // the residual the epilogue adds to, asked for before the chunk's wait (lane a: item a)
+        float yo = 0.f;
+        if (R == 1 && mode == CUK_MV_ACC && last && lane < mi) yo = Y[i0 + lane];
+        if (s == 0) {
+#pragma unroll
+            for (int a = 0; a < RING_MAX_M; a++)
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[a][r][0] = 0.f;
+        }
+        mbar_wait(&bar[k], (unsigned)(q / P.S) & 1u);
+#pragma unroll
+        for (int a = 0; a < RING_MAX_M; a++) {
+            if (a >= mi) break;
+#pragma unroll 2
+            for (int c = lane; c < len; c += WARP) {
+                const int u = u0 + c;   // unit within the row
+                if (WT == 0) {
+                    float x[8];
+                    ld_x8<true>(xs, 8 * (size_t)u, x);
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const int ri = nseg == 1 ? a * R + r : r * P.m + a;
+                        const uint4 w = *reinterpret_cast<const uint4 *>(
+                            slot + ((size_t)ri * P.us + c) * 16);
+                        acc[a][r][0] += dot_bf16x8(w, x);
+                    }
+                } else {
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        const int ri = nseg == 1 ? a * R + r : r * P.m + a;
+                        const uint4 wv = *reinterpret_cast<const uint4 *>(
+                            slot + ((size_t)ri * P.us + c) * 16);
+                        const unsigned char *ps = slot + P.codes + (size_t)ri * P.sbs;
+#pragma unroll
+                        for (int kk = 0; kk < 4; kk++) {
+                            const int word = ((u >> 5) << 7) + (u & 31) + 32 * kk;
+                            const uint32_t w = kk == 0 ? wv.x : kk == 1 ? wv.y : kk == 2 ? wv.z
+                                                                                    : wv.w;
+                            const int lo = (int)(w & 0x0F0F0F0Fu);
+                            const int hi = (int)((w >> 4) & 0x0F0F0F0Fu);
+                            const float2 p = sb_sm(ps, sbk, (word - 4 * u0) >> wsh);
+                            const uint4 av = xq[word];
+                            const float2 f = xf[word];
+                            const int d1 = __dp4a(hi, (int)av.y, __dp4a(lo, (int)av.x, 0));
+                            const int d2 = __dp4a(hi, (int)av.w, __dp4a(lo, (int)av.z, 0));
+                            acc[a][r][0] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
+                        }
+                    }
+                }
+            }
+        }
+        __syncwarp();
+        if (q + P.S < nq) {   // refill the slot just read with the chunk S ahead, then finish
+            if (lane == 0) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            __syncwarp();
+            ring_issue<R, WT>(W, sb, N, nu, cpg_sh, sbsz, P, ia, ib, q + P.S,
+                              ring + (size_t)k * P.slot, &bar[k], pol, lane);
+        }
+        if (!last) continue;
+#pragma unroll
+        for (int a = 0; a < RING_MAX_M; a++) {
+            if (a >= mi) break;
+            const int it = i0 + a;
+            if (R == 3) {
+                mv_epilogue<1, R>(acc[a], lane, it, N, Y, ldy, mode, cv);
+                continue;
+            }
+            const float v0 = warp_sum(acc[a][0][0]);
+            const float v1 = R == 2 ? warp_sum(acc[a][R - 1][0]) : 0.f;
+            const float yold = __shfl_sync(0xffffffffu, yo, a);
+            if (lane) continue;
+            if (R == 2) Y[it] = v0 / (1.0f + expf(-v0)) * v1;   // SwiGLU pair 2 it, 2 it + 1
+            else Y[it] = mode == CUK_MV_ACC ? yold + v0 : v0;
+        }
+    }
+}
+
 
 // The next product's weights for the tail prefetch (cuk_mv_prefetch_next; consumed by the next
 // matvec launch) and the cap in bytes (cuk_set_mv_prefetch).
@@ -520,6 +740,107 @@ static void mvq8_t(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
     else mvq8_r<NT, 1>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
 }
 
+// ---- ring matvec launch (T == 1): plan, shared-memory attribute, dispatch by mode ----
+static int g_ring = CUK_RING_BF16 | CUK_RING_Q4;   // cuk_set_mv_ring
+static unsigned long g_ring_n;   // launches so far (cuk_mv_ring_count)
+static int g_ring_chunk = RING_CHUNK, g_ring_bytes = RING_BYTES;   // cuk_set_mv_ring_sizes
+extern "C" void cuk_set_mv_ring(int types) { g_ring = types & (CUK_RING_BF16 | CUK_RING_Q4); }
+extern "C" void cuk_set_mv_ring_sizes(int chunk, int bytes) {
+    g_ring_chunk = chunk >= 1024 && chunk <= 16384 ? chunk : RING_CHUNK;
+    g_ring_bytes = bytes >= 2048 && bytes <= 24576 ? bytes : RING_BYTES;
+}
+extern "C" unsigned long cuk_mv_ring_count(void) { return g_ring_n; }
+
+// The chunk plan of a ring product and its dynamic shared memory; false: not for this kernel
+// (4-bit rows must be whole 1024-element blocks: slices then hold whole scale groups).
+static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
+                          ring_plan &P, size_t &smem) {
+    if (WT ? K % 1024 != 0 : K % 8 != 0) return false;
+    const int nu = WT ? K / 32 : K / 8, sbsz = sbk == CUK_SB_F32 ? 8 : 4;
+    const size_t rowb = (size_t)nu * 16 + (WT ? (size_t)(nu >> cpg_sh) * sbsz : 0);
+    const size_t itemb = (size_t)R * rowb;
+    const int items = R == 3 ? N / 3 : (N + R - 1) / R;
+    const int per = (items + n_sms() * RING_WARPS - 1) / (n_sms() * RING_WARPS);
+    if (itemb <= (size_t)g_ring_chunk) {   // whole items filling a chunk (not past a warp's share)
+        P.ns = 1;
+        P.us = nu;
+        P.m = (int)(g_ring_chunk / itemb);
+        if (P.m > per) P.m = per > 0 ? per : 1;
+        if (P.m > RING_MAX_M) P.m = RING_MAX_M;
+    } else {                     // slices of one item's rows
+        P.m = 1;
+        int ns = (int)((itemb + g_ring_chunk - 1) / g_ring_chunk), us = (nu + ns - 1) / ns;
+        if (WT) us = (us + 31) / 32 * 32;
+        P.us = us;
+        P.ns = (nu + us - 1) / us;
+    }
+    P.sbs = WT ? (P.us >> cpg_sh) * sbsz : 0;
+    P.codes = P.m * R * P.us * 16;
+    P.slot = (P.codes + P.m * R * P.sbs + 127) / 128 * 128;
+    // ring bytes per warp: the setting, less when the activations would keep two blocks (this
+    // kernel's and the next one's) from sharing an SM
+    const size_t act = WT ? (size_t)K * 3 : (size_t)K * 4;
+    size_t rb = (size_t)g_ring_bytes;
+    if (act + RING_WARPS * rb > RING_PAIR_SMEM && RING_PAIR_SMEM > act)
+        rb = (RING_PAIR_SMEM - act) / RING_WARPS;
+    P.S = (int)(rb / (size_t)P.slot);
+    P.S = P.S < 2 ? 2 : P.S > RING_MAX_S ? RING_MAX_S : P.S;
+    smem = (size_t)RING_WARPS * P.S * P.slot + act;
+    return smem <= RING_SMEM_MAX;
+}
+
+// cudaFuncSetAttribute (dynamic shared memory above 48 KB) once per kernel instantiation.
+static bool ring_attr(const void *k) {
+    static const void *done[64];
+    static int n;
+    for (int i = 0; i < n; i++)
+        if (done[i] == k) return true;
+    if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, RING_SMEM_MAX) !=
+        cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    // the largest carveout, so that the next kernel's block fits beside this one (PDL)
+    carveout_once(k, 100);
+    if (n < 64) done[n++] = k;
+    return true;
+}
+
+template <int R, int WT>
+static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs, const float *X,
+                   float *Y, int64_t ldy, int mode, const float *nw, const int32_t *rows,
+                   float eps, cudaStream_t s) {
+    int cpg_sh = 0;
+    while (WT && (32 << cpg_sh) < gs) cpg_sh++;
+    ring_plan P;
+    size_t sm = 0;
+    if (!ring_plan_for(WT, R, N, K, cpg_sh, sbk, P, sm)) return false;
+    if (((uintptr_t)W | (uintptr_t)sb) & 15) return false;
+    void (*k)(const char *, int, int, const char *, int, int, const float *, float *, int64_t,
+              int, const float *, const int32_t *, float, struct cuk_conv, ring_plan) =
+        nw ? k_mvr<R, WT, true> : k_mvr<R, WT, false>;
+    if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
+    launch(k, dim3((unsigned)n_sms()), dim3(RING_WARPS * WARP), sm, s,
+           static_cast<const char *>(W), N, K, static_cast<const char *>(sb), sbk, cpg_sh, X, Y,
+           ldy, mode, nw, rows, eps, g_conv, P);
+    g_ring_n++;
+    return true;
+}
+
+// One token through the ring kernel when it applies (rows per item by mode); false: the caller
+// uses the general kernels.
+template <int WT>
+static bool ring_any(const void *W, int N, int K, const void *sb, int sbk, int gs,
+                     const float *X, float *Y, int64_t ldy, int mode, const float *nw,
+                     const int32_t *rows, float eps, cudaStream_t s) {
+    if (!(g_ring & (WT ? CUK_RING_Q4 : CUK_RING_BF16))) return false;
+    if (mode == CUK_MV_CONV)
+        return ring_r<3, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+    if (mode == CUK_MV_SWIGLU)
+        return ring_r<2, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+    return ring_r<1, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
+}
+
 extern "C" int cuk_matvec_norm_fits(int T, int K) {
     return (size_t)T * K * sizeof(float) <= CUK_MV_NORM_SMEM;
 }
@@ -529,6 +850,9 @@ extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int 
                            cuk_stream s) {
     if (g_mv_old && mode != CUK_MV_CONV)
         cuk_matvec_old(W, N, K, X, T, Y, ldy, mode, nw, rows, eps, s);
+    else if (T == 1 && !g_mv_old &&
+             ring_any<0>(W, N, K, nullptr, 0, 0, X, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s))
+        ;
     else mv_any<0>(W, N, K, nullptr, 0, 0, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
     pf_clear();
 }
@@ -542,7 +866,10 @@ extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float 
                               int64_t ldy, int mode, const float *nw, const int32_t *rows,
                               float eps, cuk_stream s) {
     const int32_t *rw = nw ? rows : nullptr;
-    if (cuk_matvec_q8_used(T, K)) {
+    if (T == 1 && cuk_matvec_q8_used(T, K) &&
+        ring_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, Y, ldy, mode, nw, rw, eps, s)) {
+        // done: the ring kernel
+    } else if (cuk_matvec_q8_used(T, K)) {
         switch (T) {
         case 1: mvq8_t<1>(W, N, K, X, Y, ldy, mode, nw, rw, eps, s); break;
         case 2: mvq8_t<2>(W, N, K, X, Y, ldy, mode, nw, rw, eps, s); break;

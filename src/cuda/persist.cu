@@ -31,46 +31,6 @@ struct pk_cur {
     int K, N3, conv, q4, rpu, nseg, ks, upc, sbrow;
 };
 
-static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-static __device__ __forceinline__ unsigned ru16(unsigned n) {
-    return (n + 15u) & ~15u;
-}
-
-static __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned n) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(b)), "r"(n) : "memory");
-}
-
-static __device__ __forceinline__ void mbar_expect(uint64_t *b, unsigned bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(b)),
-                 "r"(bytes)
-                 : "memory");
-}
-
-static __device__ __forceinline__ void mbar_wait(uint64_t *b, unsigned parity) {
-    uint32_t done;
-    do {
-        asm volatile("{\n\t.reg .pred p;\n\t"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
-                     "selp.u32 %0, 1, 0, p;\n\t}"
-                     : "=r"(done)
-                     : "r"(smem_u32(b)), "r"(parity)
-                     : "memory");
-    } while (!done);
-}
-
-// Bulk copy of `bytes` (multiple of 16, both addresses 16-byte aligned) into shared memory,
-// completing on mbarrier `bar`; weights are read once per step: evict-first in L2.
-static __device__ __forceinline__ void bulk_g2s(void *dst, const void *src, unsigned bytes,
-                                                uint64_t *bar, uint64_t pol) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
-                 " [%0], [%1], %2, [%3], %4;" ::"r"(smem_u32(dst)),
-                 "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(pol)
-                 : "memory");
-}
-
 static __device__ __forceinline__ float ldcg(const float *p) {
     return __ldcg(p);
 }

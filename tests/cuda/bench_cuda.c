@@ -159,6 +159,11 @@ int main(int argc, char **argv) {
     o.no_q8 = getenv("LFMD_CUDA_NO_Q8") != NULL;      // 4-bit matvec with f32 activations
     o.no_conv_fuse = getenv("LFMD_CUDA_NO_CONV_FUSE") != NULL;   // short conv as its own kernel
     o.no_preload = getenv("LFMD_CUDA_NO_PRELOAD") != NULL;  // matvec weights only to L2 first
+    o.ring = getenv("LFMD_CUDA_NO_RING") ? -1   // one-token matvecs: general kernels
+           : getenv("LFMD_CUDA_RING") ? atoi(getenv("LFMD_CUDA_RING")) : 0;   // 1 bf16, 2 4-bit
+    o.ring_chunk = getenv("LFMD_CUDA_RING_CHUNK") ? atoi(getenv("LFMD_CUDA_RING_CHUNK")) : 0;
+    o.ring_bytes = getenv("LFMD_CUDA_RING_BYTES") ? atoi(getenv("LFMD_CUDA_RING_BYTES")) : 0;
+    o.carveout = getenv("LFMD_CUDA_CARVEOUT") ? atoi(getenv("LFMD_CUDA_CARVEOUT")) : 0;
     o.persist = getenv("LFMD_CUDA_PERSIST") != NULL;  // batch 1 through the persistent kernel
     o.persist_dbg = getenv("LFMD_CUDA_PERSIST_DBG") ? atoi(getenv("LFMD_CUDA_PERSIST_DBG")) : 0;
     o.persist_trace = getenv("LFMD_CUDA_PERSIST_TRACE") != NULL;   // per-phase times (slower)

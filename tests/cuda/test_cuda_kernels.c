@@ -68,7 +68,7 @@ static void t_matvec(void) {
         // small, long-row and many-row shapes (the kernel shares rows of small matrices
         // among warps by N)
         int N = irand(1, it % 4 == 1 ? 9000 : 700), K = 8 * irand(1, it % 3 ? 300 : 1200);
-        int T = irand(1, CUK_MV_MAX_TOK);
+        int T = it % 3 == 2 || it % 6 == 0 ? 1 : irand(1, CUK_MV_MAX_TOK);   // 1: ring kernel
         uint16_t *W = malloc((size_t)N * K * 2);
         float *X = malloc((size_t)T * K * 4), *Y = malloc((size_t)T * N * 4),
               *R = malloc((size_t)T * N * 4);
@@ -479,7 +479,7 @@ static void t_bias(void) {
 static void t_matvec_modes(void) {
     for (int it = 0; it < 12; it++) {
         int mode = it % 3, norm = (it / 3) % 2, gather = it >= 6 && norm;
-        int K = 8 * irand(1, 512), T = irand(1, CUK_MV_MAX_TOK),
+        int K = 8 * irand(1, 512), T = it % 2 ? 1 : irand(1, CUK_MV_MAX_TOK),
             N = 2 * irand(1, it % 4 == 0 ? 4600 : 600);
         while (norm && !cuk_matvec_norm_fits(T, K)) T--;
         if (T < 1) continue;
@@ -615,6 +615,10 @@ static void t_matvec_q4(void) {
         int unit = kind == 3 ? 256 : gs;
         int K = unit * irand(1, kind == 3 ? 12 : 3072 / unit), T = irand(1, CUK_MV_MAX_TOK);
         int N = 2 * irand(1, it % 5 == 0 ? 12000 : it % 5 == 1 ? 3000 : 400);
+        if (it % 2 == 0 && kind != 3) {   // the ring kernel's shapes (whole 1024-element blocks)
+            T = 1;
+            K = 1024 * irand(1, it % 4 == 0 ? 8 : 3);
+        }
         while (norm && !cuk_matvec_norm_fits(T, K)) T--;
         if (T < 1) continue;
         int R = gather ? T + 3 : T;
@@ -755,6 +759,10 @@ static void t_matvec_conv(void) {
         int q4 = it % 2, norm = it < 6, gs = 32 << irand(0, 1);
         int D = q4 ? gs * irand(1, 1536 / gs) : 8 * irand(1, 300), N = 3 * D;
         int T = irand(1, CUK_MV_MAX_TOK), L = irand(2, 4), H = L - 1, slot = irand(0, 1), S = 2;
+        if ((it / 2) % 2) {   // the ring kernel (4-bit: whole 1024-element blocks)
+            T = 1;
+            if (q4) D = 1024 * irand(1, 2), N = 3 * D;
+        }
         while (norm && !cuk_matvec_norm_fits(T, D)) T--;
         if (T < 1) continue;
         const bool q8 = q4 && cuk_matvec_q8_used(T, D);
@@ -1001,6 +1009,7 @@ int main(void) {
         cuk_set_q4_q8(rep != 2);  // 4-bit: f32 activations in round 2, integer in the others
         cuk_set_mv_prefetch((size_t)8 << 20);   // the tail-prefetch path (a hint: results equal)
         cuk_set_mv_preload(rep != 1);           // round 1: first weights only prefetched to L2
+        cuk_set_mv_ring(rep == 0 || rep == 2 ? CUK_RING_BF16 | CUK_RING_Q4 : 0);   // ring or not
         t_matvec();
         t_matvec_q4();
         t_embed_bf16();
@@ -1016,6 +1025,7 @@ int main(void) {
         t_attention();
         t_bias();
         t_swiglu_cat_halves();
+        if (rep == 0) CHECK(cuk_mv_ring_count() >= 20);   // the ring shapes above took it
     }
     fprintf(stderr, "q4 matvec with integer activations vs f32 activations: worst %.3g\n",
             worst_q8_vs_f32);
