@@ -11,6 +11,8 @@
 #   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
 #                                    the device builds committed code, not others' edits in flight
 #   tools/cuda_check.sh              (device) build + check + time; reads .cudasnap if present
+#   tools/cuda_check.sh --kernels    (device) build and run only the kernel and persistent-kernel
+#                                    tests
 #   tools/cuda_check.sh --ring       (device) kernel + golden tests, then batch-1 tok/s of bf16 and
 #                                    MLX q4 under the RING_AB variants (ring kernel, carveout)
 #   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
@@ -38,6 +40,8 @@ PERSIST=0
 [ "${1:-}" = "--persist" ] && PERSIST=1
 RING=0
 [ "${1:-}" = "--ring" ] && RING=1   # kernel + golden tests, then batch-1 A/B of the ring matvec
+KTEST=0
+[ "${1:-}" = "--kernels" ] && KTEST=1   # only the kernel and persistent-kernel tests (~3 min)
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -74,6 +78,7 @@ TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
 [ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
 [ $RING = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
+[ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_persist"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -101,6 +106,12 @@ if [ $SWEEP = 1 ]; then
     else
         echo "no ncu"
     fi
+    exit 0
+fi
+if [ $KTEST = 1 ]; then
+    run kernels 180 $B/src/cuda_test_cuda_kernels
+    run persist 180 $B/src/cuda_test_cuda_persist
+    for k in kernels persist; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
 if [ $RING = 1 ]; then

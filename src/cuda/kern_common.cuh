@@ -113,19 +113,62 @@ static __device__ __forceinline__ void q4_word(uint32_t w, float (&q)[8]) {
     q[7] = __uint_as_float(__byte_perm(hi, m, 0x7443)) - M;
 }
 
-// Scale and bias of group g.
-static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g) {
-    if (sbk == CUK_SB_F32) return __ldg(reinterpret_cast<const float2 *>(sb) + g);
-    uint32_t v = __ldg(reinterpret_cast<const uint32_t *>(sb) + g);
+// Scale and bias packed in one uint32 (CUK_SB_BF16 / CUK_SB_F16: scale in the low half).
+static __device__ __forceinline__ float2 sb_unpack(uint32_t v, int sbk) {
     if (sbk == CUK_SB_BF16)
         return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
     return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
                        __half2float(__ushort_as_half((unsigned short)(v >> 16))));
 }
 
+// Scale and bias of group g (global memory).
+static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g) {
+    if (sbk == CUK_SB_F32) return __ldg(reinterpret_cast<const float2 *>(sb) + g);
+    return sb_unpack(__ldg(reinterpret_cast<const uint32_t *>(sb) + g), sbk);
+}
+
+// The same from pairs staged in shared memory (generic loads).
+static __device__ __forceinline__ float2 sb_at(const void *sb, int sbk, int g) {
+    if (sbk == CUK_SB_F32) return reinterpret_cast<const float2 *>(sb)[g];
+    return sb_unpack(reinterpret_cast<const uint32_t *>(sb)[g], sbk);
+}
+
 static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
     return (uint32_t)(a & 0xff) | ((uint32_t)(b & 0xff) << 8) | ((uint32_t)(c & 0xff) << 16) |
            ((uint32_t)(d & 0xff) << 24);
+}
+
+// ---- integer activations of 4-bit products (kernels.h, cuk_matvec_q8_used; the host twin is
+// q16_words_ref in tests/cuda/test_cuda_kernels.c): k_mvq8, k_mvr and the persistent kernel ----
+// The two int8 levels of one 8-element word x: codes = q1 of elements 0, 2, 4, 6 and 1, 3, 5, 7
+// (the byte order of a weight word's low and high nibbles), then q2 likewise; f = (dd,
+// dd * sum(254 q1 + q2)), with x' = dd (254 q1 + q2) within dd / 2 of x.
+static __device__ __forceinline__ void q8_levels(const float (&x)[8], uint4 &codes, float2 &f) {
+    float amax = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float dd = amax / 32258.0f, u = 254.0f * dd;
+    const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
+    const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
+    int q1[8], q2[8], sq = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        q1[j] = __float2int_rn(x[j] * i1);
+        const float r = __fmaf_rn(-u, (float)q1[j], x[j]);
+        q2[j] = min(127, max(-127, __float2int_rn(r * i2)));
+        sq += 254 * q1[j] + q2[j];
+    }
+    codes = make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
+                       pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
+    f = make_float2(dd, dd * (float)sq);
+}
+
+// sum_j w_j x'_j for 4-bit weight word w (scale, bias p) and the word's activation levels a, f.
+static __device__ __forceinline__ float q4q8_dot(uint32_t w, uint4 a, float2 f, float2 p) {
+    const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
+    const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
+    const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
+    return p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
 }
 
 // Storage position of word w of a 4-bit row of nw words (cuda_q4_pack_row): in a full block of

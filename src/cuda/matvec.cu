@@ -278,27 +278,11 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
             const float4 b = *reinterpret_cast<const float4 *>(xr + 8 * i + 4);
             x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
             x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-            float amax = 0;
+            if (NORM) {
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                if (NORM) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
-                amax = fmaxf(amax, fabsf(x[j]));
+                for (int j = 0; j < 8; j++) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
             }
-            const float dd = amax / 32258.0f, u = 254.0f * dd;
-            const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
-            const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
-            int q1[8], q2[8], sq = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                q1[j] = __float2int_rn(x[j] * i1);
-                const float r = __fmaf_rn(-u, (float)q1[j], x[j]);
-                q2[j] = min(127, max(-127, __float2int_rn(r * i2)));
-                sq += 254 * q1[j] + q2[j];
-            }
-            xq[t * nw8 + i] =
-                make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
-                           pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
-            xf[t * nw8 + i] = make_float2(dd, dd * (float)sq);
+            q8_levels(x, xq[t * nw8 + i], xf[t * nw8 + i]);
         }
     }
     __syncthreads();
@@ -372,17 +356,11 @@ __global__ void __launch_bounds__(256)
                     for (int r = 0; r < R; r++) {
                         const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
                                          : k == 2 ? wv[r][u].z : wv[r][u].w;
-                        const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
                         const float2 p =
                             ld_sb(sb, sbk, mv_row<R>(it, r, N) * ng + (word >> wsh));
 #pragma unroll
-                        for (int t = 0; t < NT; t++) {
-                            const uint4 a = xq[t * nw8 + word];
-                            const float2 f = xf[t * nw8 + word];
-                            const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
-                            const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
-                            acc[r][t] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
-                        }
+                        for (int t = 0; t < NT; t++)
+                            acc[r][t] += q4q8_dot(w, xq[t * nw8 + word], xf[t * nw8 + word], p);
                     }
                 }
             }
@@ -414,16 +392,6 @@ struct ring_plan {
     int codes;   // bytes of the codes region of a slot (4-bit: scale-bias pairs follow)
     int sbs;     // bytes of one row slice's scale-bias pairs (4-bit)
 };
-
-// Scale and bias of group g of a row slice's pairs staged in shared memory (ld_sb's formats).
-static __device__ __forceinline__ float2 sb_sm(const unsigned char *p, int sbk, int g) {
-    if (sbk == CUK_SB_F32) return reinterpret_cast<const float2 *>(p)[g];
-    const uint32_t v = reinterpret_cast<const uint32_t *>(p)[g];
-    if (sbk == CUK_SB_BF16)
-        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-    return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
-                       __half2float(__ushort_as_half((unsigned short)(v >> 16))));
-}
 
 // Issues chunk q of a warp's sequence (items ia .. ib - 1) into slot / bar: lane 0 arms the
 // barrier with the byte count, lanes 0 .. nseg - 1 copy one segment each (codes, then pairs).
@@ -559,14 +527,8 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
                             const int word = ((u >> 5) << 7) + (u & 31) + 32 * kk;
                             const uint32_t w = kk == 0 ? wv.x : kk == 1 ? wv.y : kk == 2 ? wv.z
                                                                                     : wv.w;
-                            const int lo = (int)(w & 0x0F0F0F0Fu);
-                            const int hi = (int)((w >> 4) & 0x0F0F0F0Fu);
-                            const float2 p = sb_sm(ps, sbk, (word - 4 * u0) >> wsh);
-                            const uint4 av = xq[word];
-                            const float2 f = xf[word];
-                            const int d1 = __dp4a(hi, (int)av.y, __dp4a(lo, (int)av.x, 0));
-                            const int d2 = __dp4a(hi, (int)av.w, __dp4a(lo, (int)av.z, 0));
-                            acc[a][r][0] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
+                            acc[a][r][0] += q4q8_dot(w, xq[word], xf[word],
+                                                     sb_at(ps, sbk, (word - 4 * u0) >> wsh));
                         }
                     }
                 }

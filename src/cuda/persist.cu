@@ -295,22 +295,7 @@ mv_q4_r(const unsigned char *slot, const uint4 *xq, const float2 *xf, int K, int
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const uint32_t w = k == 0 ? wv[r].x : k == 1 ? wv[r].y : k == 2 ? wv[r].z : wv[r].w;
-                const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
-                float2 p;
-                if (SBK == CUK_SB_F32) {
-                    p = *reinterpret_cast<const float2 *>(slot + sbo[r] + 8 * g);
-                } else {
-                    const uint32_t v = *reinterpret_cast<const uint32_t *>(slot + sbo[r] + 4 * g);
-                    p = SBK == CUK_SB_BF16
-                            ? make_float2(__uint_as_float(v << 16),
-                                          __uint_as_float(v & 0xffff0000u))
-                            : make_float2(
-                                  __half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
-                                  __half2float(__ushort_as_half((unsigned short)(v >> 16))));
-                }
-                const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
-                const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
-                a_[r] += p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
+                a_[r] += q4q8_dot(w, a, f, sb_at(slot + sbo[r], SBK, g));
             }
         }
     }
@@ -441,25 +426,8 @@ static __device__ void pk_stage(const pk_phase &P, const pk_args &A, unsigned ch
             o[1] = make_float4(x[4], x[5], x[6], x[7]);
             continue;
         }
-        float amax = 0;
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-            amax = fmaxf(amax, fabsf(x[j]));
-        const float dd = amax / 32258.0f, u = 254.0f * dd;
-        const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
-        const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
-        int q1[8], q2[8], sq = 0;
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            q1[j] = __float2int_rn(x[j] * i1);
-            const float r = __fmaf_rn(-u, (float)q1[j], x[j]);
-            q2[j] = min(127, max(-127, __float2int_rn(r * i2)));
-            sq += 254 * q1[j] + q2[j];
-        }
-        reinterpret_cast<uint4 *>(xsm)[i] =
-            make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
-                       pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
-        reinterpret_cast<float2 *>(xsm + (size_t)nw8 * 16)[i] = make_float2(dd, dd * (float)sq);
+        q8_levels(x, reinterpret_cast<uint4 *>(xsm)[i],
+                  reinterpret_cast<float2 *>(xsm + (size_t)nw8 * 16)[i]);
     }
     __syncthreads();
 }

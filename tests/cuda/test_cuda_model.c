@@ -10,6 +10,7 @@
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "golden_util.h"
+#include "q4_model.h"
 
 #include "base/alloc.h"
 #include "cuda/cuda.h"
@@ -214,30 +215,16 @@ static int q4_models, q4_greedy_ok, q4_greedy_cases, q8_greedy_ok, q8_greedy_cas
 
 static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_dtype gt) {
     char out[512];
-    const char *base = strrchr(dir, '/');
-    snprintf(out, sizeof out, "/tmp/lfmd-cuda-q4-%d-%s-%s%d%s", (int)getpid(),
-             base ? base + 1 : dir, fmt == QUANT_FMT_MLX ? "mlx" : lfmd_dtype_name(gt), gs,
-             fmt == QUANT_FMT_GGUF ? ".gguf" : "");
-    struct quant_opts qo;
-    quant_opts_default(&qo);
-    qo.format = fmt;
-    qo.bits = 4;
-    qo.group_size = gs;
-    qo.gguf_type = gt;
-    struct quant_stats qs;
-    struct lfmd_err_ctx err = {0};
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
-    if (system(cmd)) {}
-    if (quantize_model(dir, out, &qo, &qs, &err)) {
-        fprintf(stderr, "quantize %s: %s\n", dir, err.msg);
+    if (q4_model_make(dir, "cuda-q4", fmt, gs, gt, out, sizeof out)) {
         CHECK(!"quantize");
         return;
     }
+    struct lfmd_err_ctx err = {0};
     struct model *m = NULL;
     if (model_open(out, NULL, &m, &err)) {
         fprintf(stderr, "%s: %s\n", out, err.msg);
         CHECK(!"q4 model opens");
+        q4_model_remove(out);
         return;
     }
     const struct model_config *c = model_get_config(m);
@@ -315,7 +302,7 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_d
     }
     model_close(m);
     q4_models++;
-    if (system(cmd)) {}
+    q4_model_remove(out);
 }
 
 static long gpu_mem_of_pid(void) {

@@ -10,6 +10,7 @@
 // SPDX-License-Identifier: MIT
 #include "check.h"
 #include "golden_util.h"
+#include "q4_model.h"
 
 #include "base/alloc.h"
 #include "cuda/cuda.h"
@@ -146,27 +147,11 @@ out:
 
 static void check_q4(const char *dir, enum quant_format fmt, int gs) {
     char out[512];
-    const char *base = strrchr(dir, '/');
-    snprintf(out, sizeof out, "/tmp/lfmd-persist-q4-%d-%s-%s%d%s", (int)getpid(),
-             base ? base + 1 : dir, fmt == QUANT_FMT_MLX ? "mlx" : "q4_0", gs,
-             fmt == QUANT_FMT_GGUF ? ".gguf" : "");
-    struct quant_opts qo;
-    quant_opts_default(&qo);
-    qo.format = fmt;
-    qo.bits = 4;
-    qo.group_size = gs;
-    qo.gguf_type = LFMD_DTYPE_Q4_0;
-    struct quant_stats qs;
-    struct lfmd_err_ctx err = {0};
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", out);
-    if (system(cmd)) {
-    }
-    if (quantize_model(dir, out, &qo, &qs, &err)) {
-        fprintf(stderr, "quantize %s: %s\n", dir, err.msg);
+    if (q4_model_make(dir, "persist-q4", fmt, gs, LFMD_DTYPE_Q4_0, out, sizeof out)) {
         CHECK(!"quantize");
         return;
     }
+    struct lfmd_err_ctx err = {0};
     struct model *m = NULL;
     if (model_open(out, NULL, &m, &err)) {
         fprintf(stderr, "%s: %s\n", out, err.msg);
@@ -175,8 +160,7 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs) {
         check_decode(m, out, 8, true);
         model_close(m);
     }
-    if (system(cmd)) {
-    }
+    q4_model_remove(out);
 }
 
 int main(void) {
