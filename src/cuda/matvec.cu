@@ -379,7 +379,8 @@ __global__ void __launch_bounds__(256)
 // as it has been read. Chunks are m whole items (bytes contiguous per segment: R <= 2 rows of
 // an item are adjacent, CUK_MV_CONV's three rows are three segments) or, for long rows, slices
 // of one item's rows (acc kept across them). Same results as k_mv (bf16) / k_mvq8 (4-bit,
-// integer activations) up to f32 summation order. ----
+// integer activations) up to f32 summation order. Default for 4-bit weights only: for bf16 the
+// general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
 enum { RING_WARPS = 8, RING_CHUNK = 4096, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
        RING_SMEM_MAX = 200 * 1024, RING_PAIR_SMEM = 110 * 1024 };
 
@@ -395,8 +396,9 @@ struct ring_plan {
 
 // Issues chunk q of a warp's sequence (items ia .. ib - 1) into slot / bar: lane 0 arms the
 // barrier with the byte count, lanes 0 .. nseg - 1 copy one segment each (codes, then pairs).
-// Row ri of a chunk (ring_row) sits at ri * us * 16 in the codes region and its pairs at
-// codes + ri * sbs; the rows of one segment are consecutive rows of W.
+// Row ri of a chunk (item a, row r: ri = a R + r with one segment, else r m + a) sits at
+// ri * us * 16 in the codes region and its pairs at codes + ri * sbs; the rows of one segment
+// are consecutive rows of W.
 template <int R, int WT>
 static __device__ __forceinline__ void ring_issue(const char *W, const char *sb, int N, int nu,
                                                   int cpg_sh, int sbsz, const ring_plan &P,
