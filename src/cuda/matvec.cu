@@ -98,6 +98,40 @@ static __device__ __forceinline__ void mv_epilogue(float (&acc)[R][NT], int lane
     }
 }
 
+// Block-wide (8 warps): xs [NT][K] = RMSNorm of each token's X row (weight nw; token t reads
+// X row rows[t] when rows), ending with a block barrier. red: [8][NT] scratch.
+template <int NT>
+static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, int K,
+                                                  const float *__restrict__ nw,
+                                                  const int32_t *__restrict__ rows, float eps,
+                                                  float *xs, float (*red)[NT]) {
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    float ss[NT];
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
+        ss[t] = 0;
+        for (int i = threadIdx.x; i < K; i += blockDim.x) {
+            float v = xr[i];
+            xs[t * K + i] = v;
+            ss[t] += v * v;
+        }
+        ss[t] = warp_sum(ss[t]);
+        if (lane == 0) red[wi][t] = ss[t];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        float s = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += red[k][t];
+        float inv = 1.0f / sqrtf(s / K + eps);
+        for (int i = threadIdx.x; i < K; i += blockDim.x)
+            xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
+    }
+    __syncthreads();
+}
+
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
 // 4-bit rows of n16 = K / 32 chunks (4 code words each, in the storage order of
 // cuda_q4_pack_row), groups of 2^(cpg_sh + 2) words.
@@ -141,30 +175,7 @@ __global__ void __launch_bounds__(256)
     pdl_trigger();
     const float *Xa = X;
     if (NORM) {
-        float ss[NT];
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
-            ss[t] = 0;
-            for (int i = threadIdx.x; i < K; i += blockDim.x) {
-                float v = xr[i];
-                xs[t * K + i] = v;
-                ss[t] += v * v;
-            }
-            ss[t] = warp_sum(ss[t]);
-            if (lane == 0) red[wi][t] = ss[t];
-        }
-        __syncthreads();
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float s = 0;
-#pragma unroll
-            for (int k = 0; k < 8; k++) s += red[k][t];
-            float inv = 1.0f / sqrtf(s / K + eps);
-            for (int i = threadIdx.x; i < K; i += blockDim.x)
-                xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
-        }
-        __syncthreads();
+        stage_norm<NT>(X, K, nw, rows, eps, xs, red);
         Xa = xs;
     }
     for (int it = it0; it < items; it += nwarp) {
@@ -394,6 +405,24 @@ struct ring_plan {
     int sbs;     // bytes of one row slice's scale-bias pairs (4-bit)
 };
 
+// Chunk q of a warp's sequence (items ia .. ib - 1): first item, slice, items in it, the
+// slice's first unit and unit count, and the copy segments per chunk.
+struct ring_chunk {
+    int i0, s, mi, u0, len, nseg;
+};
+template <int R>
+static __device__ __forceinline__ ring_chunk ring_at(const ring_plan &P, int ia, int ib, int nu,
+                                                     int q) {
+    ring_chunk c;
+    c.i0 = ia + (q / P.ns) * P.m;
+    c.s = q % P.ns;
+    c.mi = min(P.m, ib - c.i0);
+    c.u0 = c.s * P.us;
+    c.len = min(P.us, nu - c.u0);
+    c.nseg = (R == 3 || P.ns > 1) ? R : 1;
+    return c;
+}
+
 // Issues chunk q of a warp's sequence (items ia .. ib - 1) into slot / bar: lane 0 arms the
 // barrier with the byte count, lanes 0 .. nseg - 1 copy one segment each (codes, then pairs).
 // Row ri of a chunk (item a, row r: ri = a R + r with one segment, else r m + a) sits at
@@ -404,9 +433,8 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
                                                   int cpg_sh, int sbsz, const ring_plan &P,
                                                   int ia, int ib, int q, unsigned char *slot,
                                                   uint64_t *bar, uint64_t pol, int lane) {
-    const int i0 = ia + (q / P.ns) * P.m, s = q % P.ns, mi = min(P.m, ib - i0);
-    const int len = min(P.us, nu - s * P.us);          // units of this slice
-    const int nseg = (R == 3 || P.ns > 1) ? R : 1;
+    const ring_chunk c = ring_at<R>(P, ia, ib, nu, q);
+    const int i0 = c.i0, s = c.s, mi = c.mi, len = c.len, nseg = c.nseg;
     const int rows_seg = nseg == 1 ? mi * R : mi;      // consecutive rows per segment
     const unsigned cb = (unsigned)(rows_seg * len * 16);
     const unsigned pb = WT ? (unsigned)((len >> cpg_sh) * sbsz) : 0u;   // pairs per row slice
@@ -440,7 +468,6 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     const int nu = WT ? K / 32 : K / 8;                 // 16-byte units per row
     const int sbsz = sbk == CUK_SB_F32 ? 8 : 4;
     const int nq = ib > ia ? (ib - ia + P.m - 1) / P.m * P.ns : 0;
-    const int nseg = (R == 3 || P.ns > 1) ? R : 1;
     unsigned char *ring = rsm + (size_t)wi * P.S * P.slot;
     uint64_t *bar = bars[wi];
     uint64_t pol;
@@ -467,28 +494,14 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
             reinterpret_cast<float4 *>(xs)[i] = reinterpret_cast<const float4 *>(X)[i];
         __syncthreads();
     } else {
-        const float *xr = X + (size_t)(rows ? rows[0] : 0) * K;
-        float ss = 0;
-        for (int i = threadIdx.x; i < K; i += blockDim.x) {
-            const float v = xr[i];
-            xs[i] = v;
-            ss += v * v;
-        }
-        ss = warp_sum(ss);
-        if (lane == 0) red[wi][0] = ss;
-        __syncthreads();
-        float sum = 0;
-#pragma unroll
-        for (int k = 0; k < RING_WARPS; k++) sum += red[k][0];
-        const float inv = 1.0f / sqrtf(sum / K + eps);
-        for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = nw[i] * (xs[i] * inv);
-        __syncthreads();
+        stage_norm<1>(X, K, nw, rows, eps, xs, red);
     }
     const int wsh = cpg_sh + 2;
     float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
     for (int q = 0; q < nq; q++) {
-        const int k = q % P.S, i0 = ia + (q / P.ns) * P.m, s = q % P.ns;
-        const int mi = min(P.m, ib - i0), u0 = s * P.us, len = min(P.us, nu - u0);
+        const ring_chunk c = ring_at<R>(P, ia, ib, nu, q);
+        const int k = q % P.S, i0 = c.i0, s = c.s, mi = c.mi, u0 = c.u0, len = c.len;
+        const int nseg = c.nseg;
         const bool last = s == P.ns - 1;
         const unsigned char *slot = ring + (size_t)k * P.slot;
         // the residual the epilogue adds to, asked for before the chunk's wait (lane a: item a)

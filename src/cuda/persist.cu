@@ -17,6 +17,8 @@
 #include "kern_common.cuh"
 #include "persist.h"
 
+#include <type_traits>
+
 #define PK_THREADS (PK_WARPS * WARP)
 #define PK_RING (PK_WARPS * PK_DEPTH * PK_SLOT)
 #define PK_SMEM (PK_RING + PK_XS_BYTES)
@@ -238,35 +240,25 @@ static __device__ __forceinline__ void mv_bf16_r(const unsigned char *slot, cons
         acc[r] += a_[r];
 }
 
-// One small loop per row count (R rows of the chunk): only that loop runs in a phase.
+// Calls f(std::integral_constant<int, R>) for a chunk's row count R in 1 .. PK_MAXR (8), so that
+// one small loop per row count is compiled and only that loop runs in a phase.
+template <typename F>
+static __device__ __forceinline__ void by_rows(int R, F &&f) {
+    switch (R) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+    }
+}
+
 static __device__ __forceinline__ void mv_bf16(const unsigned char *slot, const float *xs, int Ks,
                                                int k0, int R, float (&acc)[PK_MAXR], int lane) {
-    switch (R) {
-    case 1:
-        mv_bf16_r<1>(slot, xs, Ks, k0, acc, lane);
-        break;
-    case 2:
-        mv_bf16_r<2>(slot, xs, Ks, k0, acc, lane);
-        break;
-    case 3:
-        mv_bf16_r<3>(slot, xs, Ks, k0, acc, lane);
-        break;
-    case 4:
-        mv_bf16_r<4>(slot, xs, Ks, k0, acc, lane);
-        break;
-    case 5:
-        mv_bf16_r<5>(slot, xs, Ks, k0, acc, lane);
-        break;
-    case 6:
-        mv_bf16_r<6>(slot, xs, Ks, k0, acc, lane);
-        break;
-    case 7:
-        mv_bf16_r<7>(slot, xs, Ks, k0, acc, lane);
-        break;
-    default:
-        mv_bf16_r<8>(slot, xs, Ks, k0, acc, lane);
-        break;
-    }
+    by_rows(R, [&](auto r) { mv_bf16_r<decltype(r)::value>(slot, xs, Ks, k0, acc, lane); });
 }
 
 // 4-bit rows (cuda_q4_pack_row order) against integer activations xq / xf (k_mvq8's scheme);
@@ -308,32 +300,9 @@ template <int SBK>
 static __device__ __forceinline__ void
 mv_q4_s(const unsigned char *slot, const uint4 *xq, const float2 *xf, int K, int R, int wsh,
         const unsigned (&sbo)[PK_MAXR], float (&acc)[PK_MAXR], int lane) {
-    switch (R) {
-    case 1:
-        mv_q4_r<1, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    case 2:
-        mv_q4_r<2, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    case 3:
-        mv_q4_r<3, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    case 4:
-        mv_q4_r<4, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    case 5:
-        mv_q4_r<5, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    case 6:
-        mv_q4_r<6, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    case 7:
-        mv_q4_r<7, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    default:
-        mv_q4_r<8, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
-        break;
-    }
+    by_rows(R, [&](auto r) {
+        mv_q4_r<decltype(r)::value, SBK>(slot, xq, xf, K, wsh, sbo, acc, lane);
+    });
 }
 
 static __device__ __forceinline__ void mv_q4(const unsigned char *slot, const uint4 *xq,
