@@ -134,7 +134,10 @@ if [ $RING = 1 ]; then
             done
         done
     done
-    LFMD_CUDA_PROFILE=1 LFMD_CUDA_RING=3 run bench_full 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
+    # per-product times (plain launches timed with events) of the defaults and RING_PROFILE's variant
+    LFMD_CUDA_PROFILE=1 run bench_full 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
+    LFMD_CUDA_PROFILE=1 run bench_full_mlx4 200 env ${RING_PROFILE:-LFMD_CUDA_RING_MAX_ROWS=1048576} \
+        $B/src/lfmd-cuda-bench $M-mlx4
     echo "== summary"
     awk '/^== (r[12]_|bench_full)/ && !/rc=/ {n=$2} /^decode batch|^prefill|^router|^greedy 32/ {print n ": " substr($0, 1, 110)}' $LOG
     grep -E "^device:" $LOG | head -1
@@ -365,12 +368,17 @@ run ab_mlx4_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_carveout_driver 60 $Q LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M-mlx4
+# the 4-bit LM head through the ring kernel too (the fifth round's default)
+run ab_mlx4_ring_lm 60 $Q LFMD_CUDA_RING_MAX_ROWS=1048576 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_persist_again 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
 # 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
 # batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
 run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
+# the fixed cost of one kernel-to-kernel dependency (80 dependent launches in a graph: empty,
+# with the RMSNorm staging, streaming 8.4 / 33.6 / 67.1 MB each)
+run probe 60 $B/src/lfmd-cuda-bench --probe
 # Device time per kernel at batch 1 (ncu, graphs off, kernels serialized: their own duration
 # without launch gaps), two decode steps after the greedy check's warm-up.
 ncu_step() {  # name model
@@ -411,7 +419,8 @@ if [ "$NG" -ge 2 ]; then
 fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
+grep '^probe:' $LOG
 for k in kernels golden persist golden_persist engine engine_persist serve bench ab_default \
     ab_carveout_driver ab_noring ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default \
-    ab_mlx4_noring ab_mlx4_carveout_driver ab_persist_again bench_q4_0 engine_b64 \
+    ab_mlx4_noring ab_mlx4_carveout_driver ab_mlx4_ring_lm ab_persist_again bench_q4_0 engine_b64 probe \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

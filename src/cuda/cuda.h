@@ -43,6 +43,8 @@ struct cuda_opts {
     int ring;                       // one-token matvecs: ring kernel types (CUK_RING_* mask;
                                     // 0: default, -1: none; A/B)
     int ring_chunk, ring_bytes;     // ring matvec geometry (0: defaults; A/B)
+    int ring_max_rows;              // products with more rows skip the ring kernel (0: default,
+                                    // CUK_RING_MAX_ROWS; A/B)
     int carveout;                   // shared-memory carveout % of every kernel (0: default 100,
                                     // -1: the driver's choice; A/B)
     bool persist;                   // batch-1 LFM2 steps through the persistent kernel

@@ -793,3 +793,54 @@ extern "C" void cuk_to_bf16_split(const float *X, int64_t n, uint16_t *hi, uint1
     int64_t b = (n + 255) / 256;
     launch(k_to_bf16_split, dim3((unsigned)(b > 65535 ? 65535 : b)), dim3(256), 0, s, X, n, hi, lo);
 }
+
+// ---- dependency probe (lfmd-cuda-bench --probe; not used by the forward pass) ----
+// What one kernel-to-kernel dependency costs when nothing else does: each launch waits on the
+// previous one (PDL) and lets the next start; stage >= 1 then stages the RMSNorm of x [K] in
+// shared memory in every block (the fused-norm matvec prologue); stage 2 also streams the
+// block's share of w (nw 16-byte words, grid-strided) as a product would. One value per block
+// goes to y, so nothing is optimized away.
+__global__ void __launch_bounds__(256) k_probe(const float *__restrict__ x, int K,
+                                               const uint4 *__restrict__ w, int64_t nw, float *y,
+                                               int stage) {
+    __shared__ float xs[8192];
+    __shared__ float red[8];
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    uint4 w0 = make_uint4(0, 0, 0, 0);
+    const int64_t i0 = blockIdx.x * (int64_t)blockDim.x + threadIdx.x,
+                  step = (int64_t)gridDim.x * blockDim.x;
+    if (stage == 2 && i0 < nw) w0 = ld_stream(w + i0);   // weights do not wait (as k_mv)
+    pdl_wait();
+    pdl_trigger();
+    if (stage == 0) {
+        if (threadIdx.x == 0) y[blockIdx.x] = 1.0f;
+        return;
+    }
+    float ss = 0;
+    for (int i = threadIdx.x; i < K && i < 8192; i += blockDim.x) {
+        const float v = x[i];
+        xs[i] = v;
+        ss += v * v;
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) red[wi] = ss;
+    __syncthreads();
+    float acc = 0;
+    for (int k = 0; k < 8; k++) acc += red[k];
+    const float inv = rsqrtf(acc / K + 1e-6f);
+    if (stage == 2) {
+        acc = (float)(w0.x ^ w0.y ^ w0.z ^ w0.w);
+        for (int64_t i = i0 + step; i < nw; i += step) {
+            const uint4 v = ld_stream(w + i);
+            acc += (float)(v.x ^ v.y ^ v.z ^ v.w) * xs[i & 1023];
+        }
+        acc = warp_sum(acc);
+    }
+    if (threadIdx.x == 0) y[blockIdx.x] = acc * inv;
+}
+
+extern "C" void cuk_probe(const float *x, int K, const void *w, int64_t wbytes, float *y,
+                          int stage, cuk_stream s) {
+    launch(k_probe, dim3((unsigned)(2 * n_sms())), dim3(256), 0, s, x, K,
+           static_cast<const uint4 *>(w), wbytes / 16, y, stage);
+}

@@ -141,6 +141,9 @@ enum { CUK_RING_BF16 = 1, CUK_RING_Q4 = 2, CUK_RING_DEFAULT = CUK_RING_Q4 };
 void cuk_set_mv_ring(int types);
 // Ring kernel launches so far (tests: proof that the path ran).
 unsigned long cuk_mv_ring_count(void);
+// Products with more than n rows take the general kernels (n <= 0: CUK_RING_MAX_ROWS).
+#define CUK_RING_MAX_ROWS 32768
+void cuk_set_mv_ring_max_rows(int n);
 // Ring geometry for A/B timing: bytes per chunk (1024-16384) and per warp's ring (2048-24576);
 // out of range: the defaults.
 void cuk_set_mv_ring_sizes(int chunk, int bytes);
@@ -191,6 +194,11 @@ int cuk_attn_splits(int T, int H, int n_sm);
 void cuk_set_q4_rows(int r);
 // Fixes the split count (1 .. CUK_MAX_SPLIT; 0: by shape again), for A/B timing.
 void cuk_set_attn_splits(int n);
+// Dependency probe (lfmd-cuda-bench --probe): one launch of 2 blocks per SM that waits on the
+// previous kernel; stage 0: nothing else, 1: every block stages RMSNorm(x [K <= 8192]), 2: also
+// streams wbytes of w (16-byte aligned) across the grid. y: 2 x SMs floats.
+void cuk_probe(const float *x, int K, const void *w, int64_t wbytes, float *y, int stage,
+               cuk_stream s);
 
 #ifdef __cplusplus
 }

@@ -727,6 +727,12 @@ extern "C" void cuk_set_mv_ring_sizes(int chunk, int bytes) {
     g_ring_bytes = bytes >= 2048 && bytes <= 24576 ? bytes : RING_BYTES;
 }
 extern "C" unsigned long cuk_mv_ring_count(void) { return g_ring_n; }
+// Products with more rows than this take the general kernels: the 4-bit LM head (65536 rows,
+// one long product) measured faster through k_mvq8's 16 warps per SM than through the ring's 8
+// (H100, 1.2B shape, MLX q4: 47.0 vs 63.3 us per launch; batch 1 1173.7-1185.9 vs
+// 1149.9-1162.0 tok/s in one call); every other product of the 1.2B shape has <= 16384.
+static int g_ring_max_rows = CUK_RING_MAX_ROWS;   // cuk_set_mv_ring_max_rows
+extern "C" void cuk_set_mv_ring_max_rows(int n) { g_ring_max_rows = n > 0 ? n : CUK_RING_MAX_ROWS; }
 
 // The chunk plan of a ring product and its dynamic shared memory; false: not for this kernel
 // (4-bit rows must be whole 1024-element blocks: slices then hold whole scale groups).
@@ -811,6 +817,7 @@ static bool ring_any(const void *W, int N, int K, const void *sb, int sbk, int g
                      const float *X, float *Y, int64_t ldy, int mode, const float *nw,
                      const int32_t *rows, float eps, cudaStream_t s) {
     if (!(g_ring & (WT ? CUK_RING_Q4 : CUK_RING_BF16))) return false;
+    if (N > g_ring_max_rows) return false;
     if (mode == CUK_MV_CONV)
         return ring_r<3, WT>(W, N, K, sb, sbk, gs, X, Y, ldy, mode, nw, rows, eps, s);
     if (mode == CUK_MV_SWIGLU)

@@ -6,6 +6,7 @@
 // plus logits. Times are host wall clock around synchronized passes, medians of repeats.
 // SPDX-License-Identifier: MIT
 #include "cuda/cuda.h"
+#include "cuda/kernels.h"
 #include "model/quantize.h"
 
 #include <cuda_runtime.h>
@@ -112,11 +113,73 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
     return 0;
 }
 
+// --probe: the fixed cost of a kernel-to-kernel dependency. 80 dependent launches (cuk_probe,
+// 2 blocks per SM, PDL, one CUDA graph) of each kind, replayed; time per launch, median of 7
+// rounds of 20 replays. Streaming launches are compared with the bytes' time at the copy
+// bandwidth: the excess is what a dependency costs a product of that size.
+static int probe(void) {
+    cuk_set_pdl(1);
+    cuk_set_carveout(100);
+    const double bw = copy_bw();
+    const int K = 2048, n = 80;
+    const int64_t sizes[3] = {(int64_t)8 << 20, (int64_t)32 << 20, (int64_t)64 << 20};
+    float *x = NULL, *y = NULL;
+    void *w = NULL;
+    if (cudaMalloc((void **)&x, K * 4) != cudaSuccess ||
+        cudaMalloc((void **)&y, 4096 * 4) != cudaSuccess ||
+        cudaMalloc(&w, (size_t)sizes[2] * n / 8) != cudaSuccess)   // 640 MB: spans > L2
+        FAIL("probe: cudaMalloc failed\n");
+    cudaMemset(x, 0, K * 4);
+    cudaMemset(w, 1, (size_t)sizes[2] * n / 8);
+    cudaStream_t st;
+    cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking);
+    printf("device copy %.0f GB/s (read + write)\n", bw / 1e9);
+    for (int c = 0; c < 5; c++) {
+        const int stage = c < 2 ? c : 2;
+        const int64_t wb = c < 2 ? 0 : sizes[c - 2];
+        const int64_t span = (int64_t)sizes[2] * n / 8;   // launches read different bytes
+        cudaGraph_t g;
+        cudaGraphExec_t ge;
+        cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal);
+        for (int i = 0; i < n; i++)
+            cuk_probe(x, K, (char *)w + (wb ? (i * wb) % (span - wb + 1) / 16 * 16 : 0), wb, y,
+                      stage, st);
+        if (cudaStreamEndCapture(st, &g) != cudaSuccess ||
+            cudaGraphInstantiate(&ge, g, 0) != cudaSuccess)
+            FAIL("probe: graph capture failed: %s\n", cudaGetErrorString(cudaGetLastError()));
+        double ts[7];
+        for (int r = 0; r < 8; r++) {
+            cudaStreamSynchronize(st);
+            double a = now();
+            for (int k = 0; k < 20; k++) cudaGraphLaunch(ge, st);
+            cudaStreamSynchronize(st);
+            if (r) ts[r - 1] = (now() - a) / (20.0 * n);
+        }
+        qsort(ts, 7, sizeof ts[0], cmp_d);
+        if (wb)
+            printf("probe: %d dependent launches streaming %.1f MB each: %.2f us per launch "
+                   "(bytes at copy bandwidth %.2f us: %.2f us more)\n",
+                   n, wb / 1e6, ts[3] * 1e6, wb / bw * 1e6, ts[3] * 1e6 - wb / bw * 1e6);
+        else
+            printf("probe: %d dependent launches, %s: %.2f us per launch\n", n,
+                   stage ? "RMSNorm of 2048 floats staged per block" : "empty", ts[3] * 1e6);
+        cudaGraphExecDestroy(ge);
+        cudaGraphDestroy(g);
+    }
+    cudaStreamDestroy(st);
+    cudaFree(x);
+    cudaFree(y);
+    cudaFree(w);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: lfmd-cuda-bench MODEL [ROUTER] | --quantize mlx4|q4_0 IN OUT\n");
+        fprintf(stderr,
+                "usage: lfmd-cuda-bench MODEL [ROUTER] | --quantize mlx4|q4_0 IN OUT | --probe\n");
         return 2;
     }
+    if (!strcmp(argv[1], "--probe")) return probe();
     struct lfmd_err_ctx err = {0};
     if (!strcmp(argv[1], "--quantize") && argc == 5) {   // a 4-bit copy of IN for the q4 timings
         struct quant_opts qo;
@@ -163,6 +226,7 @@ int main(int argc, char **argv) {
            : getenv("LFMD_CUDA_RING") ? atoi(getenv("LFMD_CUDA_RING")) : 0;   // 1 bf16, 2 4-bit
     o.ring_chunk = getenv("LFMD_CUDA_RING_CHUNK") ? atoi(getenv("LFMD_CUDA_RING_CHUNK")) : 0;
     o.ring_bytes = getenv("LFMD_CUDA_RING_BYTES") ? atoi(getenv("LFMD_CUDA_RING_BYTES")) : 0;
+    o.ring_max_rows = getenv("LFMD_CUDA_RING_MAX_ROWS") ? atoi(getenv("LFMD_CUDA_RING_MAX_ROWS")) : 0;
     o.carveout = getenv("LFMD_CUDA_CARVEOUT") ? atoi(getenv("LFMD_CUDA_CARVEOUT")) : 0;
     o.persist = getenv("LFMD_CUDA_PERSIST") != NULL;  // batch 1 through the persistent kernel
     o.persist_dbg = getenv("LFMD_CUDA_PERSIST_DBG") ? atoi(getenv("LFMD_CUDA_PERSIST_DBG")) : 0;
