@@ -133,6 +133,11 @@ void cuk_mv_prefetch_next(const void *w, size_t bytes);
 // before waiting on the previous kernel (default on); off: it only asks L2 for them (A/B). The
 // integer-activation 4-bit kernel only asks L2 (its registers are its occupancy).
 void cuk_set_mv_preload(int on);
+// One-token matvecs with a fused RMSNorm stage their activations in one round where the shape
+// allows (K <= 8 x threads, 16-byte aligned: each thread loads its 8-element word of x and of
+// the norm weight, the block reduces, the word is scaled in registers); 0: the general loops
+// (X read twice for integer activations, or staged and rescaled in shared memory; A/B).
+void cuk_set_mv_stage1(int on);
 // One token (T == 1) through the ring kernel for the weight types in the mask (default both):
 // one block of 8 warps per SM, each warp streaming its contiguous rows through shared-memory
 // slots filled by bulk copies, the first ones before the PDL wait (bf16 any K % 8 == 0; 4-bit

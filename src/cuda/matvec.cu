@@ -98,13 +98,58 @@ static __device__ __forceinline__ void mv_epilogue(float (&acc)[R][NT], int lane
     }
 }
 
+// Single-round staging (one token, K <= 8 x threads, X, nw and K 16-byte aligned: the decode
+// shape): thread i loads its 8-element word of x and of the norm weight in one round of four
+// 16-byte loads, the block reduces the sum of squares, and the word is scaled in registers;
+// the general loops below read X twice (two L2 round trips) or round-trip it through shared
+// memory. Returns false (nothing done) when the shape does not qualify. x: the thread's word,
+// already multiplied by nw and 1 / rms; valid when i < K / 8.
+static __device__ __forceinline__ bool norm_word(const float *__restrict__ X, int K,
+                                                 const float *__restrict__ nw,
+                                                 const int32_t *__restrict__ rows, float eps,
+                                                 float (*red)[1], float (&x)[8]) {
+    if (K > 8 * (int)blockDim.x || (K & 7) || (((uintptr_t)X | (uintptr_t)nw) & 15)) return false;
+    const int i = threadIdx.x, lane = i % WARP, wi = i / WARP, nwarps = blockDim.x / WARP;
+    const float *xr = X + (size_t)(rows ? rows[0] : 0) * K;
+    float g[8], ss = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) x[j] = g[j] = 0.f;
+    if (i < K / 8) {
+        ld_x8<false>(xr, 8 * (size_t)i, x);
+        ld_x8<false>(nw, 8 * (size_t)i, g);
+#pragma unroll
+        for (int j = 0; j < 8; j++) ss += x[j] * x[j];
+    }
+    ss = warp_sum(ss);
+    if (lane == 0) red[wi][0] = ss;
+    __syncthreads();
+    float sum = 0;
+    for (int k = 0; k < nwarps; k++) sum += red[k][0];
+    const float inv = 1.0f / sqrtf(sum / K + eps);
+#pragma unroll
+    for (int j = 0; j < 8; j++) x[j] = g[j] * (x[j] * inv);
+    return true;
+}
+
 // Block-wide (8 warps): xs [NT][K] = RMSNorm of each token's X row (weight nw; token t reads
 // X row rows[t] when rows), ending with a block barrier. red: [8][NT] scratch.
 template <int NT>
 static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, int K,
                                                   const float *__restrict__ nw,
                                                   const int32_t *__restrict__ rows, float eps,
-                                                  float *xs, float (*red)[NT]) {
+                                                  float *xs, float (*red)[NT], bool st1) {
+    if constexpr (NT == 1) {
+        float x[8];
+        if (st1 && norm_word(X, K, nw, rows, eps, red, x)) {
+            if ((int)threadIdx.x < K / 8) {
+                float4 *d = reinterpret_cast<float4 *>(xs + 8 * threadIdx.x);
+                d[0] = make_float4(x[0], x[1], x[2], x[3]);
+                d[1] = make_float4(x[4], x[5], x[6], x[7]);
+            }
+            __syncthreads();
+            return;
+        }
+    }
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
     float ss[NT];
 #pragma unroll
@@ -143,7 +188,8 @@ __global__ void __launch_bounds__(256)
     k_mv(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb, int sbk,
          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
          const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-         const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool preload) {
+         const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool preload,
+         bool st1) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
@@ -175,7 +221,7 @@ __global__ void __launch_bounds__(256)
     pdl_trigger();
     const float *Xa = X;
     if (NORM) {
-        stage_norm<NT>(X, K, nw, rows, eps, xs, red);
+        stage_norm<NT>(X, K, nw, rows, eps, xs, red, st1);
         Xa = xs;
     }
     for (int it = it0; it < items; it += nwarp) {
@@ -253,9 +299,18 @@ template <int NT, bool NORM>
 static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int K,
                                                 const float *__restrict__ nw,
                                                 const int32_t *__restrict__ rows, float eps,
-                                                uint4 *xq, float2 *xf, float (*red)[NT]) {
+                                                uint4 *xq, float2 *xf, float (*red)[NT],
+                                                bool st1) {
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
     const int nw8 = K / 8;
+    if constexpr (NT == 1 && NORM) {
+        float x[8];
+        if (st1 && norm_word(X, K, nw, rows, eps, red, x)) {
+            if ((int)threadIdx.x < nw8) q8_levels(x, xq[threadIdx.x], xf[threadIdx.x]);
+            __syncthreads();
+            return;
+        }
+    }
     float inv[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) inv[t] = 1.0f;
@@ -315,7 +370,7 @@ __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
            int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
            const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv) {
+           const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool st1) {
     extern __shared__ uint4 xq[];          // [NT][K / 8] codes, then float2 [NT][K / 8] (dd, sum)
     float2 *xf = reinterpret_cast<float2 *>(xq + NT * (K / 8));
     __shared__ float red[8][NT];
@@ -337,7 +392,7 @@ __global__ void __launch_bounds__(256)
     }
     pdl_wait();
     pdl_trigger();
-    stage_q8<NT, NORM>(X, K, nw, rows, eps, xq, xf, red);
+    stage_q8<NT, NORM>(X, K, nw, rows, eps, xq, xf, red, st1);
     for (int it = it0; it < items; it += nwarp) {
         float acc[R][NT];
 #pragma unroll
@@ -403,6 +458,7 @@ struct ring_plan {
     int slot;    // bytes per slot
     int codes;   // bytes of the codes region of a slot (4-bit: scale-bias pairs follow)
     int sbs;     // bytes of one row slice's scale-bias pairs (4-bit)
+    bool st1;    // single-round activation staging where it applies (norm_word)
 };
 
 // Chunk q of a warp's sequence (items ia .. ib - 1): first item, slice, items in it, the
@@ -488,13 +544,13 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     uint4 *xq = reinterpret_cast<uint4 *>(xs);
     float2 *xf = reinterpret_cast<float2 *>(xq + K / 8);
     if (WT) {
-        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red);
+        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1);
     } else if (!NORM) {
         for (int i = threadIdx.x; i < K / 4; i += blockDim.x)
             reinterpret_cast<float4 *>(xs)[i] = reinterpret_cast<const float4 *>(X)[i];
         __syncthreads();
     } else {
-        stage_norm<1>(X, K, nw, rows, eps, xs, red);
+        stage_norm<1>(X, K, nw, rows, eps, xs, red, P.st1);
     }
     const int wsh = cpg_sh + 2;
     float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
@@ -583,6 +639,8 @@ static unsigned g_pf_lines;
 static struct cuk_conv g_conv;   // CUK_MV_CONV arguments (cuk_matvec_conv, cuk_matvec_q4_conv)
 static bool g_preload = true;    // cuk_set_mv_preload: first weights into registers before the wait
 extern "C" void cuk_set_mv_preload(int on) { g_preload = on != 0; }
+static bool g_stage1 = true;     // cuk_set_mv_stage1: single-round activation staging
+extern "C" void cuk_set_mv_stage1(int on) { g_stage1 = on != 0; }
 static size_t g_pf_max;   // 0: off (measured on H100: no gain at batch 1, see docs/CUDA.md)
 extern "C" void cuk_set_mv_prefetch(size_t bytes) { g_pf_max = bytes; }
 extern "C" void cuk_mv_prefetch_next(const void *w, size_t bytes) {
@@ -634,10 +692,10 @@ static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, c
     const struct cuk_conv cv = g_conv;
     if (nw)
         mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb,
-              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl, cv, g_preload);
+              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl, cv, g_preload, g_stage1);
     else
         mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
-              nw, rows, eps, pf, pfl, cv, g_preload);
+              nw, rows, eps, pf, pfl, cv, g_preload, g_stage1);
 }
 
 // Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing
@@ -703,10 +761,10 @@ static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
     size_t sm = (size_t)NT * K * 3;
     if (nw)
         mv_go(k_mvq8<NT, R, true>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
     else
         mv_go(k_mvq8<NT, R, false>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv);
+              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
 }
 
 template <int NT>
@@ -798,6 +856,7 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     ring_plan P;
     size_t sm = 0;
     if (!ring_plan_for(WT, R, N, K, cpg_sh, sbk, P, sm)) return false;
+    P.st1 = g_stage1;
     if (((uintptr_t)W | (uintptr_t)sb) & 15) return false;
     void (*k)(const char *, int, int, const char *, int, int, const float *, float *, int64_t,
               int, const float *, const int32_t *, float, struct cuk_conv, ring_plan) =

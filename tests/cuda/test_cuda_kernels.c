@@ -1003,13 +1003,14 @@ int main(void) {
         fprintf(stderr, "no CUDA device: skipped\n");
         return 77;
     }
-    for (int rep = 0; rep < 4; rep++) {
+    for (int rep = 0; rep < 5; rep++) {
         cuk_set_pdl(rep > 0);   // plain launches once, programmatic dependent launches after
-        cuk_set_mv_old(rep == 3); // the previous bf16 matvec kernel (A/B timing) in the last round
+        cuk_set_mv_old(rep == 3); // the previous bf16 matvec kernel (A/B timing) in round 3
         cuk_set_q4_q8(rep != 2);  // 4-bit: f32 activations in round 2, integer in the others
         cuk_set_mv_prefetch((size_t)8 << 20);   // the tail-prefetch path (a hint: results equal)
         cuk_set_mv_preload(rep != 1);           // round 1: first weights only prefetched to L2
-        cuk_set_mv_ring(rep == 0 || rep == 2 ? CUK_RING_BF16 | CUK_RING_Q4 : 0);   // ring or not
+        cuk_set_mv_ring(rep == 0 || rep == 2 || rep == 4 ? CUK_RING_BF16 | CUK_RING_Q4 : 0);
+        cuk_set_mv_stage1(rep != 4);   // round 4: the general activation staging loops
         t_matvec();
         t_matvec_q4();
         t_embed_bf16();
