@@ -359,8 +359,14 @@ grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
 # the driver's shared-memory carveout per kernel (the previous default) and no ring kernel
-run ab_carveout_driver 120 env LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M
+run ab_carveout_driver 60 $Q LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M
 run ab_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M
+# activation staging: one-round norm staging (LFMD_CUDA_NO_STAGE1: the general loops) and bf16
+# products without a norm staging X in shared memory (LFMD_CUDA_NO_STAGE_X: through L1)
+run ab_nostagex 60 $Q LFMD_CUDA_NO_STAGE_X=1 $B/src/lfmd-cuda-bench $M
+run ab_nost1 60 $Q LFMD_CUDA_NO_STAGE1=1 $B/src/lfmd-cuda-bench $M
+run ab_nost1_nostagex 60 $Q LFMD_CUDA_NO_STAGE1=1 LFMD_CUDA_NO_STAGE_X=1 $B/src/lfmd-cuda-bench $M
+run ab_default_again 60 $Q $B/src/lfmd-cuda-bench $M
 # the persistent batch-1 kernel (LFMD_CUDA_PERSIST=1; docs/CUDA.md), bf16 and MLX q4, same call
 run ab_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
@@ -370,6 +376,7 @@ run ab_mlx4_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_carveout_driver 60 $Q LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M-mlx4
 # the 4-bit LM head through the ring kernel too (the fifth round's default)
 run ab_mlx4_ring_lm 60 $Q LFMD_CUDA_RING_MAX_ROWS=1048576 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_nost1 60 $Q LFMD_CUDA_NO_STAGE1=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_persist_again 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
@@ -421,6 +428,6 @@ echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
 grep '^probe:' $LOG
 for k in kernels golden persist golden_persist engine engine_persist serve bench ab_default \
-    ab_carveout_driver ab_noring ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default \
-    ab_mlx4_noring ab_mlx4_carveout_driver ab_mlx4_ring_lm ab_persist_again bench_q4_0 engine_b64 probe \
+    ab_carveout_driver ab_noring ab_nostagex ab_nost1 ab_nost1_nostagex ab_default_again ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default \
+    ab_mlx4_noring ab_mlx4_carveout_driver ab_mlx4_ring_lm ab_mlx4_nost1 ab_persist_again bench_q4_0 engine_b64 probe \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -662,6 +662,7 @@ static void apply_kernel_opts(const struct cuda_model *cm) {
     cuk_set_mv_blocks(o->mv_blocks);
     cuk_set_mv_preload(!o->no_preload);
     cuk_set_mv_stage1(!o->no_stage1);
+    cuk_set_mv_stage_x(!o->no_stage_x);
     if (o->ring) cuk_set_mv_ring(o->ring < 0 ? 0 : o->ring);
     else cuk_set_mv_ring(CUK_RING_DEFAULT);
     cuk_set_mv_ring_sizes(o->ring_chunk, o->ring_bytes);

@@ -41,6 +41,7 @@ struct cuda_opts {
     bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
     bool no_preload;                // matvec: first weights only prefetched to L2 (A/B)
     bool no_stage1;                 // matvec: general activation staging loops (A/B)
+    bool no_stage_x;                // bf16 matvec without a norm: X through L1, not staged (A/B)
     int ring;                       // one-token matvecs: ring kernel types (CUK_RING_* mask;
                                     // 0: default, -1: none; A/B)
     int ring_chunk, ring_bytes;     // ring matvec geometry (0: defaults; A/B)

@@ -138,6 +138,10 @@ void cuk_set_mv_preload(int on);
 // the norm weight, the block reduces, the word is scaled in registers); 0: the general loops
 // (X read twice for integer activations, or staged and rescaled in shared memory; A/B).
 void cuk_set_mv_stage1(int on);
+// bf16 matvecs without a norm stage X in shared memory once per block (one round of 16-byte
+// loads) when it fits CUK_MV_NORM_SMEM, instead of every warp reading it through L1 (1,
+// default); 0: through L1 (A/B).
+void cuk_set_mv_stage_x(int on);
 // One token (T == 1) through the ring kernel for the weight types in the mask (default both):
 // one block of 8 warps per SM, each warp streaming its contiguous rows through shared-memory
 // slots filled by bulk copies, the first ones before the PDL wait (bf16 any K % 8 == 0; 4-bit

@@ -177,6 +177,30 @@ static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, i
     __syncthreads();
 }
 
+// Block-wide: xs [NT][K] = X [NT][K] in one round of 16-byte loads (up to 8 per thread in
+// flight), ending with a block barrier (bf16 products without a norm, `sx`: every warp reads
+// all of X, which for long rows (down: K = 8192, 32 KB) thrashed L1 when read through it).
+template <int NT>
+static __device__ __forceinline__ void stage_x(const float *__restrict__ X, int K, float *xs) {
+    const int n4 = NT * K / 4;
+    const float4 *s4 = reinterpret_cast<const float4 *>(X);
+    float4 *d4 = reinterpret_cast<float4 *>(xs);
+    for (int i0 = threadIdx.x; i0 < n4; i0 += 8 * blockDim.x) {
+        float4 v[8];
+#pragma unroll
+        for (int g = 0; g < 8; g++) {
+            const int i = i0 + g * blockDim.x;
+            if (i < n4) v[g] = __ldg(s4 + i);
+        }
+#pragma unroll
+        for (int g = 0; g < 8; g++) {
+            const int i = i0 + g * blockDim.x;
+            if (i < n4) d4[i] = v[g];
+        }
+    }
+    __syncthreads();
+}
+
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
 // 4-bit rows of n16 = K / 32 chunks (4 code words each, in the storage order of
 // cuda_q4_pack_row), groups of 2^(cpg_sh + 2) words.
@@ -189,7 +213,7 @@ __global__ void __launch_bounds__(256)
          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
          const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
          const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool preload,
-         bool st1) {
+         bool st1, bool sx) {
     extern __shared__ float xs[];          // NORM: [NT][K] normalized activations
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
@@ -223,7 +247,11 @@ __global__ void __launch_bounds__(256)
     if (NORM) {
         stage_norm<NT>(X, K, nw, rows, eps, xs, red, st1);
         Xa = xs;
+    } else if (sx) {
+        stage_x<NT>(X, K, xs);
+        Xa = xs;
     }
+    const bool xsm = NORM || sx;   // activations in shared memory
     for (int it = it0; it < items; it += nwarp) {
         float acc[R][NT];
 #pragma unroll
@@ -251,7 +279,8 @@ __global__ void __launch_bounds__(256)
 #pragma unroll
                     for (int t = 0; t < NT; t++) {
                         float x[8];
-                        ld_x8<NORM>(Xa, (size_t)t * K + 8 * (size_t)c, x);
+                        if (xsm) ld_x8<true>(Xa, (size_t)t * K + 8 * (size_t)c, x);
+                        else ld_x8<false>(Xa, (size_t)t * K + 8 * (size_t)c, x);
 #pragma unroll
                         for (int r = 0; r < R; r++) acc[r][t] += dot_bf16x8(wv[r][u], x);
                     }
@@ -641,6 +670,8 @@ static bool g_preload = true;    // cuk_set_mv_preload: first weights into regis
 extern "C" void cuk_set_mv_preload(int on) { g_preload = on != 0; }
 static bool g_stage1 = true;     // cuk_set_mv_stage1: single-round activation staging
 extern "C" void cuk_set_mv_stage1(int on) { g_stage1 = on != 0; }
+static bool g_stage_x = true;    // cuk_set_mv_stage_x: bf16 products without a norm stage X
+extern "C" void cuk_set_mv_stage_x(int on) { g_stage_x = on != 0; }
 static size_t g_pf_max;   // 0: off (measured on H100: no gain at batch 1, see docs/CUDA.md)
 extern "C" void cuk_set_mv_prefetch(size_t bytes) { g_pf_max = bytes; }
 extern "C" void cuk_mv_prefetch_next(const void *w, size_t bytes) {
@@ -690,12 +721,14 @@ static void mv_r(const void *W, int N, int K, const void *sb, int sbk, int gs, c
     const char *pf = g_pf;
     unsigned pfl = g_pf_lines;
     const struct cuk_conv cv = g_conv;
+    const size_t xb = (size_t)NT * K * sizeof(float);
+    const bool sx = WT == 0 && g_stage_x && xb <= CUK_MV_NORM_SMEM;   // bf16: stage X too
     if (nw)
-        mv_go(k_mv<NT, R, WT, true>, items, (size_t)NT * K * sizeof(float), s, w, N, K, n16, sb,
-              sbk, cpg_sh, X, Y, ldy, mode, nw, rows, eps, pf, pfl, cv, g_preload, g_stage1);
+        mv_go(k_mv<NT, R, WT, true>, items, xb, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
+              nw, rows, eps, pf, pfl, cv, g_preload, g_stage1, false);
     else
-        mv_go(k_mv<NT, R, WT, false>, items, 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y, ldy, mode,
-              nw, rows, eps, pf, pfl, cv, g_preload, g_stage1);
+        mv_go(k_mv<NT, R, WT, false>, items, sx ? xb : 0, s, w, N, K, n16, sb, sbk, cpg_sh, X, Y,
+              ldy, mode, nw, rows, eps, pf, pfl, cv, g_preload, g_stage1, sx);
 }
 
 // Rows per warp: one (two for SwiGLU pairs). 4-bit rows with 2 or 4 rows per warp (sharing

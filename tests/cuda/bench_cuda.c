@@ -223,6 +223,7 @@ int main(int argc, char **argv) {
     o.no_conv_fuse = getenv("LFMD_CUDA_NO_CONV_FUSE") != NULL;   // short conv as its own kernel
     o.no_preload = getenv("LFMD_CUDA_NO_PRELOAD") != NULL;  // matvec weights only to L2 first
     o.no_stage1 = getenv("LFMD_CUDA_NO_STAGE1") != NULL;    // matvec: general staging loops
+    o.no_stage_x = getenv("LFMD_CUDA_NO_STAGE_X") != NULL;  // bf16 matvec: X through L1
     o.ring = getenv("LFMD_CUDA_NO_RING") ? -1   // one-token matvecs: general kernels
            : getenv("LFMD_CUDA_RING") ? atoi(getenv("LFMD_CUDA_RING")) : 0;   // 1 bf16, 2 4-bit
     o.ring_chunk = getenv("LFMD_CUDA_RING_CHUNK") ? atoi(getenv("LFMD_CUDA_RING_CHUNK")) : 0;

@@ -1011,6 +1011,7 @@ int main(void) {
         cuk_set_mv_preload(rep != 1);           // round 1: first weights only prefetched to L2
         cuk_set_mv_ring(rep == 0 || rep == 2 || rep == 4 ? CUK_RING_BF16 | CUK_RING_Q4 : 0);
         cuk_set_mv_stage1(rep != 4);   // round 4: the general activation staging loops
+        cuk_set_mv_stage_x(rep != 4);  // and bf16 activations through L1
         t_matvec();
         t_matvec_q4();
         t_embed_bf16();
