@@ -33,16 +33,21 @@ int cmd_bench(int argc, char **argv) {
     int n_prompt = 512, n_gen = 128, threads = app_threads_default(), reps = 3, batch_tokens = LFMD_MAX_BATCH_TOKENS;
     int streams = 1;
     bool json = false, missing = false;
+    const char *kv_name = getenv("LFMD_KV_TYPE");   // the server's default unless set
+    if (!kv_name || !*kv_name) kv_name = "f16";
     for (int i = 1; i < argc; i++) {
         const char *v;
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("usage: lfmd bench [-m MODEL] [-p 512] [-n 128] [-t THREADS] [-r REPS]\n"
-                   "                  [--batch-tokens 512] [--streams N] [--no-mmap] [--json]\n\n"
+                   "                  [--batch-tokens 512] [--streams N] [--kv-type f16|f32|q8]\n"
+                   "                  [--no-mmap] [--json]\n\n"
                    "Measures prefill tok/s (a -p token prompt), decode tok/s (-n tokens one at a time\n"
                    "after it), model open time and peak RSS. Medians of -r runs after one warm-up.\n"
                    "--streams N decodes N sequences together (one batched forward per step) and\n"
                    "reports their aggregate decode tok/s. --no-mmap reads the weights into huge-page\n"
                    "memory instead of mapping the file (load time then includes the read).\n"
+                   "--kv-type sets the KV cache element type (LFMD_KV_TYPE; default f16, as\n"
+                   "lfmd serve).\n"
                    "--json prints one object with prefill_tok_s, decode_tok_s, load_ms, peak_rss_bytes.\n"
                    "Prompt ids are pseudo-random (speed does not depend on them). Run nothing else on\n"
                    "the machine while measuring; compare with llama.cpp via bench/compare.sh.\n"
@@ -56,6 +61,7 @@ int cmd_bench(int argc, char **argv) {
         else if ((v = app_opt(argc, argv, &i, "-r", &missing)) || (v = app_opt(argc, argv, &i, "--reps", &missing))) reps = atoi(v);
         else if ((v = app_opt(argc, argv, &i, "--batch-tokens", &missing))) batch_tokens = atoi(v);
         else if ((v = app_opt(argc, argv, &i, "--streams", &missing))) streams = atoi(v);
+        else if ((v = app_opt(argc, argv, &i, "--kv-type", &missing))) kv_name = v;
         else if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--no-mmap")) lfmd_io_set_copy_maps(true);
         else if (!missing) {
@@ -66,6 +72,11 @@ int cmd_bench(int argc, char **argv) {
     }
     if (n_prompt < 1 || n_gen < 0 || reps < 1 || reps > 100 || streams < 1 || streams > 64) {
         fprintf(stderr, "lfmd bench: need -p >= 1, -n >= 0, 1 <= -r <= 100, 1 <= --streams <= 64\n");
+        return 2;
+    }
+    struct seq_opts so = {0};
+    if (seq_kv_type_parse(kv_name, &so.kv_type)) {
+        fprintf(stderr, "lfmd bench: --kv-type must be f16, f32 or q8 (got '%s')\n", kv_name);
         return 2;
     }
     const char *path = app_model_path(model_arg);
@@ -82,9 +93,11 @@ int cmd_bench(int argc, char **argv) {
     if (model_open(path, NULL, &m, &err)) goto fail;
     double load_ms = app_now_ms() - t0;
     const struct model_config *c = model_get_config(m);
-    if (runner_new(m, threads, batch_tokens, &r, &err) || seq_new(m, n_prompt + n_gen + 1, &s, &err)) goto fail;
+    if (runner_new(m, threads, batch_tokens, &r, &err) ||
+        seq_new_ex(m, n_prompt + n_gen + 1, &so, &s, &err))
+        goto fail;
     for (int k = 1; k < streams; k++)
-        if (seq_new(m, n_prompt + n_gen + 1, &ss[k], &err)) goto fail;
+        if (seq_new_ex(m, n_prompt + n_gen + 1, &so, &ss[k], &err)) goto fail;
     ss[0] = s;
     ids = lfmd_malloc((size_t)n_prompt * sizeof *ids, LFMD_MEM_REQUEST);
     logits = lfmd_malloc((size_t)c->n_vocab * (size_t)streams * sizeof *logits, LFMD_MEM_SCRATCH);
@@ -135,15 +148,16 @@ int cmd_bench(int argc, char **argv) {
     size_t peak = app_peak_rss_bytes();
     double gbps = dmed * (double)model_weight_bytes(m) / 1e9;
     if (json) {
-        printf("{\"model\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"streams\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,"
+        printf("{\"model\":\"%s\",\"dtype\":\"%s\",\"kv_type\":\"%s\",\"threads\":%d,\"streams\":%d,\"n_prompt\":%d,\"n_gen\":%d,\"reps\":%d,"
                "\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.2f,\"load_ms\":%.2f,\"first_prefill_ms\":%.1f,"
                "\"peak_rss_bytes\":%zu,\"weight_bytes\":%zu,\"decode_weight_gb_s\":%.2f}\n",
-               path, model_dtype_desc(m), runner_threads(r), streams, n_prompt, n_gen, reps, pmed, dmed, load_ms,
+               path, model_dtype_desc(m), kv_name, runner_threads(r), streams, n_prompt, n_gen, reps, pmed, dmed, load_ms,
                first_ms, peak, model_weight_bytes(m), gbps);
     } else {
         printf("model         %s (%s, %.1f MiB of weights)\n", path, model_dtype_desc(m),
                model_weight_bytes(m) / 1048576.0);
         printf("threads       %d\n", runner_threads(r));
+        printf("kv cache      %s\n", kv_name);
         printf("load          %.2f ms (open; first %d-token prefill incl. page faults: %.1f ms)\n", load_ms,
                n_prompt, first_ms);
         printf("prefill       %.2f tok/s (pp%d, median of %d)\n", pmed, n_prompt, reps);

@@ -31,4 +31,14 @@ echo "$n prompts, $fails mismatches"
 out=$(LFMD_MODEL= "$BIN" run -p "Hello!" --chat --max-tokens 24 -t 2)
 echo "chat: $out"
 [ -n "$out" ] || { echo "FAIL: empty chat answer"; fails=$((fails + 1)); }
+# lfmd bench on the default model: the server's KV cache type (f16) unless told otherwise,
+# --kv-type honoured, an unknown type refused with a usage error (timings are not checked).
+j=$(LFMD_MODEL= LFMD_KV_TYPE= "$BIN" bench -p 8 -n 4 -r 1 -t 2 --json)
+echo "bench: $j"
+echo "$j" | grep -q '"kv_type":"f16"' || { echo "FAIL: bench default KV type"; fails=$((fails + 1)); }
+j=$(LFMD_MODEL= "$BIN" bench -p 8 -n 4 -r 1 -t 2 --json --kv-type q8)
+echo "$j" | grep -q '"kv_type":"q8"' || { echo "FAIL: bench --kv-type q8: $j"; fails=$((fails + 1)); }
+LFMD_MODEL= "$BIN" bench --kv-type f8 >/dev/null 2>&1
+rc=$?
+[ "$rc" = 2 ] || { echo "FAIL: bench --kv-type f8 exit $rc, want 2"; fails=$((fails + 1)); }
 [ "$n" = 20 ] && [ "$fails" = 0 ]
