@@ -9,6 +9,8 @@
 #include "kernels/kernels.h"
 #include "model.h"
 
+#include <pthread.h>
+
 struct st_file;
 struct gguf;
 
@@ -48,6 +50,7 @@ struct model {
     bool maps_copied;          // files read into anonymous memory (lfmd_io_copy_maps at open):
                                // their pages must never be dropped
     _Atomic bool repacked;     // model_repack_cpu done (Q4_0/Q8_0 in the kernels' x16 layout)
+    pthread_mutex_t repack_mu; // serializes model_repack_cpu per model (runners made in parallel)
     uint64_t n_params;
     char dtype_desc[32];
     float *rope_inv_freq;      // [head_dim/2]

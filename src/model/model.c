@@ -242,6 +242,7 @@ int model_open(const char *path, const struct model_open_opts *opts, struct mode
     *out = NULL;
     struct model *m = lfmd_calloc(1, sizeof *m, LFMD_MEM_OTHER);
     if (!m) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
+    pthread_mutex_init(&m->repack_mu, NULL);
     int rc;
     m->maps_copied = lfmd_io_copy_maps();
     m->path = lfmd_strdup(path, LFMD_MEM_OTHER);
@@ -320,6 +321,7 @@ void model_close(struct model *m) {
     lfmd_free(m->w);
     lfmd_free(m->rope_inv_freq);
     lfmd_free(m->path);
+    pthread_mutex_destroy(&m->repack_mu);
     lfmd_free(m);
 }
 
@@ -334,9 +336,8 @@ const struct tensor *model_tensor_at(const struct model *m, size_t i) {
 }
 
 int model_repack_cpu(struct model *m, struct lfmd_err_ctx *err) {
-    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     if (!m->maps_copied || !m->gguf || atomic_load(&m->repacked)) return 0;
-    pthread_mutex_lock(&mu);
+    pthread_mutex_lock(&m->repack_mu);
     int rc = 0;
     if (!atomic_load(&m->repacked)) {
         // the copy is read-only once read: writable for the rewrite (the whole mapping, so its
@@ -358,7 +359,7 @@ int model_repack_cpu(struct model *m, struct lfmd_err_ctx *err) {
         }
         if (!rc) atomic_store(&m->repacked, true);
     }
-    pthread_mutex_unlock(&mu);
+    pthread_mutex_unlock(&m->repack_mu);
     return rc;
 }
 
