@@ -464,31 +464,8 @@ __global__ void __launch_bounds__(256)
     pdl_wait();
     pdl_trigger();
     const float *Xa = X;
-    if (NORM) {
-        float ss[NT];
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
-            ss[t] = 0;
-            for (int i = threadIdx.x; i < K; i += blockDim.x) {
-                float v = xr[i];
-                xs[t * K + i] = v;
-                ss[t] += v * v;
-            }
-            ss[t] = warp_sum(ss[t]);
-            if (lane == 0) red[wi][t] = ss[t];
-        }
-        __syncthreads();
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float s = 0;
-#pragma unroll
-            for (int k = 0; k < 8; k++) s += red[k][t];
-            float inv = 1.0f / sqrtf(s / K + eps);
-            for (int i = threadIdx.x; i < K; i += blockDim.x)
-                xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
-        }
-        __syncthreads();
+    if (NORM) {   // the previous prologue: the general staging loops (st1 off)
+        stage_norm<NT>(X, K, nw, rows, eps, xs, red, false);
         Xa = xs;
     }
     for (int g = blockIdx.x; g < groups; g += gridDim.x) {

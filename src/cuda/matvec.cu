@@ -8,22 +8,6 @@
 // SPDX-License-Identifier: MIT
 #include "kern_common.cuh"
 
-// 8 consecutive f32 activations at X + off (16-byte aligned); SM: shared memory, else via L1.
-template <bool SM>
-static __device__ __forceinline__ void ld_x8(const float *X, size_t off, float (&x)[8]) {
-    const float4 *p = reinterpret_cast<const float4 *>(X + off);
-    float4 a, b;
-    if (SM) {
-        a = p[0];
-        b = p[1];
-    } else {
-        a = __ldg(p);
-        b = __ldg(p + 1);
-    }
-    x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
-    x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-}
-
 // Tail prefetch: once a warp has finished its rows, it asks L2 for its share of the first
 // pf_lines 128-byte lines of the next product's weights (cuk_mv_prefetch_next), so that DRAM
 // keeps streaming through this kernel's tail, the launch gap and the small kernels between the
@@ -96,85 +80,6 @@ static __device__ __forceinline__ void mv_epilogue(float (&acc)[R][NT], int lane
             *y = mode == CUK_MV_ACC ? *y + mine : mine;
         }
     }
-}
-
-// Single-round staging (one token, K <= 8 x threads, X, nw and K 16-byte aligned: the decode
-// shape): thread i loads its 8-element word of x and of the norm weight in one round of four
-// 16-byte loads, the block reduces the sum of squares, and the word is scaled in registers;
-// the general loops below read X twice (two L2 round trips) or round-trip it through shared
-// memory. Returns false (nothing done) when the shape does not qualify. x: the thread's word,
-// already multiplied by nw and 1 / rms; valid when i < K / 8.
-static __device__ __forceinline__ bool norm_word(const float *__restrict__ X, int K,
-                                                 const float *__restrict__ nw,
-                                                 const int32_t *__restrict__ rows, float eps,
-                                                 float (*red)[1], float (&x)[8]) {
-    if (K > 8 * (int)blockDim.x || (K & 7) || (((uintptr_t)X | (uintptr_t)nw) & 15)) return false;
-    const int i = threadIdx.x, lane = i % WARP, wi = i / WARP, nwarps = blockDim.x / WARP;
-    const float *xr = X + (size_t)(rows ? rows[0] : 0) * K;
-    float g[8], ss = 0;
-#pragma unroll
-    for (int j = 0; j < 8; j++) x[j] = g[j] = 0.f;
-    if (i < K / 8) {
-        ld_x8<false>(xr, 8 * (size_t)i, x);
-        ld_x8<false>(nw, 8 * (size_t)i, g);
-#pragma unroll
-        for (int j = 0; j < 8; j++) ss += x[j] * x[j];
-    }
-    ss = warp_sum(ss);
-    if (lane == 0) red[wi][0] = ss;
-    __syncthreads();
-    float sum = 0;
-    for (int k = 0; k < nwarps; k++) sum += red[k][0];
-    const float inv = 1.0f / sqrtf(sum / K + eps);
-#pragma unroll
-    for (int j = 0; j < 8; j++) x[j] = g[j] * (x[j] * inv);
-    return true;
-}
-
-// Block-wide (8 warps): xs [NT][K] = RMSNorm of each token's X row (weight nw; token t reads
-// X row rows[t] when rows), ending with a block barrier. red: [8][NT] scratch.
-template <int NT>
-static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, int K,
-                                                  const float *__restrict__ nw,
-                                                  const int32_t *__restrict__ rows, float eps,
-                                                  float *xs, float (*red)[NT], bool st1) {
-    if constexpr (NT == 1) {
-        float x[8];
-        if (st1 && norm_word(X, K, nw, rows, eps, red, x)) {
-            if ((int)threadIdx.x < K / 8) {
-                float4 *d = reinterpret_cast<float4 *>(xs + 8 * threadIdx.x);
-                d[0] = make_float4(x[0], x[1], x[2], x[3]);
-                d[1] = make_float4(x[4], x[5], x[6], x[7]);
-            }
-            __syncthreads();
-            return;
-        }
-    }
-    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
-    float ss[NT];
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
-        ss[t] = 0;
-        for (int i = threadIdx.x; i < K; i += blockDim.x) {
-            float v = xr[i];
-            xs[t * K + i] = v;
-            ss[t] += v * v;
-        }
-        ss[t] = warp_sum(ss[t]);
-        if (lane == 0) red[wi][t] = ss[t];
-    }
-    __syncthreads();
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        float s = 0;
-#pragma unroll
-        for (int k = 0; k < 8; k++) s += red[k][t];
-        float inv = 1.0f / sqrtf(s / K + eps);
-        for (int i = threadIdx.x; i < K; i += blockDim.x)
-            xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
-    }
-    __syncthreads();
 }
 
 // Block-wide: xs [NT][K] = X [NT][K] in one round of 16-byte loads (up to 8 per thread in
