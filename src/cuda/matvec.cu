@@ -83,8 +83,9 @@ static __device__ __forceinline__ void mv_epilogue(float (&acc)[R][NT], int lane
 }
 
 // Block-wide: xs [NT][K] = X [NT][K] in one round of 16-byte loads (up to 8 per thread in
-// flight), ending with a block barrier (bf16 products without a norm, `sx`: every warp reads
-// all of X, which for long rows (down: K = 8192, 32 KB) thrashed L1 when read through it).
+// flight), ending with a block barrier (bf16 products without a norm: k_mv with `sx`, where
+// every warp read all of X through L1, which for long rows (down: K = 8192, 32 KB) thrashed;
+// and the bf16 ring kernel).
 template <int NT>
 static __device__ __forceinline__ void stage_x(const float *__restrict__ X, int K, float *xs) {
     const int n4 = NT * K / 4;
@@ -480,9 +481,7 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     if (WT) {
         stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1);
     } else if (!NORM) {
-        for (int i = threadIdx.x; i < K / 4; i += blockDim.x)
-            reinterpret_cast<float4 *>(xs)[i] = reinterpret_cast<const float4 *>(X)[i];
-        __syncthreads();
+        stage_x<1>(X, K, xs);
     } else {
         stage_norm<1>(X, K, nw, rows, eps, xs, red, P.st1);
     }
