@@ -15,6 +15,9 @@
 #                                    tests
 #   tools/cuda_check.sh --ring       (device) kernel + golden tests, then batch-1 tok/s of bf16 and
 #                                    MLX q4 under the RING_AB variants (ring kernel, carveout)
+#   tools/cuda_check.sh --ncu        (device) kernel tests, then batch-1 tok/s of MLX q4 under the
+#                                    NCU_AB variants, per-kernel durations and ncu sections of
+#                                    the 4-bit products (NCU_ENV: settings for the ncu runs)
 #   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
 #                                    of bf16 and MLX q4 with and without the persistent kernel,
 #                                    its variants (LFMD_CUDA_PERSIST_DBG) and per-phase traces
@@ -42,6 +45,8 @@ RING=0
 [ "${1:-}" = "--ring" ] && RING=1   # kernel + golden tests, then batch-1 A/B of the ring matvec
 KTEST=0
 [ "${1:-}" = "--kernels" ] && KTEST=1   # only the kernel and persistent-kernel tests (~3 min)
+NCUQ=0
+[ "${1:-}" = "--ncu" ] && NCUQ=1   # kernel tests, then ncu of the 4-bit batch-1 products
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -79,6 +84,7 @@ TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda
 [ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
 [ $RING = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 [ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_persist"
+[ $NCUQ = 1 ] && TARGETS="cuda_test_cuda_kernels lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -90,6 +96,31 @@ run() { # name, timeout, command... (stdout unbuffered: a killed run keeps its o
     local rc=$?
     RES[$name]=$rc
     echo "== $name rc=$rc"
+}
+# Device time per kernel at batch 1 (ncu, graphs off, kernels serialized: their own duration
+# without launch gaps), two decode steps after the greedy check's warm-up.
+ncu_step() {  # name model
+    command -v ncu >/dev/null || { echo "no ncu"; return; }
+    LFMD_CUDA_NO_GRAPHS=1 LFMD_CUDA_QUICK=1 timeout 120 ncu --metrics gpu__time_duration.sum \
+        --csv --page raw -s 4000 -c ${NCU_STEP_N:-158} $B/src/lfmd-cuda-bench $2 > $OUT/ncu_$1.csv 2>/dev/null
+    python3 - $OUT/ncu_$1.csv $1 <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
+if len(rows) < 3:
+    print("ncu: no rows"); sys.exit()
+h = rows[0]; ki = h.index("Kernel Name"); ti = h.index("gpu__time_duration.sum")
+gi = h.index("Grid Size") if "Grid Size" in h else None
+div = {"nsecond": 1000.0, "usecond": 1.0, "msecond": 0.001}.get(rows[1][ti], 1000.0) * 2
+tot = collections.OrderedDict(); n = collections.Counter(); s = 0.0
+for r in rows[1:]:
+    try: t = float(r[ti].replace(",", ""))
+    except ValueError: continue
+    k = r[ki].split("(")[0][:28] + (" " + r[gi].replace(" ", "") if gi is not None else "")
+    tot[k] = tot.get(k, 0) + t; n[k] += 1; s += t
+print("ncu %s: %d kernels, %.1f us per step (sum of kernel durations / 2)" % (sys.argv[2], sum(n.values()), s / div))
+for k, t in sorted(tot.items(), key=lambda x: -x[1]):
+    print("  %-44s %8.1f us/step %5.1f launches/step" % (k[:44], t / div, n[k] / 2))
+PY
 }
 if [ $SWEEP = 1 ]; then
     M=/tmp/lfm2-1.2b
@@ -106,6 +137,36 @@ if [ $SWEEP = 1 ]; then
     else
         echo "no ncu"
     fi
+    exit 0
+fi
+if [ $NCUQ = 1 ]; then
+    # kernel tests, then where the 4-bit batch-1 products spend their time: per-kernel durations
+    # of two decode steps, then ncu's sections (speed of light, warp states, scheduler, memory,
+    # source counters) on consecutive product launches (NCU_ENV: variant settings for both)
+    run kernels 180 $B/src/cuda_test_cuda_kernels
+    M=/tmp/lfm2-1.2b
+    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
+    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
+    Q="env LFMD_CUDA_QUICK=1"
+    run ab_bf16 60 $Q $B/src/lfmd-cuda-bench $M
+    for rep in 1 2; do
+        for v in ${NCU_AB:-default:}; do
+            run r${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M-mlx4
+        done
+    done
+    awk '/^== (ab_|r[12]_)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
+    LFMD_CUDA_PROFILE=1 run profile_mlx4 120 $Q ${NCU_ENV:-} $B/src/lfmd-cuda-bench $M-mlx4
+    ncu_step mlx4 $M-mlx4
+    for k in k_mvr k_mvq8; do
+        cnt=10; [ $k = k_mvq8 ] && cnt=2
+        LFMD_CUDA_NO_GRAPHS=1 timeout 200 env $Q ${NCU_ENV:-} ncu --section SpeedOfLight --section Occupancy \
+            --section WarpStateStats --section SchedulerStats --section LaunchStats \
+            --section MemoryWorkloadAnalysis --section SourceCounters --section InstructionStats \
+            -k regex:$k -s ${NCU_SKIP:-400} -c $cnt $B/src/lfmd-cuda-bench $M-mlx4 > $OUT/ncu_$k.txt 2>&1
+        echo "== ncu $k rc=$?"
+        grep -E "^  k_mv|Duration|DRAM Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|Achieved Occupancy|Registers Per|Dynamic Shared|Issued Warp|Issue Slots Busy|No Eligible|Active Warps Per|Eligible Warps|Warp Cycles Per Issued|Executed Ipc A|Bank Conflicts" $OUT/ncu_$k.txt | head -150
+    done
+    echo "kernels rc=${RES[kernels]:-not run}"
     exit 0
 fi
 if [ $KTEST = 1 ]; then
@@ -386,31 +447,6 @@ run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
 # the fixed cost of one kernel-to-kernel dependency (80 dependent launches in a graph: empty,
 # with the RMSNorm staging, streaming 8.4 / 33.6 / 67.1 MB each)
 run probe 60 $B/src/lfmd-cuda-bench --probe
-# Device time per kernel at batch 1 (ncu, graphs off, kernels serialized: their own duration
-# without launch gaps), two decode steps after the greedy check's warm-up.
-ncu_step() {  # name model
-    command -v ncu >/dev/null || { echo "no ncu"; return; }
-    LFMD_CUDA_NO_GRAPHS=1 LFMD_CUDA_QUICK=1 timeout 120 ncu --metrics gpu__time_duration.sum \
-        --csv --page raw -s 4000 -c 178 $B/src/lfmd-cuda-bench $2 > $OUT/ncu_$1.csv 2>/dev/null
-    python3 - $OUT/ncu_$1.csv $1 <<'PY'
-import csv, sys, collections
-rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 5]
-if len(rows) < 3:
-    print("ncu: no rows"); sys.exit()
-h = rows[0]; ki = h.index("Kernel Name"); ti = h.index("gpu__time_duration.sum")
-gi = h.index("Grid Size") if "Grid Size" in h else None
-div = {"nsecond": 1000.0, "usecond": 1.0, "msecond": 0.001}.get(rows[1][ti], 1000.0) * 2
-tot = collections.OrderedDict(); n = collections.Counter(); s = 0.0
-for r in rows[1:]:
-    try: t = float(r[ti].replace(",", ""))
-    except ValueError: continue
-    k = r[ki].split("(")[0][:28] + (" " + r[gi].replace(" ", "") if gi is not None else "")
-    tot[k] = tot.get(k, 0) + t; n[k] += 1; s += t
-print("ncu %s: %d kernels, %.1f us per step (sum of kernel durations / 2)" % (sys.argv[2], sum(n.values()), s / div))
-for k, t in sorted(tot.items(), key=lambda x: -x[1]):
-    print("  %-44s %8.1f us/step %5.1f launches/step" % (k[:44], t / div, n[k] / 2))
-PY
-}
 if [ "${NCU:-0}" = 1 ]; then   # (third round; ~1 min)
     ncu_step bf16 $M
     ncu_step mlx4 $M-mlx4
