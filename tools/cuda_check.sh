@@ -15,7 +15,7 @@
 #                                    tests
 #   tools/cuda_check.sh --ring       (device) kernel + golden tests, then batch-1 tok/s of bf16 and
 #                                    MLX q4 under the RING_AB variants (ring kernel, carveout)
-#   tools/cuda_check.sh --ncu        (device) kernel tests, then batch-1 tok/s of MLX q4 under the
+#   tools/cuda_check.sh --ncu        (device) kernel + golden tests, then batch-1 tok/s of MLX q4 under the
 #                                    NCU_AB variants, per-kernel durations and ncu sections of
 #                                    the 4-bit products (NCU_ENV: settings for the ncu runs)
 #   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
@@ -84,7 +84,7 @@ TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda
 [ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
 [ $RING = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 [ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_persist"
-[ $NCUQ = 1 ] && TARGETS="cuda_test_cuda_kernels lfmd-cuda-bench"
+[ $NCUQ = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -144,11 +144,15 @@ if [ $NCUQ = 1 ]; then
     # of two decode steps, then ncu's sections (speed of light, warp states, scheduler, memory,
     # source counters) on consecutive product launches (NCU_ENV: variant settings for both)
     run kernels 180 $B/src/cuda_test_cuda_kernels
+    run golden 300 $B/src/cuda_test_cuda_model
     M=/tmp/lfm2-1.2b
     python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
-    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
+    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 & p1=$!
+    $B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf & p2=$!
+    wait $p1 $p2
     Q="env LFMD_CUDA_QUICK=1"
     run ab_bf16 60 $Q $B/src/lfmd-cuda-bench $M
+    run ab_q4_0 60 $Q $B/src/lfmd-cuda-bench $M-q4_0.gguf
     for rep in 1 2; do
         for v in ${NCU_AB:-default:}; do
             run r${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M-mlx4
@@ -166,7 +170,7 @@ if [ $NCUQ = 1 ]; then
         echo "== ncu $k rc=$?"
         grep -E "^  k_mv|Duration|DRAM Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|Achieved Occupancy|Registers Per|Dynamic Shared|Issued Warp|Issue Slots Busy|No Eligible|Active Warps Per|Eligible Warps|Warp Cycles Per Issued|Executed Ipc A|Bank Conflicts" $OUT/ncu_$k.txt | head -150
     done
-    echo "kernels rc=${RES[kernels]:-not run}"
+    for k in kernels golden; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
 if [ $KTEST = 1 ]; then

@@ -133,6 +133,23 @@ static __device__ __forceinline__ float2 sb_at(const void *sb, int sbk, int g) {
     return sb_unpack(reinterpret_cast<const uint32_t *>(sb)[g], sbk);
 }
 
+// Scale or bias alone of group g, staged in shared memory, the kind known at compile time (the
+// ring kernel's inner loop: a runtime kind made every word a chain of branches).
+template <int SBK>
+static __device__ __forceinline__ float sb_scale(const unsigned char *sb, int g) {
+    if constexpr (SBK == CUK_SB_F32) return reinterpret_cast<const float2 *>(sb)[g].x;
+    const uint32_t v = reinterpret_cast<const uint32_t *>(sb)[g];
+    if constexpr (SBK == CUK_SB_BF16) return __uint_as_float(v << 16);
+    return __half2float(__ushort_as_half((unsigned short)(v & 0xffffu)));
+}
+template <int SBK>
+static __device__ __forceinline__ float sb_bias(const unsigned char *sb, int g) {
+    if constexpr (SBK == CUK_SB_F32) return reinterpret_cast<const float2 *>(sb)[g].y;
+    const uint32_t v = reinterpret_cast<const uint32_t *>(sb)[g];
+    if constexpr (SBK == CUK_SB_BF16) return __uint_as_float(v & 0xffff0000u);
+    return __half2float(__ushort_as_half((unsigned short)(v >> 16)));
+}
+
 static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
     return (uint32_t)(a & 0xff) | ((uint32_t)(b & 0xff) << 8) | ((uint32_t)(c & 0xff) << 16) |
            ((uint32_t)(d & 0xff) << 24);
@@ -163,12 +180,18 @@ static __device__ __forceinline__ void q8_levels(const float (&x)[8], uint4 &cod
     f = make_float2(dd, dd * (float)sq);
 }
 
-// sum_j w_j x'_j for 4-bit weight word w (scale, bias p) and the word's activation levels a, f.
-static __device__ __forceinline__ float q4q8_dot(uint32_t w, uint4 a, float2 f, float2 p) {
+// sum_j q_j (254 q1_j + q2_j) for 4-bit weight word w (codes q) and the word's levels a: exact
+// in an int (and in a float: |.| < 2^22).
+static __device__ __forceinline__ int q4q8_int(uint32_t w, uint4 a) {
     const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
     const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
     const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
-    return p.x * (f.x * (float)(254 * d1 + d2)) + p.y * f.y;
+    return 254 * d1 + d2;
+}
+
+// sum_j w_j x'_j for 4-bit weight word w (scale, bias p) and the word's activation levels a, f.
+static __device__ __forceinline__ float q4q8_dot(uint32_t w, uint4 a, float2 f, float2 p) {
+    return p.x * (f.x * (float)q4q8_int(w, a)) + p.y * f.y;
 }
 
 // Storage position of word w of a 4-bit row of nw words (cuda_q4_pack_row): in a full block of

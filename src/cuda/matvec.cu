@@ -227,21 +227,35 @@ __global__ void __launch_bounds__(256)
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
 
+// Group sums of x' (the ring kernel's bias terms): gsum[i >> wsh] = sum of v over the 2^wsh
+// consecutive words (lanes) of word i's group. Called by whole warps (i warp-aligned).
+static __device__ __forceinline__ void group_sum(float v, int i, int wsh, float *gsum) {
+    for (int o = 1; o < (1 << wsh); o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    if ((i & ((1 << wsh) - 1)) == 0) gsum[i >> wsh] = v;
+}
+
 // Block-wide (blockDim.x a multiple of 32, at most 256): the integer activations of k_mvq8's
 // scheme for NT tokens of X [.., K] (optionally RMS-normalized with weight nw; token t reading X
 // row rows[t] when rows) into xq / xf, ending with a block barrier. red: [8][NT] scratch.
+// gsum (NT == 1, K / 8 a multiple of 32): also the sums of x' per group of 2^wsh words.
 template <int NT, bool NORM>
 static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int K,
                                                 const float *__restrict__ nw,
                                                 const int32_t *__restrict__ rows, float eps,
                                                 uint4 *xq, float2 *xf, float (*red)[NT],
-                                                bool st1) {
+                                                bool st1, float *gsum = nullptr, int wsh = 0) {
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
     const int nw8 = K / 8;
     if constexpr (NT == 1 && NORM) {
         float x[8];
         if (st1 && norm_word(X, K, nw, rows, eps, red, x)) {
-            if ((int)threadIdx.x < nw8) q8_levels(x, xq[threadIdx.x], xf[threadIdx.x]);
+            const int i = threadIdx.x;
+            if (i < nw8) {
+                float2 f;
+                q8_levels(x, xq[i], f);
+                xf[i] = f;
+                if (gsum) group_sum(f.y, i, wsh, gsum);
+            }
             __syncthreads();
             return;
         }
@@ -283,7 +297,10 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
 #pragma unroll
                 for (int j = 0; j < 8; j++) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
             }
-            q8_levels(x, xq[t * nw8 + i], xf[t * nw8 + i]);
+            float2 f;
+            q8_levels(x, xq[t * nw8 + i], f);
+            xf[t * nw8 + i] = f;
+            if (NT == 1 && gsum) group_sum(f.y, i, wsh, gsum);
         }
     }
     __syncthreads();
@@ -300,7 +317,7 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
 // __dp4a: sum_j w_j x'_j = scale * dd * (254 dot(q_w, q1) + dot(q_w, q2)) + bias * dd * sum,
 // i.e. exactly W x' (q16_words_ref in tests/cuda/test_cuda_kernels.c is the host twin).
 // Warp layout, rows per warp, prefetches and epilogues as k_mv (WT 1). ----
-template <int NT, int R, bool NORM>
+template <int NT, int R, bool NORM, int SBK>
 __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
            int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
@@ -358,7 +375,7 @@ __global__ void __launch_bounds__(256)
                         const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
                                          : k == 2 ? wv[r][u].z : wv[r][u].w;
                         const float2 p =
-                            ld_sb(sb, sbk, mv_row<R>(it, r, N) * ng + (word >> wsh));
+                            ld_sb(sb, SBK, mv_row<R>(it, r, N) * ng + (word >> wsh));
 #pragma unroll
                         for (int t = 0; t < NT; t++)
                             acc[r][t] += q4q8_dot(w, xq[t * nw8 + word], xf[t * nw8 + word], p);
@@ -442,7 +459,7 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
     }
 }
 
-template <int R, int WT, bool NORM>
+template <int R, int WT, bool NORM, int SBK>
 __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int sbk,
           int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
@@ -478,14 +495,15 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     float *xs = reinterpret_cast<float *>(rsm + (size_t)RING_WARPS * P.S * P.slot);
     uint4 *xq = reinterpret_cast<uint4 *>(xs);
     float2 *xf = reinterpret_cast<float2 *>(xq + K / 8);
+    float *gsum = reinterpret_cast<float *>(xf + K / 8);   // 4-bit: x' summed per scale group
+    const int wsh = cpg_sh + 2;                          // words per scale group: 1 << wsh
     if (WT) {
-        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1);
+        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1, gsum, wsh);
     } else if (!NORM) {
         stage_x<1>(X, K, xs);
     } else {
         stage_norm<1>(X, K, nw, rows, eps, xs, red, P.st1);
     }
-    const int wsh = cpg_sh + 2;
     float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
     for (int q = 0; q < nq; q++) {
         const ring_chunk c = ring_at<R>(P, ia, ib, nu, q);
@@ -520,21 +538,41 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
                         acc[a][r][0] += dot_bf16x8(w, x);
                     }
                 } else {
+                    // per word: scale x dd x (integer dot); the biases once per row slice below
+                    const int wb = ((u >> 5) << 7) + (u & 31);   // the unit's word for kk = 0
+                    uint4 xa[4];
+                    float dx[4];
+#pragma unroll
+                    for (int kk = 0; kk < 4; kk++) {
+                        xa[kk] = xq[wb + 32 * kk];
+                        dx[kk] = xf[wb + 32 * kk].x;
+                    }
+                    // word wb + 32 kk is in scale group g + kk (32 >> wsh) of the slice
+                    const int g = (wb - 4 * u0) >> wsh, gst = 32 >> wsh;
 #pragma unroll
                     for (int r = 0; r < R; r++) {
                         const int ri = nseg == 1 ? a * R + r : r * P.m + a;
                         const uint4 wv = *reinterpret_cast<const uint4 *>(
                             slot + ((size_t)ri * P.us + c) * 16);
                         const unsigned char *ps = slot + P.codes + (size_t)ri * P.sbs;
+                        const uint32_t ws[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
                         for (int kk = 0; kk < 4; kk++) {
-                            const int word = ((u >> 5) << 7) + (u & 31) + 32 * kk;
-                            const uint32_t w = kk == 0 ? wv.x : kk == 1 ? wv.y : kk == 2 ? wv.z
-                                                                                    : wv.w;
-                            acc[a][r][0] += q4q8_dot(w, xq[word], xf[word],
-                                                     sb_at(ps, sbk, (word - 4 * u0) >> wsh));
+                            const float sc = sb_scale<SBK>(ps, g + kk * gst);
+                            acc[a][r][0] = __fmaf_rn(sc * dx[kk], (float)q4q8_int(ws[kk], xa[kk]),
+                                                     acc[a][r][0]);
                         }
                     }
+                }
+            }
+            if (WT) {   // bias x (sum of x' over the group), for the slice's groups
+                const int ng = (len * 4) >> wsh, g0 = (u0 * 4) >> wsh;
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const int ri = nseg == 1 ? a * R + r : r * P.m + a;
+                    const unsigned char *ps = slot + P.codes + (size_t)ri * P.sbs;
+                    for (int j = lane; j < ng; j += WARP)
+                        acc[a][r][0] = __fmaf_rn(sb_bias<SBK>(ps, j), gsum[g0 + j], acc[a][r][0]);
                 }
             }
         }
@@ -688,8 +726,8 @@ extern "C" int cuk_matvec_q8_used(int T, int K) {
     return g_q8 && T <= CUK_MV_Q8_MAX_TOK && (size_t)T * K * 3 <= CUK_MV_Q8_SMEM;
 }
 
-template <int NT, int R>
-static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float *Y, int64_t ldy,
+template <int NT, int R, int SBK>
+static void mvq8_k(const struct cuk_q4 *Wq, int N, int K, const float *X, float *Y, int64_t ldy,
                    int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
     int n16 = K / 32, cpg_sh = 0;
     while ((32 << cpg_sh) < Wq->gs) cpg_sh++;
@@ -697,11 +735,22 @@ static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
     const uint4 *w = static_cast<const uint4 *>(static_cast<const void *>(Wq->q));
     size_t sm = (size_t)NT * K * 3;
     if (nw)
-        mv_go(k_mvq8<NT, R, true>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
+        mv_go(k_mvq8<NT, R, true, SBK>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X,
+              Y, ldy, mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
     else
-        mv_go(k_mvq8<NT, R, false>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X, Y, ldy,
-              mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
+        mv_go(k_mvq8<NT, R, false, SBK>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X,
+              Y, ldy, mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
+}
+
+// The scale-bias kind as a template argument: a runtime kind put a branch into every word.
+template <int NT, int R>
+static void mvq8_r(const struct cuk_q4 *Wq, int N, int K, const float *X, float *Y, int64_t ldy,
+                   int mode, const float *nw, const int32_t *rows, float eps, cudaStream_t s) {
+    if (Wq->sbk == CUK_SB_BF16)
+        mvq8_k<NT, R, CUK_SB_BF16>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
+    else if (Wq->sbk == CUK_SB_F16)
+        mvq8_k<NT, R, CUK_SB_F16>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
+    else mvq8_k<NT, R, CUK_SB_F32>(Wq, N, K, X, Y, ldy, mode, nw, rows, eps, s);
 }
 
 template <int NT>
@@ -757,7 +806,7 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     P.slot = (P.codes + P.m * R * P.sbs + 127) / 128 * 128;
     // ring bytes per warp: the setting, less when the activations would keep two blocks (this
     // kernel's and the next one's) from sharing an SM
-    const size_t act = WT ? (size_t)K * 3 : (size_t)K * 4;
+    const size_t act = WT ? (size_t)K * 3 + (size_t)K / 8 : (size_t)K * 4;
     size_t rb = (size_t)g_ring_bytes;
     if (act + RING_WARPS * rb > RING_PAIR_SMEM && RING_PAIR_SMEM > act)
         rb = (RING_PAIR_SMEM - act) / RING_WARPS;
@@ -796,8 +845,11 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     P.st1 = g_stage1;
     if (((uintptr_t)W | (uintptr_t)sb) & 15) return false;
     void (*k)(const char *, int, int, const char *, int, int, const float *, float *, int64_t,
-              int, const float *, const int32_t *, float, struct cuk_conv, ring_plan) =
-        nw ? k_mvr<R, WT, true> : k_mvr<R, WT, false>;
+              int, const float *, const int32_t *, float, struct cuk_conv, ring_plan);
+    if (!WT) k = nw ? k_mvr<R, WT, true, 0> : k_mvr<R, WT, false, 0>;
+    else if (sbk == CUK_SB_BF16) k = nw ? k_mvr<R, WT, true, CUK_SB_BF16> : k_mvr<R, WT, false, CUK_SB_BF16>;
+    else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
+    else k = nw ? k_mvr<R, WT, true, CUK_SB_F32> : k_mvr<R, WT, false, CUK_SB_F32>;
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
     launch(k, dim3((unsigned)n_sms()), dim3(RING_WARPS * WARP), sm, s,
            static_cast<const char *>(W), N, K, static_cast<const char *>(sb), sbk, cpg_sh, X, Y,
