@@ -161,14 +161,14 @@ if [ $NCUQ = 1 ]; then
     awk '/^== (ab_|r[12]_)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
     LFMD_CUDA_PROFILE=1 run profile_mlx4 120 $Q ${NCU_ENV:-} $B/src/lfmd-cuda-bench $M-mlx4
     ncu_step mlx4 $M-mlx4
-    for k in k_mvr k_mvq8; do
-        cnt=10; [ $k = k_mvq8 ] && cnt=2
+    for k in ${NCU_KERNELS:-k_mvr k_mvq8}; do
+        cnt=${NCU_CNT:-10}; [ $k = k_mvq8 ] && cnt=2
         LFMD_CUDA_NO_GRAPHS=1 timeout 200 env $Q ${NCU_ENV:-} ncu --section SpeedOfLight --section Occupancy \
             --section WarpStateStats --section SchedulerStats --section LaunchStats \
             --section MemoryWorkloadAnalysis --section SourceCounters --section InstructionStats \
             -k regex:$k -s ${NCU_SKIP:-400} -c $cnt $B/src/lfmd-cuda-bench $M-mlx4 > $OUT/ncu_$k.txt 2>&1
         echo "== ncu $k rc=$?"
-        grep -E "^  k_mv|Duration|DRAM Throughput|Memory Throughput|L1/TEX Hit|L2 Hit|Achieved Occupancy|Registers Per|Dynamic Shared|Issued Warp|Issue Slots Busy|No Eligible|Active Warps Per|Eligible Warps|Warp Cycles Per Issued|Executed Ipc A|Bank Conflicts" $OUT/ncu_$k.txt | head -150
+        grep -E "^  void k_mv|Duration|DRAM Throughput|Registers Per|Dynamic Shared|Issued Warp|Eligible Warps|Executed Instructions  " $OUT/ncu_$k.txt | cut -c1-90 | head -150
     done
     for k in kernels golden; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0

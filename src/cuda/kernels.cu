@@ -653,11 +653,40 @@ __global__ void __launch_bounds__(1024) k_argmax(const float *x, int V, int32_t 
     const float *p = x + (size_t)blockIdx.x * V;
     float bv = -INFINITY;
     int bi = -1;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        float v = p[i];
-        if (v > bv) {
-            bv = v;
-            bi = i;
+    if ((V & 3) == 0 && ((uintptr_t)p & 15) == 0) {
+        // A thread's loads of a round are all issued before its first compare: one L2 round
+        // trip per round of 8 float4 instead of one per logit (the scalar loop below, ~25-31 us
+        // for a 65536-logit row on H100, 3% of a 1.2B bf16 decode step). A thread's indices
+        // increase through the round, so the strict > keeps the first maximum.
+        constexpr int U = 8;
+        const float4 *p4 = reinterpret_cast<const float4 *>(p);
+        const int n4 = V / 4, step = (int)blockDim.x;
+        for (int b = threadIdx.x; b < n4; b += step * U) {
+            float4 v[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = b + u * step;
+                v[u] = i < n4 ? p4[i] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int i = 4 * (b + u * step);
+                const float e[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    if (e[j] > bv) {
+                        bv = e[j];
+                        bi = i + j;
+                    }
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < V; i += blockDim.x) {
+            float v = p[i];
+            if (v > bv) {
+                bv = v;
+                bi = i;
+            }
         }
     }
 #pragma unroll

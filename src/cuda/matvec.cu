@@ -413,35 +413,42 @@ struct ring_plan {
     bool st1;    // single-round activation staging where it applies (norm_word)
 };
 
-// Chunk q of a warp's sequence (items ia .. ib - 1): first item, slice, items in it, the
-// slice's first unit and unit count, and the copy segments per chunk.
+// A chunk of a warp's sequence (items ia .. ib - 1), walked in order by a cursor (no divisions
+// in the loop): first item, slice, items in it, the slice's first unit and unit count, and the
+// copy segments per chunk.
 struct ring_chunk {
     int i0, s, mi, u0, len, nseg;
 };
 template <int R>
-static __device__ __forceinline__ ring_chunk ring_at(const ring_plan &P, int ia, int ib, int nu,
-                                                     int q) {
+static __device__ __forceinline__ ring_chunk ring_at(const ring_plan &P, int i0, int s, int ib,
+                                                     int nu) {
     ring_chunk c;
-    c.i0 = ia + (q / P.ns) * P.m;
-    c.s = q % P.ns;
-    c.mi = min(P.m, ib - c.i0);
-    c.u0 = c.s * P.us;
+    c.i0 = i0;
+    c.s = s;
+    c.mi = min(P.m, ib - i0);
+    c.u0 = s * P.us;
     c.len = min(P.us, nu - c.u0);
     c.nseg = (R == 3 || P.ns > 1) ? R : 1;
     return c;
 }
+// The chunk after (i0, s).
+static __device__ __forceinline__ void ring_next(const ring_plan &P, int &i0, int &s) {
+    if (++s == P.ns) {
+        s = 0;
+        i0 += P.m;
+    }
+}
 
-// Issues chunk q of a warp's sequence (items ia .. ib - 1) into slot / bar: lane 0 arms the
-// barrier with the byte count, lanes 0 .. nseg - 1 copy one segment each (codes, then pairs).
+// Issues chunk c into slot / bar: lane 0 arms the barrier with the byte count, lanes
+// 0 .. nseg - 1 copy one segment each (codes, then pairs).
 // Row ri of a chunk (item a, row r: ri = a R + r with one segment, else r m + a) sits at
 // ri * us * 16 in the codes region and its pairs at codes + ri * sbs; the rows of one segment
 // are consecutive rows of W.
 template <int R, int WT>
 static __device__ __forceinline__ void ring_issue(const char *W, const char *sb, int N, int nu,
                                                   int cpg_sh, int sbsz, const ring_plan &P,
-                                                  int ia, int ib, int q, unsigned char *slot,
+                                                  const ring_chunk &c, unsigned char *slot,
                                                   uint64_t *bar, uint64_t pol, int lane) {
-    const ring_chunk c = ring_at<R>(P, ia, ib, nu, q);
     const int i0 = c.i0, s = c.s, mi = c.mi, len = c.len, nseg = c.nseg;
     const int rows_seg = nseg == 1 ? mi * R : mi;      // consecutive rows per segment
     const unsigned cb = (unsigned)(rows_seg * len * 16);
@@ -475,7 +482,6 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     const int ib = (int)((long long)items * (gw + 1) / nwarp);
     const int nu = WT ? K / 32 : K / 8;                 // 16-byte units per row
     const int sbsz = sbk == CUK_SB_F32 ? 8 : 4;
-    const int nq = ib > ia ? (ib - ia + P.m - 1) / P.m * P.ns : 0;
     unsigned char *ring = rsm + (size_t)wi * P.S * P.slot;
     uint64_t *bar = bars[wi];
     uint64_t pol;
@@ -485,9 +491,10 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncwarp();
-    for (int q = 0; q < P.S && q < nq; q++)
-        ring_issue<R, WT>(W, sb, N, nu, cpg_sh, sbsz, P, ia, ib, q, ring + (size_t)q * P.slot,
-                          &bar[q], pol, lane);
+    int qi = ia, qs = 0;   // the next chunk to issue: first item, slice
+    for (int q = 0; q < P.S && qi < ib; q++, ring_next(P, qi, qs))
+        ring_issue<R, WT>(W, sb, N, nu, cpg_sh, sbsz, P, ring_at<R>(P, qi, qs, ib, nu),
+                          ring + (size_t)q * P.slot, &bar[q], pol, lane);
     pdl_wait();
     pdl_trigger();
     // activations in shared memory: bf16 as f32 (RMS-normalized when NORM; every warp reads all
@@ -505,9 +512,11 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
         stage_norm<1>(X, K, nw, rows, eps, xs, red, P.st1);
     }
     float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
-    for (int q = 0; q < nq; q++) {
-        const ring_chunk c = ring_at<R>(P, ia, ib, nu, q);
-        const int k = q % P.S, i0 = c.i0, s = c.s, mi = c.mi, u0 = c.u0, len = c.len;
+    int ci = ia, cs = 0, k = 0;   // the chunk to read (first item, slice), its slot
+    unsigned ph = 0;               // the slot's barrier phase
+    for (; ci < ib; ring_next(P, ci, cs)) {
+        const ring_chunk c = ring_at<R>(P, ci, cs, ib, nu);
+        const int i0 = c.i0, s = c.s, mi = c.mi, u0 = c.u0, len = c.len;
         const int nseg = c.nseg;
         const bool last = s == P.ns - 1;
         const unsigned char *slot = ring + (size_t)k * P.slot;
@@ -520,7 +529,7 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
 #pragma unroll
                 for (int r = 0; r < R; r++) acc[a][r][0] = 0.f;
         }
-        mbar_wait(&bar[k], (unsigned)(q / P.S) & 1u);
+        mbar_wait(&bar[k], ph);
 #pragma unroll
         for (int a = 0; a < RING_MAX_M; a++) {
             if (a >= mi) break;
@@ -577,11 +586,16 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
             }
         }
         __syncwarp();
-        if (q + P.S < nq) {   // refill the slot just read with the chunk S ahead, then finish
+        if (qi < ib) {   // refill the slot just read with the chunk S ahead, then finish
             if (lane == 0) asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncwarp();
-            ring_issue<R, WT>(W, sb, N, nu, cpg_sh, sbsz, P, ia, ib, q + P.S,
+            ring_issue<R, WT>(W, sb, N, nu, cpg_sh, sbsz, P, ring_at<R>(P, qi, qs, ib, nu),
                               ring + (size_t)k * P.slot, &bar[k], pol, lane);
+            ring_next(P, qi, qs);
+        }
+        if (++k == P.S) {
+            k = 0;
+            ph ^= 1u;
         }
         if (!last) continue;
 #pragma unroll

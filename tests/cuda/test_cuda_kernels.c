@@ -974,27 +974,29 @@ static void t_swiglu_pair_argmax(void) {
     free(gu);
     free(o);
     free(r);
-    int n = irand(1, 12), V = irand(1, 70000);
-    float *x = malloc((size_t)n * V * 4);
-    int32_t got[12], want[12];
-    for (size_t i = 0; i < (size_t)n * V; i++) x[i] = (float)irand(-50, 50);   // many ties
-    if (n > 1) for (int v = 0; v < V; v++) x[V + v] = -INFINITY;              // no maximum: 0
-    for (int i = 0; i < n; i++) {
-        const float *lg = x + (size_t)i * V;
-        int best = 0;
-        for (int v = 1; v < V; v++)
-            if (lg[v] > lg[best]) best = v;
-        want[i] = best;
+    for (int pass = 0; pass < 2; pass++) {   // pass 1: rows of whole float4 (vector loads)
+        int n = irand(1, 12), V = pass ? 4 * irand(1, 17500) : irand(1, 70000);
+        float *x = malloc((size_t)n * V * 4);
+        int32_t got[12], want[12];
+        for (size_t i = 0; i < (size_t)n * V; i++) x[i] = (float)irand(-50, 50);   // many ties
+        if (n > 1) for (int v = 0; v < V; v++) x[V + v] = -INFINITY;              // no maximum: 0
+        for (int i = 0; i < n; i++) {
+            const float *lg = x + (size_t)i * V;
+            int best = 0;
+            for (int v = 1; v < V; v++)
+                if (lg[v] > lg[best]) best = v;
+            want[i] = best;
+        }
+        void *dx = dup_d(x, (size_t)n * V * 4), *dg = poison_d(sizeof got);
+        cuk_argmax(dx, n, V, dg, 0);
+        get(got, dg, (size_t)n * 4);
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += got[i] != want[i];
+        CHECK_EQ(bad, 0);
+        cudaFree(dx);
+        cudaFree(dg);
+        free(x);
     }
-    void *dx = dup_d(x, (size_t)n * V * 4), *dg = poison_d(sizeof got);
-    cuk_argmax(dx, n, V, dg, 0);
-    get(got, dg, (size_t)n * 4);
-    int bad = 0;
-    for (int i = 0; i < n; i++) bad += got[i] != want[i];
-    CHECK_EQ(bad, 0);
-    cudaFree(dx);
-    cudaFree(dg);
-    free(x);
 }
 
 int main(void) {
