@@ -152,6 +152,9 @@ if [ $NCUQ = 1 ]; then
     wait $p1 $p2
     Q="env LFMD_CUDA_QUICK=1"
     run ab_bf16 60 $Q $B/src/lfmd-cuda-bench $M
+    for v in ${NCU_AB_BF16:-}; do
+        run ab_bf16_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M
+    done
     run ab_q4_0 60 $Q $B/src/lfmd-cuda-bench $M-q4_0.gguf
     for rep in 1 2; do
         for v in ${NCU_AB:-default:}; do
@@ -170,6 +173,13 @@ if [ $NCUQ = 1 ]; then
         echo "== ncu $k rc=$?"
         grep -E "^  void k_mv|Duration|DRAM Throughput|Registers Per|Dynamic Shared|Issued Warp|Eligible Warps|Executed Instructions  " $OUT/ncu_$k.txt | cut -c1-90 | head -150
     done
+    if [ "${NCU_SRC:-0}" = 1 ]; then   # per-SASS-instruction counts and stall samples, gate|up
+        LFMD_CUDA_NO_GRAPHS=1 timeout 200 env $Q ${NCU_ENV:-} ncu --kernel-name-base demangled \
+            -k 'regex:^k_mvr<2' -s 20 -c 1 --section SourceCounters --section WarpStateStats \
+            --page source --print-source sass --csv $B/src/lfmd-cuda-bench $M-mlx4 \
+            > $OUT/ncu_src.csv 2>&1
+        echo "== ncu source rc=$? $(wc -l < $OUT/ncu_src.csv) lines"
+    fi
     for k in kernels golden; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi

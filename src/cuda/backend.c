@@ -198,6 +198,7 @@ struct cuda_model {
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
     bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse, persist;
+    bool no_rope_fuse;
     struct cuda_opts kopt;      // options as given (kernel launch settings: apply_kernel_opts)
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
@@ -691,6 +692,7 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->no_norm_fuse = o && o->no_norm_fuse;
     cm->no_prefetch = o && o->no_prefetch;
     cm->no_conv_fuse = o && o->no_conv_fuse;
+    cm->no_rope_fuse = o && o->no_rope_fuse;
     cm->persist = o && o->persist;
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
@@ -1431,13 +1433,21 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
             norm_mm(cm, st, sc, sc->x, L->n1, NULL, &L->qkv, T, sc->a, qkvd, CUK_MV_STORE);
             if (L->qkvb) cuk_add_bias(sc->a, L->qkvb, T, qkvd, s);
             P("mm_qkv");
-            cuk_qkv_rope_store(sc->a, T, c->n_head, c->n_kv_head, hd, L->qn, L->kn, eps,
-                               sc->meta.pos, st->inv_freq, cm->interleaved, sc->meta.kv,
-                               sc->meta.nctx, L->slot, sc->b, s);
-            P("rope_store");
-            cuk_attention(sc->b, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx,
-                          sc->meta.pos, L->slot, cuk_attn_splits(T, c->n_head, st->n_sm), sc->part,
-                          sc->ticket, sc->c, s);
+            if (T == 1 && !cm->no_rope_fuse) {   // one token: norm + RoPE + store inside
+                struct cuk_rope rp = {sc->a, L->qn, L->kn, eps, st->inv_freq, cm->interleaved};
+                cuk_attention_rope(&rp, T, c->n_head, c->n_kv_head, hd, sc->meta.kv,
+                                   sc->meta.nctx, sc->meta.pos, L->slot,
+                                   cuk_attn_splits(T, c->n_head, st->n_sm), sc->part, sc->ticket,
+                                   sc->c, s);
+            } else {
+                cuk_qkv_rope_store(sc->a, T, c->n_head, c->n_kv_head, hd, L->qn, L->kn, eps,
+                                   sc->meta.pos, st->inv_freq, cm->interleaved, sc->meta.kv,
+                                   sc->meta.nctx, L->slot, sc->b, s);
+                P("rope_store");
+                cuk_attention(sc->b, T, c->n_head, c->n_kv_head, hd, sc->meta.kv, sc->meta.nctx,
+                              sc->meta.pos, L->slot, cuk_attn_splits(T, c->n_head, st->n_sm),
+                              sc->part, sc->ticket, sc->c, s);
+            }
             P("attention");
             pf_set(cm, &L->w13);
             mm(cm, st, sc, &L->o, sc->c, T, sc->x, D, CUK_MV_ACC);

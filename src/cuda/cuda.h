@@ -39,6 +39,8 @@ struct cuda_opts {
     int prefetch_mb;                // L2 tail prefetch cap in MiB (0: off, the default)
     bool no_q8;                     // 4-bit matvec with f32 activations (no int8 quantization)
     bool no_conv_fuse;              // LFM2 short conv as its own kernel after in_proj (A/B)
+    bool no_rope_fuse;              // one-token steps: head norm + RoPE + KV store as their own
+                                    // kernel before attention (A/B)
     bool no_preload;                // matvec: first weights only prefetched to L2 (A/B)
     bool no_stage1;                 // matvec: general activation staging loops (A/B)
     bool no_stage_x;                // bf16 matvec without a norm: X through L1, not staged (A/B)

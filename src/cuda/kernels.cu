@@ -260,6 +260,36 @@ extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, flo
     launch(k_kv_store, dim3(T), dim3(256), 0, s, k, v, kvd, kv, nctx, pos, slot);
 }
 
+// Head norm (weight w, optional) and RoPE at position p of one head row src[hd] into s[hd]
+// (shared memory), by one warp; ends with __syncwarp. Pairs (a, b): (2i, 2i + 1) when
+// interleaved, else (i, i + hd / 2). k_qkv_rope_store and the fused attention.
+static __device__ __forceinline__ void head_rope(const float *src, const float *w, float eps,
+                                                 float p, const float *inv_freq, int interleaved,
+                                                 int hd, float *s, int lane) {
+    float ss = 0;
+    for (int i = lane; i < hd; i += WARP) {
+        float e = src[i];
+        s[i] = e;
+        ss += e * e;
+    }
+    if (w) {
+        ss = warp_sum(ss);
+        float inv = 1.0f / sqrtf(ss / hd + eps);
+        for (int i = lane; i < hd; i += WARP) s[i] = w[i] * (s[i] * inv);
+    }
+    __syncwarp();
+    int half = hd / 2;
+    for (int i = lane; i < half; i += WARP) {
+        float ang = p * inv_freq[i];
+        float cs = cosf(ang), sn = sinf(ang);
+        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        float x1 = s[a], x2 = s[b];
+        s[a] = x1 * cs - x2 * sn;
+        s[b] = x2 * cs + x1 * sn;
+    }
+    __syncwarp();
+}
+
 // ---- attention: grid (head, token, split); 4 warps, each an online softmax over its positions;
 // lanes own head elements lane + 32 j. Partials (m, l, acc[hd]) go to `part`, merged after. ----
 #define ATT_WARPS 4
@@ -290,11 +320,14 @@ static __device__ void attn_merge_item(const float *part, int item, int hd, int 
 
 // ticket (non-NULL): per (token, head) arrival counters, all 0 at entry and left 0; the last
 // split block to finish merges the partials into out (no second launch).
+// rp.qkv non-NULL: cuk_attention_rope (q from the step's rows; the own position's key and value
+// from shared memory, stored in the cache by the first q head of the kv head).
 __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const *kv,
                             const int32_t *nctx, const int32_t *pos, int slot, int n_split,
-                            float *part, unsigned *ticket, float *out) {
+                            float *part, unsigned *ticket, float *out, struct cuk_rope rp) {
     PDL_ENTER();
     __shared__ float sm[ATT_WARPS][CUK_MAX_HEAD_DIM + 2];
+    __shared__ float rq[CUK_MAX_HEAD_DIM], rk[CUK_MAX_HEAD_DIM], rv[CUK_MAX_HEAD_DIM];
     int h = blockIdx.x, t = blockIdx.y, sp = blockIdx.z;
     int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
     int rep = H / KVH, g = h / rep, kvd = KVH * hd;
@@ -307,6 +340,30 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
     float scale = 1.0f / sqrtf((float)hd);
     float qr[ATT_EPL], acc[ATT_EPL];
     const float *qh = q + ((size_t)t * H + h) * hd;
+    const int pc = rp.qkv && p0 <= len - 1 && len - 1 < p1 ? len - 1 : -1;   // own position
+    if (rp.qkv) {
+        const float *row = rp.qkv + (size_t)t * (H + 2 * KVH) * hd;
+        const float fp = (float)pos[t];
+        if (wi == 0) {
+            head_rope(row + (size_t)h * hd, rp.qn, rp.eps, fp, rp.inv_freq, rp.interleaved, hd,
+                      rq, lane);
+        } else if (wi == 1 && pc >= 0) {
+            head_rope(row + (size_t)(H + g) * hd, rp.kn, rp.eps, fp, rp.inv_freq,
+                      rp.interleaved, hd, rk, lane);
+        } else if (wi == 2 && pc >= 0) {
+            for (int i = lane; i < hd; i += WARP) rv[i] = row[(size_t)(H + KVH + g) * hd + i];
+        }
+        __syncthreads();
+        if (pc >= 0 && h % rep == 0 && wi == 3) {
+            float *kd = const_cast<float *>(Kb) + (size_t)pc * kvd;
+            float *vd = const_cast<float *>(Vb) + (size_t)pc * kvd;
+            for (int i = lane; i < hd; i += WARP) {
+                kd[i] = rk[i];
+                vd[i] = rv[i];
+            }
+        }
+        qh = rq;
+    }
 #pragma unroll
     for (int j = 0; j < ATT_EPL; j++) {
         int e = lane + WARP * j;
@@ -315,7 +372,8 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
     }
     float m = -INFINITY, l = 0.f;
     for (int p = p0 + wi; p < p1; p += ATT_WARPS) {
-        const float *k = Kb + (size_t)p * kvd, *v = Vb + (size_t)p * kvd;
+        const float *k = p == pc ? rk : Kb + (size_t)p * kvd;
+        const float *v = p == pc ? rv : Vb + (size_t)p * kvd;
         float d = 0;
 #pragma unroll
         for (int j = 0; j < ATT_EPL; j++) {
@@ -391,10 +449,20 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
                               const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                               float *part, unsigned *ticket, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
+    struct cuk_rope none = {};
     launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
-           n_split, part, ticket, out);
+           n_split, part, ticket, out, none);
     if (!ticket)
         launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
+}
+
+extern "C" void cuk_attention_rope(const struct cuk_rope *r, int T, int H, int KVH, int hd,
+                                   float *const *kv, const int32_t *nctx, const int32_t *pos,
+                                   int slot, int n_split, float *part, unsigned *ticket,
+                                   float *out, cuk_stream s) {
+    dim3 g(H, T, n_split);
+    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, (const float *)nullptr, H, KVH,
+           hd, kv, nctx, pos, slot, n_split, part, ticket, out, *r);
 }
 
 static int g_att_splits;     // fixed attention split count (0: by shape)
@@ -593,30 +661,9 @@ __global__ void k_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd
         return;
     }
     float *dst = j < H ? q + ((size_t)t * H + j) * hd : Kc + (size_t)(j - H) * hd;
-    const float *w = j < H ? qn : kn;
     float *s = sh[wi];
-    float ss = 0;
-    for (int i = lane; i < hd; i += WARP) {
-        float e = src[i];
-        s[i] = e;
-        ss += e * e;
-    }
-    if (w) {
-        ss = warp_sum(ss);
-        float inv = 1.0f / sqrtf(ss / hd + eps);
-        for (int i = lane; i < hd; i += WARP) s[i] = w[i] * (s[i] * inv);
-    }
-    __syncwarp();
-    int half = hd / 2;
-    float p = (float)pos[t];
-    for (int i = lane; i < half; i += WARP) {
-        float ang = p * inv_freq[i];
-        float cs = cosf(ang), sn = sinf(ang);
-        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-        float x1 = s[a], x2 = s[b];
-        dst[a] = x1 * cs - x2 * sn;
-        dst[b] = x2 * cs + x1 * sn;
-    }
+    head_rope(src, j < H ? qn : kn, eps, (float)pos[t], inv_freq, interleaved, hd, s, lane);
+    for (int i = lane; i < hd; i += WARP) dst[i] = s[i];
 }
 
 extern "C" void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const float *qn,

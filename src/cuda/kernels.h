@@ -78,6 +78,21 @@ void cuk_kv_store(const float *k, const float *v, int T, int kvd, float *const *
 void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *kv,
                    const int32_t *nctx, const int32_t *pos, int slot, int n_split, float *part,
                    unsigned *ticket, float *out, cuk_stream s);
+// The same with the head norm + RoPE + KV store of cuk_qkv_rope_store done inside (one launch
+// fewer per attention layer), for passes of one token per sequence (T tokens of T different
+// sequences): q heads come from the step's q|k|v rows (r->qkv, [T, (H + 2 KVH) hd]); the
+// block whose split holds the token's own position takes that key and value from the rows too
+// and, for the first q head of each kv head, stores them in the cache. Same arithmetic as
+// cuk_qkv_rope_store + cuk_attention. ticket must be non-NULL.
+struct cuk_rope {
+    const float *qkv, *qn, *kn;   // q|k|v rows; optional head-norm weights
+    float eps;
+    const float *inv_freq;        // [hd / 2]
+    int interleaved;              // RoPE pairs (2i, 2i + 1) instead of (i, i + hd / 2)
+};
+void cuk_attention_rope(const struct cuk_rope *r, int T, int H, int KVH, int hd,
+                        float *const *kv, const int32_t *nctx, const int32_t *pos, int slot,
+                        int n_split, float *part, unsigned *ticket, float *out, cuk_stream s);
 // Y[t, r] = sum_c W[r, c] X[t, c] for T <= CUK_MV_MAX_TOK; W bf16 [N, K] (K % 8 == 0, 16-byte
 // aligned rows), X f32 [T, K] (16-byte aligned), Y row stride ldy (kern_matmul_ref).
 void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y, int64_t ldy,

@@ -399,7 +399,7 @@ __global__ void __launch_bounds__(256)
 // of one item's rows (acc kept across them). Same results as k_mv (bf16) / k_mvq8 (4-bit,
 // integer activations) up to f32 summation order. Default for 4-bit weights only: for bf16 the
 // general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
-enum { RING_WARPS = 8, RING_CHUNK = 4096, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
+enum { RING_WARPS = 8, RING_CHUNK = 6144, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
        RING_SMEM_MAX = 200 * 1024, RING_PAIR_SMEM = 110 * 1024 };
 
 struct ring_plan {

@@ -221,6 +221,7 @@ int main(int argc, char **argv) {
     o.prefetch_mb = getenv("LFMD_CUDA_PREFETCH_MB") ? atoi(getenv("LFMD_CUDA_PREFETCH_MB")) : 0;
     o.no_q8 = getenv("LFMD_CUDA_NO_Q8") != NULL;      // 4-bit matvec with f32 activations
     o.no_conv_fuse = getenv("LFMD_CUDA_NO_CONV_FUSE") != NULL;   // short conv as its own kernel
+    o.no_rope_fuse = getenv("LFMD_CUDA_NO_ROPE_FUSE") != NULL;   // rope + KV store kernel
     o.no_preload = getenv("LFMD_CUDA_NO_PRELOAD") != NULL;  // matvec weights only to L2 first
     o.no_stage1 = getenv("LFMD_CUDA_NO_STAGE1") != NULL;    // matvec: general staging loops
     o.no_stage_x = getenv("LFMD_CUDA_NO_STAGE_X") != NULL;  // bf16 matvec: X through L1

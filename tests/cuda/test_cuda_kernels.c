@@ -954,6 +954,79 @@ static void t_qkv_rope_store(void) {
     }
 }
 
+// The fused one-token attention (head norm + RoPE + KV store inside) against the two launches
+// it replaces, on T sequences of one token each: same outputs and the same caches.
+static void t_attention_rope(void) {
+    for (int it = 0; it < 6; it++) {
+        int hds[3] = {16, 32, 64};
+        int hd = hds[irand(0, 2)], KVH = irand(1, 4), H = KVH * irand(1, 4), T = irand(1, 4);
+        int per = H + 2 * KVH, kvd = KVH * hd, slot = irand(0, 2), nslots = 3;
+        int norm = it % 2, inter = (it / 2) % 2, n_split = irand(1, CUK_MAX_SPLIT);
+        size_t nq = (size_t)T * per * hd;
+        float *qkv = malloc(nq * 4), *qw = malloc((size_t)hd * 4), *kw = malloc((size_t)hd * 4);
+        float *inv = malloc((size_t)hd * 2);
+        fill(qkv, nq, 2);
+        fill(qw, (size_t)hd, 1);
+        fill(kw, (size_t)hd, 1);
+        for (int i = 0; i < hd / 2; i++) inv[i] = powf(10000.0f, -2.0f * i / hd);
+        float *ptr_a[4], *ptr_b[4], *cache[4];
+        int32_t pos[4], nc[4];
+        size_t cn[4];
+        for (int t = 0; t < T; t++) {   // T sequences, one token each
+            nc[t] = irand(1, 300);
+            pos[t] = irand(0, nc[t] - 1);
+            cn[t] = (size_t)nslots * 2 * nc[t] * kvd;
+            cache[t] = malloc(cn[t] * 4);
+            fill(cache[t], cn[t], 1);
+            ptr_a[t] = dup_d(cache[t], cn[t] * 4);
+            ptr_b[t] = dup_d(cache[t], cn[t] * 4);
+        }
+        void *dqkv = dup_d(qkv, nq * 4), *dqw = dup_d(qw, (size_t)hd * 4),
+             *dkw = dup_d(kw, (size_t)hd * 4), *dinv = dup_d(inv, (size_t)hd * 2);
+        void *dpos = dup_d(pos, sizeof pos), *dnc = dup_d(nc, sizeof nc);
+        void *dpa = dup_d(ptr_a, sizeof ptr_a), *dpb = dup_d(ptr_b, sizeof ptr_b);
+        size_t no = (size_t)T * H * hd;
+        float *dq = poison_d(no * 4), *oa = poison_d(no * 4), *ob = poison_d(no * 4);
+        float *part = poison_d((size_t)T * H * CUK_MAX_SPLIT * (hd + 2) * 4);
+        unsigned *ticket = NULL;
+        cudaMalloc((void **)&ticket, (size_t)T * H * sizeof(unsigned));
+        cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
+        cuk_qkv_rope_store(dqkv, T, H, KVH, hd, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dpos,
+                           dinv, inter, dpa, dnc, slot, dq, 0);
+        cuk_attention(dq, T, H, KVH, hd, dpa, dnc, dpos, slot, n_split, part, ticket, oa, 0);
+        struct cuk_rope r = {dqkv, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dinv, inter};
+        cuk_attention_rope(&r, T, H, KVH, hd, dpb, dnc, dpos, slot, n_split, part, ticket, ob, 0);
+        float *ha = malloc(no * 4), *hb = malloc(no * 4);
+        get(ha, oa, no * 4);
+        get(hb, ob, no * 4);
+        expect("attention with rope inside vs rope_store + attention", rel(hb, ha, no), 1e-6);
+        for (int t = 0; t < T; t++) {
+            float *ca = malloc(cn[t] * 4), *cb = malloc(cn[t] * 4);
+            get(ca, ptr_a[t], cn[t] * 4);
+            get(cb, ptr_b[t], cn[t] * 4);
+            expect("attention with rope inside: kv cache", rel(cb, ca, cn[t]), 1e-12);
+            free(ca);
+            free(cb);
+            cudaFree(ptr_a[t]);
+            cudaFree(ptr_b[t]);
+            free(cache[t]);
+        }
+        unsigned tk[16 * 4];
+        get(tk, ticket, (size_t)T * H * sizeof(unsigned));
+        int nz = 0;
+        for (int i = 0; i < T * H; i++) nz += tk[i] != 0;
+        CHECK_EQ(nz, 0);
+        void *fr[] = {dqkv, dqw, dkw, dinv, dpos, dnc, dpa, dpb, dq, oa, ob, part, ticket};
+        for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++) cudaFree(fr[i]);
+        free(qkv);
+        free(qw);
+        free(kw);
+        free(inv);
+        free(ha);
+        free(hb);
+    }
+}
+
 // Row-interleaved SwiGLU and the greedy argmax (the CPU scan: first strict maximum).
 static void t_swiglu_pair_argmax(void) {
     int T = irand(1, 9), F = irand(1, 3000);
@@ -1025,6 +1098,7 @@ int main(void) {
         t_matvec_modes();
         t_matvec_conv();
         t_qkv_rope_store();
+        t_attention_rope();
         t_swiglu_pair_argmax();
         t_attention();
         t_bias();
