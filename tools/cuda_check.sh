@@ -164,6 +164,7 @@ if [ $NCUQ = 1 ]; then
     awk '/^== (ab_|r[12]_)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
     LFMD_CUDA_PROFILE=1 run profile_mlx4 120 $Q ${NCU_ENV:-} $B/src/lfmd-cuda-bench $M-mlx4
     ncu_step mlx4 $M-mlx4
+    [ "${NCU_STEP_BF16:-0}" = 1 ] && ncu_step bf16 $M
     for k in ${NCU_KERNELS:-k_mvr k_mvq8}; do
         cnt=${NCU_CNT:-10}; [ $k = k_mvq8 ] && cnt=2
         LFMD_CUDA_NO_GRAPHS=1 timeout 200 env $Q ${NCU_ENV:-} ncu --section SpeedOfLight --section Occupancy \
@@ -174,11 +175,15 @@ if [ $NCUQ = 1 ]; then
         grep -E "^  void k_mv|Duration|DRAM Throughput|Registers Per|Dynamic Shared|Issued Warp|Eligible Warps|Executed Instructions  " $OUT/ncu_$k.txt | cut -c1-90 | head -150
     done
     if [ "${NCU_SRC:-0}" = 1 ]; then   # per-SASS-instruction counts and stall samples, gate|up
-        LFMD_CUDA_NO_GRAPHS=1 timeout 200 env $Q ${NCU_ENV:-} ncu --kernel-name-base demangled \
-            -k 'regex:^k_mvr<2' -s 20 -c 1 --section SourceCounters --section WarpStateStats \
-            --page source --print-source sass --csv $B/src/lfmd-cuda-bench $M-mlx4 \
-            > $OUT/ncu_src.csv 2>&1
+        LFMD_CUDA_NO_GRAPHS=1 timeout 200 env $Q ${NCU_ENV:-} ncu --kernel-name-base mangled \
+            -k "regex:${NCU_SRC_K:-_Z5k_mvrILi2E}" -s 20 -c 1 --section SourceCounters \
+            --section WarpStateStats --page source --print-source sass --csv \
+            $B/src/lfmd-cuda-bench $M-mlx4 > $OUT/ncu_src.csv 2>&1
         echo "== ncu source rc=$? $(wc -l < $OUT/ncu_src.csv) lines"
+        o=$(find $B -name 'matvec.cu.o' | head -1)
+        [ -n "$o" ] && cuobjdump -sass "$o" 2>/dev/null | awk '/Function : /{p = /'"${NCU_SRC_K:-_Z5k_mvrILi2E}"'/} p' \
+            > $OUT/mvr.sass
+        echo "== sass $(wc -l < $OUT/mvr.sass) lines"
     fi
     for k in kernels golden; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0

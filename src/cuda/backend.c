@@ -1247,7 +1247,9 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             if ((rc = dalloc(al[k].p, al[k].n, st->st, err))) goto fail;
             sc->bytes += al[k].n;
         }
-        cudaError_t e = cudaMallocHost(&sc->meta_h, sc->meta_bytes);
+        // pinned: the metadata mirror, then the greedy tokens' landing area (a copy into
+        // pageable memory is staged by the driver and costs a few us per step)
+        cudaError_t e = cudaMallocHost(&sc->meta_h, sc->meta_bytes + T * sizeof(int32_t));
         if (e != cudaSuccess) {
             rc = cu_err(err, e, "pinned memory");
             goto fail;
@@ -1583,8 +1585,10 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
     }
     struct stage *last = &cm->st[cm->n_stages - 1];
     CK(cudaSetDevice(last->dev), "set device");
+    int32_t *next_h = (int32_t *)((char *)r->sc[cm->n_stages - 1].meta_h +
+                                  r->sc[cm->n_stages - 1].meta_bytes);
     if (next && nl)
-        CK(cudaMemcpyAsync(next, r->sc[cm->n_stages - 1].amax, (size_t)nl * sizeof(int32_t),
+        CK(cudaMemcpyAsync(next_h, r->sc[cm->n_stages - 1].amax, (size_t)nl * sizeof(int32_t),
                            cudaMemcpyDeviceToHost, last->st), "tokens");
     else if (logits && nl)
         CK(cudaMemcpyAsync(logits, r->sc[cm->n_stages - 1].logits,
@@ -1593,6 +1597,7 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
            "logits");
     CK(cudaStreamSynchronize(last->st), "forward");
     CK(cudaGetLastError(), "kernel launch");
+    if (next && nl) memcpy(next, next_h, (size_t)nl * sizeof(int32_t));
     prof_collect(r);
     return 0;
 }
