@@ -152,8 +152,10 @@ if [ $NCUQ = 1 ]; then
     wait $p1 $p2
     Q="env LFMD_CUDA_QUICK=1"
     run ab_bf16 60 $Q $B/src/lfmd-cuda-bench $M
-    for v in ${NCU_AB_BF16:-}; do
-        run ab_bf16_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M
+    for rep in ${NCU_AB_BF16_REPS:-1}; do
+        for v in ${NCU_AB_BF16:-}; do
+            run ab_bf16_${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M
+        done
     done
     run ab_q4_0 60 $Q $B/src/lfmd-cuda-bench $M-q4_0.gguf
     for rep in 1 2; do
@@ -162,8 +164,9 @@ if [ $NCUQ = 1 ]; then
         done
     done
     awk '/^== (ab_|r[12]_)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
-    LFMD_CUDA_PROFILE=1 run profile_mlx4 120 $Q ${NCU_ENV:-} $B/src/lfmd-cuda-bench $M-mlx4
-    ncu_step mlx4 $M-mlx4
+    [ "${NCU_STEP:-1}" = 1 ] &&
+        LFMD_CUDA_PROFILE=1 run profile_mlx4 120 $Q ${NCU_ENV:-} $B/src/lfmd-cuda-bench $M-mlx4
+    [ "${NCU_STEP:-1}" = 1 ] && ncu_step mlx4 $M-mlx4
     [ "${NCU_STEP_BF16:-0}" = 1 ] && ncu_step bf16 $M
     for k in ${NCU_KERNELS:-k_mvr k_mvq8}; do
         cnt=${NCU_CNT:-10}; [ $k = k_mvq8 ] && cnt=2

@@ -1510,7 +1510,6 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
     const struct model_config *c = &cm->c;
     size_t Tm = (size_t)r->max_tok;
     for (int i = 0; i < cm->n_stages; i++) {
-        struct stage *st = &cm->st[i];
         struct scratch *sc = &r->sc[i];
         char *h = sc->meta_h;
         float **kv = (float **)h, **cv = (float **)(h + Tm * sizeof(float *));
@@ -1524,11 +1523,21 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
         memcpy(tok, r->tok, (size_t)T * sizeof *tok);
         memcpy(pos, r->pos, (size_t)T * sizeof *pos);
         memcpy(rows, r->rows, (size_t)nl * sizeof *rows);
-        CK(cudaSetDevice(st->dev), "set device");
-        CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice, st->st),
-           "metadata");
     }
-    if (T == 1 && nl <= 1 && r->pk_grid && !r->prof) {
+    const bool persist = T == 1 && nl <= 1 && r->pk_grid && !r->prof;
+    const bool use_graph = !persist && cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64;
+    struct scratch *lsc = &r->sc[cm->n_stages - 1];
+    int32_t *next_h = (int32_t *)((char *)lsc->meta_h + lsc->meta_bytes);
+    if (!use_graph) {
+        for (int i = 0; i < cm->n_stages; i++) {
+            struct stage *st = &cm->st[i];
+            CK(cudaSetDevice(st->dev), "set device");
+            CK(cudaMemcpyAsync(r->sc[i].meta_d, r->sc[i].meta_h, r->sc[i].meta_bytes,
+                               cudaMemcpyHostToDevice, st->st),
+               "metadata");
+        }
+    }
+    if (persist) {
         // one token of one sequence: the whole step in one persistent launch (persist.h)
         struct pk_args a = r->pk;
         a.n_ph = nl ? r->pk_n_ph : r->pk_n_ph - 1;   // the lm_head only when logits are wanted
@@ -1540,8 +1549,12 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
             CK(cudaStreamSynchronize(cm->st[0].st), "persistent step");
             pk_trace_collect(r, a.n_ph);
         }
-    } else if (cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64) {
+    } else if (use_graph) {
+        // The metadata upload, the step and (greedy) the token ids' copy into pinned memory
+        // are one graph: one host call per step instead of three.
         struct stage *st = &cm->st[0];
+        struct scratch *sc = &r->sc[0];
+        CK(cudaSetDevice(st->dev), "set device");
         cudaGraphExec_t exec = NULL;
         for (int g = 0; g < r->n_graphs; g++)
             if (r->graphs[g].T == T && r->graphs[g].nl == nl && r->graphs[g].greedy == greedy)
@@ -1551,7 +1564,12 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
             cudaGraph_t graph = NULL;
             cudaError_t e = cudaStreamBeginCapture(st->st, cudaStreamCaptureModeThreadLocal);
             if (e == cudaSuccess) {
+                cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice,
+                                st->st);
                 stage_forward(cm, r, 0, T, nl, greedy);
+                if (greedy && nl)
+                    cudaMemcpyAsync(next_h, sc->amax, (size_t)nl * sizeof(int32_t),
+                                    cudaMemcpyDeviceToHost, st->st);
                 e = cudaStreamEndCapture(st->st, &graph);
             }
             if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
@@ -1567,8 +1585,18 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
                     (struct graph_ent){.T = T, .nl = nl, .greedy = greedy, .exec = exec};
             }
         }
-        if (exec) CK(cudaGraphLaunch(exec, st->st), "graph launch");
-        else stage_forward(cm, r, 0, T, nl, greedy);
+        if (exec) {
+            CK(cudaGraphLaunch(exec, st->st), "graph launch");
+        } else {
+            CK(cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice,
+                               st->st),
+               "metadata");
+            stage_forward(cm, r, 0, T, nl, greedy);
+            if (greedy && nl)
+                CK(cudaMemcpyAsync(next_h, sc->amax, (size_t)nl * sizeof(int32_t),
+                                   cudaMemcpyDeviceToHost, st->st),
+                   "tokens");
+        }
     } else {
         for (int i = 0; i < cm->n_stages; i++) {
             struct stage *st = &cm->st[i];
@@ -1585,10 +1613,8 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
     }
     struct stage *last = &cm->st[cm->n_stages - 1];
     CK(cudaSetDevice(last->dev), "set device");
-    int32_t *next_h = (int32_t *)((char *)r->sc[cm->n_stages - 1].meta_h +
-                                  r->sc[cm->n_stages - 1].meta_bytes);
-    if (next && nl)
-        CK(cudaMemcpyAsync(next_h, r->sc[cm->n_stages - 1].amax, (size_t)nl * sizeof(int32_t),
+    if (next && nl && !use_graph)   // (the graph path copied them)
+        CK(cudaMemcpyAsync(next_h, lsc->amax, (size_t)nl * sizeof(int32_t),
                            cudaMemcpyDeviceToHost, last->st), "tokens");
     else if (logits && nl)
         CK(cudaMemcpyAsync(logits, r->sc[cm->n_stages - 1].logits,
