@@ -437,33 +437,32 @@ wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
-# defaults again (spread), the short conv as its own kernel, first matvec weights only
-# prefetched to L2 (the previous prologue); LFMD_CUDA_PREFETCH_MB=N: L2 tail prefetch (no gain)
+# defaults (three times: the spread), the seventh round's changes one by one, no ring kernel
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
-# the driver's shared-memory carveout per kernel (the previous default) and no ring kernel
-run ab_carveout_driver 60 $Q LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M
+# head norm + RoPE + KV store as their own kernel before attention (the previous path)
+run ab_norope 60 $Q LFMD_CUDA_NO_ROPE_FUSE=1 $B/src/lfmd-cuda-bench $M
+# attention splits spread over the whole context (no floor of 32 positions per split)
+run ab_minchunk1 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=1 $B/src/lfmd-cuda-bench $M
 run ab_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M
-# activation staging: one-round norm staging (LFMD_CUDA_NO_STAGE1: the general loops) and bf16
-# products without a norm staging X in shared memory (LFMD_CUDA_NO_STAGE_X: through L1)
-run ab_nostagex 60 $Q LFMD_CUDA_NO_STAGE_X=1 $B/src/lfmd-cuda-bench $M
-run ab_nost1 60 $Q LFMD_CUDA_NO_STAGE1=1 $B/src/lfmd-cuda-bench $M
-run ab_nost1_nostagex 60 $Q LFMD_CUDA_NO_STAGE1=1 LFMD_CUDA_NO_STAGE_X=1 $B/src/lfmd-cuda-bench $M
 run ab_default_again 60 $Q $B/src/lfmd-cuda-bench $M
 # the persistent batch-1 kernel (LFMD_CUDA_PERSIST=1; docs/CUDA.md), bf16 and MLX q4, same call
 run ab_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
+run ab_default_3 60 $Q $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_norope 60 $Q LFMD_CUDA_NO_ROPE_FUSE=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_minchunk1 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=1 $B/src/lfmd-cuda-bench $M-mlx4
+# 4 KB ring chunks (the sixth round's geometry) and no ring kernel
+run ab_mlx4_c4k 60 $Q LFMD_CUDA_RING_CHUNK=4096 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_carveout_driver 60 $Q LFMD_CUDA_CARVEOUT=-1 $B/src/lfmd-cuda-bench $M-mlx4
 # the 4-bit LM head through the ring kernel too (the fifth round's default)
 run ab_mlx4_ring_lm 60 $Q LFMD_CUDA_RING_MAX_ROWS=1048576 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_nost1 60 $Q LFMD_CUDA_NO_STAGE1=1 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_persist_again 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
+run ab_mlx4_default_again 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
-# attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs); measured
-# 2026-11-27 on H200: 2 and 4 splits no faster. LFMD_CUDA_ATT_SPLITS=N lfmd-cuda-bench MODEL
+# attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs, each at least
+# 32 positions); LFMD_CUDA_ATT_SPLITS=N / LFMD_CUDA_ATT_MIN_CHUNK=N lfmd-cuda-bench MODEL
 # batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
 run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
 # the fixed cost of one kernel-to-kernel dependency (80 dependent launches in a graph: empty,
@@ -486,6 +485,7 @@ echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
 grep '^probe:' $LOG
 for k in kernels golden persist golden_persist engine engine_persist serve bench ab_default \
-    ab_carveout_driver ab_noring ab_nostagex ab_nost1 ab_nost1_nostagex ab_default_again ab_persist bench_mlx4 ab_mlx4_persist ab_mlx4_default \
-    ab_mlx4_noring ab_mlx4_carveout_driver ab_mlx4_ring_lm ab_mlx4_nost1 ab_persist_again bench_q4_0 engine_b64 probe \
+    ab_norope ab_minchunk1 ab_noring ab_default_again ab_persist ab_default_3 bench_mlx4 \
+    ab_mlx4_persist ab_mlx4_default ab_mlx4_norope ab_mlx4_minchunk1 ab_mlx4_c4k ab_mlx4_noring \
+    ab_mlx4_ring_lm ab_mlx4_default_again bench_q4_0 engine_b64 probe \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

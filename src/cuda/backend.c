@@ -657,6 +657,7 @@ static void apply_kernel_opts(const struct cuda_model *cm) {
     cuk_set_pdl(!o->no_pdl);
     cuk_set_mv_old(o->mv_old);
     cuk_set_attn_splits(o->att_splits);
+    cuk_set_attn_min_chunk(o->att_min_chunk);
     cuk_set_q4_rows(o->q4_rows);
     cuk_set_q4_q8(!o->no_q8);
     cuk_set_mv_prefetch(o->prefetch_mb > 0 ? (size_t)o->prefetch_mb << 20 : 0);

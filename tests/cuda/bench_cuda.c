@@ -215,6 +215,7 @@ int main(int argc, char **argv) {
     o.mv_old = getenv("LFMD_CUDA_MV_OLD") != NULL;   // the previous bf16 matvec kernel
     o.no_q4 = getenv("LFMD_CUDA_NO_Q4") != NULL;     // 4-bit weights dequantized to bf16 at upload
     o.att_splits = getenv("LFMD_CUDA_ATT_SPLITS") ? atoi(getenv("LFMD_CUDA_ATT_SPLITS")) : 0;
+    o.att_min_chunk = getenv("LFMD_CUDA_ATT_MIN_CHUNK") ? atoi(getenv("LFMD_CUDA_ATT_MIN_CHUNK")) : 0;
     o.q4_rows = getenv("LFMD_CUDA_Q4_ROWS") ? atoi(getenv("LFMD_CUDA_Q4_ROWS")) : 0;
     o.no_norm_fuse = getenv("LFMD_CUDA_NO_NORM_FUSE") != NULL;
     o.no_prefetch = getenv("LFMD_CUDA_NO_PREFETCH") != NULL;   // no tail prefetch of next weights

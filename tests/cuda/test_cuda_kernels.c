@@ -368,14 +368,16 @@ static void t_attention(void) {
         unsigned *ticket = NULL;
         cudaMalloc((void **)&ticket, (size_t)T * H * sizeof(unsigned));
         cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
-        for (int si = 0; si < 6; si++) {   // merge kernel, then merged by the last split block
+        for (int si = 0; si < 12; si++) {   // merge kernel, then merged by the last split block
             cudaMemset(dout, 0xff, (size_t)T * H * hd * 4);
+            cuk_set_attn_min_chunk(si < 6 ? 1 : 0);   // every split busy, then >= 32 positions
             cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si % 3], part,
-                          si < 3 ? NULL : ticket, dout, 0);
+                          si % 6 < 3 ? NULL : ticket, dout, 0);
             get(out, dout, (size_t)T * H * hd * 4);
-            expect(si < 3 ? "attention" : "attention (merged in place)",
+            expect(si % 6 < 3 ? "attention" : "attention (merged in place)",
                    rel(out, ref, (size_t)T * H * hd), 1e-5);
         }
+        cuk_set_attn_min_chunk(0);
         unsigned tk[8 * 16];
         get(tk, ticket, (size_t)T * H * sizeof(unsigned));
         int nz = 0;
@@ -991,11 +993,13 @@ static void t_attention_rope(void) {
         unsigned *ticket = NULL;
         cudaMalloc((void **)&ticket, (size_t)T * H * sizeof(unsigned));
         cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
+        cuk_set_attn_min_chunk(it % 3 ? 1 : 0);   // mostly every split busy
         cuk_qkv_rope_store(dqkv, T, H, KVH, hd, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dpos,
                            dinv, inter, dpa, dnc, slot, dq, 0);
         cuk_attention(dq, T, H, KVH, hd, dpa, dnc, dpos, slot, n_split, part, ticket, oa, 0);
         struct cuk_rope r = {dqkv, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dinv, inter};
         cuk_attention_rope(&r, T, H, KVH, hd, dpb, dnc, dpos, slot, n_split, part, ticket, ob, 0);
+        cuk_set_attn_min_chunk(0);
         float *ha = malloc(no * 4), *hb = malloc(no * 4);
         get(ha, oa, no * 4);
         get(hb, ob, no * 4);
