@@ -152,6 +152,8 @@ if [ $NCUQ = 1 ]; then
     wait $p1 $p2
     Q="env LFMD_CUDA_QUICK=1"
     run ab_bf16 60 $Q $B/src/lfmd-cuda-bench $M
+    # NCU_FULL=1: the whole bf16 bench (prefill, batches 1 / 8 / 64, the router)
+    [ "${NCU_FULL:-0}" = 1 ] && run bench_bf16 120 $B/src/lfmd-cuda-bench $M models/lfm2-router
     for rep in ${NCU_AB_BF16_REPS:-1}; do
         for v in ${NCU_AB_BF16:-}; do
             run ab_bf16_${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M
@@ -163,7 +165,7 @@ if [ $NCUQ = 1 ]; then
             run r${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M-mlx4
         done
     done
-    awk '/^== (ab_|r[12]_)/ && !/rc=/ {n=$2} /^decode batch 1 \(greedy/ {print n ": " $0}' $LOG | cut -c1-150
+    awk '/^== (ab_|r[12]_|bench_)/ && !/rc=/ {n=$2} /^decode batch|^prefill|^router/ {print n ": " $0}' $LOG | cut -c1-150
     [ "${NCU_STEP:-1}" = 1 ] &&
         LFMD_CUDA_PROFILE=1 run profile_mlx4 120 $Q ${NCU_ENV:-} $B/src/lfmd-cuda-bench $M-mlx4
     [ "${NCU_STEP:-1}" = 1 ] && ncu_step mlx4 $M-mlx4

@@ -33,7 +33,8 @@ struct cuda_opts {
     bool no_q4;                     // dequantize 4-bit weights to bf16 at upload (A/B timing)
     bool mv_old;                    // bf16 matvec through the previous kernel (A/B timing)
     int att_splits;                 // attention splits along the sequence (0 = by shape)
-    int att_min_chunk;              // positions per attention split at least (0 = 32; A/B)
+    int att_min_chunk;              // one-token steps: positions per attention split at least
+                                    // (0 = 32; A/B)
     int q4_rows;                    // rows per warp of the 4-bit matvec (0 = by shape; 1, 2, 4)
     bool no_norm_fuse;              // RMSNorm as its own kernel, not in the matvec prologue
     bool no_prefetch;               // no L2 prefetch of the next product's weights (A/B)

@@ -373,9 +373,8 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
         acc[j] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
-    for (int p = p0 + wi; p < p1; p += ATT_WARPS) {
-        const float *k = p == pc ? rk : Kb + (size_t)p * kvd;
-        const float *v = p == pc ? rv : Vb + (size_t)p * kvd;
+    // one position's online-softmax update (k, v: its key and value rows)
+    auto step = [&](const float *k, const float *v) {
         float d = 0;
 #pragma unroll
         for (int j = 0; j < ATT_EPL; j++) {
@@ -397,7 +396,12 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
             int e = lane + WARP * j;
             if (e < hd) acc[j] += ex * v[e];
         }
-    }
+    };
+    // The own position (pc: the split's last) comes from shared memory after the loop, where
+    // the loop would have taken it, so the cache rows stay plain global loads.
+    const int pe = pc >= 0 ? pc : p1;
+    for (int p = p0 + wi; p < pe; p += ATT_WARPS) step(Kb + (size_t)p * kvd, Vb + (size_t)p * kvd);
+    if (pc >= 0 && (pc - p0) % ATT_WARPS == wi) step(rk, rv);
 #pragma unroll
     for (int j = 0; j < ATT_EPL; j++) {
         int e = lane + WARP * j;
@@ -447,9 +451,11 @@ __global__ void k_attn_merge(const float *part, int T, int H, int hd, int n_spli
     attn_merge_item(part, item, hd, n_split, out, lane);
 }
 
-// Positions per split at least this many (splits past the context stay empty): with the head
-// norm + RoPE inside and a merge per (token, head), fewer fuller splits won at batch 1 (H100,
-// 1.2B shape, contexts 32-232: 4 splits 960.7 / 968.5 tok/s against 9 splits 953.4 / 957.6).
+// One-token steps (cuk_attention_rope): positions per split at least this many (splits past the
+// context stay empty): with the head norm + RoPE inside and a merge per (token, head), fewer
+// fuller splits won at batch 1 (H100, 1.2B shape, contexts 32-232: 4 splits 960.7 / 968.5
+// tok/s against 9 splits 953.4 / 957.6, one call; the floor itself within spread in the next).
+// cuk_attention (prefill, batches) spreads the context over every split.
 static int g_att_min_chunk = ATT_MIN_CHUNK;
 extern "C" void cuk_set_attn_min_chunk(int n) { g_att_min_chunk = n > 0 ? n : ATT_MIN_CHUNK; }
 
@@ -459,7 +465,7 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
     dim3 g(H, T, n_split);
     struct cuk_rope none = {};
     launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
-           n_split, g_att_min_chunk, part, ticket, out, none);
+           n_split, 1, part, ticket, out, none);
     if (!ticket)
         launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }

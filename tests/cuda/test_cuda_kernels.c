@@ -368,16 +368,14 @@ static void t_attention(void) {
         unsigned *ticket = NULL;
         cudaMalloc((void **)&ticket, (size_t)T * H * sizeof(unsigned));
         cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
-        for (int si = 0; si < 12; si++) {   // merge kernel, then merged by the last split block
+        for (int si = 0; si < 6; si++) {   // merge kernel, then merged by the last split block
             cudaMemset(dout, 0xff, (size_t)T * H * hd * 4);
-            cuk_set_attn_min_chunk(si < 6 ? 1 : 0);   // every split busy, then >= 32 positions
             cuk_attention(dq, T, H, KVH, hd, dp, dn, dpos, slot, splits[si % 3], part,
-                          si % 6 < 3 ? NULL : ticket, dout, 0);
+                          si < 3 ? NULL : ticket, dout, 0);
             get(out, dout, (size_t)T * H * hd * 4);
-            expect(si % 6 < 3 ? "attention" : "attention (merged in place)",
+            expect(si < 3 ? "attention" : "attention (merged in place)",
                    rel(out, ref, (size_t)T * H * hd), 1e-5);
         }
-        cuk_set_attn_min_chunk(0);
         unsigned tk[8 * 16];
         get(tk, ticket, (size_t)T * H * sizeof(unsigned));
         int nz = 0;
@@ -993,7 +991,7 @@ static void t_attention_rope(void) {
         unsigned *ticket = NULL;
         cudaMalloc((void **)&ticket, (size_t)T * H * sizeof(unsigned));
         cudaMemset(ticket, 0, (size_t)T * H * sizeof(unsigned));
-        cuk_set_attn_min_chunk(it % 3 ? 1 : 0);   // mostly every split busy
+        cuk_set_attn_min_chunk(it % 2 ? 1 : 0);   // every split busy, or >= 32 positions each
         cuk_qkv_rope_store(dqkv, T, H, KVH, hd, norm ? dqw : NULL, norm ? dkw : NULL, 1e-5f, dpos,
                            dinv, inter, dpa, dnc, slot, dq, 0);
         cuk_attention(dq, T, H, KVH, hd, dpa, dnc, dpos, slot, n_split, part, ticket, oa, 0);
