@@ -2,25 +2,21 @@
 # One-call CUDA check for the GPU machine: builds lfmd's CUDA backend with CMake
 # (-DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a), runs every CUDA kernel test against its CPU
 # twin, runs the golden models on the GPU (logits vs CPU f32 and HF, greedy tokens, chunked,
-# batched, two-stage split, 4-bit models, memory limit, unload/reload; again with the persistent
-# batch-1 kernel), the persistent-kernel test, the engine, `lfmd serve --device cuda:0` over HTTP
-# against a CPU server (chat, route, idle unload), then times a 1.2B-shaped bf16 LFM2
-# (tools/gen_model.py --preset lfm2-1.2b; batch 1 also with the persistent kernel), its MLX q4
-# (group 64) and GGUF Q4_0 copies, and the embedded router. Log: $OUT/cuda_check.log.
+# batched, two-stage split, 4-bit models, memory limit, unload/reload), the engine,
+# `lfmd serve --device cuda:0` over HTTP against a CPU server (chat, route, idle unload), then
+# times a 1.2B-shaped bf16 LFM2 (tools/gen_model.py --preset lfm2-1.2b), its MLX q4 (group 64)
+# and GGUF Q4_0 copies, and the embedded router. Log: $OUT/cuda_check.log.
 #
 #   tools/cuda_check.sh --snapshot   (here) copy HEAD's build inputs into .cudasnap/ (ignored) so
 #                                    the device builds committed code, not others' edits in flight
 #   tools/cuda_check.sh              (device) build + check + time; reads .cudasnap if present
-#   tools/cuda_check.sh --kernels    (device) build and run only the kernel and persistent-kernel
-#                                    tests
+#   tools/cuda_check.sh --kernels    (device) build and run only the kernel tests
 #   tools/cuda_check.sh --ring       (device) kernel + golden tests, then batch-1 tok/s of bf16 and
 #                                    MLX q4 under the RING_AB variants (ring kernel, carveout)
-#   tools/cuda_check.sh --ncu        (device) kernel + golden tests, then batch-1 tok/s of MLX q4 under the
-#                                    NCU_AB variants, per-kernel durations and ncu sections of
-#                                    the 4-bit products (NCU_ENV: settings for the ncu runs)
-#   tools/cuda_check.sh --persist    (device) build, the persistent-kernel test, then batch-1 tok/s
-#                                    of bf16 and MLX q4 with and without the persistent kernel,
-#                                    its variants (LFMD_CUDA_PERSIST_DBG) and per-phase traces
+#   tools/cuda_check.sh --ncu        (device) kernel + golden tests, then batch-1 tok/s of MLX q4
+#                                    under the NCU_AB variants, per-kernel durations and ncu
+#                                    sections of the 4-bit products (NCU_ENV: settings for the
+#                                    ncu runs)
 # Build dependencies missing on the device (pcre2, utf8proc, libmicrohttpd) are unpacked from
 # .cudadeps/*.deb (fetch with: cd .cudadeps && apt-get download libpcre2-dev libpcre2-8-0
 # libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev
@@ -39,12 +35,10 @@ if [ "${1:-}" = "--snapshot" ]; then
 fi
 SWEEP=0
 [ "${1:-}" = "--sweep" ] && SWEEP=1   # build the bench only; time 4-bit / bf16 variants, ncu
-PERSIST=0
-[ "${1:-}" = "--persist" ] && PERSIST=1
 RING=0
 [ "${1:-}" = "--ring" ] && RING=1   # kernel + golden tests, then batch-1 A/B of the ring matvec
 KTEST=0
-[ "${1:-}" = "--kernels" ] && KTEST=1   # only the kernel and persistent-kernel tests (~3 min)
+[ "${1:-}" = "--kernels" ] && KTEST=1   # only the kernel tests (~2 min)
 NCUQ=0
 [ "${1:-}" = "--ncu" ] && NCUQ=1   # kernel tests, then ncu of the 4-bit batch-1 products
 OUT=${OUT:-/tmp/cuda_out}
@@ -79,11 +73,10 @@ command -v ninja >/dev/null && GEN="-G Ninja"
 t0=$(date +%s)
 cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release \
     > $OUT/cmake.log 2>&1 || { tail -30 $OUT/cmake.log; echo "CONFIGURE FAILED"; }
-TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_persist cuda_test_cuda_engine lfmd-cuda-bench lfmd"
+TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench lfmd"
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
-[ $PERSIST = 1 ] && TARGETS="cuda_test_cuda_persist lfmd-cuda-bench"
 [ $RING = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
-[ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_persist"
+[ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels"
 [ $NCUQ = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
@@ -195,8 +188,7 @@ if [ $NCUQ = 1 ]; then
 fi
 if [ $KTEST = 1 ]; then
     run kernels 180 $B/src/cuda_test_cuda_kernels
-    run persist 180 $B/src/cuda_test_cuda_persist
-    for k in kernels persist; do echo "$k rc=${RES[$k]:-not run}"; done
+    echo "kernels rc=${RES[kernels]:-not run}"
     exit 0
 fi
 if [ $RING = 1 ]; then
@@ -229,56 +221,10 @@ if [ $RING = 1 ]; then
     for k in kernels golden; do echo "$k rc=${RES[$k]:-not run}"; done
     exit 0
 fi
-if [ $PERSIST = 1 ]; then
-    # the persistent batch-1 kernel: test, then the same-call A/B (copy ceiling in each bench line)
-    # PK_TRACE_ONLY=1: no test and no variants, only the A/B and the per-phase traces
-    [ "${PK_TRACE_ONLY:-0}" = 1 ] || run persist 180 $B/src/cuda_test_cuda_persist
-    M=/tmp/lfm2-1.2b
-    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
-    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4
-    Q="env LFMD_CUDA_QUICK=1"
-    P1="env LFMD_CUDA_PERSIST=1"
-    run pk_bf16 60 $Q $P1 $B/src/lfmd-cuda-bench $M
-    run pk_bf16_off 60 $Q $B/src/lfmd-cuda-bench $M
-    run pk_mlx4 60 $Q $P1 $B/src/lfmd-cuda-bench $M-mlx4
-    run pk_mlx4_off 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
-    run pk_bf16_again 60 $Q $P1 $B/src/lfmd-cuda-bench $M
-    if [ "${PK_TRACE_ONLY:-0}" = 1 ]; then
-        for t in bf16 mlx4; do
-            MM=$M; [ $t = mlx4 ] && MM=$M-mlx4
-            run pk_${t}_trace 60 $Q $P1 LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $MM
-            # warp stall reasons of one persistent step (ncu replays the kernel)
-            command -v ncu >/dev/null && LFMD_CUDA_QUICK=1 LFMD_CUDA_PERSIST=1 timeout 240 ncu -k regex:k_persist -s 20 -c 1 \
-                --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio',smsp__issue_active.avg.pct_of_peak_sustained_active,smsp__inst_executed.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,gpu__time_duration.sum,sm__warps_active.avg.pct_of_peak_sustained_active,smsp__warp_issue_stalled_no_instruction_per_warp_active.pct \
-                $B/src/lfmd-cuda-bench $MM > $OUT/ncu_pk_$t.txt 2>&1
-            grep -E "stalled|issue_active|inst_executed|dram__|duration|warps_active|==PROF==|rror" $OUT/ncu_pk_$t.txt | \
-                awk '{v=$NF; if (v+0 >= 0.05 || $0 !~ /stalled/) print}' | head -40
-        done
-        exit 0
-    fi
-    # L2 prefetch of each warp's chunks ahead of its ring (LFMD_CUDA_PERSIST_PF=N chunks)
-    for pf in 2 4; do
-        run pk_bf16_pf$pf 60 $Q $P1 LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M
-        run pk_mlx4_pf$pf 60 $Q $P1 LFMD_CUDA_PERSIST_PF=$pf $B/src/lfmd-cuda-bench $M-mlx4
-    done
-    # per-phase times (trace: a sync and a copy per step, so these runs' tok/s are not comparable)
-    run pk_bf16_trace 60 $Q $P1 LFMD_CUDA_PERSIST_TRACE=1 $B/src/lfmd-cuda-bench $M
-    echo "== summary"
-    awk '/^== pk_/ && !/rc=/ {n=$2} /^device:/ {d=$0} /^decode batch 1 \(greedy/ {print n ": " $0} /^greedy 32/ {print n ": " substr($0, 1, 60)}' $LOG | cut -c1-160
-    grep -E "^device:" $LOG | head -1
-    for k in persist pk_bf16 pk_bf16_off pk_mlx4 pk_mlx4_off pk_bf16_again pk_bf16_pf2 pk_mlx4_pf2 \
-        pk_bf16_pf4 pk_mlx4_pf4 pk_bf16_trace; do echo "$k rc=${RES[$k]:-not run}"; done
-    exit 0
-fi
 run kernels 180 $B/src/cuda_test_cuda_kernels
 run golden 300 $B/src/cuda_test_cuda_model
-# the persistent batch-1 kernel (opt-in) vs the per-kernel path and the CPU (bf16 and 4-bit
-# LFM2 models), and the golden models / the engine with it on
-run persist 180 $B/src/cuda_test_cuda_persist
-LFMD_CUDA_PERSIST=1 run golden_persist 300 $B/src/cuda_test_cuda_model
 # the engine on the GPU: greedy steps on the GPU vs logits to the host (same texts), CPU engine
 run engine 120 $B/src/cuda_test_cuda_engine
-LFMD_CUDA_PERSIST=1 run engine_persist 120 $B/src/cuda_test_cuda_engine
 # lfmd serve --device cuda:0 over HTTP: a generated 350M-shaped LFM2 (random weights, the router's
 # tokenizer) and the embedded router (no -m: the 8-bit copy built into lfmd), each against a CPU
 # server on the same model (greedy chat
@@ -448,11 +394,8 @@ run ab_norope 60 $Q LFMD_CUDA_NO_ROPE_FUSE=1 $B/src/lfmd-cuda-bench $M
 run ab_minchunk1 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=1 $B/src/lfmd-cuda-bench $M
 run ab_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M
 run ab_default_again 60 $Q $B/src/lfmd-cuda-bench $M
-# the persistent batch-1 kernel (LFMD_CUDA_PERSIST=1; docs/CUDA.md), bf16 and MLX q4, same call
-run ab_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M
 run ab_default_3 60 $Q $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_persist 60 $Q LFMD_CUDA_PERSIST=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_norope 60 $Q LFMD_CUDA_NO_ROPE_FUSE=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_minchunk1 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=1 $B/src/lfmd-cuda-bench $M-mlx4
@@ -486,8 +429,8 @@ fi
 echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
 grep '^probe:' $LOG
-for k in kernels golden persist golden_persist engine engine_persist serve bench ab_default \
-    ab_norope ab_minchunk1 ab_noring ab_default_again ab_persist ab_default_3 bench_mlx4 \
-    ab_mlx4_persist ab_mlx4_default ab_mlx4_norope ab_mlx4_minchunk1 ab_mlx4_c4k ab_mlx4_noring \
+for k in kernels golden engine serve bench ab_default \
+    ab_norope ab_minchunk1 ab_noring ab_default_again ab_default_3 bench_mlx4 \
+    ab_mlx4_default ab_mlx4_norope ab_mlx4_minchunk1 ab_mlx4_c4k ab_mlx4_noring \
     ab_mlx4_ring_lm ab_mlx4_default_again bench_q4_0 engine_b64 probe \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done

@@ -10,7 +10,6 @@
 #include "base/alloc.h"
 #include "kernels.h"
 #include "kernels/kern_internal.h"
-#include "persist.h"
 #include "model/internal.h"
 
 #include <cublas_v2.h>
@@ -197,8 +196,7 @@ struct cuda_model {
     int n_stages;
     struct stage st[CUDA_MAX_STAGES];
     bool interleaved, qk_norm;
-    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse, persist;
-    bool no_rope_fuse;
+    bool no_graphs, fast_gemm, pdl, no_q4, no_norm_fuse, no_prefetch, no_conv_fuse, no_rope_fuse;
     struct cuda_opts kopt;      // options as given (kernel launch settings: apply_kernel_opts)
     bool has_q4;                // some matrix is kept 4-bit (runners then get a dequant tile)
     int mv_max;
@@ -467,8 +465,6 @@ static int up_cat(struct cuda_model *cm, int si, const struct tensor *const *t, 
         int rc = dalloc(&d, cbytes, cm->st[si].st, err);
         if (rc || (rc = track(cm, si, d, cbytes, err))) return rc;
         out->q = d;
-        // + 16: the persistent kernel's bulk copies widen scale-bias rows to 16-byte boundaries
-        sbytes += 16;
         if ((rc = dalloc(&d, sbytes, cm->st[si].st, err)) || (rc = track(cm, si, d, sbytes, err)))
             return rc;
         out->sb = d;
@@ -694,7 +690,6 @@ int cuda_model_new(const struct model *m, const struct cuda_opts *o, struct cuda
     cm->no_prefetch = o && o->no_prefetch;
     cm->no_conv_fuse = o && o->no_conv_fuse;
     cm->no_rope_fuse = o && o->no_rope_fuse;
-    cm->persist = o && o->persist;
     // Matvec up to 3 tokens: beyond that its activation reads from L1 cost more than one
     // stacked tensor-core product (measured on H200: batch 8 matvec 3.1 ms of products per step
     // against 1.9 ms for the batch-64 GEMMs).
@@ -907,19 +902,6 @@ struct scratch {
 struct cuda_runner {
     struct cuda_model *cm;
     int max_tok;
-    // persistent batch-1 step (persist.h): grid 0 when the model cannot use it
-    int pk_grid, pk_n_ph;
-    struct pk_args pk;          // pointers into the buffers below and the scratch of stage 0
-    struct pk_phase *pk_ph;     // device phase table
-    unsigned *pk_sync;
-    float *pk_part, *pk_cand_v;
-    int *pk_cand_i;
-    size_t pk_bytes;
-    uint64_t pk_steps;          // steps run by the persistent kernel
-    unsigned long long *pk_tr_d, *pk_tr_h;   // trace of the last step: [n_ph][grid][3] ns
-    double *pk_tr_sum;          // [n_ph][9]: span, release, stage, products, chunk wait (ns);
-                                // warp 0 cycles: wait, products, refills, epilogues
-    int pk_tr_steps;
     struct scratch sc[CUDA_MAX_STAGES];
     struct graph_ent graphs[MAX_GRAPHS];
     int n_graphs;
@@ -999,16 +981,7 @@ void cuda_runner_free(struct cuda_runner *r) {
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
         if (sc->meta_h) cudaFreeHost(sc->meta_h);
-        if (i == 0) {
-            void *pk[] = {r->pk_ph,     r->pk_sync,  r->pk_part,
-                          r->pk_cand_v, r->pk_cand_i, r->pk_tr_d};
-            for (size_t k = 0; k < sizeof pk / sizeof pk[0]; k++)
-                if (pk[k]) cudaFreeAsync(pk[k], st->st);
-            g_used -= r->pk_bytes;
-        }
     }
-    lfmd_free(r->pk_tr_h);
-    lfmd_free(r->pk_tr_sum);
     lfmd_free(r->tok_seq);
     lfmd_free(r->tok);
     lfmd_free(r->pos);
@@ -1017,186 +990,6 @@ void cuda_runner_free(struct cuda_runner *r) {
 }
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
-
-// ---- persistent batch-1 step (persist.h) ----
-
-// A product phase over matrix W: y (mode) = W input, input = x normalized by nw (NULL: raw).
-static void pk_mv(struct pk_phase *p, const struct cw *W, int in, const float *x, const float *nw,
-                  float *y, int mode) {
-    memset(p, 0, sizeof *p);
-    p->kind = PK_MV;
-    p->mode = mode;
-    p->in = in;
-    p->N = (int)W->rows;
-    p->K = (int)W->cols;
-    p->q4 = W->q4;
-    p->w = W->q4 ? (const void *)W->q : (const void *)W->d;
-    p->sb = W->sb;
-    p->sbk = W->sbk;
-    p->gs = W->gs;
-    p->x = x;
-    p->nw = nw;
-    p->y = y;
-}
-
-// Builds the runner's phase table when the model can take the persistent kernel (LFM2, one
-// stage, shapes within persist.h's limits, 4-bit products on integer activations); otherwise
-// leaves r->pk_grid 0 (steps take the per-kernel path). 0 or LFMD_E* (allocation).
-static int pk_build(struct cuda_model *cm, struct cuda_runner *r, struct lfmd_err_ctx *err) {
-    const struct model_config *c = &cm->c;
-    struct stage *st = &cm->st[0];
-    struct scratch *sc = &r->sc[0];
-    int hd = c->head_dim, H = c->n_head, KVH = c->n_kv_head;
-    if (c->arch != MODEL_ARCH_LFM2 || cm->n_stages != 1 || !cm->persist || !st->lm_head.rows)
-        return 0;
-    if ((hd != 16 && hd != 32 && hd != 64) || KVH < 1 || H % KVH || H > PK_SYNC_WORDS - 2 ||
-        3 * hd > PK_XS_BYTES / 4 / PK_WARPS ||
-        c->n_embd % 8 || c->conv_L < 2)
-        return 0;
-    int n_ph = 1;
-    for (int l = 0; l < c->n_layer; l++) n_ph += c->is_attn[l] ? 5 : 4;
-    struct pk_phase *ph = lfmd_calloc((size_t)n_ph, sizeof *ph, LFMD_MEM_SCRATCH);
-    if (!ph) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
-    int k = 0;
-    for (int l = 0; l < c->n_layer; l++) {
-        const struct clayer *L = &st->layers[l];
-        int in = l == 0 ? PK_IN_EMB : PK_IN_X;
-        if (L->attn) {
-            pk_mv(&ph[k++], &L->qkv, in, sc->x, L->n1, sc->a, CUK_MV_STORE);
-            ph[k++] = (struct pk_phase){.kind = PK_ATTN, .x = sc->a, .y = sc->c, .slot = L->slot,
-                                        .qn = L->qn, .kn = L->kn};
-            pk_mv(&ph[k++], &L->o, PK_IN_X, sc->c, NULL, sc->x, CUK_MV_ACC);
-        } else {
-            pk_mv(&ph[k], &L->in_proj, in, sc->x, L->n1, sc->c, CUK_MV_CONV);
-            ph[k].convw = L->convw;
-            ph[k++].slot = L->slot;
-            pk_mv(&ph[k++], &L->conv_out, PK_IN_X, sc->c, NULL, sc->x, CUK_MV_ACC);
-        }
-        pk_mv(&ph[k++], &L->w13, PK_IN_X, sc->x, L->n2, sc->b, CUK_MV_SWIGLU);
-        pk_mv(&ph[k++], &L->w2, PK_IN_X, sc->b, NULL, sc->x, CUK_MV_ACC);
-    }
-    pk_mv(&ph[k], &st->lm_head, PK_IN_X, sc->x, st->final_norm, sc->logits, CUK_MV_STORE);
-    ph[k++].lm = 1;
-    bool ok = true;
-    for (int i = 0; i < n_ph && ok; i++) {
-        if (ph[i].kind != PK_MV) continue;
-        // the persistent kernel's 4-bit products use integer activations (k_mvq8's scheme)
-        if ((ph[i].q4 && cm->kopt.no_q8) || cuk_persist_geom(&ph[i])) ok = false;
-    }
-    int grid = ok ? cuk_persist_grid() : 0;
-    int rc = 0;
-    if (grid > 0) {
-        size_t nb[5] = {(size_t)n_ph * sizeof *ph, PK_SYNC_WORDS * sizeof(unsigned),
-                        (size_t)H * PK_MAXCH * (size_t)(hd + 2) * sizeof(float),
-                        (size_t)grid * sizeof(float), (size_t)grid * sizeof(int)};
-        void **dst[5] = {(void **)&r->pk_ph, (void **)&r->pk_sync, (void **)&r->pk_part,
-                         (void **)&r->pk_cand_v, (void **)&r->pk_cand_i};
-        for (int i = 0; i < 5 && !rc; i++) {
-            rc = dalloc(dst[i], nb[i], st->st, err);
-            if (!rc) r->pk_bytes += nb[i];
-        }
-        cudaError_t e = cudaSuccess;
-        if (!rc) e = cudaMemcpy(r->pk_ph, ph, nb[0], cudaMemcpyHostToDevice);
-        if (!rc && e == cudaSuccess) e = cudaMemset(r->pk_sync, 0, nb[1]);
-        if (!rc && e != cudaSuccess) rc = cu_err(err, e, "persistent kernel tables");
-    }
-    lfmd_free(ph);
-    if (rc || grid <= 0) return rc;
-    if (cm->kopt.persist_trace) {
-        size_t nt = (size_t)n_ph * grid * 8;
-        r->pk_tr_h = lfmd_calloc(nt, sizeof *r->pk_tr_h, LFMD_MEM_SCRATCH);
-        r->pk_tr_sum = lfmd_calloc((size_t)n_ph * 9, sizeof *r->pk_tr_sum, LFMD_MEM_SCRATCH);
-        if (!r->pk_tr_h || !r->pk_tr_sum) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
-        if ((rc = dalloc((void **)&r->pk_tr_d, nt * sizeof *r->pk_tr_d, st->st, err))) return rc;
-        r->pk_bytes += nt * sizeof *r->pk_tr_d;
-    }
-    const struct cw *E = &st->embed;
-    r->pk = (struct pk_args){
-        .ph = r->pk_ph, .n_ph = n_ph, .tok = sc->meta.tok, .pos = sc->meta.pos,
-        .nctx = sc->meta.nctx, .kv = sc->meta.kv, .conv = sc->meta.conv,
-        .emb_w = E->q4 ? (const void *)E->q : (const void *)E->d, .emb_sb = E->sb,
-        .emb_q4 = E->q4, .emb_sbk = E->sbk, .emb_gs = E->gs, .x = sc->x, .D = c->n_embd,
-        .H = H, .KVH = KVH, .hd = hd, .conv_L = c->conv_L, .eps = c->norm_eps,
-        .inv_freq = st->inv_freq, .part = r->pk_part, .sync = r->pk_sync,
-        .cand_v = r->pk_cand_v, .cand_i = r->pk_cand_i, .amax = sc->amax,
-        .dbg = cm->kopt.persist_dbg, .pf = cm->kopt.persist_pf, .trace = r->pk_tr_d};
-    r->pk_n_ph = n_ph;
-    r->pk_grid = grid;
-    return 0;
-}
-
-uint64_t cuda_runner_persist_steps(const struct cuda_runner *r) { return r->pk_steps; }
-
-// Adds the last persistent step's trace to the sums (after the step's stream sync).
-static void pk_trace_collect(struct cuda_runner *r, int n_ph) {
-    int G = r->pk_grid;
-    size_t nt = (size_t)r->pk_n_ph * G * 8;
-    if (cudaMemcpy(r->pk_tr_h, r->pk_tr_d, nt * sizeof *r->pk_tr_h, cudaMemcpyDeviceToHost) !=
-        cudaSuccess)
-        return;
-    const unsigned long long *t = r->pk_tr_h;
-    double prev = 1e300;
-    for (int b = 0; b < G; b++) prev = fmin(prev, (double)t[b * 8]);   // kernel start
-    for (int p = 0; p < n_ph; p++) {
-        const unsigned long long *q = t + (size_t)p * G * 8;
-        double arr = 0, rel = 0, stg = 0, work = 0, wait = 0, cy[4] = {0};
-        for (int b = 0; b < G; b++) {
-            arr = fmax(arr, (double)q[b * 8 + 2]);
-            rel += p ? (double)q[b * 8] - prev : 0;
-            stg += (double)q[b * 8 + 1] - (double)q[b * 8];
-            work += (double)q[b * 8 + 2] - (double)q[b * 8 + 1];
-            wait += (double)q[b * 8 + 3];
-            for (int i = 0; i < 4; i++) cy[i] += (double)q[b * 8 + 4 + i];
-        }
-        double *sm = r->pk_tr_sum + (size_t)p * 9;
-        for (int i = 0; i < 4; i++) sm[5 + i] += cy[i] / G;
-        sm[0] += arr - prev;
-        sm[1] += rel / G;
-        sm[2] += stg / G;
-        sm[3] += work / G;
-        sm[4] += wait / G;
-        prev = arr;
-    }
-    r->pk_tr_steps++;
-}
-
-void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f) {
-    if (!r->pk_tr_sum || !r->pk_tr_steps) return;
-    const struct cuda_model *cm = r->cm;
-    const struct stage *st = &cm->st[0];
-    double n = r->pk_tr_steps, tot[9] = {0};
-    int khz = 0;
-    cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, cm->st[0].dev);
-    double cyu = khz > 0 ? khz / 1e3 : 1755.0;   // cycles per us (the device's rated clock)
-    fprintf(f, "persistent step trace over %d steps (us; span: from the last block done with the "
-               "previous phase to the last done with this one; the others are means over blocks; "
-               "wait: the block's longest chunk wait of a warp; w0 columns: warp 0's time in "
-               "chunk waits, products, refills, epilogues, from clock64 at %.0f MHz)\n",
-            r->pk_tr_steps, cyu);
-    fprintf(f, "  %-5s %-16s %7s %7s %7s %7s %7s %7s %7s %7s %7s\n", "phase", "what", "span",
-            "release", "stage", "work", "wait", "w0wait", "w0mv", "w0refil", "w0epi");
-    for (int p = 0; p < r->pk_n_ph; p++) {
-        char what[32];
-        int l = 0, k = p;   // layer of phase p and the phase's index in it
-        while (l < cm->c.n_layer && k >= (st->layers[l].attn ? 5 : 4))
-            k -= st->layers[l++].attn ? 5 : 4;
-        static const char *an[5] = {"qkv", "attention", "o", "gate|up", "down"};
-        static const char *cn[4] = {"in_proj+conv", "conv_out", "gate|up", "down"};
-        if (l < cm->c.n_layer)
-            snprintf(what, sizeof what, "L%-2d %s", l, st->layers[l].attn ? an[k] : cn[k]);
-        else
-            snprintf(what, sizeof what, "lm_head");
-        const double *sm = r->pk_tr_sum + (size_t)p * 9;
-        double v[9];
-        for (int i = 0; i < 9; i++) v[i] = sm[i] / n / (i < 5 ? 1e3 : cyu);
-        fprintf(f, "  %-5d %-16s %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n", p, what,
-                v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]);
-        for (int i = 0; i < 9; i++) tot[i] += v[i];
-    }
-    fprintf(f, "  total: span %.1f us, release %.1f, stage %.1f, work %.1f, wait %.1f; warp 0: "
-               "wait %.1f, products %.1f, refills %.1f, epilogues %.1f\n",
-            tot[0], tot[1], tot[2], tot[3], tot[4], tot[5], tot[6], tot[7], tot[8]);
-}
 
 int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **out,
                     struct lfmd_err_ctx *err) {
@@ -1277,7 +1070,6 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
         cudaStreamSynchronize(cm->st[i].st);
     }
     cudaSetDevice(cm->st[0].dev);
-    if ((rc = pk_build(cm, r, err))) goto fail;
     cudaStreamSynchronize(cm->st[0].st);
     *out = r;
     return 0;
@@ -1525,8 +1317,7 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
         memcpy(pos, r->pos, (size_t)T * sizeof *pos);
         memcpy(rows, r->rows, (size_t)nl * sizeof *rows);
     }
-    const bool persist = T == 1 && nl <= 1 && r->pk_grid && !r->prof;
-    const bool use_graph = !persist && cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64;
+    const bool use_graph = cm->n_stages == 1 && !cm->no_graphs && !r->prof && T <= 64;
     struct scratch *lsc = &r->sc[cm->n_stages - 1];
     int32_t *next_h = (int32_t *)((char *)lsc->meta_h + lsc->meta_bytes);
     if (!use_graph) {
@@ -1538,19 +1329,7 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
                "metadata");
         }
     }
-    if (persist) {
-        // one token of one sequence: the whole step in one persistent launch (persist.h)
-        struct pk_args a = r->pk;
-        a.n_ph = nl ? r->pk_n_ph : r->pk_n_ph - 1;   // the lm_head only when logits are wanted
-        a.greedy = greedy && nl;
-        CK(cudaSetDevice(cm->st[0].dev), "set device");
-        CK((cudaError_t)cuk_persist_launch(&a, r->pk_grid, cm->st[0].st), "persistent step");
-        r->pk_steps++;
-        if (r->pk_tr_d) {
-            CK(cudaStreamSynchronize(cm->st[0].st), "persistent step");
-            pk_trace_collect(r, a.n_ph);
-        }
-    } else if (use_graph) {
+    if (use_graph) {
         // The metadata upload, the step and (greedy) the token ids' copy into pinned memory
         // are one graph: one host call per step instead of three.
         struct stage *st = &cm->st[0];

@@ -23,8 +23,7 @@ target_compile_options(lfmd_cuda PRIVATE "$<$<COMPILE_LANGUAGE:C>:${lfmd_cuda_cf
 # instantiations took 98 s on one thread, 65 s on two (Debian 12 dev machine); the GPU check's
 # build is mostly this file. The PTX of every kernel on a default path is identical with 1 or 16
 # partitions (kernels.cu: up to the order of declarations); what differs in scheduling is opt-in:
-# 13 of matvec.cu's 142 kernels (the bf16 ring, bf16 5-7-token norm variants) and the
-# persistent kernel.
+# 13 of matvec.cu's 142 kernels (the bf16 ring, bf16 5-7-token norm variants).
 if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 11.8)
   target_compile_options(lfmd_cuda PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:--split-compile=0>")
 endif()

@@ -53,13 +53,6 @@ struct cuda_opts {
                                     // CUK_RING_MAX_ROWS; A/B)
     int carveout;                   // shared-memory carveout % of every kernel (0: default 100,
                                     // -1: the driver's choice; A/B)
-    bool persist;                   // batch-1 LFM2 steps through the persistent kernel
-                                    // (persist.h; off by default: slower for bf16 on H100, see
-                                    // docs/CUDA.md; LFMD_CUDA_PERSIST=1 in lfmd)
-    int persist_dbg;                // persistent kernel variants for A/B timing (PK_DBG_*)
-    int persist_pf;                 // persistent kernel: chunks per warp asked into L2 ahead of
-                                    // its ring (0: none, the default)
-    bool persist_trace;             // runners record per-phase times of persistent steps
 };
 
 struct cuda_model;
@@ -134,11 +127,5 @@ void cuda_runner_profile(struct cuda_runner *r, bool on);
 void cuda_runner_profile_print(struct cuda_runner *r, FILE *f);
 // Waits for all device work of the runner (timing).
 void cuda_runner_sync(struct cuda_runner *r);
-// Steps this runner ran through the persistent decode kernel (one token of one sequence, LFM2,
-// one stage: persist.h); 0 when the model cannot use it or cuda_opts.persist is off.
-uint64_t cuda_runner_persist_steps(const struct cuda_runner *r);
-// With cuda_opts.persist_trace: per phase of the persistent step, the mean over the traced steps
-// of its critical-path span, barrier release, input staging and product time (us).
-void cuda_runner_persist_trace_print(const struct cuda_runner *r, FILE *f);
 
 #endif

@@ -1,4 +1,4 @@
-// Device helpers shared by the CUDA kernel files (kernels.cu, matvec.cu, persist.cu): warp sums,
+// Device helpers shared by the CUDA kernel files (kernels.cu, matvec.cu): warp sums,
 // bf16 widening, programmatic dependent launch (PDL) and the launch wrapper that applies it, the
 // 4-bit weight word helpers.
 // Invariant: included by .cu files only; the launch settings live in kernels.cu.
@@ -97,7 +97,7 @@ static __device__ __forceinline__ float dot_bf16x8(uint4 w, const float (&x)[8])
            __uint_as_float(w.w << 16) * x[6] + __uint_as_float(w.w & 0xffff0000u) * x[7];
 }
 
-// ---- 4-bit weights (struct cuk_q4, kernels.h): shared by matvec.cu and persist.cu ----
+// ---- 4-bit weights (struct cuk_q4, kernels.h): matvec.cu and kernels.cu ----
 // The 8 4-bit codes of word w (element k in bits 4k..4k+3) as floats: each code is placed in
 // the low byte of 2^23 (0x4B000000) and 2^23 subtracted (exact).
 static __device__ __forceinline__ void q4_word(uint32_t w, float (&q)[8]) {
@@ -127,12 +127,6 @@ static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g
     return sb_unpack(__ldg(reinterpret_cast<const uint32_t *>(sb) + g), sbk);
 }
 
-// The same from pairs staged in shared memory (generic loads).
-static __device__ __forceinline__ float2 sb_at(const void *sb, int sbk, int g) {
-    if (sbk == CUK_SB_F32) return reinterpret_cast<const float2 *>(sb)[g];
-    return sb_unpack(reinterpret_cast<const uint32_t *>(sb)[g], sbk);
-}
-
 // Scale or bias alone of group g, staged in shared memory, the kind known at compile time (the
 // ring kernel's inner loop: a runtime kind made every word a chain of branches).
 template <int SBK>
@@ -156,7 +150,7 @@ static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
 }
 
 // ---- integer activations of 4-bit products (kernels.h, cuk_matvec_q8_used; the host twin is
-// q16_words_ref in tests/cuda/test_cuda_kernels.c): k_mvq8, k_mvr and the persistent kernel ----
+// q16_words_ref in tests/cuda/test_cuda_kernels.c): k_mvq8 and k_mvr ----
 // The two int8 levels of one 8-element word x: codes = q1 of elements 0, 2, 4, 6 and 1, 3, 5, 7
 // (the byte order of a weight word's low and high nibbles), then q2 likewise; f = (dd,
 // dd * sum(254 q1 + q2)), with x' = dd (254 q1 + q2) within dd / 2 of x.
@@ -203,14 +197,9 @@ static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
     return (b << 7) + 4 * (r & 31) + (r >> 5);
 }
 
-// ---- bulk copies into shared memory completing on an mbarrier (matvec.cu's ring kernel,
-// persist.cu) ----
+// ---- bulk copies into shared memory completing on an mbarrier (matvec.cu's ring kernel) ----
 static __device__ __forceinline__ uint32_t smem_u32(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
-}
-
-static __device__ __forceinline__ unsigned ru16(unsigned n) {
-    return (n + 15u) & ~15u;
 }
 
 static __device__ __forceinline__ void mbar_init(uint64_t *b, unsigned n) {

@@ -43,8 +43,6 @@ static int cu_open(const char *path, int n_threads, void **out, struct engine_mo
     struct cuda_opts o = {0};
     int rc = cuda_parse_devices(g_device, g_split, &o, err);
     if (rc) return rc;
-    // opt-in (docs/CUDA.md): batch-1 LFM2 steps through the persistent decode kernel
-    o.persist = getenv("LFMD_CUDA_PERSIST") != NULL;
     struct cuda_handle *ch = lfmd_calloc(1, sizeof *ch, LFMD_MEM_OTHER);
     if (!ch) return lfmd_err_set(err, LFMD_ENOMEM, "out of memory");
     rc = engine_model_real.open(path, n_threads, &ch->real, info, err);

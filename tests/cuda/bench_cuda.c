@@ -88,11 +88,6 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
     *tok_s = batch / ts[steps / 2];
-    if (batch == 1) {
-        printf("  (%llu of %d steps through the persistent kernel)\n",
-               (unsigned long long)cuda_runner_persist_steps(r), steps);
-        cuda_runner_persist_trace_print(r, stdout);
-    }
     if (getenv("LFMD_CUDA_PROFILE") && !greedy) {   // device time per kernel group (no graphs)
         cuda_runner_profile(r, true);
         for (int k = 0; k < 5; k++)
@@ -232,10 +227,6 @@ int main(int argc, char **argv) {
     o.ring_bytes = getenv("LFMD_CUDA_RING_BYTES") ? atoi(getenv("LFMD_CUDA_RING_BYTES")) : 0;
     o.ring_max_rows = getenv("LFMD_CUDA_RING_MAX_ROWS") ? atoi(getenv("LFMD_CUDA_RING_MAX_ROWS")) : 0;
     o.carveout = getenv("LFMD_CUDA_CARVEOUT") ? atoi(getenv("LFMD_CUDA_CARVEOUT")) : 0;
-    o.persist = getenv("LFMD_CUDA_PERSIST") != NULL;  // batch 1 through the persistent kernel
-    o.persist_dbg = getenv("LFMD_CUDA_PERSIST_DBG") ? atoi(getenv("LFMD_CUDA_PERSIST_DBG")) : 0;
-    o.persist_trace = getenv("LFMD_CUDA_PERSIST_TRACE") != NULL;   // per-phase times (slower)
-    o.persist_pf = getenv("LFMD_CUDA_PERSIST_PF") ? atoi(getenv("LFMD_CUDA_PERSIST_PF")) : 0;
     bool quick = getenv("LFMD_CUDA_QUICK") != NULL;   // decode batch 1 only (A/B sweeps)
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
     if (devs && cuda_parse_devices(devs, getenv("LFMD_CUDA_SPLIT"), &o, &err))

@@ -69,12 +69,10 @@ static void check_model(const char *dir, struct model *m) {
     const struct model_config *c = model_get_config(m);
     int V = c->n_vocab;
     struct cuda_model *cm = NULL, *cm2 = NULL;
-    // LFMD_CUDA_FAST_GEMM / LFMD_CUDA_NO_PDL / LFMD_CUDA_MV_MAX / LFMD_CUDA_PERSIST: check those
-    // paths
+    // LFMD_CUDA_FAST_GEMM / LFMD_CUDA_NO_PDL / LFMD_CUDA_MV_MAX: check those paths
     // (tools/cuda_check.sh)
     struct cuda_opts o = {.fast_gemm = getenv("LFMD_CUDA_FAST_GEMM") != NULL,
                           .no_pdl = getenv("LFMD_CUDA_NO_PDL") != NULL,
-                          .persist = getenv("LFMD_CUDA_PERSIST") != NULL,
                           .mv_max_tok =
                               getenv("LFMD_CUDA_MV_MAX") ? atoi(getenv("LFMD_CUDA_MV_MAX")) : 0};
     CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
@@ -231,8 +229,7 @@ static void check_q4(const char *dir, enum quant_format fmt, int gs, enum lfmd_d
     int V = c->n_vocab;
     struct cuda_model *cm = NULL, *cmb = NULL;
     for (int q8 = 0; q8 < 2; q8++) {
-        struct cuda_opts o = {.no_q8 = !q8, .persist = getenv("LFMD_CUDA_PERSIST") != NULL},
-                         ob = {.no_q4 = true};
+        struct cuda_opts o = {.no_q8 = !q8}, ob = {.no_q4 = true};
         fprintf(stderr, "  %s activations\n", q8 ? "integer" : "f32");
         CHECK(cuda_model_new(m, &o, &cm, &err) == 0);
         CHECK(cuda_model_new(m, &ob, &cmb, &err) == 0);
