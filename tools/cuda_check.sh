@@ -90,6 +90,14 @@ run() { # name, timeout, command... (stdout unbuffered: a killed run keeps its o
     RES[$name]=$rc
     echo "== $name rc=$rc"
 }
+# The 1.2B-shaped bf16 LFM2 ($1) and its MLX q4 ($1-mlx4) and GGUF Q4_0 ($1-q4_0.gguf) copies.
+gen_models() {
+    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $1 --jobs 8 > $OUT/gen.log 2>&1 ||
+        tail -5 $OUT/gen.log
+    $B/src/lfmd-cuda-bench --quantize mlx4 $1 $1-mlx4 & local p1=$!
+    $B/src/lfmd-cuda-bench --quantize q4_0 $1 $1-q4_0.gguf & local p2=$!
+    wait $p1 $p2
+}
 # Device time per kernel at batch 1 (ncu, graphs off, kernels serialized: their own duration
 # without launch gaps), two decode steps after the greedy check's warm-up.
 ncu_step() {  # name model
@@ -139,10 +147,7 @@ if [ $NCUQ = 1 ]; then
     run kernels 180 $B/src/cuda_test_cuda_kernels
     run golden 300 $B/src/cuda_test_cuda_model
     M=/tmp/lfm2-1.2b
-    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
-    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 & p1=$!
-    $B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf & p2=$!
-    wait $p1 $p2
+    gen_models $M
     Q="env LFMD_CUDA_QUICK=1"
     run ab_bf16 60 $Q $B/src/lfmd-cuda-bench $M
     # NCU_FULL=1: the whole bf16 bench (prefill, batches 1 / 8 / 64, the router)
@@ -195,10 +200,7 @@ if [ $RING = 1 ]; then
     run kernels 180 $B/src/cuda_test_cuda_kernels
     run golden 300 $B/src/cuda_test_cuda_model
     M=/tmp/lfm2-1.2b
-    python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $M --jobs 8 > $OUT/gen.log 2>&1
-    $B/src/lfmd-cuda-bench --quantize mlx4 $M $M-mlx4 & p1=$!
-    $B/src/lfmd-cuda-bench --quantize q4_0 $M $M-q4_0.gguf & p2=$!
-    wait $p1 $p2
+    gen_models $M
     Q="env LFMD_CUDA_QUICK=1"
     # RING_AB: "name:ENV=V,ENV=V ..." variants, each on bf16 and MLX q4, in two rounds
     for rep in 1 2; do

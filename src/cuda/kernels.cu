@@ -100,19 +100,15 @@ extern "C" void cuk_add_bias(float *y, const float *bias, int T, int n, cuk_stre
 }
 
 // ---- per-head RMSNorm + RoPE: one warp per (token, head), head staged in shared memory ----
-__global__ void k_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
-                            const int32_t *pos, const float *inv_freq, int interleaved) {
-    PDL_ENTER();
-    __shared__ float sh[8][CUK_MAX_HEAD_DIM];
-    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
-    int item = blockIdx.x * 8 + wi;
-    if (item >= T * n_heads) return;
-    int t = item / n_heads;
-    float *v = x + (size_t)item * hd;   // rows of [T, n_heads*hd] are contiguous per head
-    float *s = sh[wi];
+// Head norm (weight w, optional) and RoPE at position p of one head row src[hd] into s[hd]
+// (shared memory), by one warp; ends with __syncwarp. Pairs (a, b): (2i, 2i + 1) when
+// interleaved, else (i, i + hd / 2). k_norm_rope, k_qkv_rope_store and the fused attention.
+static __device__ __forceinline__ void head_rope(const float *src, const float *w, float eps,
+                                                 float p, const float *inv_freq, int interleaved,
+                                                 int hd, float *s, int lane) {
     float ss = 0;
     for (int i = lane; i < hd; i += WARP) {
-        float e = v[i];
+        float e = src[i];
         s[i] = e;
         ss += e * e;
     }
@@ -123,15 +119,29 @@ __global__ void k_norm_rope(float *x, int T, int n_heads, int hd, const float *w
     }
     __syncwarp();
     int half = hd / 2;
-    float p = (float)pos[t];
     for (int i = lane; i < half; i += WARP) {
         float ang = p * inv_freq[i];
         float cs = cosf(ang), sn = sinf(ang);
         int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
         float x1 = s[a], x2 = s[b];
-        v[a] = x1 * cs - x2 * sn;
-        v[b] = x2 * cs + x1 * sn;
+        s[a] = x1 * cs - x2 * sn;
+        s[b] = x2 * cs + x1 * sn;
     }
+    __syncwarp();
+}
+
+__global__ void k_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
+                            const int32_t *pos, const float *inv_freq, int interleaved) {
+    PDL_ENTER();
+    __shared__ float sh[8][CUK_MAX_HEAD_DIM];
+    int wi = threadIdx.x / WARP, lane = threadIdx.x % WARP;
+    int item = blockIdx.x * 8 + wi;
+    if (item >= T * n_heads) return;
+    int t = item / n_heads;
+    float *v = x + (size_t)item * hd;   // rows of [T, n_heads*hd] are contiguous per head
+    float *s = sh[wi];
+    head_rope(v, w, eps, (float)pos[t], inv_freq, interleaved, hd, s, lane);
+    for (int i = lane; i < hd; i += WARP) v[i] = s[i];
 }
 
 extern "C" void cuk_norm_rope(float *x, int T, int n_heads, int hd, const float *w, float eps,
@@ -258,36 +268,6 @@ __global__ void k_kv_store(const float *k, const float *v, int kvd, float *const
 extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, float *const *kv,
                              const int32_t *nctx, const int32_t *pos, int slot, cuk_stream s) {
     launch(k_kv_store, dim3(T), dim3(256), 0, s, k, v, kvd, kv, nctx, pos, slot);
-}
-
-// Head norm (weight w, optional) and RoPE at position p of one head row src[hd] into s[hd]
-// (shared memory), by one warp; ends with __syncwarp. Pairs (a, b): (2i, 2i + 1) when
-// interleaved, else (i, i + hd / 2). k_qkv_rope_store and the fused attention.
-static __device__ __forceinline__ void head_rope(const float *src, const float *w, float eps,
-                                                 float p, const float *inv_freq, int interleaved,
-                                                 int hd, float *s, int lane) {
-    float ss = 0;
-    for (int i = lane; i < hd; i += WARP) {
-        float e = src[i];
-        s[i] = e;
-        ss += e * e;
-    }
-    if (w) {
-        ss = warp_sum(ss);
-        float inv = 1.0f / sqrtf(ss / hd + eps);
-        for (int i = lane; i < hd; i += WARP) s[i] = w[i] * (s[i] * inv);
-    }
-    __syncwarp();
-    int half = hd / 2;
-    for (int i = lane; i < half; i += WARP) {
-        float ang = p * inv_freq[i];
-        float cs = cosf(ang), sn = sinf(ang);
-        int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
-        float x1 = s[a], x2 = s[b];
-        s[a] = x1 * cs - x2 * sn;
-        s[b] = x2 * cs + x1 * sn;
-    }
-    __syncwarp();
 }
 
 // ---- attention: grid (head, token, split); 4 warps, each an online softmax over its positions;
