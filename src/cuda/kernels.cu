@@ -481,24 +481,11 @@ extern "C" int cuk_attn_splits(int T, int H, int n_sm) {
 template <int NT, bool SM>
 static __device__ __forceinline__ void mv_dot(uint4 wv, const float *__restrict__ X, int K, int c,
                                               float *acc) {
-    float wf[8];
-    wf[0] = __uint_as_float(wv.x << 16); wf[1] = __uint_as_float(wv.x & 0xffff0000u);
-    wf[2] = __uint_as_float(wv.y << 16); wf[3] = __uint_as_float(wv.y & 0xffff0000u);
-    wf[4] = __uint_as_float(wv.z << 16); wf[5] = __uint_as_float(wv.z & 0xffff0000u);
-    wf[6] = __uint_as_float(wv.w << 16); wf[7] = __uint_as_float(wv.w & 0xffff0000u);
 #pragma unroll
     for (int t = 0; t < NT; t++) {
-        const float4 *x = reinterpret_cast<const float4 *>(X + (size_t)t * K) + 2 * c;
-        float4 a, b;
-        if (SM) {
-            a = x[0];
-            b = x[1];
-        } else {
-            a = __ldg(x);
-            b = __ldg(x + 1);
-        }
-        acc[t] += wf[0] * a.x + wf[1] * a.y + wf[2] * a.z + wf[3] * a.w +
-                  wf[4] * b.x + wf[5] * b.y + wf[6] * b.z + wf[7] * b.w;
+        float x[8];
+        ld_x8<SM>(X, (size_t)t * K + 8 * (size_t)c, x);
+        acc[t] += dot_bf16x8(wv, x);
     }
 }
 
