@@ -318,26 +318,9 @@ static void put_sb(void *sb, int sbk, int64_t g, float s, float b, uint16_t s16,
     }
 }
 
-static void pack_row_natural(const struct tensor *t, int64_t r, int sbk, uint32_t *codes, void *sb);
-
-// Device word order: in each full block of 128 words, word 128 b + 32 k + j is stored at
-// 128 b + 4 j + k, so that the 16 bytes a lane loads hold words j, j + 32, j + 64, j + 96 and
-// the lanes of a warp read consecutive activations for each of them; a partial last block
-// keeps the natural order.
+// Device order: the row's K / 8 code words in element order (word w: elements 8 w .. 8 w + 7,
+// element e in bits 4 (e % 8); the MLX layout), then its K / gs scale-bias pairs.
 void cuda_q4_pack_row(const struct tensor *t, int64_t r, int sbk, uint32_t *codes, void *sb) {
-    int64_t nw = tensor_cols(t) / 8, nfull = nw / 128;
-    uint32_t tmp[128];
-    pack_row_natural(t, r, sbk, codes, sb);
-    for (int64_t b = 0; b < nfull; b++) {
-        uint32_t *blk = codes + b * 128;
-        memcpy(tmp, blk, sizeof tmp);
-        for (int k = 0; k < 4; k++)
-            for (int j = 0; j < 32; j++) blk[4 * j + k] = tmp[32 * k + j];
-    }
-}
-
-static void pack_row_natural(const struct tensor *t, int64_t r, int sbk, uint32_t *codes,
-                             void *sb) {
     int64_t K = tensor_cols(t);
     if (t->dtype == LFMD_DTYPE_MLX_Q4) {
         int64_t ng = K / t->group_size;

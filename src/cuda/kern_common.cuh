@@ -150,18 +150,25 @@ static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
 }
 
 // ---- integer activations of 4-bit products (kernels.h, cuk_matvec_q8_used; the host twin is
-// q16_words_ref in tests/cuda/test_cuda_kernels.c): k_mvq8 and k_mvr ----
-// The two int8 levels of one 8-element word x: codes = q1 of elements 0, 2, 4, 6 and 1, 3, 5, 7
-// (the byte order of a weight word's low and high nibbles), then q2 likewise; f = (dd,
-// dd * sum(254 q1 + q2)), with x' = dd (254 q1 + q2) within dd / 2 of x.
-static __device__ __forceinline__ void q8_levels(const float (&x)[8], uint4 &codes, float2 &f) {
-    float amax = 0;
-#pragma unroll
-    for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[j]));
+// q16_units_ref in tests/cuda/test_cuda_kernels.c): k_mvq8 and k_mvr ----
+// Activations are quantized per 32-element unit (4 words: one 16-byte unit of 4-bit codes, which
+// always lies inside one scale group): dd = amax / 32258 over the unit, q1 = rint(127 x / amax),
+// q2 = rint((x - 254 dd q1) / dd), so x' = dd (254 q1 + q2) is within dd / 2 of x. A weight
+// unit's integer dot against it then needs one scale, one dd and one int-to-float conversion for
+// its 32 elements (per 8-element word before the eighth round).
+// Shared-memory layout for N units (one token): the codes of word w at xq[(w & 3) N + (w >> 2)]
+// (lanes reading consecutive units read consecutive 16-byte slots); per unit
+// xf[u] = (dd, dd * sum(254 q1 + q2)).
+// Levels of one word x of a unit whose largest magnitude is amax: codes = q1 of elements 0, 2,
+// 4, 6 and 1, 3, 5, 7 (the byte order of a weight word's low and high nibbles), then q2 likewise;
+// sq: the word's sum of 254 q1 + q2.
+static __device__ __forceinline__ void q8_codes(const float (&x)[8], float amax, uint4 &codes,
+                                                int &sq) {
     const float dd = amax / 32258.0f, u = 254.0f * dd;
     const float i1 = amax > 0 ? 127.0f / amax : 0.0f;
     const float i2 = amax > 0 ? 32258.0f / amax : 0.0f;
-    int q1[8], q2[8], sq = 0;
+    int q1[8], q2[8];
+    sq = 0;
 #pragma unroll
     for (int j = 0; j < 8; j++) {
         q1[j] = __float2int_rn(x[j] * i1);
@@ -171,30 +178,51 @@ static __device__ __forceinline__ void q8_levels(const float (&x)[8], uint4 &cod
     }
     codes = make_uint4(pack4(q1[0], q1[2], q1[4], q1[6]), pack4(q1[1], q1[3], q1[5], q1[7]),
                        pack4(q2[0], q2[2], q2[4], q2[6]), pack4(q2[1], q2[3], q2[5], q2[7]));
-    f = make_float2(dd, dd * (float)sq);
 }
 
-// sum_j q_j (254 q1_j + q2_j) for 4-bit weight word w (codes q) and the word's levels a: exact
-// in an int (and in a float: |.| < 2^22).
-static __device__ __forceinline__ int q4q8_int(uint32_t w, uint4 a) {
-    const int lo = (int)(w & 0x0F0F0F0Fu), hi = (int)((w >> 4) & 0x0F0F0F0Fu);
-    const int d1 = __dp4a(hi, (int)a.y, __dp4a(lo, (int)a.x, 0));
-    const int d2 = __dp4a(hi, (int)a.w, __dp4a(lo, (int)a.z, 0));
+// Called by all 32 lanes of a warp, the lane holding word i (i % 32 == lane; x all zero and
+// active false past the end): quantizes the word against its unit's amax (the unit's 4 lanes)
+// and stores its codes and, once per unit, the unit's factors (N units per token). gsum
+// (optional): per scale group of 2^gsh units, the sum of the units' dd * sum(254 q1 + q2) (the
+// ring kernel's bias terms).
+static __device__ __forceinline__ void q8_unit_store(const float (&x)[8], int i, bool active,
+                                                     int N, uint4 *xq, float2 *xf,
+                                                     float *gsum = nullptr, int gsh = 0) {
+    float amax = 0;
+#pragma unroll
+    for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[j]));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    uint4 codes;
+    int sq;
+    q8_codes(x, amax, codes, sq);
+    sq += __shfl_xor_sync(0xffffffffu, sq, 1);
+    sq += __shfl_xor_sync(0xffffffffu, sq, 2);
+    const float dd = amax / 32258.0f, fy = dd * (float)sq;
+    if (active) {
+        xq[(i & 3) * N + (i >> 2)] = codes;
+        if ((i & 3) == 0) xf[i >> 2] = make_float2(dd, fy);
+    }
+    if (gsum) {
+        float v = fy;
+        for (int o = 4; o < (4 << gsh); o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (active && (i & ((4 << gsh) - 1)) == 0) gsum[i >> (gsh + 2)] = v;
+    }
+}
+
+// The sum over the 32 elements of 4-bit weight unit w (4 words of codes q) of q (254 q1 + q2),
+// a[k]: the levels of word k of the unit's activations: exact in an int and in a float
+// (|.| <= 32 x 15 x 32385 < 2^24).
+static __device__ __forceinline__ int q4q8_unit(uint4 w, const uint4 (&a)[4]) {
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+    int d1 = 0, d2 = 0;
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        const int lo = (int)(ws[k] & 0x0F0F0F0Fu), hi = (int)((ws[k] >> 4) & 0x0F0F0F0Fu);
+        d1 = __dp4a(hi, (int)a[k].y, __dp4a(lo, (int)a[k].x, d1));
+        d2 = __dp4a(hi, (int)a[k].w, __dp4a(lo, (int)a[k].z, d2));
+    }
     return 254 * d1 + d2;
-}
-
-// sum_j w_j x'_j for 4-bit weight word w (scale, bias p) and the word's activation levels a, f.
-static __device__ __forceinline__ float q4q8_dot(uint32_t w, uint4 a, float2 f, float2 p) {
-    return p.x * (f.x * (float)q4q8_int(w, a)) + p.y * f.y;
-}
-
-// Storage position of word w of a 4-bit row of nw words (cuda_q4_pack_row): in a full block of
-// 128 words, word 128 b + 32 k + j sits at 128 b + 4 j + k; a partial last block keeps its order.
-static __device__ __forceinline__ int64_t q4_pos(int64_t w, int64_t nw) {
-    int64_t b = w >> 7;
-    if (b >= (nw >> 7)) return w;
-    int r = (int)(w & 127);
-    return (b << 7) + 4 * (r & 31) + (r >> 5);
 }
 
 // ---- bulk copies into shared memory completing on an mbarrier (matvec.cu's ring kernel) ----

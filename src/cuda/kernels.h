@@ -112,9 +112,8 @@ void cuk_matvec_conv(const uint16_t *W, int N, int K, const float *X, int T, flo
                      const float *nw, const int32_t *rows, float eps, const struct cuk_conv *cv,
                      cuk_stream s);
 // 4-bit affine weights kept quantized on the device (MLX q4, GGUF Q4_0 / Q4_1 / Q4_K repacked at
-// upload by cuda_q4_pack_row): row r holds K / 8 uint32 code words (element e in bits
-// 4 (e % 8) of word e / 8, the MLX layout; words stored in blocks of 128, word 128 b + 32 k + j
-// at position 128 b + 4 j + k, a partial last block in order) and K / gs scale-bias pairs
+// upload by cuda_q4_pack_row): row r holds K / 8 uint32 code words in element order (element e
+// in bits 4 (e % 8) of word e / 8, the MLX layout) and K / gs scale-bias pairs
 // (sbk: CUK_SB_BF16 / CUK_SB_F16: one uint32, scale in the low half, bias in the high half;
 // CUK_SB_F32: float2);
 // w = scale * q + bias. K % 32 == 0, gs in {32, 64, 128}.
@@ -133,11 +132,11 @@ void cuk_matvec_q4_conv(const struct cuk_q4 *W, int N, int K, const float *X, in
                         int64_t ldy, const float *nw, const int32_t *rows, float eps,
                         const struct cuk_conv *cv, cuk_stream s);
 // Up to CUK_MV_Q8_MAX_TOK tokens (when cuk_matvec_q8_used(T, K)) the 4-bit matvec quantizes the
-// (normalized) activations of each 8-element word to two int8 levels: dd = amax / 32258,
+// (normalized) activations of each 32-element unit to two int8 levels: dd = amax / 32258,
 // q1 = rint(x 127 / amax), q2 = rint((x - 254 dd q1) / dd) (the host twin in
 // tests/cuda/test_cuda_kernels.c), and computes W x' for x' = dd (254 q1 + q2) with __dp4a: the
 // exact product on those activations up to f32 summation order; |x - x'| <= dd / 2, about
-// 1.5e-5 of the word's largest element. cuk_set_q4_q8(0): f32 activations, for A/B and tests.
+// 1.5e-5 of the unit's largest element. cuk_set_q4_q8(0): f32 activations, for A/B and tests.
 void cuk_set_q4_q8(int on);
 int cuk_matvec_q8_used(int T, int K);
 // Tail prefetch: the next matvec launch (bf16 or 4-bit) asks L2 for the first

@@ -108,8 +108,8 @@ static __device__ __forceinline__ void stage_x(const float *__restrict__ X, int 
 }
 
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
-// 4-bit rows of n16 = K / 32 chunks (4 code words each, in the storage order of
-// cuda_q4_pack_row), groups of 2^(cpg_sh + 2) words.
+// 4-bit rows of n16 = K / 32 chunks (chunk c: code words 4 c .. 4 c + 3), groups of
+// 2^(cpg_sh + 2) words.
 // A warp takes R rows per item; each lane loads chunks lane, lane + 32, ... (U = 8 / R per row
 // per iteration). NORM: the block first stages RMSNorm(X) (weight nw; token t reads X row
 // rows[t] when rows) in shared memory.
@@ -128,7 +128,6 @@ __global__ void __launch_bounds__(256)
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh;          // groups per row (4-bit)
     const int wsh = cpg_sh + 2;            // word -> group shift (4-bit)
-    const int nfull = n16 >> 5;            // full 128-word blocks per row (4-bit)
     // Weights never depend on earlier kernels: the first chunks of the warp's first item are
     // loaded into registers (pre; else only asked into L2) before waiting on the previous kernel,
     // so their latency overlaps its tail and this kernel's prologue.
@@ -191,13 +190,9 @@ __global__ void __launch_bounds__(256)
                         for (int r = 0; r < R; r++) acc[r][t] += dot_bf16x8(wv[r][u], x);
                     }
                 } else {
-                    // 16-byte chunk c holds words word(k) = 128 (c / 32) + c % 32 + 32 k of a
-                    // full 128-word block (cuda_q4_pack_row), else 4 c + k: for each k the lanes
-                    // of a warp read consecutive words, so their activations are contiguous.
-                    const bool full = (c >> 5) < nfull;
 #pragma unroll
                     for (int k = 0; k < 4; k++) {
-                        const int word = full ? ((c >> 5) << 7) + (c & 31) + 32 * k : 4 * c + k;
+                        const int word = 4 * c + k;
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
                             float x[8];
@@ -227,35 +222,24 @@ __global__ void __launch_bounds__(256)
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
 
-// Group sums of x' (the ring kernel's bias terms): gsum[i >> wsh] = sum of v over the 2^wsh
-// consecutive words (lanes) of word i's group. Called by whole warps (i warp-aligned).
-static __device__ __forceinline__ void group_sum(float v, int i, int wsh, float *gsum) {
-    for (int o = 1; o < (1 << wsh); o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if ((i & ((1 << wsh) - 1)) == 0) gsum[i >> wsh] = v;
-}
-
 // Block-wide (blockDim.x a multiple of 32, at most 256): the integer activations of k_mvq8's
-// scheme for NT tokens of X [.., K] (optionally RMS-normalized with weight nw; token t reading X
-// row rows[t] when rows) into xq / xf, ending with a block barrier. red: [8][NT] scratch.
-// gsum (NT == 1, K / 8 a multiple of 32): also the sums of x' per group of 2^wsh words.
+// scheme (q8_unit_store) for NT tokens of X [.., K] (K % 32 == 0; optionally RMS-normalized
+// with weight nw; token t reading X row rows[t] when rows) into xq [NT][K / 8] and
+// xf [NT][K / 32], ending with a block barrier. red: [8][NT] scratch. gsum (NT == 1): also the
+// sums of x' per scale group of 2^gsh units.
 template <int NT, bool NORM>
 static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int K,
                                                 const float *__restrict__ nw,
                                                 const int32_t *__restrict__ rows, float eps,
                                                 uint4 *xq, float2 *xf, float (*red)[NT],
-                                                bool st1, float *gsum = nullptr, int wsh = 0) {
+                                                bool st1, float *gsum = nullptr, int gsh = 0) {
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
-    const int nw8 = K / 8;
+    const int nw8 = K / 8, nu = K / 32;
     if constexpr (NT == 1 && NORM) {
-        float x[8];
+        float x[8];   // zero past K / 8: every lane of the block takes part below
         if (st1 && norm_word(X, K, nw, rows, eps, red, x)) {
             const int i = threadIdx.x;
-            if (i < nw8) {
-                float2 f;
-                q8_levels(x, xq[i], f);
-                xf[i] = f;
-                if (gsum) group_sum(f.y, i, wsh, gsum);
-            }
+            q8_unit_store(x, i, i < nw8, nu, xq, xf, gsum, gsh);
             __syncthreads();
             return;
         }
@@ -287,20 +271,24 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const float *xr = X + (size_t)(NORM && rows ? rows[t] : t) * K;
-        for (int i = threadIdx.x; i < nw8; i += blockDim.x) {
+        // whole warps per round (i - lane is the warp's first word): the unit's lanes shuffle
+        for (int i = threadIdx.x; i - lane < nw8; i += blockDim.x) {
+            const bool act = i < nw8;
             float x[8];
-            const float4 a = *reinterpret_cast<const float4 *>(xr + 8 * i);
-            const float4 b = *reinterpret_cast<const float4 *>(xr + 8 * i + 4);
-            x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
-            x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
-            if (NORM) {
 #pragma unroll
-                for (int j = 0; j < 8; j++) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
+            for (int j = 0; j < 8; j++) x[j] = 0.f;
+            if (act) {
+                const float4 a = *reinterpret_cast<const float4 *>(xr + 8 * i);
+                const float4 b = *reinterpret_cast<const float4 *>(xr + 8 * i + 4);
+                x[0] = a.x; x[1] = a.y; x[2] = a.z; x[3] = a.w;
+                x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
+                if (NORM) {
+#pragma unroll
+                    for (int j = 0; j < 8; j++) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
+                }
             }
-            float2 f;
-            q8_levels(x, xq[t * nw8 + i], f);
-            xf[t * nw8 + i] = f;
-            if (NT == 1 && gsum) group_sum(f.y, i, wsh, gsum);
+            q8_unit_store(x, i, act, nu, xq + (size_t)t * nw8, xf + (size_t)t * nu,
+                          NT == 1 ? gsum : nullptr, gsh);
         }
     }
     __syncthreads();
@@ -308,14 +296,15 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
 
 // ---- 4-bit weights x integer activations (llama.cpp-style, two int8 levels): every block first
 // quantizes the (optionally RMS-normalized) activations of its NT tokens into shared memory, per
-// 8-element word: unit dd = amax / 32258 (127 x 254), q1 = rint(x 127 / amax) and the remainder
+// 32-element unit: dd = amax / 32258 (127 x 254), q1 = rint(x 127 / amax) and the remainder
 // q2 = rint((x - 254 dd q1) / dd) in [-127, 127], so x' = dd (254 q1 + q2) is within dd / 2 of x
-// (about 1.5e-5 of the word's largest element, near f32-activation accuracy; one int8 level alone
+// (about 1.5e-5 of the unit's largest element, near f32-activation accuracy; one int8 level alone
 // measured 0.02 relative L2 on the golden models' logits, over the 1e-2 target). Shared memory
 // per word: q1 and q2 codes of elements 0, 2, 4, 6 and 1, 3, 5, 7 (the byte order of the weight
-// word's low and high nibbles) and (dd, dd * sum(254 q1 + q2)). A weight word then costs four
-// __dp4a: sum_j w_j x'_j = scale * dd * (254 dot(q_w, q1) + dot(q_w, q2)) + bias * dd * sum,
-// i.e. exactly W x' (q16_words_ref in tests/cuda/test_cuda_kernels.c is the host twin).
+// word's low and high nibbles; layout in q8_unit_store); per unit (dd, dd * sum(254 q1 + q2)).
+// A weight unit (16 bytes, 32 elements of one scale group) then costs sixteen __dp4a and one
+// conversion: sum_j w_j x'_j = scale * dd * (254 dot(q_w, q1) + dot(q_w, q2)) + bias * dd * sum,
+// i.e. exactly W x' (q16_units_ref in tests/cuda/test_cuda_kernels.c is the host twin).
 // Warp layout, rows per warp, prefetches and epilogues as k_mv (WT 1). ----
 template <int NT, int R, bool NORM, int SBK>
 __global__ void __launch_bounds__(256)
@@ -323,14 +312,14 @@ __global__ void __launch_bounds__(256)
            int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
            const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
            const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool st1) {
-    extern __shared__ uint4 xq[];          // [NT][K / 8] codes, then float2 [NT][K / 8] (dd, sum)
+    extern __shared__ uint4 xq[];          // [NT][K / 8] codes, then float2 [NT][K / 32] (dd, sum)
     float2 *xf = reinterpret_cast<float2 *>(xq + NT * (K / 8));
     __shared__ float red[8][NT];
     constexpr int U = 8 / R;
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
     const int items = mv_items<R>(N), nwarp = gridDim.x * (blockDim.x / WARP);
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
-    const int ng = n16 >> cpg_sh, wsh = cpg_sh + 2, nfull = n16 >> 5, nw8 = K / 8;
+    const int ng = n16 >> cpg_sh, nw8 = K / 8;
     // Weights never depend on earlier kernels: only asked into L2 before the wait (the register
     // preload of k_mv made this kernel slower: 981 vs 1102 tok/s, 4-bit 1.2B, two H100 calls).
     if (it0 < items) {
@@ -364,22 +353,21 @@ __global__ void __launch_bounds__(256)
             }
 #pragma unroll
             for (int u = 0; u < U; u++) {
-                const int c = c0 + WARP * u;
+                const int c = c0 + WARP * u;   // unit c: words 4 c .. 4 c + 3, one scale group
                 if (c >= n16) continue;
-                const bool full = (c >> 5) < nfull;
+                float2 p[R];
 #pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    const int word = full ? ((c >> 5) << 7) + (c & 31) + 32 * k : 4 * c + k;
+                for (int r = 0; r < R; r++)
+                    p[r] = ld_sb(sb, SBK, mv_row<R>(it, r, N) * ng + (c >> cpg_sh));
 #pragma unroll
-                    for (int r = 0; r < R; r++) {
-                        const uint32_t w = k == 0 ? wv[r][u].x : k == 1 ? wv[r][u].y
-                                         : k == 2 ? wv[r][u].z : wv[r][u].w;
-                        const float2 p =
-                            ld_sb(sb, SBK, mv_row<R>(it, r, N) * ng + (word >> wsh));
+                for (int t = 0; t < NT; t++) {
+                    uint4 xa[4];
 #pragma unroll
-                        for (int t = 0; t < NT; t++)
-                            acc[r][t] += q4q8_dot(w, xq[t * nw8 + word], xf[t * nw8 + word], p);
-                    }
+                    for (int k = 0; k < 4; k++) xa[k] = xq[t * nw8 + k * n16 + c];
+                    const float2 f = xf[t * n16 + c];
+#pragma unroll
+                    for (int r = 0; r < R; r++)
+                        acc[r][t] += p[r].x * (f.x * (float)q4q8_unit(wv[r][u], xa)) + p[r].y * f.y;
                 }
             }
         }
@@ -503,9 +491,8 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     uint4 *xq = reinterpret_cast<uint4 *>(xs);
     float2 *xf = reinterpret_cast<float2 *>(xq + K / 8);
     float *gsum = reinterpret_cast<float *>(xf + K / 8);   // 4-bit: x' summed per scale group
-    const int wsh = cpg_sh + 2;                          // words per scale group: 1 << wsh
     if (WT) {
-        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1, gsum, wsh);
+        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1, gsum, cpg_sh);
     } else if (!NORM) {
         stage_x<1>(X, K, xs);
     } else {
@@ -530,13 +517,13 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
                 for (int r = 0; r < R; r++) acc[a][r][0] = 0.f;
         }
         mbar_wait(&bar[k], ph);
+        if (WT == 0) {
 #pragma unroll
-        for (int a = 0; a < RING_MAX_M; a++) {
-            if (a >= mi) break;
+            for (int a = 0; a < RING_MAX_M; a++) {
+                if (a >= mi) break;
 #pragma unroll 2
-            for (int c = lane; c < len; c += WARP) {
-                const int u = u0 + c;   // unit within the row
-                if (WT == 0) {
+                for (int c = lane; c < len; c += WARP) {
+                    const int u = u0 + c;   // unit within the row
                     float x[8];
                     ld_x8<true>(xs, 8 * (size_t)u, x);
 #pragma unroll
@@ -546,36 +533,38 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
                             slot + ((size_t)ri * P.us + c) * 16);
                         acc[a][r][0] += dot_bf16x8(w, x);
                     }
-                } else {
-                    // per word: scale x dd x (integer dot); the biases once per row slice below
-                    const int wb = ((u >> 5) << 7) + (u & 31);   // the unit's word for kk = 0
-                    uint4 xa[4];
-                    float dx[4];
+                }
+            }
+        } else {
+            // 4-bit: a unit's activations are read once for every row of the chunk; per row
+            // unit, scale x dd x (the integer dot); the biases once per row slice below
+#pragma unroll 2
+            for (int c = lane; c < len; c += WARP) {
+                const int u = u0 + c;   // unit within the row
+                uint4 xa[4];
 #pragma unroll
-                    for (int kk = 0; kk < 4; kk++) {
-                        xa[kk] = xq[wb + 32 * kk];
-                        dx[kk] = xf[wb + 32 * kk].x;
-                    }
-                    // word wb + 32 kk is in scale group g + kk (32 >> wsh) of the slice
-                    const int g = (wb - 4 * u0) >> wsh, gst = 32 >> wsh;
+                for (int kk = 0; kk < 4; kk++) xa[kk] = xq[kk * nu + u];
+                const float dd = xf[u].x;
+                const int g = c >> cpg_sh;   // the unit's scale group within the slice
+#pragma unroll
+                for (int a = 0; a < RING_MAX_M; a++) {
+                    if (a >= mi) break;
 #pragma unroll
                     for (int r = 0; r < R; r++) {
                         const int ri = nseg == 1 ? a * R + r : r * P.m + a;
                         const uint4 wv = *reinterpret_cast<const uint4 *>(
                             slot + ((size_t)ri * P.us + c) * 16);
-                        const unsigned char *ps = slot + P.codes + (size_t)ri * P.sbs;
-                        const uint32_t ws[4] = {wv.x, wv.y, wv.z, wv.w};
-#pragma unroll
-                        for (int kk = 0; kk < 4; kk++) {
-                            const float sc = sb_scale<SBK>(ps, g + kk * gst);
-                            acc[a][r][0] = __fmaf_rn(sc * dx[kk], (float)q4q8_int(ws[kk], xa[kk]),
-                                                     acc[a][r][0]);
-                        }
+                        const float sc = sb_scale<SBK>(slot + P.codes + (size_t)ri * P.sbs, g);
+                        acc[a][r][0] =
+                            __fmaf_rn(sc * dd, (float)q4q8_unit(wv, xa), acc[a][r][0]);
                     }
                 }
             }
-            if (WT) {   // bias x (sum of x' over the group), for the slice's groups
-                const int ng = (len * 4) >> wsh, g0 = (u0 * 4) >> wsh;
+            // bias x (sum of x' over the group), for the slice's groups
+            const int ng = len >> cpg_sh, g0 = u0 >> cpg_sh;
+#pragma unroll
+            for (int a = 0; a < RING_MAX_M; a++) {
+                if (a >= mi) break;
 #pragma unroll
                 for (int r = 0; r < R; r++) {
                     const int ri = nseg == 1 ? a * R + r : r * P.m + a;
@@ -960,7 +949,7 @@ __global__ void k_q4_bf16(const uint32_t *__restrict__ q, const void *__restrict
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x) {
         int64_t r = i / wpr, w = i - r * wpr, row = r0 + r;
-        uint32_t code = q[row * wpr + q4_pos(w, wpr)];
+        uint32_t code = q[row * wpr + w];
         float2 p = ld_sb(sb, sbk, row * (K / gs) + (w * 8) / gs);
         float f[8];
         q4_word(code, f);
@@ -996,7 +985,7 @@ __global__ void k_embed_q4(const uint32_t *__restrict__ q, const void *__restric
     for (int w = blockIdx.x * blockDim.x + threadIdx.x; w < wpr; w += gridDim.x * blockDim.x) {
         float2 p = ld_sb(sb, sbk, row * (D / gs) + (w * 8) / gs);
         float f[8];
-        q4_word(q[row * wpr + q4_pos(w, wpr)], f);
+        q4_word(q[row * wpr + w], f);
         float4 *o = reinterpret_cast<float4 *>(X + (size_t)t * D + 8 * (size_t)w);
         o[0] = make_float4(p.x * f[0] + p.y, p.x * f[1] + p.y, p.x * f[2] + p.y, p.x * f[3] + p.y);
         o[1] = make_float4(p.x * f[4] + p.y, p.x * f[5] + p.y, p.x * f[6] + p.y, p.x * f[7] + p.y);

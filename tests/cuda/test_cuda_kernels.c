@@ -586,18 +586,21 @@ static struct tensor q4_tensor(int kind, int N, int K, int gs, enum lfmd_dtype s
 // Host twin of k_mvq8's activation quantization (two int8 levels per 8-element word):
 // dd = amax / 32258, q1 = rint(x 127 / amax), q2 = rint((x - 254 dd q1) / dd) clamped to
 // [-127, 127] (0 when amax is 0); xd = dd (254 q1 + q2), the activations the kernel multiplies.
-static void q16_words_ref(const float *x, int K, float *xd) {
-    for (int w = 0; w < K / 8; w++) {
+// Host twin of the integer activations (kern_common.cuh q8_codes / q8_unit_store): per
+// 32-element unit, dd = amax / 32258, x' = dd (254 q1 + q2).
+static void q16_units_ref(const float *x, int K, float *xd) {
+    for (int u = 0; u < K / 32; u++) {
+        const float *xu = x + 32 * u;
         float amax = 0;
-        for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[8 * w + j]));
-        float dd = amax / 32258.0f, u = 254.0f * dd;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(xu[j]));
+        float dd = amax / 32258.0f, v = 254.0f * dd;
         float i1 = amax > 0 ? 127.0f / amax : 0.0f, i2 = amax > 0 ? 32258.0f / amax : 0.0f;
-        for (int j = 0; j < 8; j++) {
-            int q1 = (int)rintf(x[8 * w + j] * i1);
-            float r = fmaf(-u, (float)q1, x[8 * w + j]);
+        for (int j = 0; j < 32; j++) {
+            int q1 = (int)rintf(xu[j] * i1);
+            float r = fmaf(-v, (float)q1, xu[j]);
             int q2 = (int)rintf(r * i2);
             q2 = q2 > 127 ? 127 : q2 < -127 ? -127 : q2;
-            xd[8 * w + j] = dd * (float)(254 * q1 + q2);
+            xd[32 * u + j] = dd * (float)(254 * q1 + q2);
         }
     }
 }
@@ -646,7 +649,7 @@ static void t_matvec_q4(void) {
             if (norm) op_rmsnorm(src, nw, 1, K, K, 1e-5f, Xn + (size_t)t * K, K);
             else memcpy(Xn + (size_t)t * K, src, (size_t)K * 4);
         }
-        // q8: the kernel multiplies integer activations (host twin q16_words_ref); the
+        // q8: the kernel multiplies integer activations (host twin q16_units_ref); the
         // reference on those is exact up to summation order, the one on f32 activations shows
         // what the quantization costs.
         const bool q8 = cuk_matvec_q8_used(T, K);
@@ -654,7 +657,7 @@ static void t_matvec_q4(void) {
         for (int pass = q8 ? 0 : 1; pass < 2; pass++) {
             float *Xq = malloc((size_t)T * K * 4);
             for (int t = 0; t < T; t++) {
-                if (pass == 0) q16_words_ref(Xn + (size_t)t * K, K, Xq + (size_t)t * K);
+                if (pass == 0) q16_units_ref(Xn + (size_t)t * K, K, Xq + (size_t)t * K);
                 else memcpy(Xq + (size_t)t * K, Xn + (size_t)t * K, (size_t)K * 4);
             }
             kern_matmul_ref(&w, Xq, T, P, N, 0, N);
@@ -807,7 +810,7 @@ static void t_matvec_conv(void) {
         for (int t = 0; t < T; t++) {
             if (norm) op_rmsnorm(X + (size_t)t * D, nw, 1, D, D, 1e-5f, Xn + (size_t)t * D, D);
             else memcpy(Xn + (size_t)t * D, X + (size_t)t * D, (size_t)D * 4);
-            if (q8) q16_words_ref(Xn + (size_t)t * D, D, Xn + (size_t)t * D);
+            if (q8) q16_units_ref(Xn + (size_t)t * D, D, Xn + (size_t)t * D);
         }
         kern_matmul_ref(&w, Xn, T, z, N, 0, N);
         for (int t = 0; t < T; t++) {   // the CPU conv loop, tokens in order
