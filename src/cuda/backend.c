@@ -647,6 +647,7 @@ static void apply_kernel_opts(const struct cuda_model *cm) {
     if (o->ring) cuk_set_mv_ring(o->ring < 0 ? 0 : o->ring);
     else cuk_set_mv_ring(CUK_RING_DEFAULT);
     cuk_set_mv_ring_sizes(o->ring_chunk, o->ring_bytes);
+    cuk_set_mv_ring_warps(o->ring_warps);
     cuk_set_mv_ring_max_rows(o->ring_max_rows);
     cuk_set_carveout(o->carveout == 0 ? 100 : o->carveout);
 }

@@ -127,21 +127,34 @@ static __device__ __forceinline__ float2 ld_sb(const void *sb, int sbk, size_t g
     return sb_unpack(__ldg(reinterpret_cast<const uint32_t *>(sb) + g), sbk);
 }
 
-// Scale or bias alone of group g, staged in shared memory, the kind known at compile time (the
-// ring kernel's inner loop: a runtime kind made every word a chain of branches).
-template <int SBK>
-static __device__ __forceinline__ float sb_scale(const unsigned char *sb, int g) {
-    if constexpr (SBK == CUK_SB_F32) return reinterpret_cast<const float2 *>(sb)[g].x;
-    const uint32_t v = reinterpret_cast<const uint32_t *>(sb)[g];
-    if constexpr (SBK == CUK_SB_BF16) return __uint_as_float(v << 16);
-    return __half2float(__ushort_as_half((unsigned short)(v & 0xffffu)));
+// Scale and bias of a group staged in shared memory at 32-bit shared address a, the kind known
+// at compile time (the ring kernel's inner loop: a runtime kind made every word a chain of
+// branches).
+static __device__ __forceinline__ uint32_t lds32(uint32_t a) {
+    uint32_t v;
+    asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(a));
+    return v;
+}
+static __device__ __forceinline__ float2 lds_f2(uint32_t a) {
+    float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "r"(a));
+    return v;
+}
+static __device__ __forceinline__ uint4 lds128(uint32_t a) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(a));
+    return v;
 }
 template <int SBK>
-static __device__ __forceinline__ float sb_bias(const unsigned char *sb, int g) {
-    if constexpr (SBK == CUK_SB_F32) return reinterpret_cast<const float2 *>(sb)[g].y;
-    const uint32_t v = reinterpret_cast<const uint32_t *>(sb)[g];
-    if constexpr (SBK == CUK_SB_BF16) return __uint_as_float(v & 0xffff0000u);
-    return __half2float(__ushort_as_half((unsigned short)(v >> 16)));
+static __device__ __forceinline__ float2 sb_pair_s(uint32_t a) {
+    if constexpr (SBK == CUK_SB_F32) return lds_f2(a);
+    const uint32_t v = lds32(a);
+    if constexpr (SBK == CUK_SB_BF16)
+        return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+    return make_float2(__half2float(__ushort_as_half((unsigned short)(v & 0xffffu))),
+                       __half2float(__ushort_as_half((unsigned short)(v >> 16))));
 }
 
 static __device__ __forceinline__ uint32_t pack4(int a, int b, int c, int d) {
@@ -182,12 +195,9 @@ static __device__ __forceinline__ void q8_codes(const float (&x)[8], float amax,
 
 // Called by all 32 lanes of a warp, the lane holding word i (i % 32 == lane; x all zero and
 // active false past the end): quantizes the word against its unit's amax (the unit's 4 lanes)
-// and stores its codes and, once per unit, the unit's factors (N units per token). gsum
-// (optional): per scale group of 2^gsh units, the sum of the units' dd * sum(254 q1 + q2) (the
-// ring kernel's bias terms).
+// and stores its codes and, once per unit, the unit's factors (N units per token).
 static __device__ __forceinline__ void q8_unit_store(const float (&x)[8], int i, bool active,
-                                                     int N, uint4 *xq, float2 *xf,
-                                                     float *gsum = nullptr, int gsh = 0) {
+                                                     int N, uint4 *xq, float2 *xf) {
     float amax = 0;
 #pragma unroll
     for (int j = 0; j < 8; j++) amax = fmaxf(amax, fabsf(x[j]));
@@ -202,11 +212,6 @@ static __device__ __forceinline__ void q8_unit_store(const float (&x)[8], int i,
     if (active) {
         xq[(i & 3) * N + (i >> 2)] = codes;
         if ((i & 3) == 0) xf[i >> 2] = make_float2(dd, fy);
-    }
-    if (gsum) {
-        float v = fy;
-        for (int o = 4; o < (4 << gsh); o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (active && (i & ((4 << gsh) - 1)) == 0) gsum[i >> (gsh + 2)] = v;
     }
 }
 
@@ -333,7 +338,7 @@ static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, i
             return;
         }
     }
-    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
     float ss[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) {
@@ -352,7 +357,7 @@ static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, i
     for (int t = 0; t < NT; t++) {
         float s = 0;
 #pragma unroll
-        for (int k = 0; k < 8; k++) s += red[k][t];
+        for (int k = 0; k < nwarps; k++) s += red[k][t];
         float inv = 1.0f / sqrtf(s / K + eps);
         for (int i = threadIdx.x; i < K; i += blockDim.x)
             xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);

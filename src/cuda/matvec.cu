@@ -225,21 +225,20 @@ __global__ void __launch_bounds__(256)
 // Block-wide (blockDim.x a multiple of 32, at most 256): the integer activations of k_mvq8's
 // scheme (q8_unit_store) for NT tokens of X [.., K] (K % 32 == 0; optionally RMS-normalized
 // with weight nw; token t reading X row rows[t] when rows) into xq [NT][K / 8] and
-// xf [NT][K / 32], ending with a block barrier. red: [8][NT] scratch. gsum (NT == 1): also the
-// sums of x' per scale group of 2^gsh units.
+// xf [NT][K / 32], ending with a block barrier. red: [warps][NT] scratch.
 template <int NT, bool NORM>
 static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int K,
                                                 const float *__restrict__ nw,
                                                 const int32_t *__restrict__ rows, float eps,
                                                 uint4 *xq, float2 *xf, float (*red)[NT],
-                                                bool st1, float *gsum = nullptr, int gsh = 0) {
+                                                bool st1) {
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
     const int nw8 = K / 8, nu = K / 32;
     if constexpr (NT == 1 && NORM) {
         float x[8];   // zero past K / 8: every lane of the block takes part below
         if (st1 && norm_word(X, K, nw, rows, eps, red, x)) {
             const int i = threadIdx.x;
-            q8_unit_store(x, i, i < nw8, nu, xq, xf, gsum, gsh);
+            q8_unit_store(x, i, i < nw8, nu, xq, xf);
             __syncthreads();
             return;
         }
@@ -264,7 +263,7 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
         for (int t = 0; t < NT; t++) {
             float sum = 0;
 #pragma unroll
-            for (int k = 0; k < 8; k++) sum += k < nwarps ? red[k][t] : 0.f;
+            for (int k = 0; k < nwarps; k++) sum += red[k][t];
             inv[t] = 1.0f / sqrtf(sum / K + eps);
         }
     }
@@ -287,8 +286,7 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
                     for (int j = 0; j < 8; j++) x[j] = nw[8 * i + j] * (x[j] * inv[t]);
                 }
             }
-            q8_unit_store(x, i, act, nu, xq + (size_t)t * nw8, xf + (size_t)t * nu,
-                          NT == 1 ? gsum : nullptr, gsh);
+            q8_unit_store(x, i, act, nu, xq + (size_t)t * nw8, xf + (size_t)t * nu);
         }
     }
     __syncthreads();
@@ -387,7 +385,7 @@ __global__ void __launch_bounds__(256)
 // of one item's rows (acc kept across them). Same results as k_mv (bf16) / k_mvq8 (4-bit,
 // integer activations) up to f32 summation order. Default for 4-bit weights only: for bf16 the
 // general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
-enum { RING_WARPS = 8, RING_CHUNK = 6144, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
+enum { RING_WARPS = 8, RING_MAX_WARPS = 16, RING_CHUNK = 6144, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
        RING_SMEM_MAX = 200 * 1024, RING_PAIR_SMEM = 110 * 1024 };
 
 struct ring_plan {
@@ -455,17 +453,18 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
 }
 
 template <int R, int WT, bool NORM, int SBK>
-__global__ void __launch_bounds__(RING_WARPS * WARP, 1)
+__global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
     k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int sbk,
           int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
           struct cuk_conv cv, ring_plan P) {
     extern __shared__ __align__(128) unsigned char rsm[];   // ring, then staged activations
-    __shared__ uint64_t bars[RING_WARPS][RING_MAX_S];
-    __shared__ float red[8][1];
+    __shared__ uint64_t bars[RING_MAX_WARPS][RING_MAX_S];
+    __shared__ float red[RING_MAX_WARPS][1];
     const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
-    const int items = mv_items<R>(N), gw = blockIdx.x * RING_WARPS + wi;
-    const int nwarp = gridDim.x * RING_WARPS;
+    const int nwb = blockDim.x / WARP;   // warps per block (cuk_set_mv_ring_warps)
+    const int items = mv_items<R>(N), gw = blockIdx.x * nwb + wi;
+    const int nwarp = gridDim.x * nwb;
     const int ia = (int)((long long)items * gw / nwarp);
     const int ib = (int)((long long)items * (gw + 1) / nwarp);
     const int nu = WT ? K / 32 : K / 8;                 // 16-byte units per row
@@ -487,12 +486,11 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
     pdl_trigger();
     // activations in shared memory: bf16 as f32 (RMS-normalized when NORM; every warp reads all
     // of them, which through L1 thrashed for long rows), 4-bit as integer levels
-    float *xs = reinterpret_cast<float *>(rsm + (size_t)RING_WARPS * P.S * P.slot);
+    float *xs = reinterpret_cast<float *>(rsm + (size_t)nwb * P.S * P.slot);
     uint4 *xq = reinterpret_cast<uint4 *>(xs);
     float2 *xf = reinterpret_cast<float2 *>(xq + K / 8);
-    float *gsum = reinterpret_cast<float *>(xf + K / 8);   // 4-bit: x' summed per scale group
     if (WT) {
-        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1, gsum, cpg_sh);
+        stage_q8<1, NORM>(X, K, nw, rows, eps, xq, xf, red, P.st1);
     } else if (!NORM) {
         stage_x<1>(X, K, xs);
     } else {
@@ -537,40 +535,39 @@ __global__ void __launch_bounds__(RING_WARPS * WARP, 1)
             }
         } else {
             // 4-bit: a unit's activations are read once for every row of the chunk; per row
-            // unit, scale x dd x (the integer dot); the biases once per row slice below
+            // unit, scale x dd x (the integer dot) + bias x (the unit's sum of x'). Shared
+            // addresses are 32-bit (64-bit generic pointer arithmetic was a third of the loop).
+            const uint32_t sbase = smem_u32(slot), sbsz = SBK == CUK_SB_F32 ? 8u : 4u;
+            uint32_t wo[RING_MAX_M][R], so[RING_MAX_M][R];   // rows' codes (at this lane) / pairs
+#pragma unroll
+            for (int a = 0; a < RING_MAX_M; a++)
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const int ri = nseg == 1 ? a * R + r : r * P.m + a;
+                    wo[a][r] = sbase + (uint32_t)(ri * P.us + lane) * 16u;
+                    so[a][r] = sbase + (uint32_t)(P.codes + ri * P.sbs);
+                }
+            const uint32_t xq0 = smem_u32(xq) + (uint32_t)(u0 + lane) * 16u;
+            const uint32_t xf0 = smem_u32(xf) + (uint32_t)(u0 + lane) * 8u;
+            const uint32_t xst = (uint32_t)nu * 16u;
 #pragma unroll 2
             for (int c = lane; c < len; c += WARP) {
-                const int u = u0 + c;   // unit within the row
+                const uint32_t co = (uint32_t)(c - lane);   // warp's first unit in the slice
                 uint4 xa[4];
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++) xa[kk] = xq[kk * nu + u];
-                const float dd = xf[u].x;
-                const int g = c >> cpg_sh;   // the unit's scale group within the slice
+                for (int kk = 0; kk < 4; kk++) xa[kk] = lds128(xq0 + kk * xst + co * 16u);
+                const float2 f = lds_f2(xf0 + co * 8u);   // (dd, sum of x' over the unit)
+                const uint32_t go = (uint32_t)(c >> cpg_sh) * sbsz;   // the unit's pair
 #pragma unroll
                 for (int a = 0; a < RING_MAX_M; a++) {
                     if (a >= mi) break;
 #pragma unroll
                     for (int r = 0; r < R; r++) {
-                        const int ri = nseg == 1 ? a * R + r : r * P.m + a;
-                        const uint4 wv = *reinterpret_cast<const uint4 *>(
-                            slot + ((size_t)ri * P.us + c) * 16);
-                        const float sc = sb_scale<SBK>(slot + P.codes + (size_t)ri * P.sbs, g);
-                        acc[a][r][0] =
-                            __fmaf_rn(sc * dd, (float)q4q8_unit(wv, xa), acc[a][r][0]);
+                        const uint4 wv = lds128(wo[a][r] + co * 16u);
+                        const float2 p = sb_pair_s<SBK>(so[a][r] + go);
+                        float v = __fmaf_rn(p.x * f.x, (float)q4q8_unit(wv, xa), acc[a][r][0]);
+                        acc[a][r][0] = __fmaf_rn(p.y, f.y, v);
                     }
-                }
-            }
-            // bias x (sum of x' over the group), for the slice's groups
-            const int ng = len >> cpg_sh, g0 = u0 >> cpg_sh;
-#pragma unroll
-            for (int a = 0; a < RING_MAX_M; a++) {
-                if (a >= mi) break;
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const int ri = nseg == 1 ? a * R + r : r * P.m + a;
-                    const unsigned char *ps = slot + P.codes + (size_t)ri * P.sbs;
-                    for (int j = lane; j < ng; j += WARP)
-                        acc[a][r][0] = __fmaf_rn(sb_bias<SBK>(ps, j), gsum[g0 + j], acc[a][r][0]);
                 }
             }
         }
@@ -774,6 +771,10 @@ extern "C" void cuk_set_mv_ring_sizes(int chunk, int bytes) {
     g_ring_bytes = bytes >= 2048 && bytes <= 24576 ? bytes : RING_BYTES;
 }
 extern "C" unsigned long cuk_mv_ring_count(void) { return g_ring_n; }
+static int g_ring_warps = RING_WARPS;   // cuk_set_mv_ring_warps: warps per block (one block per SM)
+extern "C" void cuk_set_mv_ring_warps(int n) {
+    g_ring_warps = n >= 4 && n <= RING_MAX_WARPS ? n : RING_WARPS;
+}
 // Products with more rows than this take the general kernels: the 4-bit LM head (65536 rows,
 // one long product) measured faster through k_mvq8's 16 warps per SM than through the ring's 8
 // (H100, 1.2B shape, MLX q4: 47.0 vs 63.3 us per launch; batch 1 1173.7-1185.9 vs
@@ -790,7 +791,8 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     const size_t rowb = (size_t)nu * 16 + (WT ? (size_t)(nu >> cpg_sh) * sbsz : 0);
     const size_t itemb = (size_t)R * rowb;
     const int items = R == 3 ? N / 3 : (N + R - 1) / R;
-    const int per = (items + n_sms() * RING_WARPS - 1) / (n_sms() * RING_WARPS);
+    const int nwb = g_ring_warps;
+    const int per = (items + n_sms() * nwb - 1) / (n_sms() * nwb);
     if (itemb <= (size_t)g_ring_chunk) {   // whole items filling a chunk (not past a warp's share)
         P.ns = 1;
         P.us = nu;
@@ -809,13 +811,13 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     P.slot = (P.codes + P.m * R * P.sbs + 127) / 128 * 128;
     // ring bytes per warp: the setting, less when the activations would keep two blocks (this
     // kernel's and the next one's) from sharing an SM
-    const size_t act = WT ? (size_t)K * 3 + (size_t)K / 8 : (size_t)K * 4;
+    const size_t act = WT ? (size_t)K * 2 + (size_t)K / 4 : (size_t)K * 4;   // stage_q8 / f32
     size_t rb = (size_t)g_ring_bytes;
-    if (act + RING_WARPS * rb > RING_PAIR_SMEM && RING_PAIR_SMEM > act)
-        rb = (RING_PAIR_SMEM - act) / RING_WARPS;
+    if (act + nwb * rb > RING_PAIR_SMEM && RING_PAIR_SMEM > act)
+        rb = (RING_PAIR_SMEM - act) / nwb;
     P.S = (int)(rb / (size_t)P.slot);
     P.S = P.S < 2 ? 2 : P.S > RING_MAX_S ? RING_MAX_S : P.S;
-    smem = (size_t)RING_WARPS * P.S * P.slot + act;
+    smem = (size_t)nwb * P.S * P.slot + act;
     return smem <= RING_SMEM_MAX;
 }
 
@@ -854,7 +856,7 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
     else k = nw ? k_mvr<R, WT, true, CUK_SB_F32> : k_mvr<R, WT, false, CUK_SB_F32>;
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
-    launch(k, dim3((unsigned)n_sms()), dim3(RING_WARPS * WARP), sm, s,
+    launch(k, dim3((unsigned)n_sms()), dim3(g_ring_warps * WARP), sm, s,
            static_cast<const char *>(W), N, K, static_cast<const char *>(sb), sbk, cpg_sh, X, Y,
            ldy, mode, nw, rows, eps, g_conv, P);
     g_ring_n++;
