@@ -23,6 +23,32 @@ static __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// Sums over the warp of two values: lanes 0..15 return a's, lanes 16..31 b's (6 shuffles
+// instead of two warp_sum's 10).
+static __device__ __forceinline__ float warp_sum2(float a, float b, int lane) {
+    const bool hi = lane & 16;
+    float v = hi ? b : a;
+    v += __shfl_xor_sync(0xffffffffu, hi ? a : b, 16);
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+// Sums over the warp of four values: lane l returns the sum of v[l / 8] (lanes 0, 8, 16, 24
+// hold v0 .. v3; 6 shuffles instead of four warp_sum's 20).
+static __device__ __forceinline__ float warp_sum4(float v0, float v1, float v2, float v3,
+                                                  int lane) {
+    const bool h16 = lane & 16, h8 = lane & 8;
+    float a = h16 ? v2 : v0, b = h16 ? v3 : v1;   // kept: (v0, v1) below lane 16, (v2, v3) above
+    a += __shfl_xor_sync(0xffffffffu, h16 ? v0 : v2, 16);
+    b += __shfl_xor_sync(0xffffffffu, h16 ? v1 : v3, 16);
+    float v = h8 ? b : a;
+    v += __shfl_xor_sync(0xffffffffu, h8 ? a : b, 8);
+#pragma unroll
+    for (int o = 4; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
 // ---- programmatic dependent launch (PDL): a kernel may be scheduled while the one before it
 // in the stream drains; every kernel calls pdl_wait() before touching data an earlier kernel
 // produced or reads (it returns once that kernel has completed and its writes are visible), then

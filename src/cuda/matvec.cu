@@ -497,6 +497,20 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
         stage_norm<1>(X, K, nw, rows, eps, xs, red, P.st1);
     }
     float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
+    // 4-bit: offsets in a slot of row (item a, row r)'s codes at this lane and of its pairs
+    // (the same for every chunk: row ri = a R + r with one segment, else r m + a)
+    uint32_t rwo[RING_MAX_M][R], rso[RING_MAX_M][R];
+    {
+        const int nseg = (R == 3 || P.ns > 1) ? R : 1;
+#pragma unroll
+        for (int a = 0; a < RING_MAX_M; a++)
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int ri = nseg == 1 ? a * R + r : r * P.m + a;
+                rwo[a][r] = (uint32_t)(ri * P.us + lane) * 16u;
+                rso[a][r] = (uint32_t)(P.codes + ri * P.sbs);
+            }
+    }
     int ci = ia, cs = 0, k = 0;   // the chunk to read (first item, slice), its slot
     unsigned ph = 0;               // the slot's barrier phase
     for (; ci < ib; ring_next(P, ci, cs)) {
@@ -506,8 +520,9 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
         const bool last = s == P.ns - 1;
         const unsigned char *slot = ring + (size_t)k * P.slot;
         // the residual the epilogue adds to, asked for before the chunk's wait (lane a: item a)
-        float yo = 0.f;
-        if (R == 1 && mode == CUK_MV_ACC && last && lane < mi) yo = Y[i0 + lane];
+        float yo = 0.f;   // lane 8 a: item a's (the lanes that store it, warp_sum4)
+        if (R == 1 && mode == CUK_MV_ACC && last && (lane & 7) == 0 && (lane >> 3) < mi)
+            yo = Y[i0 + (lane >> 3)];
         if (s == 0) {
 #pragma unroll
             for (int a = 0; a < RING_MAX_M; a++)
@@ -538,15 +553,6 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
             // unit, scale x dd x (the integer dot) + bias x (the unit's sum of x'). Shared
             // addresses are 32-bit (64-bit generic pointer arithmetic was a third of the loop).
             const uint32_t sbase = smem_u32(slot), sbsz = SBK == CUK_SB_F32 ? 8u : 4u;
-            uint32_t wo[RING_MAX_M][R], so[RING_MAX_M][R];   // rows' codes (at this lane) / pairs
-#pragma unroll
-            for (int a = 0; a < RING_MAX_M; a++)
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const int ri = nseg == 1 ? a * R + r : r * P.m + a;
-                    wo[a][r] = sbase + (uint32_t)(ri * P.us + lane) * 16u;
-                    so[a][r] = sbase + (uint32_t)(P.codes + ri * P.sbs);
-                }
             const uint32_t xq0 = smem_u32(xq) + (uint32_t)(u0 + lane) * 16u;
             const uint32_t xf0 = smem_u32(xf) + (uint32_t)(u0 + lane) * 8u;
             const uint32_t xst = (uint32_t)nu * 16u;
@@ -563,8 +569,8 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
                     if (a >= mi) break;
 #pragma unroll
                     for (int r = 0; r < R; r++) {
-                        const uint4 wv = lds128(wo[a][r] + co * 16u);
-                        const float2 p = sb_pair_s<SBK>(so[a][r] + go);
+                        const uint4 wv = lds128(sbase + rwo[a][r] + co * 16u);
+                        const float2 p = sb_pair_s<SBK>(sbase + rso[a][r] + go);
                         float v = __fmaf_rn(p.x * f.x, (float)q4q8_unit(wv, xa), acc[a][r][0]);
                         acc[a][r][0] = __fmaf_rn(p.y, f.y, v);
                     }
@@ -584,6 +590,13 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
             ph ^= 1u;
         }
         if (!last) continue;
+        if (R == 1) {   // the chunk's (up to 4) rows reduced together: lane 8 a holds row a
+            const float v = warp_sum4(acc[0][0][0], acc[1][0][0], acc[2][0][0], acc[3][0][0],
+                                      lane);
+            if ((lane & 7) == 0 && (lane >> 3) < mi)
+                Y[i0 + (lane >> 3)] = mode == CUK_MV_ACC ? yo + v : v;
+            continue;
+        }
 #pragma unroll
         for (int a = 0; a < RING_MAX_M; a++) {
             if (a >= mi) break;
@@ -592,12 +605,10 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
                 mv_epilogue<1, R>(acc[a], lane, it, N, Y, ldy, mode, cv);
                 continue;
             }
-            const float v0 = warp_sum(acc[a][0][0]);
-            const float v1 = R == 2 ? warp_sum(acc[a][R - 1][0]) : 0.f;
-            const float yold = __shfl_sync(0xffffffffu, yo, a);
-            if (lane) continue;
-            if (R == 2) Y[it] = v0 / (1.0f + expf(-v0)) * v1;   // SwiGLU pair 2 it, 2 it + 1
-            else Y[it] = mode == CUK_MV_ACC ? yold + v0 : v0;
+            // SwiGLU pair 2 it, 2 it + 1: lanes 0..15 end with the gate's sum, 16..31 the up's
+            const float v = warp_sum2(acc[a][0][0], acc[a][1][0], lane);
+            const float up = __shfl_sync(0xffffffffu, v, 16);
+            if (lane == 0) Y[it] = v / (1.0f + expf(-v)) * up;
         }
     }
 }
