@@ -648,6 +648,7 @@ static void apply_kernel_opts(const struct cuda_model *cm) {
     else cuk_set_mv_ring(CUK_RING_DEFAULT);
     cuk_set_mv_ring_sizes(o->ring_chunk, o->ring_bytes);
     cuk_set_mv_ring_warps(o->ring_warps);
+    cuk_set_mv_ring_pair(o->ring_pair);
     cuk_set_mv_ring_max_rows(o->ring_max_rows);
     cuk_set_carveout(o->carveout == 0 ? 100 : o->carveout);
 }

@@ -50,6 +50,7 @@ struct cuda_opts {
                                     // 0: default, -1: none; A/B)
     int ring_chunk, ring_bytes;     // ring matvec geometry (0: defaults; A/B)
     int ring_warps;                 // ring matvec warps per block (0: default 8; A/B)
+    int ring_pair;                  // ring block's shared-memory bytes beside the next (0: default)
     int ring_max_rows;              // products with more rows skip the ring kernel (0: default,
                                     // CUK_RING_MAX_ROWS; A/B)
     int carveout;                   // shared-memory carveout % of every kernel (0: default 100,

@@ -170,8 +170,11 @@ void cuk_set_mv_ring_max_rows(int n);
 // Ring geometry for A/B timing: bytes per chunk (1024-16384) and per warp's ring (2048-24576);
 // out of range: the defaults.
 void cuk_set_mv_ring_sizes(int chunk, int bytes);
-// Warps per block of the ring kernel (one block per SM; 4..16, default 8).
+// Warps per block of the ring kernel (one block per SM; 4..24, in_proj + conv at most 16;
+// default 8); bytes of shared memory a ring block keeps to (so that the next kernel's block
+// fits beside it; 0: default 110 KB; larger than an SM's: no limit).
 void cuk_set_mv_ring_warps(int n);
+void cuk_set_mv_ring_pair(int bytes);
 // Preferred shared-memory carveout (percent) of every kernel launched from now on; default 100
 // (the ring kernel needs it, and one setting for all kernels spares the SMs reconfiguring
 // between kernels: H100, batch 1, 1.2B bf16 808-814 -> 827-836 tok/s, MLX q4 + ring 1025-1028

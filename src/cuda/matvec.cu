@@ -385,8 +385,9 @@ __global__ void __launch_bounds__(256)
 // of one item's rows (acc kept across them). Same results as k_mv (bf16) / k_mvq8 (4-bit,
 // integer activations) up to f32 summation order. Default for 4-bit weights only: for bf16 the
 // general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
-enum { RING_WARPS = 8, RING_MAX_WARPS = 16, RING_CHUNK = 6144, RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4,
-       RING_SMEM_MAX = 200 * 1024, RING_PAIR_SMEM = 110 * 1024 };
+enum { RING_WARPS = 8, RING_MAX_WARPS = 24, RING_MAX_WARPS3 = 16, RING_CHUNK = 6144,
+       RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4, RING_SMEM_MAX = 225 * 1024,
+       RING_PAIR_SMEM = 110 * 1024 };
 
 struct ring_plan {
     int m;       // items per chunk (whole rows) or 1 (slices)
@@ -453,7 +454,7 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
 }
 
 template <int R, int WT, bool NORM, int SBK>
-__global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
+__global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * WARP, 1)
     k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int sbk,
           int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
@@ -590,25 +591,25 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 1)
             ph ^= 1u;
         }
         if (!last) continue;
-        if (R == 1) {   // the chunk's (up to 4) rows reduced together: lane 8 a holds row a
+        if constexpr (R == 1) {   // the chunk's (up to 4) rows together: lane 8 a holds row a
             const float v = warp_sum4(acc[0][0][0], acc[1][0][0], acc[2][0][0], acc[3][0][0],
                                       lane);
             if ((lane & 7) == 0 && (lane >> 3) < mi)
                 Y[i0 + (lane >> 3)] = mode == CUK_MV_ACC ? yo + v : v;
-            continue;
-        }
+        } else {
 #pragma unroll
-        for (int a = 0; a < RING_MAX_M; a++) {
-            if (a >= mi) break;
-            const int it = i0 + a;
-            if (R == 3) {
-                mv_epilogue<1, R>(acc[a], lane, it, N, Y, ldy, mode, cv);
-                continue;
+            for (int a = 0; a < RING_MAX_M; a++) {
+                if (a >= mi) break;
+                const int it = i0 + a;
+                if (R == 3) {
+                    mv_epilogue<1, R>(acc[a], lane, it, N, Y, ldy, mode, cv);
+                    continue;
+                }
+                // SwiGLU pair 2 it, 2 it + 1: lanes 0..15 end with the gate's sum, 16..31 the up's
+                const float v = warp_sum2(acc[a][0][0], acc[a][R - 1][0], lane);
+                const float up = __shfl_sync(0xffffffffu, v, 16);
+                if (lane == 0) Y[it] = v / (1.0f + expf(-v)) * up;
             }
-            // SwiGLU pair 2 it, 2 it + 1: lanes 0..15 end with the gate's sum, 16..31 the up's
-            const float v = warp_sum2(acc[a][0][0], acc[a][1][0], lane);
-            const float up = __shfl_sync(0xffffffffu, v, 16);
-            if (lane == 0) Y[it] = v / (1.0f + expf(-v)) * up;
         }
     }
 }
@@ -783,8 +784,17 @@ extern "C" void cuk_set_mv_ring_sizes(int chunk, int bytes) {
 }
 extern "C" unsigned long cuk_mv_ring_count(void) { return g_ring_n; }
 static int g_ring_warps = RING_WARPS;   // cuk_set_mv_ring_warps: warps per block (one block per SM)
+static size_t g_ring_pair = RING_PAIR_SMEM;   // cuk_set_mv_ring_pair
 extern "C" void cuk_set_mv_ring_warps(int n) {
     g_ring_warps = n >= 4 && n <= RING_MAX_WARPS ? n : RING_WARPS;
+}
+extern "C" void cuk_set_mv_ring_pair(int bytes) {
+    g_ring_pair = bytes > 0 ? (size_t)bytes : RING_PAIR_SMEM;
+}
+// Warps per block for items of R rows (the in_proj + conv kernel needs 128 registers: at most
+// 16 warps of them fit an SM's registers).
+static int ring_warps(int R) {
+    return R == 3 && g_ring_warps > RING_MAX_WARPS3 ? RING_MAX_WARPS3 : g_ring_warps;
 }
 // Products with more rows than this take the general kernels: the 4-bit LM head (65536 rows,
 // one long product) measured faster through k_mvq8's 16 warps per SM than through the ring's 8
@@ -802,7 +812,7 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     const size_t rowb = (size_t)nu * 16 + (WT ? (size_t)(nu >> cpg_sh) * sbsz : 0);
     const size_t itemb = (size_t)R * rowb;
     const int items = R == 3 ? N / 3 : (N + R - 1) / R;
-    const int nwb = g_ring_warps;
+    const int nwb = ring_warps(R);
     const int per = (items + n_sms() * nwb - 1) / (n_sms() * nwb);
     if (itemb <= (size_t)g_ring_chunk) {   // whole items filling a chunk (not past a warp's share)
         P.ns = 1;
@@ -824,9 +834,11 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     // kernel's and the next one's) from sharing an SM
     const size_t act = WT ? (size_t)K * 2 + (size_t)K / 4 : (size_t)K * 4;   // stage_q8 / f32
     size_t rb = (size_t)g_ring_bytes;
-    if (act + nwb * rb > RING_PAIR_SMEM && RING_PAIR_SMEM > act)
-        rb = (RING_PAIR_SMEM - act) / nwb;
+    if (act + nwb * rb > (size_t)g_ring_pair && (size_t)g_ring_pair > act)
+        rb = (g_ring_pair - act) / nwb;
     P.S = (int)(rb / (size_t)P.slot);
+    if (act < RING_SMEM_MAX && (size_t)P.S * nwb * P.slot + act > RING_SMEM_MAX)
+        P.S = (int)((RING_SMEM_MAX - act) / ((size_t)nwb * P.slot));   // what the SM holds
     P.S = P.S < 2 ? 2 : P.S > RING_MAX_S ? RING_MAX_S : P.S;
     smem = (size_t)nwb * P.S * P.slot + act;
     return smem <= RING_SMEM_MAX;
@@ -867,7 +879,7 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
     else k = nw ? k_mvr<R, WT, true, CUK_SB_F32> : k_mvr<R, WT, false, CUK_SB_F32>;
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
-    launch(k, dim3((unsigned)n_sms()), dim3(g_ring_warps * WARP), sm, s,
+    launch(k, dim3((unsigned)n_sms()), dim3(ring_warps(R) * WARP), sm, s,
            static_cast<const char *>(W), N, K, static_cast<const char *>(sb), sbk, cpg_sh, X, Y,
            ldy, mode, nw, rows, eps, g_conv, P);
     g_ring_n++;
