@@ -164,8 +164,9 @@ enum { CUK_RING_BF16 = 1, CUK_RING_Q4 = 2, CUK_RING_DEFAULT = CUK_RING_Q4 };
 void cuk_set_mv_ring(int types);
 // Ring kernel launches so far (tests: proof that the path ran).
 unsigned long cuk_mv_ring_count(void);
-// Products with more than n rows take the general kernels (n <= 0: CUK_RING_MAX_ROWS).
-#define CUK_RING_MAX_ROWS 32768
+// Products with more than n rows take the general kernels (n <= 0: CUK_RING_MAX_ROWS; since
+// the eighth round every product, the 4-bit LM head included, takes the ring).
+#define CUK_RING_MAX_ROWS (1 << 30)
 void cuk_set_mv_ring_max_rows(int n);
 // Ring geometry for A/B timing: bytes per chunk (1024-16384) and per warp's ring (2048-24576);
 // out of range: the defaults.

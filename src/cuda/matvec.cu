@@ -374,18 +374,19 @@ __global__ void __launch_bounds__(256)
     prefetch_next(pf, pf_lines, it0, nwarp, lane);
 }
 
-// ---- batch-1 ring matvec (k_mvr): one block of RING_WARPS warps per SM, each warp owning a
-// contiguous range of items (R rows each) and streaming its weight bytes (and, for 4-bit, their
-// scale-bias pairs) through a ring of S shared-memory slots filled by bulk copies. The first S
-// chunks are issued before the PDL wait (weights never depend on earlier kernels), so while the
-// previous kernel runs, this kernel's block - small enough to share the SM with it - already
-// loads its first bytes of every warp (up to RING_BYTES per warp); a slot is refilled as soon
-// as it has been read. Chunks are m whole items (bytes contiguous per segment: R <= 2 rows of
-// an item are adjacent, CUK_MV_CONV's three rows are three segments) or, for long rows, slices
-// of one item's rows (acc kept across them). Same results as k_mv (bf16) / k_mvq8 (4-bit,
-// integer activations) up to f32 summation order. Default for 4-bit weights only: for bf16 the
-// general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
-enum { RING_WARPS = 8, RING_MAX_WARPS = 24, RING_MAX_WARPS3 = 16, RING_CHUNK = 6144,
+// ---- batch-1 ring matvec (k_mvr): one block of RING_WARPS warps per SM (16 by default since
+// the eighth round; cuk_set_mv_ring_warps), each warp owning a contiguous range of items (R rows
+// each) and streaming its weight bytes (and, for 4-bit, their scale-bias pairs) through a ring
+// of S shared-memory slots filled by bulk copies. The first S chunks are issued before the PDL
+// wait (weights never depend on earlier kernels), so the loads start while the previous kernel
+// drains (with 8 warps the block was small enough to share the SM with the previous kernel's;
+// with 16 it is not, and 16 measured faster: docs/PERFORMANCE.md, CUDA eighth round); a slot is
+// refilled as soon as it has been read. Chunks are m whole items (bytes contiguous per segment:
+// R <= 2 rows of an item are adjacent, CUK_MV_CONV's three rows are three segments) or, for
+// long rows, slices of one item's rows (acc kept across them). Same results as k_mv (bf16) /
+// k_mvq8 (4-bit, integer activations) up to f32 summation order. Default for 4-bit weights only:
+// for bf16 the general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
+enum { RING_WARPS = 16, RING_MAX_WARPS = 24, RING_MAX_WARPS3 = 16, RING_CHUNK = 6144,
        RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4, RING_SMEM_MAX = 225 * 1024,
        RING_PAIR_SMEM = 110 * 1024 };
 
@@ -796,10 +797,11 @@ extern "C" void cuk_set_mv_ring_pair(int bytes) {
 static int ring_warps(int R) {
     return R == 3 && g_ring_warps > RING_MAX_WARPS3 ? RING_MAX_WARPS3 : g_ring_warps;
 }
-// Products with more rows than this take the general kernels: the 4-bit LM head (65536 rows,
-// one long product) measured faster through k_mvq8's 16 warps per SM than through the ring's 8
-// (H100, 1.2B shape, MLX q4: 47.0 vs 63.3 us per launch; batch 1 1173.7-1185.9 vs
-// 1149.9-1162.0 tok/s in one call); every other product of the 1.2B shape has <= 16384.
+// Products with more rows than this take the general kernels. Until the seventh round the 4-bit
+// LM head (65536 rows) was faster through k_mvq8 (16 warps per SM) than through the ring's 8;
+// with the eighth round's unit loop and 16 ring warps it is faster on the ring (H100, 1.2B
+// shape, MLX q4 batch 1: 1820.1 / 1830.6 vs 1810.0 / 1810.0 tok/s, one call), so by default no
+// product is excluded.
 static int g_ring_max_rows = CUK_RING_MAX_ROWS;   // cuk_set_mv_ring_max_rows
 extern "C" void cuk_set_mv_ring_max_rows(int n) { g_ring_max_rows = n > 0 ? n : CUK_RING_MAX_ROWS; }
 
