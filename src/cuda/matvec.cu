@@ -459,7 +459,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
     k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int sbk,
           int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-          struct cuk_conv cv, ring_plan P) {
+          struct cuk_conv cv, ring_plan P, const char *__restrict__ pf, unsigned pf_lines) {
     extern __shared__ __align__(128) unsigned char rsm[];   // ring, then staged activations
     __shared__ uint64_t bars[RING_MAX_WARPS][RING_MAX_S];
     __shared__ float red[RING_MAX_WARPS][1];
@@ -613,6 +613,10 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
             }
         }
     }
+    // its items done, the warp asks L2 for its share of the next product's first weights (off
+    // unless cuk_set_mv_prefetch): a block of 16 warps does not fit beside this one, so the next
+    // kernel's own first copies start only when this block has left the SM
+    prefetch_next(pf, pf_lines, gw, nwarp, lane);
 }
 
 
@@ -875,7 +879,8 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     P.st1 = g_stage1;
     if (((uintptr_t)W | (uintptr_t)sb) & 15) return false;
     void (*k)(const char *, int, int, const char *, int, int, const float *, float *, int64_t,
-              int, const float *, const int32_t *, float, struct cuk_conv, ring_plan);
+              int, const float *, const int32_t *, float, struct cuk_conv, ring_plan,
+              const char *, unsigned);
     if (!WT) k = nw ? k_mvr<R, WT, true, 0> : k_mvr<R, WT, false, 0>;
     else if (sbk == CUK_SB_BF16) k = nw ? k_mvr<R, WT, true, CUK_SB_BF16> : k_mvr<R, WT, false, CUK_SB_BF16>;
     else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
@@ -883,7 +888,7 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
     launch(k, dim3((unsigned)n_sms()), dim3(ring_warps(R) * WARP), sm, s,
            static_cast<const char *>(W), N, K, static_cast<const char *>(sb), sbk, cpg_sh, X, Y,
-           ldy, mode, nw, rows, eps, g_conv, P);
+           ldy, mode, nw, rows, eps, g_conv, P, g_pf, g_pf_lines);
     g_ring_n++;
     return true;
 }
