@@ -387,29 +387,26 @@ wait $p1 $p2 $p3
 LFMD_CUDA_PROFILE=1 run bench 200 $B/src/lfmd-cuda-bench $M models/lfm2-router
 grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # A/B at batch 1 (LFMD_CUDA_QUICK: decode batch 1 with greedy on the GPU only), same call:
-# defaults (three times: the spread), the seventh round's changes one by one, no ring kernel
+# defaults (three times: the spread), the eighth round's changes one by one, no ring kernel
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
-# head norm + RoPE + KV store as their own kernel before attention (the previous path)
-run ab_norope 60 $Q LFMD_CUDA_NO_ROPE_FUSE=1 $B/src/lfmd-cuda-bench $M
-# attention splits spread over the whole context (no floor of 32 positions per split)
-run ab_minchunk1 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=1 $B/src/lfmd-cuda-bench $M
+# attention splits of at least 32 positions in one-token steps (the seventh round's floor)
+run ab_amc32 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=32 $B/src/lfmd-cuda-bench $M
 run ab_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M
 run ab_default_again 60 $Q $B/src/lfmd-cuda-bench $M
 run ab_default_3 60 $Q $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_norope 60 $Q LFMD_CUDA_NO_ROPE_FUSE=1 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_minchunk1 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=1 $B/src/lfmd-cuda-bench $M-mlx4
-# 4 KB ring chunks (the sixth round's geometry) and no ring kernel
-run ab_mlx4_c4k 60 $Q LFMD_CUDA_RING_CHUNK=4096 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_amc32 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=32 $B/src/lfmd-cuda-bench $M-mlx4
+# 8 ring warps per block; and with the LM head on k_mvq8 too (the seventh round's geometry)
+run ab_mlx4_w8 60 $Q LFMD_CUDA_RING_WARPS=8 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_w8_lm 60 $Q LFMD_CUDA_RING_WARPS=8 LFMD_CUDA_RING_MAX_ROWS=32768 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M-mlx4
-# the 4-bit LM head through the ring kernel too (the fifth round's default)
-run ab_mlx4_ring_lm 60 $Q LFMD_CUDA_RING_MAX_ROWS=1048576 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default_again 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_default_3 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
 run bench_q4_0 120 $B/src/lfmd-cuda-bench $M-q4_0.gguf
 # attention splits along the sequence (default: by shape, 9 at batch 1 on 132 SMs, each at least
-# 32 positions); LFMD_CUDA_ATT_SPLITS=N / LFMD_CUDA_ATT_MIN_CHUNK=N lfmd-cuda-bench MODEL
+# 16 positions in one-token steps); LFMD_CUDA_ATT_SPLITS=N / LFMD_CUDA_ATT_MIN_CHUNK=N lfmd-cuda-bench MODEL
 # batch 64 through the engine (64 concurrent greedy requests of 256 tokens), both sampling paths
 run engine_b64 200 $B/src/cuda_test_cuda_engine $M-bf16.gguf 64 256 64
 # the fixed cost of one kernel-to-kernel dependency (80 dependent launches in a graph: empty,
@@ -432,7 +429,7 @@ echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
 grep '^probe:' $LOG
 for k in kernels golden engine serve bench ab_default \
-    ab_norope ab_minchunk1 ab_noring ab_default_again ab_default_3 bench_mlx4 \
-    ab_mlx4_default ab_mlx4_norope ab_mlx4_minchunk1 ab_mlx4_c4k ab_mlx4_noring \
-    ab_mlx4_ring_lm ab_mlx4_default_again bench_q4_0 engine_b64 probe \
+    ab_amc32 ab_noring ab_default_again ab_default_3 bench_mlx4 \
+    ab_mlx4_default ab_mlx4_amc32 ab_mlx4_w8 ab_mlx4_w8_lm ab_mlx4_noring \
+    ab_mlx4_default_again ab_mlx4_default_3 bench_q4_0 engine_b64 probe \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
