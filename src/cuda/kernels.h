@@ -224,7 +224,7 @@ void cuk_set_q4_rows(int r);
 // Fixes the split count (1 .. CUK_MAX_SPLIT; 0: by shape again), for A/B timing.
 void cuk_set_attn_splits(int n);
 // In one-token steps (cuk_attention_rope) each attention split covers at least n positions (0:
-// the default, 32; 1: the context spread over every split, as cuk_attention does).
+// the default, 16; 1: the context spread over every split, as cuk_attention does).
 void cuk_set_attn_min_chunk(int n);
 // Dependency probe (lfmd-cuda-bench --probe): one launch of 2 blocks per SM that waits on the
 // previous kernel; stage 0: nothing else, 1: every block stages RMSNorm(x [K <= 8192]), 2: also

@@ -107,9 +107,30 @@ static __device__ __forceinline__ void stage_x(const float *__restrict__ X, int 
     __syncthreads();
 }
 
+// Chunk c of a weight row (n16 chunks, 16 bytes each). bf16: 8 consecutive elements. 4-bit
+// (f32 activations): in a full block of 128 words (row words in element order) the 4 words
+// word(k) = 128 (c / 32) + c % 32 + 32 k, each a coalesced 4-byte load, so that for each k
+// the lanes of a warp read consecutive words and their f32 activations are contiguous (words
+// 4 c .. 4 c + 3, one 16-byte load, put each lane's activations 128 bytes apart in shared
+// memory: batch 8 at half speed, eighth round); a partial last block: words 4 c .. 4 c + 3.
+static __device__ __forceinline__ uint32_t ld_stream32(const uint32_t *p) {
+    uint32_t v;
+    asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(v) : "l"(p));
+    return v;
+}
+template <int WT>
+static __device__ __forceinline__ uint4 mv_chunk(const uint4 *W, size_t row, int n16, int c) {
+    if (WT && (c >> 5) < (n16 >> 5)) {
+        const uint32_t *w = reinterpret_cast<const uint32_t *>(W + row * n16) +
+                            ((c >> 5) << 7) + (c & 31);
+        return make_uint4(ld_stream32(w), ld_stream32(w + 32), ld_stream32(w + 64),
+                          ld_stream32(w + 96));
+    }
+    return ld_stream(W + row * n16 + c);
+}
+
 // Y[t, r] (by mode) from sum_c W[r, c] X[t, c]. WT 0: bf16 rows of n16 = K / 8 chunks; WT 1:
-// 4-bit rows of n16 = K / 32 chunks (chunk c: code words 4 c .. 4 c + 3), groups of
-// 2^(cpg_sh + 2) words.
+// 4-bit rows of n16 = K / 32 chunks (mv_chunk), groups of 2^(cpg_sh + 2) words.
 // A warp takes R rows per item; each lane loads chunks lane, lane + 32, ... (U = 8 / R per row
 // per iteration). NORM: the block first stages RMSNorm(X) (weight nw; token t reads X row
 // rows[t] when rows) in shared memory.
@@ -128,6 +149,7 @@ __global__ void __launch_bounds__(256)
     const int it0 = blockIdx.x * (blockDim.x / WARP) + wi;
     const int ng = n16 >> cpg_sh;          // groups per row (4-bit)
     const int wsh = cpg_sh + 2;            // word -> group shift (4-bit)
+    const int nfull = n16 >> 5;            // full 128-word blocks per row (4-bit)
     // Weights never depend on earlier kernels: the first chunks of the warp's first item are
     // loaded into registers (pre; else only asked into L2) before waiting on the previous kernel,
     // so their latency overlaps its tail and this kernel's prologue.
@@ -140,7 +162,7 @@ __global__ void __launch_bounds__(256)
         for (int u = 0; u < U; u++) {
             w0[r][u] = make_uint4(0, 0, 0, 0);
             if (it0 < items && lane + WARP * u < n16) {
-                if (pre) w0[r][u] = ld_stream(W + row * n16 + lane + WARP * u);
+                if (pre) w0[r][u] = mv_chunk<WT>(W, row, n16, lane + WARP * u);
                 else prefetch_l2(W + row * n16 + lane + WARP * u);
             }
         }
@@ -172,7 +194,7 @@ __global__ void __launch_bounds__(256)
                 for (int u = 0; u < U; u++) {
                     const int c = c0 + WARP * u;
                     if (first) wv[r][u] = w0[r][u];   // the same chunks (it0, c0 == lane)
-                    else if (c < n16) wv[r][u] = ld_stream(W + row * n16 + c);
+                    else if (c < n16) wv[r][u] = mv_chunk<WT>(W, row, n16, c);
                 }
             }
             first = false;
@@ -190,9 +212,10 @@ __global__ void __launch_bounds__(256)
                         for (int r = 0; r < R; r++) acc[r][t] += dot_bf16x8(wv[r][u], x);
                     }
                 } else {
+                    const bool full = (c >> 5) < nfull;   // word order of mv_chunk
 #pragma unroll
                     for (int k = 0; k < 4; k++) {
-                        const int word = 4 * c + k;
+                        const int word = full ? ((c >> 5) << 7) + (c & 31) + 32 * k : 4 * c + k;
 #pragma unroll
                         for (int t = 0; t < NT; t++) {
                             float x[8];
