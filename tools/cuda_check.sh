@@ -17,6 +17,9 @@
 #                                    under the NCU_AB variants, per-kernel durations and ncu
 #                                    sections of the 4-bit products (NCU_ENV: settings for the
 #                                    ncu runs)
+#   tools/cuda_check.sh --trace      (device) build with -DLFMD_CUDA_TRACE=ON, then the step trace of
+#                                    batch-1 greedy decode (bf16, MLX q4): every kernel's time on
+#                                    the critical path of a graph replay (TRACE_ENV: settings)
 # Build dependencies missing on the device (pcre2, utf8proc, libmicrohttpd) are unpacked from
 # .cudadeps/*.deb (fetch with: cd .cudadeps && apt-get download libpcre2-dev libpcre2-8-0
 # libpcre2-16-0 libpcre2-32-0 libpcre2-posix3 libutf8proc-dev libutf8proc2 libmicrohttpd-dev
@@ -41,6 +44,8 @@ KTEST=0
 [ "${1:-}" = "--kernels" ] && KTEST=1   # only the kernel tests (~2 min)
 NCUQ=0
 [ "${1:-}" = "--ncu" ] && NCUQ=1   # kernel tests, then ncu of the 4-bit batch-1 products
+TRACE=0
+[ "${1:-}" = "--trace" ] && TRACE=1   # the step trace (kernels built with LFMD_CUDA_TRACE)
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -68,16 +73,19 @@ if ! pkg-config --exists libpcre2-8 libutf8proc libmicrohttpd 2>/dev/null && ls 
     echo "== build deps from .cudadeps"
 fi
 B=/tmp/lfmd-cuda-build
+TOPT=""
+[ $TRACE = 1 ] && B=/tmp/lfmd-cuda-build-trace && TOPT="-DLFMD_CUDA_TRACE=ON"
 GEN=""
 command -v ninja >/dev/null && GEN="-G Ninja"
 t0=$(date +%s)
-cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$SRC" -B $B $GEN -DLFMD_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90a -DCMAKE_BUILD_TYPE=Release $TOPT \
     > $OUT/cmake.log 2>&1 || { tail -30 $OUT/cmake.log; echo "CONFIGURE FAILED"; }
 TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-cuda-bench lfmd"
 [ $SWEEP = 1 ] && TARGETS=lfmd-cuda-bench
 [ $RING = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 [ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels"
 [ $NCUQ = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
+[ $TRACE = 1 ] && TARGETS="lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -138,6 +146,16 @@ if [ $SWEEP = 1 ]; then
     else
         echo "no ncu"
     fi
+    exit 0
+fi
+if [ $TRACE = 1 ]; then
+    M=/tmp/lfm2-1.2b
+    gen_models $M
+    for m in $M $M-mlx4; do
+        LFMD_CUDA_QUICK=1 LFMD_CUDA_TRACE=1 run trace_$(basename $m) 90 env ${TRACE_ENV:-} \
+            $B/src/lfmd-cuda-bench $m
+    done
+    grep -E '^decode batch|^trace: step' $LOG
     exit 0
 fi
 if [ $NCUQ = 1 ]; then

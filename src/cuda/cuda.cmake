@@ -28,6 +28,13 @@ if(CMAKE_CUDA_COMPILER_VERSION VERSION_GREATER_EQUAL 11.8)
   target_compile_options(lfmd_cuda PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:--split-compile=0>")
 endif()
 target_include_directories(lfmd_cuda PUBLIC ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/include)
+# -DLFMD_CUDA_TRACE=ON: kernels record the step trace (kernels.h cuk_trace; lfmd-cuda-bench
+# LFMD_CUDA_TRACE=1, tools/cuda_check.sh --trace). Off by default: the measured kernels stay
+# exactly as they are.
+option(LFMD_CUDA_TRACE "CUDA kernels record the step trace" OFF)
+if(LFMD_CUDA_TRACE)
+  target_compile_definitions(lfmd_cuda PRIVATE LFMD_CUDA_TRACE=1)
+endif()
 # lfmd_tokenizer after lfmd_model: model/gguf_tokenizer.c calls into it (static link order).
 # stdc++: the kernel launch stubs use guarded statics (C executables link this library too).
 target_link_libraries(lfmd_cuda PUBLIC lfmd_model lfmd_tokenizer CUDA::cudart CUDA::cublas stdc++)

@@ -53,8 +53,29 @@ static __device__ __forceinline__ float warp_sum4(float v0, float v1, float v2, 
 // in the stream drains; every kernel calls pdl_wait() before touching data an earlier kernel
 // produced or reads (it returns once that kernel has completed and its writes are visible), then
 // pdl_trigger() to let the next one start. Both are no-ops for plain launches. ----
+// Step trace (cuk_trace; built with -DLFMD_CUDA_TRACE=ON only, so that the measured kernels
+// stay as they are): when g_trace_dev is set, thread 0 of block 0 of every kernel records the
+// global timer once its wait returns (g_trace_dev[0]: records so far, then the times): the
+// differences of consecutive records are the kernels' times on the critical path of a graph
+// replay. One copy per translation unit (cuk_trace sets both).
+static __device__ unsigned long long *g_trace_dev;
+void trace_set_matvec(unsigned long long *d);   // matvec.cu
+extern bool g_trace_rec;                          // kernels.cu: launch() notes kernels
+void trace_note(const void *k, dim3 g, dim3 b);   // kernels.cu
+
 static __device__ __forceinline__ void pdl_wait() {
     asm volatile("griddepcontrol.wait;" ::: "memory");
+#if defined(LFMD_CUDA_TRACE)
+    if ((threadIdx.x | threadIdx.y | blockIdx.x | blockIdx.y | blockIdx.z) == 0) {
+        unsigned long long *b = g_trace_dev;
+        if (b) {
+            unsigned long long t;
+            asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+            const unsigned long long i = atomicAdd(b, 1ull);
+            if (i < CUK_TRACE_MAX) b[1 + i] = t;
+        }
+    }
+#endif
 }
 static __device__ __forceinline__ void pdl_trigger() {
     asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -79,6 +100,7 @@ static inline void launch(void (*k)(P...), dim3 g, dim3 b, size_t smem, cudaStre
     cfg.attrs = at;
     cfg.numAttrs = g_pdl ? 1 : 0;
     if (g_carveout >= 0) carveout_once(reinterpret_cast<const void *>(k), g_carveout);
+    if (g_trace_rec) trace_note(reinterpret_cast<const void *>(k), g, b);
     cudaLaunchKernelEx(&cfg, k, args...);
 }
 

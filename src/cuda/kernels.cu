@@ -12,6 +12,39 @@ extern "C" void cuk_set_mv_old(int on) { g_mv_old = on != 0; }
 int g_carveout = 100;
 extern "C" void cuk_set_carveout(int pct) { g_carveout = pct >= 0 && pct <= 100 ? pct : -1; }
 
+// ---- step trace (kernels.h cuk_trace) ----
+bool g_trace_rec;
+static struct cuk_trace_kernel g_trace_k[CUK_TRACE_MAX_KERNELS];
+static int g_trace_nk;
+void trace_note(const void *k, dim3 g, dim3 b) {
+    if (g_trace_nk >= CUK_TRACE_MAX_KERNELS) return;
+    struct cuk_trace_kernel *e = &g_trace_k[g_trace_nk++];
+    const char *name = NULL;
+    if (cudaFuncGetName(&name, k) != cudaSuccess || !name) {
+        cudaGetLastError();
+        name = "?";
+    }
+    e->name = name;
+    e->grid[0] = (int)g.x;
+    e->grid[1] = (int)g.y;
+    e->grid[2] = (int)g.z;
+    e->block = (int)(b.x * b.y * b.z);
+}
+extern "C" int cuk_trace(unsigned long long *d, int note_launches) {
+#if !defined(LFMD_CUDA_TRACE)
+    if (d) return -1;   // the kernels record nothing in this build
+#endif
+    g_trace_rec = note_launches != 0;
+    if (g_trace_rec) g_trace_nk = 0;
+    if (cudaMemcpyToSymbol(g_trace_dev, &d, sizeof d) != cudaSuccess) return -1;
+    trace_set_matvec(d);
+    return cudaGetLastError() == cudaSuccess ? 0 : -1;
+}
+extern "C" int cuk_trace_kernels(const struct cuk_trace_kernel **k) {
+    *k = g_trace_k;
+    return g_trace_nk;
+}
+
 // Sets a kernel's preferred shared-memory carveout once (a small cache of kernels done).
 void carveout_once(const void *k, int pct) {
     static struct { const void *k; int pct; } done[256];

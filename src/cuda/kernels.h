@@ -231,6 +231,20 @@ void cuk_set_attn_min_chunk(int n);
 // streams wbytes of w (16-byte aligned) across the grid. y: 2 x SMs floats.
 void cuk_probe(const float *x, int K, const void *w, int64_t wbytes, float *y, int stage,
                cuk_stream s);
+// Step trace (built with -DLFMD_CUDA_TRACE=ON; lfmd-cuda-bench with LFMD_CUDA_TRACE=1, else
+// cuk_trace returns -1 for a non-NULL d): d non-NULL: device buffer of
+// 1 + CUK_TRACE_MAX uint64 (d[0] zeroed by the caller): every kernel's thread 0 of block 0
+// appends the global timer (ns) when its wait on the previous kernel returns; NULL: off.
+// note_launches: from now on every launch (or graph capture) is noted on the host, in order
+// (cuk_trace_kernels; the list restarts). Returns 0, or -1 on a CUDA error.
+#define CUK_TRACE_MAX 65536
+#define CUK_TRACE_MAX_KERNELS 1024
+struct cuk_trace_kernel {
+    const char *name;   // cudaFuncGetName (mangled)
+    int grid[3], block;
+};
+int cuk_trace(unsigned long long *d, int note_launches);
+int cuk_trace_kernels(const struct cuk_trace_kernel **k);
 
 #ifdef __cplusplus
 }

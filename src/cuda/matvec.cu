@@ -8,6 +8,8 @@
 // SPDX-License-Identifier: MIT
 #include "kern_common.cuh"
 
+void trace_set_matvec(unsigned long long *d) { cudaMemcpyToSymbol(g_trace_dev, &d, sizeof d); }
+
 // Tail prefetch: once a warp has finished its rows, it asks L2 for its share of the first
 // pf_lines 128-byte lines of the next product's weights (cuk_mv_prefetch_next), so that DRAM
 // keeps streaming through this kernel's tail, the launch gap and the small kernels between the

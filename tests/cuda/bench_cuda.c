@@ -53,6 +53,43 @@ static double copy_bw(void) {
 
 #define FAIL(...) do { fprintf(stderr, __VA_ARGS__); return 1; } while (0)
 
+static int cmp_u64(const void *a, const void *b) {
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+// LFMD_CUDA_TRACE=1: the step trace (cuk_trace) of a batch-1 decode run. h: n records (ns),
+// K kernels per step noted at the graph's capture; per kernel the median over the steps after
+// the first of (its record -> the next record): its time on the step's critical path (the last
+// kernel's runs to the next step's first, host turnaround included).
+static void trace_print(const unsigned long long *h, long n) {
+    const struct cuk_trace_kernel *kn = NULL;
+    const int K = cuk_trace_kernels(&kn);
+    const long steps = K > 0 ? n / K : 0;
+    printf("trace: %ld records, %d kernels noted per step, %ld steps\n", n, K, steps);
+    if (K < 1 || steps < 3 || n % K) {
+        printf("trace: records do not divide into steps; not analysed\n");
+        return;
+    }
+    unsigned long long *d = malloc((size_t)steps * sizeof *d);
+    double total = 0;
+    for (int i = 0; i < K; i++) {
+        long m = 0;
+        for (long st = 1; st + 1 < steps; st++) d[m++] = h[st * K + i + 1] - h[st * K + i];
+        qsort(d, (size_t)m, sizeof *d, cmp_u64);
+        const double us = d[m / 2] / 1000.0;
+        total += us;
+        printf("trace %3d %8.2f us  %-56.56s (%d,%d,%d)x%d\n", i, us, kn[i].name, kn[i].grid[0],
+               kn[i].grid[1], kn[i].grid[2], kn[i].block);
+    }
+    long m = 0;
+    for (long st = 1; st + 1 < steps; st++) d[m++] = h[(st + 1) * K] - h[st * K];
+    qsort(d, (size_t)m, sizeof *d, cmp_u64);
+    printf("trace: step median %.2f us (sum of kernel medians %.2f us)\n", d[m / 2] / 1000.0,
+           total);
+    free(d);
+}
+
 // greedy: tokens picked on the GPU (cuda_forward_batch_greedy, no logits copy) and fed back;
 // else logits copied to the host every step.
 static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool greedy,
@@ -74,6 +111,12 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
         one[i] = 1;
     }
     double *ts = malloc((size_t)steps * sizeof *ts);
+    unsigned long long *tb = NULL;   // LFMD_CUDA_TRACE: the step trace of batch 1
+    if (getenv("LFMD_CUDA_TRACE") && batch == 1) {
+        if (cudaMalloc((void **)&tb, (1 + CUK_TRACE_MAX) * sizeof *tb) != cudaSuccess ||
+            cudaMemset(tb, 0, sizeof *tb) != cudaSuccess || cuk_trace(tb, 1))
+            FAIL("trace: CUDA error, or built without -DLFMD_CUDA_TRACE=ON\n");
+    }
     for (int k = 0; k < steps; k++) {
         double t0 = now();
         if (greedy) {
@@ -83,11 +126,23 @@ static int decode_bench(struct cuda_model *cm, int V, int batch, int steps, bool
             FAIL("decode: %s\n", err.msg);
         }
         ts[k] = now() - t0;
+        if (tb && k == 0) cuk_trace(tb, 0);   // the kernels of one step noted (capture)
         if (!greedy)
             for (int i = 0; i < batch; i++) tok[i] = (tok[i] * 31 + 7) % V;
     }
     qsort(ts, (size_t)steps, sizeof *ts, cmp_d);
     *tok_s = batch / ts[steps / 2];
+    if (tb) {
+        cuk_trace(NULL, 0);
+        unsigned long long *h = malloc((1 + CUK_TRACE_MAX) * sizeof *h);
+        if (cudaMemcpy(h, tb, (1 + CUK_TRACE_MAX) * sizeof *h, cudaMemcpyDeviceToHost) ==
+            cudaSuccess) {
+            printf("trace (%s):\n", greedy ? "greedy on GPU" : "logits to host");
+            trace_print(h + 1, (long)(h[0] < CUK_TRACE_MAX ? h[0] : CUK_TRACE_MAX));
+        }
+        free(h);
+        cudaFree(tb);
+    }
     if (getenv("LFMD_CUDA_PROFILE") && !greedy) {   // device time per kernel group (no graphs)
         cuda_runner_profile(r, true);
         for (int k = 0; k < 5; k++)
