@@ -156,10 +156,11 @@ void cuk_set_mv_stage1(int on);
 // loads) when it fits CUK_MV_NORM_SMEM, instead of every warp reading it through L1 (1,
 // default); 0: through L1 (A/B).
 void cuk_set_mv_stage_x(int on);
-// One token (T == 1) through the ring kernel for the weight types in the mask (default both):
-// one block of 8 warps per SM, each warp streaming its contiguous rows through shared-memory
-// slots filled by bulk copies, the first ones before the PDL wait (bf16 any K % 8 == 0; 4-bit
-// with integer activations and K % 1024 == 0); 0: the general kernels, for A/B and tests.
+// One token (T == 1) through the ring kernel for the weight types in the mask (default: 4-bit
+// only): one block of 16 warps per SM (cuk_set_mv_ring_warps), each warp streaming its
+// contiguous rows through shared-memory slots filled by bulk copies, the first ones before the
+// PDL wait (bf16 any K % 8 == 0; 4-bit with integer activations and K % 1024 == 0); 0: the
+// general kernels, for A/B and tests.
 enum { CUK_RING_BF16 = 1, CUK_RING_Q4 = 2, CUK_RING_DEFAULT = CUK_RING_Q4 };
 void cuk_set_mv_ring(int types);
 // Ring kernel launches so far (tests: proof that the path ran).
