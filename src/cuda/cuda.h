@@ -49,7 +49,7 @@ struct cuda_opts {
     int ring;                       // one-token matvecs: ring kernel types (CUK_RING_* mask;
                                     // 0: default, -1: none; A/B)
     int ring_chunk, ring_bytes;     // ring matvec geometry (0: defaults; A/B)
-    int ring_warps;                 // ring matvec warps per block (0: default 8; A/B)
+    int ring_warps;                 // ring matvec warps per block (0: default 16; A/B)
     int ring_pair;                  // ring block's shared-memory bytes beside the next (0: default)
     int ring_max_rows;              // products with more rows skip the ring kernel (0: default,
                                     // CUK_RING_MAX_ROWS; A/B)

@@ -38,7 +38,9 @@ extern "C" int cuk_trace(unsigned long long *d, int note_launches) {
     if (g_trace_rec) g_trace_nk = 0;
     if (cudaMemcpyToSymbol(g_trace_dev, &d, sizeof d) != cudaSuccess) return -1;
     trace_set_matvec(d);
-    return cudaGetLastError() == cudaSuccess ? 0 : -1;
+    // the runner's streams do not wait on the legacy stream these copies (and the caller's
+    // counter reset) ran on: finish them before the next kernel starts (current device only)
+    return cudaDeviceSynchronize() == cudaSuccess && cudaGetLastError() == cudaSuccess ? 0 : -1;
 }
 extern "C" int cuk_trace_kernels(const struct cuk_trace_kernel **k) {
     *k = g_trace_k;

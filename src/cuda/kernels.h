@@ -173,7 +173,7 @@ void cuk_set_mv_ring_max_rows(int n);
 // out of range: the defaults.
 void cuk_set_mv_ring_sizes(int chunk, int bytes);
 // Warps per block of the ring kernel (one block per SM; 4..24, in_proj + conv at most 16;
-// default 8); bytes of shared memory a ring block keeps to (so that the next kernel's block
+// default 16); bytes of shared memory a ring block keeps to (so that the next kernel's block
 // fits beside it; 0: default 110 KB; larger than an SM's: no limit).
 void cuk_set_mv_ring_warps(int n);
 void cuk_set_mv_ring_pair(int bytes);

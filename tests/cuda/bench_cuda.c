@@ -65,9 +65,10 @@ static int cmp_u64(const void *a, const void *b) {
 static void trace_print(const unsigned long long *h, long n) {
     const struct cuk_trace_kernel *kn = NULL;
     const int K = cuk_trace_kernels(&kn);
+    if (K > 0 && n == CUK_TRACE_MAX) n = n / K * K;   // the buffer filled: whole steps
     const long steps = K > 0 ? n / K : 0;
     printf("trace: %ld records, %d kernels noted per step, %ld steps\n", n, K, steps);
-    if (K < 1 || steps < 3 || n % K) {
+    if (K < 1 || K >= CUK_TRACE_MAX_KERNELS || steps < 3 || n % K) {
         printf("trace: records do not divide into steps; not analysed\n");
         return;
     }

@@ -583,11 +583,10 @@ static struct tensor q4_tensor(int kind, int N, int K, int gs, enum lfmd_dtype s
     return w;
 }
 
-// Host twin of k_mvq8's activation quantization (two int8 levels per 8-element word):
-// dd = amax / 32258, q1 = rint(x 127 / amax), q2 = rint((x - 254 dd q1) / dd) clamped to
-// [-127, 127] (0 when amax is 0); xd = dd (254 q1 + q2), the activations the kernel multiplies.
-// Host twin of the integer activations (kern_common.cuh q8_codes / q8_unit_store): per
-// 32-element unit, dd = amax / 32258, x' = dd (254 q1 + q2).
+// Host twin of the integer activations of k_mvq8 / k_mvr (kern_common.cuh q8_codes /
+// q8_unit_store), two int8 levels per 32-element unit: dd = amax / 32258 (amax over the unit),
+// q1 = rint(x 127 / amax), q2 = rint((x - 254 dd q1) / dd) clamped to [-127, 127] (0 when amax
+// is 0); xd = dd (254 q1 + q2), the activations the kernel multiplies.
 static void q16_units_ref(const float *x, int K, float *xd) {
     for (int u = 0; u < K / 32; u++) {
         const float *xu = x + 32 * u;
