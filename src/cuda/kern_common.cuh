@@ -333,6 +333,28 @@ static __device__ __forceinline__ void ld_x8(const float *X, size_t off, float (
     x[4] = b.x; x[5] = b.y; x[6] = b.z; x[7] = b.w;
 }
 
+// Block-wide: 1 / rms of each of NT tokens from every thread's partial sums of squares ss
+// (warp sums into red [warps][NT], one barrier, then the warps' sums in order), eps added to
+// the mean square: the reduction shared by the RMSNorm staging prologues.
+template <int NT>
+static __device__ __forceinline__ void block_inv_rms(float (&ss)[NT], int K, float eps,
+                                                     float (*red)[NT], float (&inv)[NT]) {
+    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        const float v = warp_sum(ss[t]);
+        if (lane == 0) red[wi][t] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        float sum = 0;
+#pragma unroll
+        for (int k = 0; k < nwarps; k++) sum += red[k][t];
+        inv[t] = 1.0f / sqrtf(sum / K + eps);
+    }
+}
+
 // Single-round staging (one token, K <= 8 x threads, X, nw and K 16-byte aligned: the decode
 // shape): thread i loads its 8-element word of x and of the norm weight in one round of four
 // 16-byte loads, the block reduces the sum of squares, and the word is scaled in registers;
@@ -344,30 +366,25 @@ static __device__ __forceinline__ bool norm_word(const float *__restrict__ X, in
                                                  const int32_t *__restrict__ rows, float eps,
                                                  float (*red)[1], float (&x)[8]) {
     if (K > 8 * (int)blockDim.x || (K & 7) || (((uintptr_t)X | (uintptr_t)nw) & 15)) return false;
-    const int i = threadIdx.x, lane = i % WARP, wi = i / WARP, nwarps = blockDim.x / WARP;
+    const int i = threadIdx.x;
     const float *xr = X + (size_t)(rows ? rows[0] : 0) * K;
-    float g[8], ss = 0;
+    float g[8], ss[1] = {0.f}, inv[1];
 #pragma unroll
     for (int j = 0; j < 8; j++) x[j] = g[j] = 0.f;
     if (i < K / 8) {
         ld_x8<false>(xr, 8 * (size_t)i, x);
         ld_x8<false>(nw, 8 * (size_t)i, g);
 #pragma unroll
-        for (int j = 0; j < 8; j++) ss += x[j] * x[j];
+        for (int j = 0; j < 8; j++) ss[0] += x[j] * x[j];
     }
-    ss = warp_sum(ss);
-    if (lane == 0) red[wi][0] = ss;
-    __syncthreads();
-    float sum = 0;
-    for (int k = 0; k < nwarps; k++) sum += red[k][0];
-    const float inv = 1.0f / sqrtf(sum / K + eps);
+    block_inv_rms<1>(ss, K, eps, red, inv);
 #pragma unroll
-    for (int j = 0; j < 8; j++) x[j] = g[j] * (x[j] * inv);
+    for (int j = 0; j < 8; j++) x[j] = g[j] * (x[j] * inv[0]);
     return true;
 }
 
-// Block-wide (8 warps): xs [NT][K] = RMSNorm of each token's X row (weight nw; token t reads
-// X row rows[t] when rows), ending with a block barrier. red: [8][NT] scratch. st1: norm_word
+// Block-wide: xs [NT][K] = RMSNorm of each token's X row (weight nw; token t reads
+// X row rows[t] when rows), ending with a block barrier. red: [warps][NT] scratch. st1: norm_word
 // where the shape allows. The fused-norm prologue of k_mv, the ring kernel and k_matvec.
 template <int NT>
 static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, int K,
@@ -386,8 +403,7 @@ static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, i
             return;
         }
     }
-    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
-    float ss[NT];
+    float ss[NT], inv[NT];
 #pragma unroll
     for (int t = 0; t < NT; t++) {
         const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
@@ -397,19 +413,12 @@ static __device__ __forceinline__ void stage_norm(const float *__restrict__ X, i
             xs[t * K + i] = v;
             ss[t] += v * v;
         }
-        ss[t] = warp_sum(ss[t]);
-        if (lane == 0) red[wi][t] = ss[t];
     }
-    __syncthreads();
+    block_inv_rms<NT>(ss, K, eps, red, inv);
 #pragma unroll
-    for (int t = 0; t < NT; t++) {
-        float s = 0;
-#pragma unroll
-        for (int k = 0; k < nwarps; k++) s += red[k][t];
-        float inv = 1.0f / sqrtf(s / K + eps);
+    for (int t = 0; t < NT; t++)
         for (int i = threadIdx.x; i < K; i += blockDim.x)
-            xs[t * K + i] = nw[i] * (xs[t * K + i] * inv);
-    }
+            xs[t * K + i] = nw[i] * (xs[t * K + i] * inv[t]);
     __syncthreads();
 }
 

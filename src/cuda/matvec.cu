@@ -257,7 +257,7 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
                                                 const int32_t *__restrict__ rows, float eps,
                                                 uint4 *xq, float2 *xf, float (*red)[NT],
                                                 bool st1) {
-    const int lane = threadIdx.x % WARP, wi = threadIdx.x / WARP, nwarps = blockDim.x / WARP;
+    const int lane = threadIdx.x % WARP;
     const int nw8 = K / 8, nu = K / 32;
     if constexpr (NT == 1 && NORM) {
         float x[8];   // zero past K / 8: every lane of the block takes part below
@@ -272,25 +272,17 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
 #pragma unroll
     for (int t = 0; t < NT; t++) inv[t] = 1.0f;
     if (NORM) {
+        float ss[NT];
 #pragma unroll
         for (int t = 0; t < NT; t++) {
             const float *xr = X + (size_t)(rows ? rows[t] : t) * K;
-            float ss = 0;
+            ss[t] = 0;
             for (int i = threadIdx.x; i < K; i += blockDim.x) {
                 float v = xr[i];
-                ss += v * v;
+                ss[t] += v * v;
             }
-            ss = warp_sum(ss);
-            if (lane == 0) red[wi][t] = ss;
         }
-        __syncthreads();
-#pragma unroll
-        for (int t = 0; t < NT; t++) {
-            float sum = 0;
-#pragma unroll
-            for (int k = 0; k < nwarps; k++) sum += red[k][t];
-            inv[t] = 1.0f / sqrtf(sum / K + eps);
-        }
+        block_inv_rms<NT>(ss, K, eps, red, inv);
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) {
@@ -332,7 +324,7 @@ static __device__ __forceinline__ void stage_q8(const float *__restrict__ X, int
 template <int NT, int R, bool NORM, int SBK>
 __global__ void __launch_bounds__(256)
     k_mvq8(const uint4 *__restrict__ W, int N, int K, int n16, const void *__restrict__ sb,
-           int sbk, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+           int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
            const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
            const char *__restrict__ pf, unsigned pf_lines, struct cuk_conv cv, bool st1) {
     extern __shared__ uint4 xq[];          // [NT][K / 8] codes, then float2 [NT][K / 32] (dd, sum)
@@ -426,11 +418,22 @@ struct ring_plan {
     bool st1;    // single-round activation staging where it applies (norm_word)
 };
 
+// Copy segments per chunk (the same for every chunk of a launch): R when the item's rows are
+// not adjacent (CUK_MV_CONV) or an item is sliced, else 1 (the chunk's rows are consecutive).
+template <int R>
+static __device__ __forceinline__ int ring_nseg(const ring_plan &P) {
+    return (R == 3 || P.ns > 1) ? R : 1;
+}
+// Row ri of a chunk holding item a's row r: a R + r with one segment, else r m + a.
+template <int R>
+static __device__ __forceinline__ int ring_ri(const ring_plan &P, int nseg, int a, int r) {
+    return nseg == 1 ? a * R + r : r * P.m + a;
+}
+
 // A chunk of a warp's sequence (items ia .. ib - 1), walked in order by a cursor (no divisions
-// in the loop): first item, slice, items in it, the slice's first unit and unit count, and the
-// copy segments per chunk.
+// in the loop): first item, slice, items in it, the slice's first unit and unit count.
 struct ring_chunk {
-    int i0, s, mi, u0, len, nseg;
+    int i0, s, mi, u0, len;
 };
 template <int R>
 static __device__ __forceinline__ ring_chunk ring_at(const ring_plan &P, int i0, int s, int ib,
@@ -441,7 +444,6 @@ static __device__ __forceinline__ ring_chunk ring_at(const ring_plan &P, int i0,
     c.mi = min(P.m, ib - i0);
     c.u0 = s * P.us;
     c.len = min(P.us, nu - c.u0);
-    c.nseg = (R == 3 || P.ns > 1) ? R : 1;
     return c;
 }
 // The chunk after (i0, s).
@@ -462,7 +464,7 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
                                                   int cpg_sh, int sbsz, const ring_plan &P,
                                                   const ring_chunk &c, unsigned char *slot,
                                                   uint64_t *bar, uint64_t pol, int lane) {
-    const int i0 = c.i0, s = c.s, mi = c.mi, len = c.len, nseg = c.nseg;
+    const int i0 = c.i0, s = c.s, mi = c.mi, len = c.len, nseg = ring_nseg<R>(P);
     const int rows_seg = nseg == 1 ? mi * R : mi;      // consecutive rows per segment
     const unsigned cb = (unsigned)(rows_seg * len * 16);
     const unsigned pb = WT ? (unsigned)((len >> cpg_sh) * sbsz) : 0u;   // pairs per row slice
@@ -481,8 +483,7 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
 
 template <int R, int WT, bool NORM, int SBK>
 __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * WARP, 1)
-    k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int sbk,
-          int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+    k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
           struct cuk_conv cv, ring_plan P, const char *__restrict__ pf, unsigned pf_lines) {
     extern __shared__ __align__(128) unsigned char rsm[];   // ring, then staged activations
@@ -495,7 +496,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
     const int ia = (int)((long long)items * gw / nwarp);
     const int ib = (int)((long long)items * (gw + 1) / nwarp);
     const int nu = WT ? K / 32 : K / 8;                 // 16-byte units per row
-    const int sbsz = sbk == CUK_SB_F32 ? 8 : 4;
+    const int sbsz = SBK == CUK_SB_F32 ? 8 : 4;   // bytes of a scale-bias pair (4-bit)
     unsigned char *ring = rsm + (size_t)wi * P.S * P.slot;
     uint64_t *bar = bars[wi];
     uint64_t pol;
@@ -526,24 +527,21 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
     float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
     // 4-bit: offsets in a slot of row (item a, row r)'s codes at this lane and of its pairs
     // (the same for every chunk: row ri = a R + r with one segment, else r m + a)
+    const int nseg = ring_nseg<R>(P);
     uint32_t rwo[RING_MAX_M][R], rso[RING_MAX_M][R];
-    {
-        const int nseg = (R == 3 || P.ns > 1) ? R : 1;
 #pragma unroll
-        for (int a = 0; a < RING_MAX_M; a++)
+    for (int a = 0; a < RING_MAX_M; a++)
 #pragma unroll
-            for (int r = 0; r < R; r++) {
-                const int ri = nseg == 1 ? a * R + r : r * P.m + a;
-                rwo[a][r] = (uint32_t)(ri * P.us + lane) * 16u;
-                rso[a][r] = (uint32_t)(P.codes + ri * P.sbs);
-            }
-    }
+        for (int r = 0; r < R; r++) {
+            const int ri = ring_ri<R>(P, nseg, a, r);
+            rwo[a][r] = (uint32_t)(ri * P.us + lane) * 16u;
+            rso[a][r] = (uint32_t)(P.codes + ri * P.sbs);
+        }
     int ci = ia, cs = 0, k = 0;   // the chunk to read (first item, slice), its slot
     unsigned ph = 0;               // the slot's barrier phase
     for (; ci < ib; ring_next(P, ci, cs)) {
         const ring_chunk c = ring_at<R>(P, ci, cs, ib, nu);
         const int i0 = c.i0, s = c.s, mi = c.mi, u0 = c.u0, len = c.len;
-        const int nseg = c.nseg;
         const bool last = s == P.ns - 1;
         const unsigned char *slot = ring + (size_t)k * P.slot;
         // the residual the epilogue adds to, asked for before the chunk's wait (lane a: item a)
@@ -568,7 +566,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
                     ld_x8<true>(xs, 8 * (size_t)u, x);
 #pragma unroll
                     for (int r = 0; r < R; r++) {
-                        const int ri = nseg == 1 ? a * R + r : r * P.m + a;
+                        const int ri = ring_ri<R>(P, nseg, a, r);
                         const uint4 w = *reinterpret_cast<const uint4 *>(
                             slot + ((size_t)ri * P.us + c) * 16);
                         acc[a][r][0] += dot_bf16x8(w, x);
@@ -579,7 +577,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
             // 4-bit: a unit's activations are read once for every row of the chunk; per row
             // unit, scale x dd x (the integer dot) + bias x (the unit's sum of x'). Shared
             // addresses are 32-bit (64-bit generic pointer arithmetic was a third of the loop).
-            const uint32_t sbase = smem_u32(slot), sbsz = SBK == CUK_SB_F32 ? 8u : 4u;
+            const uint32_t sbase = smem_u32(slot);
             const uint32_t xq0 = smem_u32(xq) + (uint32_t)(u0 + lane) * 16u;
             const uint32_t xf0 = smem_u32(xf) + (uint32_t)(u0 + lane) * 8u;
             const uint32_t xst = (uint32_t)nu * 16u;
@@ -590,7 +588,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
 #pragma unroll
                 for (int kk = 0; kk < 4; kk++) xa[kk] = lds128(xq0 + kk * xst + co * 16u);
                 const float2 f = lds_f2(xf0 + co * 8u);   // (dd, sum of x' over the unit)
-                const uint32_t go = (uint32_t)(c >> cpg_sh) * sbsz;   // the unit's pair
+                const uint32_t go = (uint32_t)((c >> cpg_sh) * sbsz);   // the unit's pair
 #pragma unroll
                 for (int a = 0; a < RING_MAX_M; a++) {
                     if (a >= mi) break;
@@ -777,10 +775,10 @@ static void mvq8_k(const struct cuk_q4 *Wq, int N, int K, const float *X, float 
     const uint4 *w = static_cast<const uint4 *>(static_cast<const void *>(Wq->q));
     size_t sm = (size_t)NT * K * 3;
     if (nw)
-        mv_go(k_mvq8<NT, R, true, SBK>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X,
+        mv_go(k_mvq8<NT, R, true, SBK>, items, sm, s, w, N, K, n16, Wq->sb, cpg_sh, X,
               Y, ldy, mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
     else
-        mv_go(k_mvq8<NT, R, false, SBK>, items, sm, s, w, N, K, n16, Wq->sb, Wq->sbk, cpg_sh, X,
+        mv_go(k_mvq8<NT, R, false, SBK>, items, sm, s, w, N, K, n16, Wq->sb, cpg_sh, X,
               Y, ldy, mode, nw, rows, eps, g_pf, g_pf_lines, g_conv, g_stage1);
 }
 
@@ -903,16 +901,16 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     if (!ring_plan_for(WT, R, N, K, cpg_sh, sbk, P, sm)) return false;
     P.st1 = g_stage1;
     if (((uintptr_t)W | (uintptr_t)sb) & 15) return false;
-    void (*k)(const char *, int, int, const char *, int, int, const float *, float *, int64_t,
-              int, const float *, const int32_t *, float, struct cuk_conv, ring_plan,
-              const char *, unsigned);
+    void (*k)(const char *, int, int, const char *, int, const float *, float *, int64_t, int,
+              const float *, const int32_t *, float, struct cuk_conv, ring_plan, const char *,
+              unsigned);
     if (!WT) k = nw ? k_mvr<R, WT, true, 0> : k_mvr<R, WT, false, 0>;
     else if (sbk == CUK_SB_BF16) k = nw ? k_mvr<R, WT, true, CUK_SB_BF16> : k_mvr<R, WT, false, CUK_SB_BF16>;
     else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
     else k = nw ? k_mvr<R, WT, true, CUK_SB_F32> : k_mvr<R, WT, false, CUK_SB_F32>;
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
     launch(k, dim3((unsigned)n_sms()), dim3(ring_warps(R) * WARP), sm, s,
-           static_cast<const char *>(W), N, K, static_cast<const char *>(sb), sbk, cpg_sh, X, Y,
+           static_cast<const char *>(W), N, K, static_cast<const char *>(sb), cpg_sh, X, Y,
            ldy, mode, nw, rows, eps, g_conv, P, g_pf, g_pf_lines);
     g_ring_n++;
     return true;
