@@ -98,6 +98,10 @@ run() { # name, timeout, command... (stdout unbuffered: a killed run keeps its o
     RES[$name]=$rc
     echo "== $name rc=$rc"
 }
+# One batch-1 A/B run (LFMD_CUDA_QUICK) of variant $3 ("label:ENV=V,ENV=V") on model $2, named $1.
+ab_run() {
+    run $1 60 env LFMD_CUDA_QUICK=1 $(echo "${3#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $2
+}
 # The 1.2B-shaped bf16 LFM2 ($1) and its MLX q4 ($1-mlx4) and GGUF Q4_0 ($1-q4_0.gguf) copies.
 gen_models() {
     python3 tools/gen_model.py --preset lfm2-1.2b --seed 3 --out $1 --jobs 8 > $OUT/gen.log 2>&1 ||
@@ -171,15 +175,11 @@ if [ $NCUQ = 1 ]; then
     # NCU_FULL=1: the whole bf16 bench (prefill, batches 1 / 8 / 64, the router)
     [ "${NCU_FULL:-0}" = 1 ] && run bench_bf16 120 $B/src/lfmd-cuda-bench $M models/lfm2-router
     for rep in ${NCU_AB_BF16_REPS:-1}; do
-        for v in ${NCU_AB_BF16:-}; do
-            run ab_bf16_${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M
-        done
+        for v in ${NCU_AB_BF16:-}; do ab_run ab_bf16_${rep}_${v%%:*} $M "$v"; done
     done
     run ab_q4_0 60 $Q $B/src/lfmd-cuda-bench $M-q4_0.gguf
     for rep in 1 2; do
-        for v in ${NCU_AB:-default:}; do
-            run r${rep}_${v%%:*} 60 $Q $(echo "${v#*:}" | tr , ' ') $B/src/lfmd-cuda-bench $M-mlx4
-        done
+        for v in ${NCU_AB:-default:}; do ab_run r${rep}_${v%%:*} $M-mlx4 "$v"; done
     done
     awk '/^== (ab_|r[12]_|bench_)/ && !/rc=/ {n=$2} /^decode batch|^prefill|^router/ {print n ": " $0}' $LOG | cut -c1-150
     [ "${NCU_STEP:-1}" = 1 ] &&
@@ -219,16 +219,12 @@ if [ $RING = 1 ]; then
     run golden 300 $B/src/cuda_test_cuda_model
     M=/tmp/lfm2-1.2b
     gen_models $M
-    Q="env LFMD_CUDA_QUICK=1"
     # RING_AB: "name:ENV=V,ENV=V ..." variants, each on bf16 and MLX q4, in two rounds
     for rep in 1 2; do
         for v in ${RING_AB:-default: noring:LFMD_CUDA_NO_RING=1 ring3:LFMD_CUDA_RING=3 \
                  c100:LFMD_CUDA_CARVEOUT=100 c100ring3:LFMD_CUDA_CARVEOUT=100,LFMD_CUDA_RING=3 \
                  c100noring:LFMD_CUDA_CARVEOUT=100,LFMD_CUDA_NO_RING=1}; do
-            for mm in $M $M-mlx4; do
-                run r${rep}_${v%%:*}_$(basename $mm) 60 $Q $(echo "${v#*:}" | tr , ' ') \
-                    $B/src/lfmd-cuda-bench $mm
-            done
+            for mm in $M $M-mlx4; do ab_run r${rep}_${v%%:*}_$(basename $mm) $mm "$v"; done
         done
     done
     # per-product times (plain launches timed with events) of the defaults and RING_PROFILE's variant
