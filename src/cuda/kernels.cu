@@ -78,13 +78,13 @@ __global__ void __launch_bounds__(256)
     k_add_rmsnorm(float *__restrict__ x, const float *__restrict__ a, const float *__restrict__ w,
                   const int32_t *rows, int n, float eps, float *__restrict__ out) {
     PDL_ENTER();
-    __shared__ float red[8];
-    int r = blockIdx.x, lane = threadIdx.x % WARP, wi = threadIdx.x / WARP;
+    __shared__ float red[8][1];
+    int r = blockIdx.x;
     int src = rows ? rows[r] : r;
     float *xr = x + (size_t)src * n;
     const float *ar = a ? a + (size_t)src * n : nullptr;
     float *o = out + (size_t)r * n;
-    float ss = 0;
+    float ss[1] = {0.f}, inv[1];
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
         float v = xr[i];
         if (ar) {
@@ -92,16 +92,10 @@ __global__ void __launch_bounds__(256)
             if (!rows) xr[i] = v;
         }
         o[i] = v;            // the normalized value is written in place below
-        ss += v * v;
+        ss[0] += v * v;
     }
-    ss = warp_sum(ss);
-    if (lane == 0) red[wi] = ss;
-    __syncthreads();
-    ss = 0;
-#pragma unroll
-    for (int k = 0; k < 8; k++) ss += red[k];
-    float inv = 1.0f / sqrtf(ss / n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = w[i] * (o[i] * inv);
+    block_inv_rms<1>(ss, n, eps, red, inv);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) o[i] = w[i] * (o[i] * inv[0]);
 }
 
 extern "C" void cuk_add_rmsnorm(float *x, const float *a, const float *w, const int32_t *rows,
