@@ -403,9 +403,12 @@ __global__ void __launch_bounds__(256)
 // long rows, slices of one item's rows (acc kept across them). Same results as k_mv (bf16) /
 // k_mvq8 (4-bit, integer activations) up to f32 summation order. Default for 4-bit weights only:
 // for bf16 the general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
-enum { RING_WARPS = 16, RING_MAX_WARPS = 24, RING_MAX_WARPS3 = 16, RING_CHUNK = 6144,
-       RING_BYTES = 12288, RING_MAX_S = 8, RING_MAX_M = 4, RING_SMEM_MAX = 225 * 1024,
-       RING_PAIR_SMEM = 110 * 1024 };
+enum { RING_WARPS = 16, RING_MAX_WARPS = 16, RING_CHUNK = 6144, RING_BYTES = 12288,
+       RING_MAX_S = 8, RING_SMEM_MAX = 225 * 1024, RING_PAIR_SMEM = 110 * 1024 };
+// Items per chunk at most, by rows per item: the accumulators and row offsets of a chunk's items
+// live in registers, and a block must stay within 64 registers per thread (two 16-warp blocks
+// share an SM's 64 K registers; ninth round).
+static constexpr __host__ __device__ int ring_max_m(int R) { return R == 1 ? 4 : R == 2 ? 2 : 1; }
 
 struct ring_plan {
     int m;       // items per chunk (whole rows) or 1 (slices)
@@ -482,7 +485,7 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
 }
 
 template <int R, int WT, bool NORM, int SBK>
-__global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * WARP, 1)
+__global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
     k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
           struct cuk_conv cv, ring_plan P, const char *__restrict__ pf, unsigned pf_lines) {
@@ -524,13 +527,14 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
     } else {
         stage_norm<1>(X, K, nw, rows, eps, xs, red, P.st1);
     }
-    float acc[RING_MAX_M][R][1];   // partial sums of the chunk's items (kept across slices)
+    constexpr int MM = ring_max_m(R);
+    float acc[MM][R][1];   // partial sums of the chunk's items (kept across slices)
     // 4-bit: offsets in a slot of row (item a, row r)'s codes at this lane and of its pairs
     // (the same for every chunk: row ri = a R + r with one segment, else r m + a)
     const int nseg = ring_nseg<R>(P);
-    uint32_t rwo[RING_MAX_M][R], rso[RING_MAX_M][R];
+    uint32_t rwo[MM][R], rso[MM][R];
 #pragma unroll
-    for (int a = 0; a < RING_MAX_M; a++)
+    for (int a = 0; a < MM; a++)
 #pragma unroll
         for (int r = 0; r < R; r++) {
             const int ri = ring_ri<R>(P, nseg, a, r);
@@ -550,14 +554,14 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
             yo = Y[i0 + (lane >> 3)];
         if (s == 0) {
 #pragma unroll
-            for (int a = 0; a < RING_MAX_M; a++)
+            for (int a = 0; a < MM; a++)
 #pragma unroll
                 for (int r = 0; r < R; r++) acc[a][r][0] = 0.f;
         }
         mbar_wait(&bar[k], ph);
         if (WT == 0) {
 #pragma unroll
-            for (int a = 0; a < RING_MAX_M; a++) {
+            for (int a = 0; a < MM; a++) {
                 if (a >= mi) break;
 #pragma unroll 2
                 for (int c = lane; c < len; c += WARP) {
@@ -590,7 +594,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
                 const float2 f = lds_f2(xf0 + co * 8u);   // (dd, sum of x' over the unit)
                 const uint32_t go = (uint32_t)((c >> cpg_sh) * sbsz);   // the unit's pair
 #pragma unroll
-                for (int a = 0; a < RING_MAX_M; a++) {
+                for (int a = 0; a < MM; a++) {
                     if (a >= mi) break;
 #pragma unroll
                     for (int r = 0; r < R; r++) {
@@ -622,7 +626,7 @@ __global__ void __launch_bounds__((R == 3 ? RING_MAX_WARPS3 : RING_MAX_WARPS) * 
                 Y[i0 + (lane >> 3)] = mode == CUK_MV_ACC ? yo + v : v;
         } else {
 #pragma unroll
-            for (int a = 0; a < RING_MAX_M; a++) {
+            for (int a = 0; a < MM; a++) {
                 if (a >= mi) break;
                 const int it = i0 + a;
                 if (R == 3) {
@@ -819,11 +823,6 @@ extern "C" void cuk_set_mv_ring_warps(int n) {
 extern "C" void cuk_set_mv_ring_pair(int bytes) {
     g_ring_pair = bytes > 0 ? (size_t)bytes : RING_PAIR_SMEM;
 }
-// Warps per block for items of R rows (the in_proj + conv kernel needs 128 registers: at most
-// 16 warps of them fit an SM's registers).
-static int ring_warps(int R) {
-    return R == 3 && g_ring_warps > RING_MAX_WARPS3 ? RING_MAX_WARPS3 : g_ring_warps;
-}
 // Products with more rows than this take the general kernels. Until the seventh round the 4-bit
 // LM head (65536 rows) was faster through k_mvq8 (16 warps per SM) than through the ring's 8;
 // with the eighth round's unit loop and 16 ring warps it is faster on the ring (H100, 1.2B
@@ -832,8 +831,21 @@ static int ring_warps(int R) {
 static int g_ring_max_rows = CUK_RING_MAX_ROWS;   // cuk_set_mv_ring_max_rows
 extern "C" void cuk_set_mv_ring_max_rows(int n) { g_ring_max_rows = n > 0 ? n : CUK_RING_MAX_ROWS; }
 
+// Row layout of a chunk of m items (or one item's slice of us units): codes, pairs, slot bytes.
+static void ring_slot(ring_plan &P, int R, int WT, int cpg_sh, int sbsz) {
+    P.sbs = WT ? (P.us >> cpg_sh) * sbsz : 0;
+    P.codes = P.m * R * P.us * 16;
+    P.slot = (P.codes + P.m * R * P.sbs + 127) / 128 * 128;
+}
+
 // The chunk plan of a ring product and its dynamic shared memory; false: not for this kernel
 // (4-bit rows must be whole 1024-element blocks: slices then hold whole scale groups).
+// Shared memory (ninth round): a block of the next product can start (PDL) and issue its first
+// copies while this one runs only if both blocks fit an SM. So a warp's ring first tries the
+// pair share, (g_ring_pair - activations) / warps, holding min(its chunks, 2) slots or more,
+// with fewer items per chunk if needed; products whose warps cannot (a long row's slices, big
+// items) take the deeper ring of g_ring_bytes per warp. Never more slots than the warp has
+// chunks: a warp with one chunk needs one slot, and a small product a small block.
 static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
                           ring_plan &P, size_t &smem) {
     if (WT ? K % 1024 != 0 : K % 8 != 0) return false;
@@ -841,34 +853,47 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     const size_t rowb = (size_t)nu * 16 + (WT ? (size_t)(nu >> cpg_sh) * sbsz : 0);
     const size_t itemb = (size_t)R * rowb;
     const int items = R == 3 ? N / 3 : (N + R - 1) / R;
-    const int nwb = ring_warps(R);
-    const int per = (items + n_sms() * nwb - 1) / (n_sms() * nwb);
+    const int nwb = g_ring_warps;
+    int per = (items + n_sms() * nwb - 1) / (n_sms() * nwb);   // items of the busiest warp
+    if (per < 1) per = 1;
+    const size_t act = WT ? (size_t)K * 2 + (size_t)K / 4 : (size_t)K * 4;   // stage_q8 / f32
+    if (act >= RING_SMEM_MAX) return false;
+    int m0 = 1;
     if (itemb <= (size_t)g_ring_chunk) {   // whole items filling a chunk (not past a warp's share)
         P.ns = 1;
         P.us = nu;
-        P.m = (int)(g_ring_chunk / itemb);
-        if (P.m > per) P.m = per > 0 ? per : 1;
-        if (P.m > RING_MAX_M) P.m = RING_MAX_M;
+        m0 = (int)(g_ring_chunk / itemb);
+        if (m0 > per) m0 = per;
+        if (m0 > ring_max_m(R)) m0 = ring_max_m(R);
     } else {                     // slices of one item's rows
-        P.m = 1;
         int ns = (int)((itemb + g_ring_chunk - 1) / g_ring_chunk), us = (nu + ns - 1) / ns;
         if (WT) us = (us + 31) / 32 * 32;
         P.us = us;
         P.ns = (nu + us - 1) / us;
     }
-    P.sbs = WT ? (P.us >> cpg_sh) * sbsz : 0;
-    P.codes = P.m * R * P.us * 16;
-    P.slot = (P.codes + P.m * R * P.sbs + 127) / 128 * 128;
-    // ring bytes per warp: the setting, less when the activations would keep two blocks (this
-    // kernel's and the next one's) from sharing an SM
-    const size_t act = WT ? (size_t)K * 2 + (size_t)K / 4 : (size_t)K * 4;   // stage_q8 / f32
-    size_t rb = (size_t)g_ring_bytes;
-    if (act + nwb * rb > (size_t)g_ring_pair && (size_t)g_ring_pair > act)
-        rb = (g_ring_pair - act) / nwb;
-    P.S = (int)(rb / (size_t)P.slot);
-    if (act < RING_SMEM_MAX && (size_t)P.S * nwb * P.slot + act > RING_SMEM_MAX)
-        P.S = (int)((RING_SMEM_MAX - act) / ((size_t)nwb * P.slot));   // what the SM holds
-    P.S = P.S < 2 ? 2 : P.S > RING_MAX_S ? RING_MAX_S : P.S;
+    const size_t pair = g_ring_pair > act ? (g_ring_pair - act) / nwb : 0;   // bytes per warp
+    const size_t full = (RING_SMEM_MAX - act) / nwb;
+    int chunks = 0;
+    bool fits = false;
+    for (int m = m0; m >= 1 && !fits; m--) {   // the pair share, fewer items per chunk if needed
+        P.m = m;
+        ring_slot(P, R, WT, cpg_sh, sbsz);
+        chunks = (per + m - 1) / m * P.ns;
+        fits = (size_t)(chunks < 2 ? chunks : 2) * P.slot <= (pair < full ? pair : full);
+    }
+    if (fits) {
+        P.S = (int)((pair < full ? pair : full) / (size_t)P.slot);
+    } else {                                   // the deeper ring
+        P.m = m0;
+        ring_slot(P, R, WT, cpg_sh, sbsz);
+        chunks = (per + m0 - 1) / m0 * P.ns;
+        P.S = (int)((size_t)g_ring_bytes / (size_t)P.slot);
+        if ((size_t)P.S * P.slot > full) P.S = (int)(full / (size_t)P.slot);   // what the SM holds
+        if (P.S < 2) P.S = 2;
+    }
+    if (P.S > chunks) P.S = chunks;
+    if (P.S > RING_MAX_S) P.S = RING_MAX_S;
+    if (P.S < 1) P.S = 1;
     smem = (size_t)nwb * P.S * P.slot + act;
     return smem <= RING_SMEM_MAX;
 }
@@ -909,7 +934,7 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
     else k = nw ? k_mvr<R, WT, true, CUK_SB_F32> : k_mvr<R, WT, false, CUK_SB_F32>;
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
-    launch(k, dim3((unsigned)n_sms()), dim3(ring_warps(R) * WARP), sm, s,
+    launch(k, dim3((unsigned)n_sms()), dim3(g_ring_warps * WARP), sm, s,
            static_cast<const char *>(W), N, K, static_cast<const char *>(sb), cpg_sh, X, Y,
            ldy, mode, nw, rows, eps, g_conv, P, g_pf, g_pf_lines);
     g_ring_n++;

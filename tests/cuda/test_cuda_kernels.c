@@ -1091,7 +1091,7 @@ int main(void) {
         cuk_set_mv_ring(rep == 0 || rep == 2 || rep == 4 ? CUK_RING_BF16 | CUK_RING_Q4 : 0);
         cuk_set_mv_stage1(rep != 4);   // round 4: the general activation staging loops
         cuk_set_mv_stage_x(rep != 4);  // and bf16 activations through L1
-        cuk_set_mv_ring_warps(rep == 2 ? 16 : rep == 4 ? 24 : rep == 0 ? 12 : 8);   // per block
+        cuk_set_mv_ring_warps(rep == 2 || rep == 4 ? 16 : rep == 0 ? 12 : 8);   // per block
         cuk_set_mv_ring_pair(rep == 4 ? 1 << 20 : 0);   // round 4: deeper rings
         t_matvec();
         t_matvec_q4();
