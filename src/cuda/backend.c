@@ -877,6 +877,7 @@ struct scratch {
     uint16_t *wt;               // 4-bit weight rows dequantized for cuBLAS: hi | lo bf16 tiles
     int32_t *amax;              // greedy tokens of the logit rows
     unsigned *ticket;           // attention split counters [T * n_head], zero between launches
+    unsigned long long *amst;   // fused argmax state (cuk_mv_argmax_next), zero between launches
     void *ws;
     void *meta_d, *meta_h;      // device block and pinned host mirror
     size_t meta_bytes, bytes;
@@ -961,7 +962,8 @@ void cuda_runner_free(struct cuda_runner *r) {
         cudaStreamSynchronize(st->st);
         if (sc->blas) cublasDestroy(sc->blas);
         void *ps[] = {sc->x,  sc->xn, sc->a,      sc->b,   sc->c,    sc->part,   sc->logits,
-                      sc->xb, sc->ws, sc->meta_d, sc->stk, sc->amax, sc->ticket, sc->wt};
+                      sc->xb, sc->ws, sc->meta_d, sc->stk, sc->amax, sc->ticket, sc->wt,
+                      sc->amst};
         for (size_t k = 0; k < sizeof ps / sizeof ps[0]; k++)
             if (ps[k]) cudaFreeAsync(ps[k], st->st);
         g_used -= sc->bytes;
@@ -1020,6 +1022,7 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
             {&sc->meta_d, sc->meta_bytes},      {(void **)&sc->stk, 2 * stk_t * stk_n * 4},
             {(void **)&sc->amax, i == cm->n_stages - 1 ? T * sizeof(int32_t) : 0},
             {(void **)&sc->ticket, T * (size_t)c->n_head * sizeof(unsigned)},
+            {(void **)&sc->amst, i == cm->n_stages - 1 ? 2 * sizeof(unsigned long long) : 0},
             {(void **)&sc->wt, cm->has_q4 && (int)T > CUK_MV_MAX_TOK ? 2 * WT_ELEMS * 2 : 0},
         };
         for (size_t k = 0; k < sizeof al / sizeof al[0]; k++) {
@@ -1052,6 +1055,8 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
         if (r->sc[i].ticket)
             cudaMemsetAsync(r->sc[i].ticket, 0, T * (size_t)c->n_head * sizeof(unsigned),
                             cm->st[i].st);
+        if (r->sc[i].amst)
+            cudaMemsetAsync(r->sc[i].amst, 0, 2 * sizeof(unsigned long long), cm->st[i].st);
         cudaStreamSynchronize(cm->st[i].st);
     }
     cudaSetDevice(cm->st[0].dev);
@@ -1269,10 +1274,12 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
     if (si == cm->n_stages - 1 && nl > 0) {
         // the next step starts with stage 0's first layer (same device when single-stage)
         pf_set(cm, cm->n_stages == 1 && st->l1 > st->l0 ? first_w(st, st->l0) : NULL);
+        if (greedy && !cm->kopt.no_argmax_fuse)   // one row through the ring: fused
+            cuk_mv_argmax_next(sc->amst, sc->amax);
         norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits,
                 c->n_vocab, CUK_MV_STORE);
         P("mm_lm_head");
-        if (greedy) {
+        if (greedy && !cuk_mv_argmax_done()) {
             cuk_argmax(sc->logits, nl, c->n_vocab, sc->amax, s);
             P("argmax");
         }

@@ -53,6 +53,7 @@ struct cuda_opts {
     int ring_pair;                  // ring block's shared-memory bytes beside the next (0: default)
     int ring_max_rows;              // products with more rows skip the ring kernel (0: default,
                                     // CUK_RING_MAX_ROWS; A/B)
+    bool no_argmax_fuse;            // greedy: argmax as its own kernel after the LM head (A/B)
     int carveout;                   // shared-memory carveout % of every kernel (0: default 100,
                                     // -1: the driver's choice; A/B)
 };

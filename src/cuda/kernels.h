@@ -143,6 +143,13 @@ int cuk_matvec_q8_used(int T, int K);
 // min(bytes, cuk_set_mv_prefetch cap) bytes of w once each warp has finished its rows (a hint:
 // no effect on results). Consumed by that launch; w must live on the launch's device.
 void cuk_mv_prefetch_next(const void *w, size_t bytes);
+// Fused argmax: the next one-token product through the ring kernel (a single row of outputs,
+// mode CUK_MV_STORE or CUK_MV_ACC) also writes the index of its largest output to *out, as
+// cuk_argmax would (first maximum; NaN and -inf never chosen). st: 2 uint64 of device memory,
+// zero before the first use (the kernel leaves them zero). Consumed by the next matvec call;
+// cuk_mv_argmax_done() tells whether that call wrote *out (else call cuk_argmax).
+void cuk_mv_argmax_next(unsigned long long *st, int32_t *out);
+int cuk_mv_argmax_done(void);
 // bf16 / f32-activation matvec prologue: each warp loads its first weight chunks into registers
 // before waiting on the previous kernel (default on); off: it only asks L2 for them (A/B). The
 // integer-activation 4-bit kernel only asks L2 (its registers are its occupancy).

@@ -404,7 +404,7 @@ __global__ void __launch_bounds__(256)
 // k_mvq8 (4-bit, integer activations) up to f32 summation order. Default for 4-bit weights only:
 // for bf16 the general kernel measured faster (docs/PERFORMANCE.md, CUDA fifth round). ----
 enum { RING_WARPS = 16, RING_MAX_WARPS = 16, RING_CHUNK = 6144, RING_BYTES = 12288,
-       RING_MAX_S = 8, RING_SMEM_MAX = 225 * 1024, RING_PAIR_SMEM = 110 * 1024 };
+       RING_MAX_S = 8, RING_SMEM_MAX = 225 * 1024, RING_PAIR_SMEM = 130 * 1024 };
 // Items per chunk at most, by rows per item: the accumulators and row offsets of a chunk's items
 // live in registers, and a block must stay within 64 registers per thread (two 16-warp blocks
 // share an SM's 64 K registers; ninth round).
@@ -484,11 +484,47 @@ static __device__ __forceinline__ void ring_issue(const char *W, const char *sb,
     }
 }
 
+// The argmax of a product's N outputs, fused into its last launch (cuk_mv_argmax_next): lane
+// (bv, bi) -> warp -> block, one atomicMax per block on a 64-bit key (order-preserving bits of
+// the value, then ~row: equal values keep the first row, as k_argmax does), and the last block
+// to finish (a ticket) writes the row to *amo and zeroes the key and ticket for the next launch.
+// Rows never beat -inf or NaN (bv starts at -inf and only a strict > replaces it): no candidate
+// gives row 0, as in k_argmax.
+static __device__ __forceinline__ unsigned long long amax_key(float v, int i) {
+    const uint32_t u = v == 0.f ? 0u : __float_as_uint(v);   // -0 and +0 compare equal
+    const uint32_t o = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+    return ((unsigned long long)o << 32) | (uint32_t)~(uint32_t)i;
+}
+static __device__ void ring_argmax(float bv, int bi, unsigned long long *amst, int32_t *amo,
+                                   int lane, int wi, int nwb) {
+    __shared__ unsigned long long keys[RING_MAX_WARPS];
+    unsigned long long key = bi >= 0 ? amax_key(bv, bi) : 0ull;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long ok = __shfl_xor_sync(0xffffffffu, key, o);
+        key = ok > key ? ok : key;
+    }
+    if (lane == 0) keys[wi] = key;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < nwb; w++) key = keys[w] > key ? keys[w] : key;
+        if (key) atomicMax(&amst[0], key);
+        __threadfence();
+        if (atomicAdd(&amst[1], 1ull) == gridDim.x - 1) {   // the last block: all keys are in
+            __threadfence();
+            const unsigned long long k = atomicExch(&amst[0], 0ull);
+            atomicExch(&amst[1], 0ull);
+            *amo = k ? (int32_t)~(uint32_t)k : 0;
+        }
+    }
+}
+
 template <int R, int WT, bool NORM, int SBK>
 __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
     k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
-          struct cuk_conv cv, ring_plan P, const char *__restrict__ pf, unsigned pf_lines) {
+          struct cuk_conv cv, ring_plan P, const char *__restrict__ pf, unsigned pf_lines,
+          unsigned long long *amst, int32_t *amo) {
     extern __shared__ __align__(128) unsigned char rsm[];   // ring, then staged activations
     __shared__ uint64_t bars[RING_MAX_WARPS][RING_MAX_S];
     __shared__ float red[RING_MAX_WARPS][1];
@@ -541,6 +577,8 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
             rwo[a][r] = (uint32_t)(ri * P.us + lane) * 16u;
             rso[a][r] = (uint32_t)(P.codes + ri * P.sbs);
         }
+    float bv = -INFINITY;   // amo: this lane's largest stored row value and its row (R == 1)
+    int bi = -1;
     int ci = ia, cs = 0, k = 0;   // the chunk to read (first item, slice), its slot
     unsigned ph = 0;               // the slot's barrier phase
     for (; ci < ib; ring_next(P, ci, cs)) {
@@ -622,8 +660,14 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
         if constexpr (R == 1) {   // the chunk's (up to 4) rows together: lane 8 a holds row a
             const float v = warp_sum4(acc[0][0][0], acc[1][0][0], acc[2][0][0], acc[3][0][0],
                                       lane);
-            if ((lane & 7) == 0 && (lane >> 3) < mi)
-                Y[i0 + (lane >> 3)] = mode == CUK_MV_ACC ? yo + v : v;
+            if ((lane & 7) == 0 && (lane >> 3) < mi) {
+                const float y = mode == CUK_MV_ACC ? yo + v : v;
+                Y[i0 + (lane >> 3)] = y;
+                if (y > bv) {   // a lane's rows ascend: the strict > keeps the first maximum
+                    bv = y;
+                    bi = i0 + (lane >> 3);
+                }
+            }
         } else {
 #pragma unroll
             for (int a = 0; a < MM; a++) {
@@ -640,6 +684,8 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
             }
         }
     }
+    if constexpr (R == 1)
+        if (amo) ring_argmax(bv, bi, amst, amo, lane, wi, nwb);
     // its items done, the warp asks L2 for its share of the next product's first weights (off
     // unless cuk_set_mv_prefetch): a block of 16 warps does not fit beside this one, so the next
     // kernel's own first copies start only when this block has left the SM
@@ -652,6 +698,17 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
 static const char *g_pf;
 static unsigned g_pf_lines;
 static struct cuk_conv g_conv;   // CUK_MV_CONV arguments (cuk_matvec_conv, cuk_matvec_q4_conv)
+static struct {                  // cuk_mv_argmax_next: the next product's fused argmax
+    unsigned long long *st;
+    int32_t *out;
+    bool done;                   // the last product wrote it (cuk_mv_argmax_done)
+} g_am;
+extern "C" void cuk_mv_argmax_next(unsigned long long *st, int32_t *out) {
+    g_am.st = st;
+    g_am.out = out;
+    g_am.done = false;
+}
+extern "C" int cuk_mv_argmax_done(void) { return g_am.done; }
 static bool g_preload = true;    // cuk_set_mv_preload: first weights into registers before the wait
 extern "C" void cuk_set_mv_preload(int on) { g_preload = on != 0; }
 static bool g_stage1 = true;     // cuk_set_mv_stage1: single-round activation staging
@@ -665,9 +722,12 @@ extern "C" void cuk_mv_prefetch_next(const void *w, size_t bytes) {
     g_pf = w && bytes >= 128 ? static_cast<const char *>(w) : nullptr;
     g_pf_lines = g_pf ? (unsigned)(bytes / 128) : 0;
 }
-static void pf_clear(void) {
+// After every product: the one-launch hints (tail prefetch, fused argmax) are spent.
+static void hints_clear(void) {
     g_pf = nullptr;
     g_pf_lines = 0;
+    g_am.st = nullptr;
+    g_am.out = nullptr;
 }
 
 // Blocks of 256 threads: the row groups in whole waves of resident blocks (occupancy from the
@@ -928,7 +988,7 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     if (((uintptr_t)W | (uintptr_t)sb) & 15) return false;
     void (*k)(const char *, int, int, const char *, int, const float *, float *, int64_t, int,
               const float *, const int32_t *, float, struct cuk_conv, ring_plan, const char *,
-              unsigned);
+              unsigned, unsigned long long *, int32_t *);
     if (!WT) k = nw ? k_mvr<R, WT, true, 0> : k_mvr<R, WT, false, 0>;
     else if (sbk == CUK_SB_BF16) k = nw ? k_mvr<R, WT, true, CUK_SB_BF16> : k_mvr<R, WT, false, CUK_SB_BF16>;
     else if (sbk == CUK_SB_F16) k = nw ? k_mvr<R, WT, true, CUK_SB_F16> : k_mvr<R, WT, false, CUK_SB_F16>;
@@ -936,7 +996,9 @@ static bool ring_r(const void *W, int N, int K, const void *sb, int sbk, int gs,
     if (!ring_attr(reinterpret_cast<const void *>(k))) return false;
     launch(k, dim3((unsigned)n_sms()), dim3(g_ring_warps * WARP), sm, s,
            static_cast<const char *>(W), N, K, static_cast<const char *>(sb), cpg_sh, X, Y,
-           ldy, mode, nw, rows, eps, g_conv, P, g_pf, g_pf_lines);
+           ldy, mode, nw, rows, eps, g_conv, P, g_pf, g_pf_lines, R == 1 ? g_am.st : nullptr,
+           R == 1 ? g_am.out : nullptr);
+    if (R == 1 && g_am.out) g_am.done = true;
     g_ring_n++;
     return true;
 }
@@ -969,7 +1031,7 @@ extern "C" void cuk_matvec(const uint16_t *W, int N, int K, const float *X, int 
              ring_any<0>(W, N, K, nullptr, 0, 0, X, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s))
         ;
     else mv_any<0>(W, N, K, nullptr, 0, 0, X, T, Y, ldy, mode, nw, nw ? rows : nullptr, eps, s);
-    pf_clear();
+    hints_clear();
 }
 
 extern "C" void cuk_matvec_bf16(const uint16_t *W, int N, int K, const float *X, int T, float *Y,
@@ -994,7 +1056,7 @@ extern "C" void cuk_matvec_q4(const struct cuk_q4 *W, int N, int K, const float 
     } else {
         mv_any<1>(W->q, N, K, W->sb, W->sbk, W->gs, X, T, Y, ldy, mode, nw, rw, eps, s);
     }
-    pf_clear();
+    hints_clear();
 }
 
 extern "C" void cuk_matvec_conv(const uint16_t *W, int N, int K, const float *X, int T, float *Y,

@@ -605,6 +605,57 @@ static void q16_units_ref(const float *x, int K, float *xd) {
 }
 
 static double worst_q8_vs_f32;   // integer-activation 4-bit products vs f32 activations
+static int n_fused_argmax;       // one-row products that wrote the fused argmax (ring launches)
+
+// The fused argmax of a one-token product (cuk_mv_argmax_next) against the host's argmax of the
+// outputs it stored: first maximum, NaN and -inf never chosen (k_argmax's rule). Three launches
+// on one state (it must come back zero); in ACC mode the last starts from a residual with a NaN,
+// an -inf and a tie of two rows at 1e30 (1e30 + a product rounds to 1e30): the first must win.
+// Products the ring does not take leave cuk_mv_argmax_done() false: then k_argmax runs instead,
+// as in the backend.
+static void fused_argmax_check(const struct cuk_q4 *q, int N, int K, const void *dX,
+                               const float *Y0, int mode, const void *dn, const void *dr) {
+    unsigned long long zero[2] = {0, 0};
+    void *dst = dup_d(zero, sizeof zero);
+    int32_t am = -7, tie = -1;
+    void *dam = dup_d(&am, sizeof am);
+    float *Yi = malloc((size_t)N * 4), *Yg = malloc((size_t)N * 4);
+    for (int rep = 0; rep < 3; rep++) {
+        memcpy(Yi, Y0, (size_t)N * 4);
+        if (mode == CUK_MV_ACC && rep == 2 && N >= 4) {
+            int a = irand(0, N - 4), b = irand(a + 1, N - 3), c = irand(b + 1, N - 2);
+            Yi[a] = NAN;
+            Yi[b] = -INFINITY;
+            Yi[c] = Yi[N - 1] = 1e30f;
+            tie = c;
+        }
+        void *dY = mode == CUK_MV_ACC ? dup_d(Yi, (size_t)N * 4) : poison_d((size_t)N * 4);
+        cuk_mv_argmax_next(dst, dam);
+        cuk_matvec_q4(q, N, K, dX, 1, dY, N, mode, dn, dr, 1e-5f, 0);
+        const int done = cuk_mv_argmax_done();
+        if (!done) cuk_argmax(dY, 1, N, dam, 0);
+        n_fused_argmax += done;
+        get(Yg, dY, (size_t)N * 4);
+        get(&am, dam, sizeof am);
+        int best = -1;
+        float bv = -INFINITY;
+        for (int r = 0; r < N; r++)
+            if (Yg[r] > bv) {
+                bv = Yg[r];
+                best = r;
+            }
+        CHECK_EQ(am, best < 0 ? 0 : best);
+        if (tie >= 0) CHECK_EQ(am, tie);
+        cudaFree(dY);
+    }
+    unsigned long long st[2];
+    get(st, dst, sizeof st);
+    CHECK(st[0] == 0 && st[1] == 0);
+    free(Yi);
+    free(Yg);
+    cudaFree(dst);
+    cudaFree(dam);
+}
 
 // 4-bit matvec (every mode, norm prologue, gathered rows) and the bf16 tile dequantizer vs
 // kern_matmul_ref / kern_get_row on the same quantized tensor.
@@ -702,6 +753,8 @@ static void t_matvec_q4(void) {
             expect(what, e32, 1e-4);
         }
         free(Ref32);
+        if (T == 1 && mode != CUK_MV_SWIGLU)
+            fused_argmax_check(&q, N, K, dX, Y0, mode, norm ? dn : NULL, gather ? dr : NULL);
         // dequantized bf16 tile of rows [r0, r0 + n)
         int r0 = irand(0, N - 1), n = irand(1, N - r0);
         uint16_t *B = malloc((size_t)n * K * 2), *Bl = malloc((size_t)n * K * 2);
@@ -1110,6 +1163,7 @@ int main(void) {
         t_bias();
         t_swiglu_cat_halves();
         if (rep == 0) CHECK(cuk_mv_ring_count() >= 20);   // the ring shapes above took it
+        if (rep == 0) CHECK(n_fused_argmax >= 2);          // and some wrote the fused argmax
     }
     fprintf(stderr, "q4 matvec with integer activations vs f32 activations: worst %.3g\n",
             worst_q8_vs_f32);
