@@ -35,6 +35,7 @@ struct cuda_opts {
     int att_splits;                 // attention splits along the sequence (0 = by shape)
     int att_min_chunk;              // one-token steps: positions per attention split at least
                                     // (0 = 32; A/B)
+    int att_round;                  // attention: positions per warp loaded together (0 = 8; A/B)
     int q4_rows;                    // rows per warp of the 4-bit matvec (0 = by shape; 1, 2, 4)
     bool no_norm_fuse;              // RMSNorm as its own kernel, not in the matvec prologue
     bool no_prefetch;               // no L2 prefetch of the next product's weights (A/B)
@@ -54,6 +55,9 @@ struct cuda_opts {
     int ring_max_rows;              // products with more rows skip the ring kernel (0: default,
                                     // CUK_RING_MAX_ROWS; A/B)
     bool no_argmax_fuse;            // greedy: argmax as its own kernel after the LM head (A/B)
+    bool no_upload_kernel;          // graph steps: metadata by a copy node, not a kernel (A/B)
+    bool no_token_direct;           // graph steps: greedy tokens by a copy node, not written to
+                                    // pinned memory by the argmax (A/B)
     int carveout;                   // shared-memory carveout % of every kernel (0: default 100,
                                     // -1: the driver's choice; A/B)
 };

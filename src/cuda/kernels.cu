@@ -302,7 +302,7 @@ extern "C" void cuk_kv_store(const float *k, const float *v, int T, int kvd, flo
 // ---- attention: grid (head, token, split); 4 warps, each an online softmax over its positions;
 // lanes own head elements lane + 32 j. Partials (m, l, acc[hd]) go to `part`, merged after. ----
 #define ATT_WARPS 4
-#define ATT_EPL (CUK_MAX_HEAD_DIM / WARP)
+#define ATT_ROUND 8   // positions per warp whose rows are loaded together (k_attention, hd <= 64)
 #define ATT_MIN_CHUNK 16   // eighth round: 16 beat 32 for MLX q4 batch 1 (+1.4%, H100)
 
 // Merges the n_split partials (m, l, acc[hd]) of one (token, head) into out (one warp; loads
@@ -332,10 +332,11 @@ static __device__ void attn_merge_item(const float *part, int item, int hd, int 
 // split block to finish merges the partials into out (no second launch).
 // rp.qkv non-NULL: cuk_attention_rope (q from the step's rows; the own position's key and value
 // from shared memory, stored in the cache by the first q head of the kv head).
+template <int EPL>   // elements of a head row per lane: hd <= 32 EPL (att_epl)
 __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const *kv,
                             const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                             int min_chunk, float *part, unsigned *ticket, float *out,
-                            struct cuk_rope rp) {
+                            struct cuk_rope rp, int att_round) {
     PDL_ENTER();
     __shared__ float sm[ATT_WARPS][CUK_MAX_HEAD_DIM + 2];
     __shared__ float rq[CUK_MAX_HEAD_DIM], rk[CUK_MAX_HEAD_DIM], rv[CUK_MAX_HEAD_DIM];
@@ -349,7 +350,7 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
     int chunk = max((len + n_split - 1) / n_split, min_chunk);
     int p0 = sp * chunk, p1 = min(len, p0 + chunk);
     float scale = 1.0f / sqrtf((float)hd);
-    float qr[ATT_EPL], acc[ATT_EPL];
+    float qr[EPL], acc[EPL];
     const float *qh = q + ((size_t)t * H + h) * hd;
     const int pc = rp.qkv && p0 <= len - 1 && len - 1 < p1 ? len - 1 : -1;   // own position
     if (rp.qkv) {
@@ -376,43 +377,70 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
         qh = rq;
     }
 #pragma unroll
-    for (int j = 0; j < ATT_EPL; j++) {
+    for (int j = 0; j < EPL; j++) {
         int e = lane + WARP * j;
         qr[j] = e < hd ? qh[e] : 0.f;
         acc[j] = 0.f;
     }
     float m = -INFINITY, l = 0.f;
-    // one position's online-softmax update (k, v: its key and value rows)
-    auto step = [&](const float *k, const float *v) {
+    // one position's online-softmax update (k, v: this lane's elements of its key and value)
+    auto step = [&](const float (&k)[EPL], const float (&v)[EPL]) {
         float d = 0;
 #pragma unroll
-        for (int j = 0; j < ATT_EPL; j++) {
-            int e = lane + WARP * j;
-            if (e < hd) d += qr[j] * k[e];
-        }
+        for (int j = 0; j < EPL; j++)
+            if (lane + WARP * j < hd) d += qr[j] * k[j];
         float sc = warp_sum(d) * scale;
         if (sc > m) {
             float corr = expf(m - sc);
             l *= corr;
 #pragma unroll
-            for (int j = 0; j < ATT_EPL; j++) acc[j] *= corr;
+            for (int j = 0; j < EPL; j++) acc[j] *= corr;
             m = sc;
         }
         float ex = expf(sc - m);
         l += ex;
 #pragma unroll
-        for (int j = 0; j < ATT_EPL; j++) {
+        for (int j = 0; j < EPL; j++)
+            if (lane + WARP * j < hd) acc[j] += ex * v[j];
+    };
+    // A lane's elements of a key or value row (0 past hd: qr is 0 there, acc stays 0).
+    auto row = [&](const float *r, float (&x)[EPL]) {
+#pragma unroll
+        for (int j = 0; j < EPL; j++) {
             int e = lane + WARP * j;
-            if (e < hd) acc[j] += ex * v[e];
+            x[j] = e < hd ? r[e] : 0.f;
         }
     };
-    // The own position (pc: the split's last) comes from shared memory after the loop, where
-    // the loop would have taken it, so the cache rows stay plain global loads.
+    // The warp's positions in rounds of ATT_ROUND: a round's key and value rows are all loaded
+    // before the first update (one memory round trip per round instead of one per position;
+    // the updates run in the same order as one at a time). The own position (pc: the split's
+    // last) comes from shared memory after the loop, where the loop would have taken it, so the
+    // cache rows stay plain global loads.
     const int pe = pc >= 0 ? pc : p1;
-    for (int p = p0 + wi; p < pe; p += ATT_WARPS) step(Kb + (size_t)p * kvd, Vb + (size_t)p * kvd);
-    if (pc >= 0 && (pc - p0) % ATT_WARPS == wi) step(rk, rv);
+    constexpr int RND = EPL >= 8 ? 2 : EPL >= 4 ? 4 : ATT_ROUND;   // registers: 16 EPL
+    const int rn = min(RND, att_round);   // cuk_set_attn_round (1: one position at a time)
+    for (int p = p0 + wi; p < pe; p += ATT_WARPS * rn) {
+        float kr[RND][EPL], vr[RND][EPL];
 #pragma unroll
-    for (int j = 0; j < ATT_EPL; j++) {
+        for (int u = 0; u < RND; u++) {
+            const int pp = p + u * ATT_WARPS;
+            if (u < rn && pp < pe) {
+                row(Kb + (size_t)pp * kvd, kr[u]);
+                row(Vb + (size_t)pp * kvd, vr[u]);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < RND; u++)
+            if (u < rn && p + u * ATT_WARPS < pe) step(kr[u], vr[u]);
+    }
+    if (pc >= 0 && (pc - p0) % ATT_WARPS == wi) {
+        float kr[EPL], vr[EPL];
+        row(rk, kr);
+        row(rv, vr);
+        step(kr, vr);
+    }
+#pragma unroll
+    for (int j = 0; j < EPL; j++) {
         int e = lane + WARP * j;
         if (e < hd) sm[wi][e] = acc[j];
     }
@@ -467,14 +495,27 @@ __global__ void k_attn_merge(const float *part, int T, int H, int hd, int n_spli
 // cuk_attention (prefill, batches) spreads the context over every split.
 static int g_att_min_chunk = ATT_MIN_CHUNK;
 extern "C" void cuk_set_attn_min_chunk(int n) { g_att_min_chunk = n > 0 ? n : ATT_MIN_CHUNK; }
+static int g_att_round = ATT_ROUND;   // cuk_set_attn_round
+extern "C" void cuk_set_attn_round(int n) { g_att_round = n > 0 ? n : ATT_ROUND; }
+
+// k_attention for head size hd: the smallest instance holding a row in its lanes' registers
+// (a round of ATT_ROUND key and value rows sized for 256 elements took 206 registers).
+static void (*att_kernel(int hd))(const float *, int, int, int, float *const *, const int32_t *,
+                                  const int32_t *, int, int, int, float *, unsigned *, float *,
+                                  struct cuk_rope, int) {
+    if (hd <= WARP) return k_attention<1>;
+    if (hd <= 2 * WARP) return k_attention<2>;
+    if (hd <= 4 * WARP) return k_attention<4>;
+    return k_attention<CUK_MAX_HEAD_DIM / WARP>;
+}
 
 extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, float *const *kv,
                               const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                               float *part, unsigned *ticket, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
     struct cuk_rope none = {};
-    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
-           n_split, 1, part, ticket, out, none);
+    launch(att_kernel(hd), dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
+           n_split, 1, part, ticket, out, none, g_att_round);
     if (!ticket)
         launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }
@@ -484,8 +525,8 @@ extern "C" void cuk_attention_rope(const struct cuk_rope *r, int T, int H, int K
                                    int slot, int n_split, float *part, unsigned *ticket,
                                    float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
-    launch(k_attention, dim3(g), dim3(ATT_WARPS * WARP), 0, s, (const float *)nullptr, H, KVH,
-           hd, kv, nctx, pos, slot, n_split, g_att_min_chunk, part, ticket, out, *r);
+    launch(att_kernel(hd), dim3(g), dim3(ATT_WARPS * WARP), 0, s, (const float *)nullptr, H, KVH,
+           hd, kv, nctx, pos, slot, n_split, g_att_min_chunk, part, ticket, out, *r, g_att_round);
 }
 
 static int g_att_splits;     // fixed attention split count (0: by shape)
@@ -777,6 +818,18 @@ __global__ void __launch_bounds__(1024) k_argmax(const float *x, int V, int32_t 
 extern "C" void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s) {
     if (n_rows <= 0) return;
     launch(k_argmax, dim3(n_rows), dim3(1024), 0, s, x, V, out);
+}
+
+// d[0 .. n) = h[0 .. n) in 4-byte words, h in mapped pinned host memory (cuk_upload).
+__global__ void k_upload(const uint32_t *h, int n, uint32_t *d) {
+    PDL_ENTER();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) d[i] = h[i];
+}
+
+extern "C" void cuk_upload(const void *h, size_t bytes, void *d, cuk_stream s) {
+    if (!bytes) return;
+    launch(k_upload, dim3(1), dim3(256), 0, s, static_cast<const uint32_t *>(h),
+           (int)(bytes / 4), static_cast<uint32_t *>(d));
 }
 
 // out[t, i] = silu(gu[t, i]) * gu[t, F + i] over gu [T, 2F] (op_swiglu on a gate|up product).

@@ -211,6 +211,10 @@ void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const f
 void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s);
 // out[r] = index of the first maximum of x[r, 0..V) (greedy), 0 when no element is > -inf.
 void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s);
+// d = h for a few bytes (a multiple of 4) of mapped pinned host memory h (its device address),
+// read by one small kernel: in a graph, a kernel node instead of a copy-engine node before the
+// step's first kernel (the per-step metadata).
+void cuk_upload(const void *h, size_t bytes, void *d, cuk_stream s);
 // Programmatic dependent launch for every launcher (default on); off: plain launches.
 void cuk_set_pdl(int on);
 // Matrix-vector grid: at most this many blocks per SM (0: as many as fit; fewer leave room for
@@ -234,6 +238,9 @@ void cuk_set_attn_splits(int n);
 // In one-token steps (cuk_attention_rope) each attention split covers at least n positions (0:
 // the default, 16; 1: the context spread over every split, as cuk_attention does).
 void cuk_set_attn_min_chunk(int n);
+// Positions per warp whose key and value rows k_attention loads before updating (0: default
+// ATT_ROUND, fewer for wide heads; 1: one position at a time, as before the ninth round; A/B).
+void cuk_set_attn_round(int n);
 // Dependency probe (lfmd-cuda-bench --probe): one launch of 2 blocks per SM that waits on the
 // previous kernel; stage 0: nothing else, 1: every block stages RMSNorm(x [K <= 8192]), 2: also
 // streams wbytes of w (16-byte aligned) across the grid. y: 2 x SMs floats.

@@ -1129,6 +1129,26 @@ static void t_swiglu_pair_argmax(void) {
     }
 }
 
+// cuk_upload: a few words of mapped pinned memory into device memory, as a graph step's first
+// kernel reads its metadata.
+static void t_upload(void) {
+    const int n = irand(1, 300);
+    uint32_t *h = NULL, *got = malloc((size_t)n * 4);
+    void *hd = NULL;
+    CHECK(cudaMallocHost((void **)&h, (size_t)n * 4) == cudaSuccess);
+    if (!h) return;
+    for (int i = 0; i < n; i++) h[i] = (uint32_t)(urand() * 4294967295.0);
+    if (cudaHostGetDevicePointer(&hd, h, 0) == cudaSuccess) {
+        void *d = poison_d((size_t)n * 4);
+        cuk_upload(hd, (size_t)n * 4, d, 0);
+        get(got, d, (size_t)n * 4);
+        CHECK(memcmp(got, h, (size_t)n * 4) == 0);
+        cudaFree(d);
+    }
+    cudaFreeHost(h);
+    free(got);
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
@@ -1142,6 +1162,7 @@ int main(void) {
         cuk_set_mv_prefetch((size_t)8 << 20);   // the tail-prefetch path (a hint: results equal)
         cuk_set_mv_preload(rep != 1);           // round 1: first weights only prefetched to L2
         cuk_set_mv_ring(rep == 0 || rep == 2 || rep == 4 ? CUK_RING_BF16 | CUK_RING_Q4 : 0);
+        cuk_set_attn_round(rep == 3 ? 1 : rep == 1 ? 3 : 0);   // attention rows per load round
         cuk_set_mv_stage1(rep != 4);   // round 4: the general activation staging loops
         cuk_set_mv_stage_x(rep != 4);  // and bf16 activations through L1
         cuk_set_mv_ring_warps(rep == 2 || rep == 4 ? 16 : rep == 0 ? 12 : 8);   // per block
@@ -1162,6 +1183,7 @@ int main(void) {
         t_attention();
         t_bias();
         t_swiglu_cat_halves();
+        t_upload();
         if (rep == 0) CHECK(cuk_mv_ring_count() >= 20);   // the ring shapes above took it
         if (rep == 0) CHECK(n_fused_argmax >= 2);          // and some wrote the fused argmax
     }
