@@ -881,7 +881,6 @@ struct scratch {
     unsigned long long *amst;   // fused argmax state (cuk_mv_argmax_next), zero between launches
     void *ws;
     void *meta_d, *meta_h;      // device block and pinned host mirror
-    void *meta_hd;              // the mirror's device address (mapped; NULL: not mapped)
     size_t meta_bytes, bytes;
     struct cuk_meta meta;       // device pointers into meta_d
     cublasHandle_t blas;
@@ -895,7 +894,6 @@ struct cuda_runner {
     int n_graphs;
     struct cuda_seq **tok_seq;
     int32_t *tok, *pos, *rows;
-    int32_t *tok_out;           // greedy tokens' target while a step is recorded (NULL: amax)
     // profiling (cuda_runner_profile): an event after each kernel group, times summed by name
     bool prof;
     int n_ev, n_names, prof_passes;
@@ -1038,10 +1036,6 @@ int cuda_runner_new(struct cuda_model *cm, int max_tokens, struct cuda_runner **
         if (e != cudaSuccess) {
             rc = cu_err(err, e, "pinned memory");
             goto fail;
-        }
-        if (cudaHostGetDevicePointer(&sc->meta_hd, sc->meta_h, 0) != cudaSuccess) {
-            cudaGetLastError();   // not mapped: copies instead (cuk_upload and direct tokens off)
-            sc->meta_hd = NULL;
         }
         char *b = sc->meta_d;
         sc->meta.kv = (float **)b;
@@ -1281,14 +1275,13 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
     if (si == cm->n_stages - 1 && nl > 0) {
         // the next step starts with stage 0's first layer (same device when single-stage)
         pf_set(cm, cm->n_stages == 1 && st->l1 > st->l0 ? first_w(st, st->l0) : NULL);
-        int32_t *tok_out = r->tok_out ? r->tok_out : sc->amax;
         if (greedy && !cm->kopt.no_argmax_fuse)   // one row through the ring: fused
-            cuk_mv_argmax_next(sc->amst, tok_out);
+            cuk_mv_argmax_next(sc->amst, sc->amax);
         norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits,
                 c->n_vocab, CUK_MV_STORE);
         P("mm_lm_head");
         if (greedy && !cuk_mv_argmax_done()) {
-            cuk_argmax(sc->logits, nl, c->n_vocab, tok_out, s);
+            cuk_argmax(sc->logits, nl, c->n_vocab, sc->amax, s);
             P("argmax");
         }
     }
@@ -1341,21 +1334,16 @@ static int run_chunk(struct cuda_runner *r, int T, int nl, float *logits, int32_
                 exec = r->graphs[g].exec;
         if (!exec && r->n_graphs < MAX_GRAPHS) {
             // Capture once per shape; on any capture failure fall back to plain launches.
-            // With the pinned mirror mapped, the metadata comes in through a small kernel and
-            // the greedy tokens go straight to pinned memory: no copy-engine nodes in the step
-            // (cuda_opts no_upload_kernel / no_token_direct: A/B).
-            const bool up_k = sc->meta_hd && !cm->kopt.no_upload_kernel;
-            const bool direct = sc->meta_hd && !cm->kopt.no_token_direct && greedy && nl;
+            // (Copy nodes measured faster than a kernel reading the metadata from mapped pinned
+            // memory plus the argmax writing the tokens there: 1978-1981 vs 1905-1908 tok/s,
+            // MLX q4 batch 1, H100, ninth round.)
             cudaGraph_t graph = NULL;
             cudaError_t e = cudaStreamBeginCapture(st->st, cudaStreamCaptureModeThreadLocal);
             if (e == cudaSuccess) {
-                if (up_k) cuk_upload(sc->meta_hd, sc->meta_bytes, sc->meta_d, st->st);
-                else cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes,
-                                     cudaMemcpyHostToDevice, st->st);
-                r->tok_out = direct ? (int32_t *)((char *)sc->meta_hd + sc->meta_bytes) : NULL;
+                cudaMemcpyAsync(sc->meta_d, sc->meta_h, sc->meta_bytes, cudaMemcpyHostToDevice,
+                                st->st);
                 stage_forward(cm, r, 0, T, nl, greedy);
-                r->tok_out = NULL;
-                if (greedy && nl && !direct)
+                if (greedy && nl)
                     cudaMemcpyAsync(next_h, sc->amax, (size_t)nl * sizeof(int32_t),
                                     cudaMemcpyDeviceToHost, st->st);
                 e = cudaStreamEndCapture(st->st, &graph);

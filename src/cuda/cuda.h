@@ -55,9 +55,6 @@ struct cuda_opts {
     int ring_max_rows;              // products with more rows skip the ring kernel (0: default,
                                     // CUK_RING_MAX_ROWS; A/B)
     bool no_argmax_fuse;            // greedy: argmax as its own kernel after the LM head (A/B)
-    bool no_upload_kernel;          // graph steps: metadata by a copy node, not a kernel (A/B)
-    bool no_token_direct;           // graph steps: greedy tokens by a copy node, not written to
-                                    // pinned memory by the argmax (A/B)
     int carveout;                   // shared-memory carveout % of every kernel (0: default 100,
                                     // -1: the driver's choice; A/B)
 };

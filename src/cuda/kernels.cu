@@ -820,18 +820,6 @@ extern "C" void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_
     launch(k_argmax, dim3(n_rows), dim3(1024), 0, s, x, V, out);
 }
 
-// d[0 .. n) = h[0 .. n) in 4-byte words, h in mapped pinned host memory (cuk_upload).
-__global__ void k_upload(const uint32_t *h, int n, uint32_t *d) {
-    PDL_ENTER();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) d[i] = h[i];
-}
-
-extern "C" void cuk_upload(const void *h, size_t bytes, void *d, cuk_stream s) {
-    if (!bytes) return;
-    launch(k_upload, dim3(1), dim3(256), 0, s, static_cast<const uint32_t *>(h),
-           (int)(bytes / 4), static_cast<uint32_t *>(d));
-}
-
 // out[t, i] = silu(gu[t, i]) * gu[t, F + i] over gu [T, 2F] (op_swiglu on a gate|up product).
 __global__ void k_swiglu_cat(const float *gu, int T, int F, float *out) {
     PDL_ENTER();

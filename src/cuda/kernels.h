@@ -211,10 +211,6 @@ void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const f
 void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s);
 // out[r] = index of the first maximum of x[r, 0..V) (greedy), 0 when no element is > -inf.
 void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s);
-// d = h for a few bytes (a multiple of 4) of mapped pinned host memory h (its device address),
-// read by one small kernel: in a graph, a kernel node instead of a copy-engine node before the
-// step's first kernel (the per-step metadata).
-void cuk_upload(const void *h, size_t bytes, void *d, cuk_stream s);
 // Programmatic dependent launch for every launcher (default on); off: plain launches.
 void cuk_set_pdl(int on);
 // Matrix-vector grid: at most this many blocks per SM (0: as many as fit; fewer leave room for

@@ -286,8 +286,6 @@ int main(int argc, char **argv) {
     o.ring_max_rows = getenv("LFMD_CUDA_RING_MAX_ROWS") ? atoi(getenv("LFMD_CUDA_RING_MAX_ROWS")) : 0;
     o.no_argmax_fuse = getenv("LFMD_CUDA_NO_ARGMAX_FUSE") != NULL;   // argmax kernel
     o.att_round = getenv("LFMD_CUDA_ATT_ROUND") ? atoi(getenv("LFMD_CUDA_ATT_ROUND")) : 0;
-    o.no_upload_kernel = getenv("LFMD_CUDA_NO_UPLOAD_KERNEL") != NULL;   // metadata copy node
-    o.no_token_direct = getenv("LFMD_CUDA_NO_TOKEN_DIRECT") != NULL;     // token copy node
     o.carveout = getenv("LFMD_CUDA_CARVEOUT") ? atoi(getenv("LFMD_CUDA_CARVEOUT")) : 0;
     bool quick = getenv("LFMD_CUDA_QUICK") != NULL;   // decode batch 1 only (A/B sweeps)
     const char *devs = getenv("LFMD_CUDA_DEVICES");   // e.g. cuda:0,cuda:1 (layer sharding)
