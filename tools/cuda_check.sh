@@ -404,17 +404,17 @@ grep '^greedy 32' $LOG | head -1 > $OUT/greedy_1gpu.txt
 # defaults (three times: the spread), the eighth round's changes one by one, no ring kernel
 Q="env LFMD_CUDA_QUICK=1"
 run ab_default 60 $Q $B/src/lfmd-cuda-bench $M
-# attention splits of at least 32 positions in one-token steps (the seventh round's floor)
-run ab_amc32 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=32 $B/src/lfmd-cuda-bench $M
+# attention rows loaded one position at a time (before the ninth round)
+run ab_round1 60 $Q LFMD_CUDA_ATT_ROUND=1 $B/src/lfmd-cuda-bench $M
 run ab_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M
 run ab_default_again 60 $Q $B/src/lfmd-cuda-bench $M
 run ab_default_3 60 $Q $B/src/lfmd-cuda-bench $M
 LFMD_CUDA_PROFILE=1 run bench_mlx4 120 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_amc32 60 $Q LFMD_CUDA_ATT_MIN_CHUNK=32 $B/src/lfmd-cuda-bench $M-mlx4
-# 8 ring warps per block; and with the LM head on k_mvq8 too (the seventh round's geometry)
-run ab_mlx4_w8 60 $Q LFMD_CUDA_RING_WARPS=8 $B/src/lfmd-cuda-bench $M-mlx4
-run ab_mlx4_w8_lm 60 $Q LFMD_CUDA_RING_WARPS=8 LFMD_CUDA_RING_MAX_ROWS=32768 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_round1 60 $Q LFMD_CUDA_ATT_ROUND=1 $B/src/lfmd-cuda-bench $M-mlx4
+# the argmax as its own kernel; ring blocks sized for a 110 KB pair share (ninth round A/B)
+run ab_mlx4_nofuse 60 $Q LFMD_CUDA_NO_ARGMAX_FUSE=1 $B/src/lfmd-cuda-bench $M-mlx4
+run ab_mlx4_p110 60 $Q LFMD_CUDA_RING_PAIR=112640 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_noring 60 $Q LFMD_CUDA_NO_RING=1 $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default_again 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
 run ab_mlx4_default_3 60 $Q $B/src/lfmd-cuda-bench $M-mlx4
@@ -443,7 +443,7 @@ echo "== summary"
 awk '/^== (ab_|bench)/ && !/rc=/ {n=$2} /^decode batch|^prefill 512|^router/ {print n ": " $0}' $LOG | cut -c1-150
 grep '^probe:' $LOG
 for k in kernels golden engine serve bench ab_default \
-    ab_amc32 ab_noring ab_default_again ab_default_3 bench_mlx4 \
-    ab_mlx4_default ab_mlx4_amc32 ab_mlx4_w8 ab_mlx4_w8_lm ab_mlx4_noring \
+    ab_round1 ab_noring ab_default_again ab_default_3 bench_mlx4 \
+    ab_mlx4_default ab_mlx4_round1 ab_mlx4_nofuse ab_mlx4_p110 ab_mlx4_noring \
     ab_mlx4_default_again ab_mlx4_default_3 bench_q4_0 engine_b64 probe \
     bench_2gpu sharded_tokens; do echo "$k rc=${RES[$k]:-not run}"; done
