@@ -17,6 +17,8 @@
 #                                    under the NCU_AB variants, per-kernel durations and ncu
 #                                    sections of the 4-bit products (NCU_ENV: settings for the
 #                                    ncu runs)
+#   tools/cuda_check.sh --shard      (device, two GPUs) bf16 and MLX q4 split over cuda:0,cuda:1:
+#                                    greedy tokens identical to one GPU, batch-1 tok/s of each
 #   tools/cuda_check.sh --trace      (device) build with -DLFMD_CUDA_TRACE=ON, then the step trace of
 #                                    batch-1 greedy decode (bf16, MLX q4): every kernel's time on
 #                                    the critical path of a graph replay (TRACE_ENV: settings)
@@ -46,6 +48,8 @@ NCUQ=0
 [ "${1:-}" = "--ncu" ] && NCUQ=1   # kernel tests, then ncu of the 4-bit batch-1 products
 TRACE=0
 [ "${1:-}" = "--trace" ] && TRACE=1   # the step trace (kernels built with LFMD_CUDA_TRACE)
+SHARD=0
+[ "${1:-}" = "--shard" ] && SHARD=1   # two GPUs only: sharded greedy tokens vs one GPU
 OUT=${OUT:-/tmp/cuda_out}
 mkdir -p "$OUT"
 LOG=$OUT/cuda_check.log
@@ -86,6 +90,7 @@ TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model cuda_test_cuda_engine lfmd-
 [ $KTEST = 1 ] && TARGETS="cuda_test_cuda_kernels"
 [ $NCUQ = 1 ] && TARGETS="cuda_test_cuda_kernels cuda_test_cuda_model lfmd-cuda-bench"
 [ $TRACE = 1 ] && TARGETS="lfmd-cuda-bench"
+[ $SHARD = 1 ] && TARGETS="lfmd-cuda-bench"
 cmake --build $B -j16 --target $TARGETS 2>&1 | tail -15
 echo "== build $(( $(date +%s) - t0 )) s"
 declare -A RES
@@ -160,6 +165,22 @@ if [ $TRACE = 1 ]; then
             $B/src/lfmd-cuda-bench $m
     done
     grep -E '^decode batch|^trace: step' $LOG
+    exit 0
+fi
+if [ $SHARD = 1 ]; then
+    # bf16 and MLX q4 over cuda:0,cuda:1 (layers split by free memory): the greedy tokens of
+    # one GPU and of two must be the same; batch-1 tok/s of each (LFMD_CUDA_QUICK)
+    M=/tmp/lfm2-1.2b
+    gen_models $M
+    for m in $M $M-mlx4; do
+        n=$(basename $m)
+        run one_$n 90 env LFMD_CUDA_QUICK=1 $B/src/lfmd-cuda-bench $m
+        grep '^greedy 32' $LOG | tail -1 > $OUT/g1_$n.txt
+        run two_$n 90 env LFMD_CUDA_QUICK=1 LFMD_CUDA_DEVICES=cuda:0,cuda:1 $B/src/lfmd-cuda-bench $m
+        grep '^greedy 32' $LOG | tail -1 > $OUT/g2_$n.txt
+        echo "== $n: sharded greedy tokens identical to one GPU: $(cmp -s $OUT/g1_$n.txt $OUT/g2_$n.txt && [ -s $OUT/g1_$n.txt ] && echo yes || echo NO)"
+    done
+    grep -E '^== .*identical|^decode batch|^stage' $LOG
     exit 0
 fi
 if [ $NCUQ = 1 ]; then
