@@ -108,6 +108,7 @@ void cuda_shutdown(void) {
         cudaSetDevice(d);
         cudaDeviceReset();
     }
+    cuk_forget_attributes();   // the reset dropped them
     g_touched = 0;
     g_used = 0;
 }

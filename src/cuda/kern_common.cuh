@@ -84,6 +84,7 @@ static __device__ __forceinline__ void pdl_trigger() {
 extern bool g_pdl;         // kernels.cu: programmatic dependent launch on
 extern int g_carveout;     // kernels.cu: preferred shared-memory carveout of every launch (-1: default)
 void carveout_once(const void *k, int pct);   // kernels.cu
+void ring_forget_attributes(void);            // matvec.cu (cuk_forget_attributes)
 extern int g_mv_blocks;    // kernels.cu: matvec blocks per SM (0: as many as fit)
 extern int g_mv_old;       // kernels.cu: bf16 matvec through the previous kernel (k_matvec)
 

@@ -48,14 +48,23 @@ extern "C" int cuk_trace_kernels(const struct cuk_trace_kernel **k) {
 }
 
 // Sets a kernel's preferred shared-memory carveout once (a small cache of kernels done).
+// Function attributes belong to a device's context: set once per (kernel, device), and again
+// after cuk_forget_attributes (a device reset drops them).
+static struct { const void *k; int dev, pct; } g_carve[256];
+static int g_n_carve;
 void carveout_once(const void *k, int pct) {
-    static struct { const void *k; int pct; } done[256];
-    static int n;
-    for (int i = 0; i < n; i++)
-        if (done[i].k == k && done[i].pct == pct) return;
+    int d = 0;
+    cudaGetDevice(&d);
+    for (int i = 0; i < g_n_carve; i++)
+        if (g_carve[i].k == k && g_carve[i].dev == d && g_carve[i].pct == pct) return;
     if (cudaFuncSetAttribute(k, cudaFuncAttributePreferredSharedMemoryCarveout, pct) != cudaSuccess)
         cudaGetLastError();
-    if (n < 256) done[n++] = {k, pct};
+    if (g_n_carve < 256) g_carve[g_n_carve++] = {k, d, pct};
+}
+
+extern "C" void cuk_forget_attributes(void) {
+    g_n_carve = 0;
+    ring_forget_attributes();
 }
 
 // ---- embedding gather ----

@@ -211,6 +211,9 @@ void cuk_qkv_rope_store(const float *qkv, int T, int H, int KVH, int hd, const f
 void cuk_swiglu_pair(const float *gu, int T, int F, float *out, cuk_stream s);
 // out[r] = index of the first maximum of x[r, 0..V) (greedy), 0 when no element is > -inf.
 void cuk_argmax(const float *x, int n_rows, int V, int32_t *out, cuk_stream s);
+// Forget which kernels had their function attributes set (shared memory, carveout): call after
+// a device reset, which drops them.
+void cuk_forget_attributes(void);
 // Programmatic dependent launch for every launcher (default on); off: plain launches.
 void cuk_set_pdl(int on);
 // Matrix-vector grid: at most this many blocks per SM (0: as many as fit; fewer leave room for

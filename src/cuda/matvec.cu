@@ -958,12 +958,17 @@ static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
     return smem <= RING_SMEM_MAX;
 }
 
-// cudaFuncSetAttribute (dynamic shared memory above 48 KB) once per kernel instantiation.
+// cudaFuncSetAttribute (dynamic shared memory above 48 KB) once per kernel instantiation and
+// device (attributes live in a device's context; a second GPU or a reset context needs its own:
+// without them a ring launch fails with "invalid argument").
+static struct { const void *k; int dev; } g_rattr[64];
+static int g_n_rattr;
+void ring_forget_attributes(void) { g_n_rattr = 0; }
 static bool ring_attr(const void *k) {
-    static const void *done[64];
-    static int n;
-    for (int i = 0; i < n; i++)
-        if (done[i] == k) return true;
+    int d = 0;
+    cudaGetDevice(&d);
+    for (int i = 0; i < g_n_rattr; i++)
+        if (g_rattr[i].k == k && g_rattr[i].dev == d) return true;
     if (cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, RING_SMEM_MAX) !=
         cudaSuccess) {
         cudaGetLastError();
@@ -971,7 +976,7 @@ static bool ring_attr(const void *k) {
     }
     // the largest carveout, so that the next kernel's block fits beside this one (PDL)
     carveout_once(k, 100);
-    if (n < 64) done[n++] = k;
+    if (g_n_rattr < 64) g_rattr[g_n_rattr++] = {k, d};
     return true;
 }
 

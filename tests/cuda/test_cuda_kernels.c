@@ -1129,6 +1129,55 @@ static void t_swiglu_pair_argmax(void) {
     }
 }
 
+// A ring product whose blocks need more than 48 KB of shared memory (K = 8192: activations and
+// a 16-warp ring), before and after a device reset: the reset drops the function attributes
+// that allow it, so the kernel layer must set them again (cuk_forget_attributes; the backend's
+// cuda_shutdown calls it before an idle-unloaded model comes back). Same bits both times.
+// Resets the device: the last test.
+static void t_ring_after_reset(void) {
+    const int N = 2048, K = 8192;
+    void *mem = NULL;
+    struct tensor w = q4_tensor(0, N, K, 64, LFMD_DTYPE_BF16, &mem);
+    int qgs = 0, sbk = 0;
+    CHECK(cuda_q4_format(&w, &qgs, &sbk) == 1);
+    size_t sbb = (size_t)(K / qgs) * (sbk == CUK_SB_F32 ? 8 : 4);
+    uint32_t *codes = malloc((size_t)N * K / 2);
+    uint8_t *sb = malloc((size_t)N * sbb);
+    for (int r = 0; r < N; r++)
+        cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * K / 8, sb + (size_t)r * sbb);
+    float *X = malloc((size_t)K * 4), *Y[2] = {malloc((size_t)N * 4), malloc((size_t)N * 4)};
+    fill(X, (size_t)K, 1);
+    cuk_set_mv_ring(CUK_RING_BF16 | CUK_RING_Q4);
+    cuk_set_q4_q8(1);
+    cuk_set_mv_ring_warps(16);
+    cuk_set_mv_ring_pair(0);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            CHECK(cudaDeviceReset() == cudaSuccess);
+            cuk_forget_attributes();
+        }
+        void *dq = dup_d(codes, (size_t)N * K / 2), *dsb = dup_d(sb, (size_t)N * sbb);
+        void *dX = dup_d(X, (size_t)K * 4), *dY = poison_d((size_t)N * 4);
+        struct cuk_q4 q = {dq, dsb, sbk, qgs};
+        const unsigned long before = cuk_mv_ring_count();
+        cuk_matvec_q4(&q, N, K, dX, 1, dY, N, CUK_MV_STORE, NULL, NULL, 1e-5f, 0);
+        CHECK(cuk_mv_ring_count() == before + 1);   // the ring kernel took it
+        get(Y[pass], dY, (size_t)N * 4);
+        cudaFree(dq);
+        cudaFree(dsb);
+        cudaFree(dX);
+        cudaFree(dY);
+    }
+    CHECK(memcmp(Y[0], Y[1], (size_t)N * 4) == 0);
+    CHECK(Y[0][0] == Y[0][0]);   // not the poison (NaN)
+    free(codes);
+    free(sb);
+    free(X);
+    free(Y[0]);
+    free(Y[1]);
+    free(mem);
+}
+
 int main(void) {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess || n < 1) {
@@ -1166,6 +1215,7 @@ int main(void) {
         if (rep == 0) CHECK(cuk_mv_ring_count() >= 20);   // the ring shapes above took it
         if (rep == 0) CHECK(n_fused_argmax >= 2);          // and some wrote the fused argmax
     }
+    t_ring_after_reset();
     fprintf(stderr, "q4 matvec with integer activations vs f32 activations: worst %.3g\n",
             worst_q8_vs_f32);
     fprintf(stderr, "cuda kernels: %d checks, %d failed\n", check_count, check_failures);
