@@ -176,12 +176,12 @@ unsigned long cuk_mv_ring_count(void);
 // the eighth round every product, the 4-bit LM head included, takes the ring).
 #define CUK_RING_MAX_ROWS (1 << 30)
 void cuk_set_mv_ring_max_rows(int n);
-// Ring geometry for A/B timing: bytes per chunk (1024-16384) and per warp's ring (2048-24576);
-// out of range: the defaults.
+// Ring geometry for A/B timing: bytes per chunk (1024-16384) and per warp's ring when it
+// cannot keep to the pair share (2048-24576); out of range: the defaults.
 void cuk_set_mv_ring_sizes(int chunk, int bytes);
-// Warps per block of the ring kernel (one block per SM; 4..24, in_proj + conv at most 16;
-// default 16); bytes of shared memory a ring block keeps to (so that the next kernel's block
-// fits beside it; 0: default 110 KB; larger than an SM's: no limit).
+// Warps per block of the ring kernel (one block per SM at a time, 4..16, default 16); the pair
+// share: bytes of shared memory a ring block keeps to where its warps' rings allow, so that the
+// next product's block fits beside it (0: default 130 KB; larger than an SM's: deeper rings).
 void cuk_set_mv_ring_warps(int n);
 void cuk_set_mv_ring_pair(int bytes);
 // Preferred shared-memory carveout (percent) of every kernel launched from now on; default 100

@@ -395,9 +395,9 @@ __global__ void __launch_bounds__(256)
 // the eighth round; cuk_set_mv_ring_warps), each warp owning a contiguous range of items (R rows
 // each) and streaming its weight bytes (and, for 4-bit, their scale-bias pairs) through a ring
 // of S shared-memory slots filled by bulk copies. The first S chunks are issued before the PDL
-// wait (weights never depend on earlier kernels), so the loads start while the previous kernel
-// drains (with 8 warps the block was small enough to share the SM with the previous kernel's;
-// with 16 it is not, and 16 measured faster: docs/PERFORMANCE.md, CUDA eighth round); a slot is
+// wait (weights never depend on earlier kernels); since the ninth round a block (at most 64
+// registers per thread, shared memory by the pair share: ring_plan_for) fits beside the
+// previous product's, so it starts, and its loads with it, while that one runs; a slot is
 // refilled as soon as it has been read. Chunks are m whole items (bytes contiguous per segment:
 // R <= 2 rows of an item are adjacent, CUK_MV_CONV's three rows are three segments) or, for
 // long rows, slices of one item's rows (acc kept across them). Same results as k_mv (bf16) /

@@ -604,6 +604,18 @@ static void q16_units_ref(const float *x, int K, float *xd) {
     }
 }
 
+// A 4-bit tensor in the device layout (cuda_q4_pack_row): group size, scale-bias kind, bytes of
+// a row's scale-bias pairs, codes [N, K / 8] and pairs [N, sbb bytes] (malloc'd).
+static void q4_pack(const struct tensor *w, int N, int K, int *qgs, int *sbk, size_t *sbb,
+                    uint32_t **codes, uint8_t **sb) {
+    CHECK(cuda_q4_format(w, qgs, sbk) == 1);
+    *sbb = (size_t)(K / *qgs) * (*sbk == CUK_SB_F32 ? 8 : 4);
+    *codes = malloc((size_t)N * K / 2);
+    *sb = malloc((size_t)N * *sbb);
+    for (int r = 0; r < N; r++)
+        cuda_q4_pack_row(w, r, *sbk, *codes + (size_t)r * K / 8, *sb + (size_t)r * *sbb);
+}
+
 static double worst_q8_vs_f32;   // integer-activation 4-bit products vs f32 activations
 static int n_fused_argmax;       // one-row products that wrote the fused argmax (ring launches)
 
@@ -678,12 +690,10 @@ static void t_matvec_q4(void) {
         void *mem = NULL;
         struct tensor w = q4_tensor(kind, N, K, gs, sdt, &mem);
         int qgs = 0, sbk = 0;
-        CHECK(cuda_q4_format(&w, &qgs, &sbk) == 1);
-        size_t sbb = (size_t)(K / qgs) * (sbk == CUK_SB_F32 ? 8 : 4);
-        uint32_t *codes = malloc((size_t)N * K / 2);
-        uint8_t *sb = malloc((size_t)N * sbb);
-        for (int r = 0; r < N; r++)
-            cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * K / 8, sb + (size_t)r * sbb);
+        size_t sbb = 0;
+        uint32_t *codes = NULL;
+        uint8_t *sb = NULL;
+        q4_pack(&w, N, K, &qgs, &sbk, &sbb, &codes, &sb);
         float *X = malloc((size_t)R * K * 4), *Xn = malloc((size_t)T * K * 4),
               *nw = malloc((size_t)K * 4);
         float *P = malloc((size_t)T * N * 4), *Y0 = malloc((size_t)T * N * 4),
@@ -1139,12 +1149,10 @@ static void t_ring_after_reset(void) {
     void *mem = NULL;
     struct tensor w = q4_tensor(0, N, K, 64, LFMD_DTYPE_BF16, &mem);
     int qgs = 0, sbk = 0;
-    CHECK(cuda_q4_format(&w, &qgs, &sbk) == 1);
-    size_t sbb = (size_t)(K / qgs) * (sbk == CUK_SB_F32 ? 8 : 4);
-    uint32_t *codes = malloc((size_t)N * K / 2);
-    uint8_t *sb = malloc((size_t)N * sbb);
-    for (int r = 0; r < N; r++)
-        cuda_q4_pack_row(&w, r, sbk, codes + (size_t)r * K / 8, sb + (size_t)r * sbb);
+    size_t sbb = 0;
+    uint32_t *codes = NULL;
+    uint8_t *sb = NULL;
+    q4_pack(&w, N, K, &qgs, &sbk, &sbb, &codes, &sb);
     float *X = malloc((size_t)K * 4), *Y[2] = {malloc((size_t)N * 4), malloc((size_t)N * 4)};
     fill(X, (size_t)K, 1);
     cuk_set_mv_ring(CUK_RING_BF16 | CUK_RING_Q4);
