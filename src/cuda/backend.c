@@ -1276,12 +1276,15 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
     if (si == cm->n_stages - 1 && nl > 0) {
         // the next step starts with stage 0's first layer (same device when single-stage)
         pf_set(cm, cm->n_stages == 1 && st->l1 > st->l0 ? first_w(st, st->l0) : NULL);
-        if (greedy && !cm->kopt.no_argmax_fuse)   // one row through the ring: fused
-            cuk_mv_argmax_next(sc->amst, sc->amax);
+        const bool fuse = greedy && !cm->kopt.no_argmax_fuse;
+        if (fuse) cuk_mv_argmax_next(sc->amst, sc->amax);   // one row through the ring: fused
         norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits,
                 c->n_vocab, CUK_MV_STORE);
         P("mm_lm_head");
-        if (greedy && !cuk_mv_argmax_done()) {
+        const bool fused = fuse && cuk_mv_argmax_done();
+        // a head through cuBLAS consumed no matvec hint: drop it so no later product takes it
+        if (fuse) cuk_mv_argmax_next(NULL, NULL);
+        if (greedy && !fused) {
             cuk_argmax(sc->logits, nl, c->n_vocab, sc->amax, s);
             P("argmax");
         }

@@ -35,7 +35,8 @@ struct cuda_opts {
     int att_splits;                 // attention splits along the sequence (0 = by shape)
     int att_min_chunk;              // one-token steps: positions per attention split at least
                                     // (0 = 32; A/B)
-    int att_round;                  // attention: positions per warp loaded together (0 = 8; A/B)
+    int att_round;                  // attention: positions per warp loaded together (0: 8, fewer
+                                    // for heads over 64 elements; A/B)
     int q4_rows;                    // rows per warp of the 4-bit matvec (0 = by shape; 1, 2, 4)
     bool no_norm_fuse;              // RMSNorm as its own kernel, not in the matvec prologue
     bool no_prefetch;               // no L2 prefetch of the next product's weights (A/B)

@@ -341,7 +341,7 @@ static __device__ void attn_merge_item(const float *part, int item, int hd, int 
 // split block to finish merges the partials into out (no second launch).
 // rp.qkv non-NULL: cuk_attention_rope (q from the step's rows; the own position's key and value
 // from shared memory, stored in the cache by the first q head of the kv head).
-template <int EPL>   // elements of a head row per lane: hd <= 32 EPL (att_epl)
+template <int EPL>   // elements of a head row per lane: hd <= 32 EPL (att_kernel)
 __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const *kv,
                             const int32_t *nctx, const int32_t *pos, int slot, int n_split,
                             int min_chunk, float *part, unsigned *ticket, float *out,
@@ -426,7 +426,7 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
     // last) comes from shared memory after the loop, where the loop would have taken it, so the
     // cache rows stay plain global loads.
     const int pe = pc >= 0 ? pc : p1;
-    constexpr int RND = EPL >= 8 ? 2 : EPL >= 4 ? 4 : ATT_ROUND;   // registers: 16 EPL
+    constexpr int RND = EPL >= 8 ? 2 : EPL >= 4 ? 4 : ATT_ROUND;   // kr + vr: 2 RND EPL = 32 registers
     const int rn = min(RND, att_round);   // cuk_set_attn_round (1: one position at a time)
     for (int p = p0 + wi; p < pe; p += ATT_WARPS * rn) {
         float kr[RND][EPL], vr[RND][EPL];

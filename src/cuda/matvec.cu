@@ -687,8 +687,8 @@ __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
     if constexpr (R == 1)
         if (amo) ring_argmax(bv, bi, amst, amo, lane, wi, nwb);
     // its items done, the warp asks L2 for its share of the next product's first weights (off
-    // unless cuk_set_mv_prefetch): a block of 16 warps does not fit beside this one, so the next
-    // kernel's own first copies start only when this block has left the SM
+    // unless cuk_set_mv_prefetch; measured slower in the eighth round, before ring blocks paired
+    // on an SM)
     prefetch_next(pf, pf_lines, gw, nwarp, lane);
 }
 
@@ -901,7 +901,8 @@ static void ring_slot(ring_plan &P, int R, int WT, int cpg_sh, int sbsz) {
 // The chunk plan of a ring product and its dynamic shared memory; false: not for this kernel
 // (4-bit rows must be whole 1024-element blocks: slices then hold whole scale groups).
 // Shared memory (ninth round): a block of the next product can start (PDL) and issue its first
-// copies while this one runs only if both blocks fit an SM. So a warp's ring first tries the
+// copies while this one runs only if both blocks fit an SM (228 KB): whether a pair does
+// depends on both shapes (for the 1.2B shape every neighbouring pair does: 115 + 92 KB at most). So a warp's ring first tries the
 // pair share, (g_ring_pair - activations) / warps, holding min(its chunks, 2) slots or more,
 // with fewer items per chunk if needed; products whose warps cannot (a long row's slices, big
 // items) take the deeper ring of g_ring_bytes per warp. Never more slots than the warp has

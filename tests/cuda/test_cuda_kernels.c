@@ -633,6 +633,8 @@ static void fused_argmax_check(const struct cuk_q4 *q, int N, int K, const void 
     void *dam = dup_d(&am, sizeof am);
     float *Yi = malloc((size_t)N * 4), *Yg = malloc((size_t)N * 4);
     for (int rep = 0; rep < 3; rep++) {
+        am = -7;   // each launch must write it
+        cudaMemcpy(dam, &am, sizeof am, cudaMemcpyHostToDevice);
         memcpy(Yi, Y0, (size_t)N * 4);
         if (mode == CUK_MV_ACC && rep == 2 && N >= 4) {
             int a = irand(0, N - 4), b = irand(a + 1, N - 3), c = irand(b + 1, N - 2);
