@@ -1125,7 +1125,7 @@ static void mm(struct cuda_model *cm, struct stage *st, struct scratch *sc, cons
         mv(W, X, T, Y, ldy, mode, NULL, NULL, 0.f, st->st);
         return;
     }
-    cuk_mv_prefetch_next(NULL, 0);   // cuBLAS products take no prefetch hint
+    cuk_mv_hints_clear();   // cuBLAS products take no matvec hint (prefetch, fused argmax)
     float *out = Y, beta = mode == CUK_MV_ACC ? 1.0f : 0.0f;
     int64_t ldo = ldy;
     if (mode == CUK_MV_SWIGLU) {
@@ -1281,10 +1281,7 @@ static void stage_forward(struct cuda_model *cm, struct cuda_runner *r, int si, 
         norm_mm(cm, st, sc, sc->x, st->final_norm, sc->meta.rows, &st->lm_head, nl, sc->logits,
                 c->n_vocab, CUK_MV_STORE);
         P("mm_lm_head");
-        const bool fused = fuse && cuk_mv_argmax_done();
-        // a head through cuBLAS consumed no matvec hint: drop it so no later product takes it
-        if (fuse) cuk_mv_argmax_next(NULL, NULL);
-        if (greedy && !fused) {
+        if (greedy && !(fuse && cuk_mv_argmax_done())) {
             cuk_argmax(sc->logits, nl, c->n_vocab, sc->amax, s);
             P("argmax");
         }

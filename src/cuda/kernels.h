@@ -150,6 +150,9 @@ void cuk_mv_prefetch_next(const void *w, size_t bytes);
 // cuk_mv_argmax_done() tells whether that call wrote *out (else call cuk_argmax).
 void cuk_mv_argmax_next(unsigned long long *st, int32_t *out);
 int cuk_mv_argmax_done(void);
+// Drops the one-launch hints (tail prefetch, fused argmax) without a matvec call: for a
+// product that takes another path (cuBLAS), so that no later product takes them.
+void cuk_mv_hints_clear(void);
 // bf16 / f32-activation matvec prologue: each warp loads its first weight chunks into registers
 // before waiting on the previous kernel (default on); off: it only asks L2 for them (A/B). The
 // integer-activation 4-bit kernel only asks L2 (its registers are its occupancy).

@@ -521,7 +521,8 @@ static __device__ void ring_argmax(float bv, int bi, unsigned long long *amst, i
 
 template <int R, int WT, bool NORM, int SBK>
 __global__ void __launch_bounds__(RING_MAX_WARPS * WARP, 2)
-    k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int cpg_sh, const float *__restrict__ X, float *Y, int64_t ldy, int mode,
+    k_mvr(const char *__restrict__ W, int N, int K, const char *__restrict__ sb, int cpg_sh,
+          const float *__restrict__ X, float *Y, int64_t ldy, int mode,
           const float *__restrict__ nw, const int32_t *__restrict__ rows, float eps,
           struct cuk_conv cv, ring_plan P, const char *__restrict__ pf, unsigned pf_lines,
           unsigned long long *amst, int32_t *amo) {
@@ -729,6 +730,7 @@ static void hints_clear(void) {
     g_am.st = nullptr;
     g_am.out = nullptr;
 }
+extern "C" void cuk_mv_hints_clear(void) { hints_clear(); }
 
 // Blocks of 256 threads: the row groups in whole waves of resident blocks (occupancy from the
 // runtime, cached per instantiation and shared-memory size; capped by cuk_set_mv_blocks).
@@ -902,11 +904,12 @@ static void ring_slot(ring_plan &P, int R, int WT, int cpg_sh, int sbsz) {
 // (4-bit rows must be whole 1024-element blocks: slices then hold whole scale groups).
 // Shared memory (ninth round): a block of the next product can start (PDL) and issue its first
 // copies while this one runs only if both blocks fit an SM (228 KB): whether a pair does
-// depends on both shapes (for the 1.2B shape every neighbouring pair does: 115 + 92 KB at most). So a warp's ring first tries the
-// pair share, (g_ring_pair - activations) / warps, holding min(its chunks, 2) slots or more,
-// with fewer items per chunk if needed; products whose warps cannot (a long row's slices, big
-// items) take the deeper ring of g_ring_bytes per warp. Never more slots than the warp has
-// chunks: a warp with one chunk needs one slot, and a small product a small block.
+// depends on both shapes (for the 1.2B shape every neighbouring pair does: 115 + 92 KB at
+// most). So a warp's ring first tries the pair share, (g_ring_pair - activations) / warps,
+// holding min(its chunks, 2) slots or more, with fewer items per chunk if needed; products
+// whose warps cannot (a long row's slices, big items) take the deeper ring of g_ring_bytes per
+// warp. Never more slots than the warp has chunks: a warp with one chunk needs one slot, and a
+// small product a small block.
 static bool ring_plan_for(int WT, int R, int N, int K, int cpg_sh, int sbk,
                           ring_plan &P, size_t &smem) {
     if (WT ? K % 1024 != 0 : K % 8 != 0) return false;
