@@ -34,7 +34,7 @@ struct cuda_opts {
     bool mv_old;                    // bf16 matvec through the previous kernel (A/B timing)
     int att_splits;                 // attention splits along the sequence (0 = by shape)
     int att_min_chunk;              // one-token steps: positions per attention split at least
-                                    // (0 = 32; A/B)
+                                    // (0 = 16; A/B)
     int att_round;                  // attention: positions per warp loaded together (0: 8, fewer
                                     // for heads over 64 elements; A/B)
     int q4_rows;                    // rows per warp of the 4-bit matvec (0 = by shape; 1, 2, 4)

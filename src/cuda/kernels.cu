@@ -47,9 +47,9 @@ extern "C" int cuk_trace_kernels(const struct cuk_trace_kernel **k) {
     return g_trace_nk;
 }
 
-// Sets a kernel's preferred shared-memory carveout once (a small cache of kernels done).
-// Function attributes belong to a device's context: set once per (kernel, device), and again
-// after cuk_forget_attributes (a device reset drops them).
+// Sets a kernel's preferred shared-memory carveout once per (kernel, device): function
+// attributes belong to a device's context, and again after cuk_forget_attributes (a device
+// reset drops them).
 static struct { const void *k; int dev, pct; } g_carve[256];
 static int g_n_carve;
 void carveout_once(const void *k, int pct) {
@@ -426,7 +426,7 @@ __global__ void k_attention(const float *q, int H, int KVH, int hd, float *const
     // last) comes from shared memory after the loop, where the loop would have taken it, so the
     // cache rows stay plain global loads.
     const int pe = pc >= 0 ? pc : p1;
-    constexpr int RND = EPL >= 8 ? 2 : EPL >= 4 ? 4 : ATT_ROUND;   // kr + vr: 2 RND EPL = 32 registers
+    constexpr int RND = EPL >= 8 ? 2 : EPL >= 4 ? 4 : ATT_ROUND;   // kr, vr: 2 RND EPL = 32 regs
     const int rn = min(RND, att_round);   // cuk_set_attn_round (1: one position at a time)
     for (int p = p0 + wi; p < pe; p += ATT_WARPS * rn) {
         float kr[RND][EPL], vr[RND][EPL];
@@ -523,8 +523,8 @@ extern "C" void cuk_attention(const float *q, int T, int H, int KVH, int hd, flo
                               float *part, unsigned *ticket, float *out, cuk_stream s) {
     dim3 g(H, T, n_split);
     struct cuk_rope none = {};
-    launch(att_kernel(hd), dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos, slot,
-           n_split, 1, part, ticket, out, none, g_att_round);
+    launch(att_kernel(hd), dim3(g), dim3(ATT_WARPS * WARP), 0, s, q, H, KVH, hd, kv, nctx, pos,
+           slot, n_split, 1, part, ticket, out, none, g_att_round);
     if (!ticket)
         launch(k_attn_merge, dim3((T * H + 7) / 8), dim3(256), 0, s, part, T, H, hd, n_split, out);
 }

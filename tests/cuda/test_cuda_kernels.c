@@ -616,6 +616,19 @@ static void q4_pack(const struct tensor *w, int N, int K, int *qgs, int *sbk, si
         cuda_q4_pack_row(w, r, *sbk, *codes + (size_t)r * K / 8, *sb + (size_t)r * *sbb);
 }
 
+// The greedy token of n logits as k_argmax picks it: the first strict maximum above -inf (NaN
+// never), 0 when there is none.
+static int argmax_ref(const float *x, int n) {
+    int best = 0;
+    float bv = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (x[i] > bv) {
+            bv = x[i];
+            best = i;
+        }
+    return best;
+}
+
 static double worst_q8_vs_f32;   // integer-activation 4-bit products vs f32 activations
 static int n_fused_argmax;       // one-row products that wrote the fused argmax (ring launches)
 
@@ -651,14 +664,7 @@ static void fused_argmax_check(const struct cuk_q4 *q, int N, int K, const void 
         n_fused_argmax += done;
         get(Yg, dY, (size_t)N * 4);
         get(&am, dam, sizeof am);
-        int best = -1;
-        float bv = -INFINITY;
-        for (int r = 0; r < N; r++)
-            if (Yg[r] > bv) {
-                bv = Yg[r];
-                best = r;
-            }
-        CHECK_EQ(am, best < 0 ? 0 : best);
+        CHECK_EQ(am, argmax_ref(Yg, N));
         if (tie >= 0) CHECK_EQ(am, tie);
         cudaFree(dY);
     }
@@ -1123,11 +1129,7 @@ static void t_swiglu_pair_argmax(void) {
         for (size_t i = 0; i < (size_t)n * V; i++) x[i] = (float)irand(-50, 50);   // many ties
         if (n > 1) for (int v = 0; v < V; v++) x[V + v] = -INFINITY;              // no maximum: 0
         for (int i = 0; i < n; i++) {
-            const float *lg = x + (size_t)i * V;
-            int best = 0;
-            for (int v = 1; v < V; v++)
-                if (lg[v] > lg[best]) best = v;
-            want[i] = best;
+            want[i] = argmax_ref(x + (size_t)i * V, V);
         }
         void *dx = dup_d(x, (size_t)n * V * 4), *dg = poison_d(sizeof got);
         cuk_argmax(dx, n, V, dg, 0);
